@@ -1,0 +1,34 @@
+# Two commands do all set-up: `make run` (the main job) and `make test` (the test suite).
+# Both create .venv on first use and install the project with its embedded model.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+RAW_INPUT ?= Classify the sentiment of a movie review as positive or negative
+PYTEST_ARGS ?=
+
+# LiteLLM: use its bundled price table instead of fetching one at every import.
+export LITELLM_LOCAL_MODEL_COST_MAP := True
+# llama-cpp-python compiles llama.cpp on first install; these skip the parts we do not use.
+export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF
+export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
+
+.PHONY: run test install clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	@echo "Installing promptomatix and its embedded model. The first install on a machine compiles llama.cpp: this can take 10-20 minutes."
+	$(BIN)/python -m pip install --progress-bar off -e ".[embedded,test]"
+	touch $@
+
+run: install
+	PATH="$(BIN):$$PATH" mlflow run . --env-manager local -P raw_input="$(RAW_INPUT)"
+
+test: install
+	PATH="$(BIN):$$PATH" python -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

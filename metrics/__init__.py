@@ -1,0 +1,1 @@
+"""Local offline `evaluate` metric modules, shipped as ``promptomatix.builtin_metrics``."""

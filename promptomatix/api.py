@@ -1,0 +1,204 @@
+"""`optimize`: the whole job, from raw input to a registered prompt, in one MLflow run."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import mlflow
+
+from promptomatix import data, registry
+from promptomatix.backends import get_backend
+from promptomatix.backends.base import Backend, OptimizationTask
+from promptomatix.callbacks import Callback, CallbackList, ProgressPrinter
+from promptomatix.config import DEFAULT_MODEL, ModelSettings, OptimizationConfig
+from promptomatix.data.loaders import check_fields, load_examples
+from promptomatix.data.synthetic import generate_examples
+from promptomatix.errors import PromptomatixError
+from promptomatix.evaluation import Evaluator
+from promptomatix.intake import extract_task_spec
+from promptomatix.models.lm import LM, check_model
+from promptomatix.models.usage import Usage, UsageMeter
+from promptomatix.prompts import Prompt
+from promptomatix.scoring import Metric, Objective
+from promptomatix.spec import Example, TaskSpec
+from promptomatix.tasks import get_task_type
+from promptomatix.tracking import MLflowTracker, log_config, log_examples
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class OptimizationResult:
+    """What an optimization produced, with where MLflow keeps it."""
+
+    prompt: str
+    initial_prompt: str
+    initial_score: float
+    optimized_score: float
+    spec: TaskSpec
+    run_id: str
+    experiment_id: str
+    usage: Usage
+    seconds: float
+    train_size: int
+    valid_size: int
+    model_name: str | None = None
+    model_version: str | None = None
+    prompt_name: str | None = None
+    prompt_version: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def model_uri(self) -> str | None:
+        return f"models:/{self.model_name}/{self.model_version}" if self.model_version else None
+
+    @property
+    def prompt_uri(self) -> str | None:
+        return f"prompts:/{self.prompt_name}/{self.prompt_version}" if self.prompt_version else None
+
+
+def optimize(config: OptimizationConfig | None = None, *, callbacks: Sequence[Callback] = (),
+             show_progress: bool = True, backend: Backend | str | None = None, **options) -> OptimizationResult:
+    """Optimize a prompt for the task in `config` (or build the config from keyword options:
+    `optimize(raw_input="Classify ...", synthetic_data_size=10)`).
+
+    Runs inside the active MLflow run when there is one (as under `mlflow run`), else starts one.
+    Raises a `UsageError` subclass for bad input and `LLMError` when the model fails; the run is
+    then marked FAILED with the reason in the tag `promptomatix.error`, and nothing is registered.
+    """
+    if config is None:
+        config = config_from_options(**options)
+    elif options:
+        config = config.replace(**options)
+    for settings in {config.task_model, config.optimizer_model}:
+        check_model(settings)
+    if config.register and config.name:
+        registry.check_name(config.name)
+    user_data = load_examples(config.train_data, config.field_map) if config.train_data else None
+    valid_data = load_examples(config.valid_data, config.field_map) if config.valid_data else None
+    if config.experiment and not os.environ.get("MLFLOW_RUN_ID") and mlflow.active_run() is None:
+        mlflow.set_experiment(config.experiment)
+    owned = mlflow.active_run() is None  # else the caller's run: the caller ends it
+    run = mlflow.active_run() or mlflow.start_run()
+    try:
+        result = _run(config, run, user_data, valid_data, list(callbacks), show_progress, backend)
+    except BaseException as exc:
+        reason = str(exc) if isinstance(exc, PromptomatixError) else f"{type(exc).__name__}: {exc}"
+        mlflow.set_tag("promptomatix.error", reason[:5000])
+        if owned:
+            mlflow.end_run("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+        raise
+    if owned:
+        mlflow.end_run()
+    return result
+
+
+_MODEL_KEYS = ("model", "temperature", "max_tokens", "api_base")
+
+
+def config_from_options(**options) -> OptimizationConfig:
+    """Build the config from flat keyword options. `model`, `temperature`, `max_tokens` and
+    `api_base` set the task model, the same names prefixed `optimizer_` the optimizer model,
+    which otherwise follows the task model (and its API base) but samples warmer."""
+    options = {k: v for k, v in options.items() if v is not None}
+    task = {k: options.pop(k) for k in _MODEL_KEYS if k in options}
+    opt = {k: options.pop(f"optimizer_{k}") for k in _MODEL_KEYS if f"optimizer_{k}" in options}
+    if task:
+        options["task_model"] = ModelSettings(**task)
+    defaults = {"model": task.get("model", DEFAULT_MODEL), "api_base": task.get("api_base"),
+                "temperature": 0.7, "max_tokens": 512}
+    options["optimizer_model"] = ModelSettings(**(defaults | opt))
+    return OptimizationConfig(**options)
+
+
+def _run(config: OptimizationConfig, run, user_data: list[Example] | None, valid_data: list[Example] | None,
+         callbacks: list[Callback], show_progress: bool, backend: Backend | str | None) -> OptimizationResult:
+    started = time.monotonic()
+    meter = UsageMeter()
+    task_lm = LM(config.task_model, meter, max_retries=config.max_retries, seed=config.seed)
+    optimizer_lm = LM(config.optimizer_model, meter, max_retries=config.max_retries, seed=config.seed)
+    log_config(config.to_params())
+    mlflow.log_text(config.raw_input, "raw_input.txt")
+
+    columns = list(user_data[0]) if user_data else None
+    spec = extract_task_spec(config.raw_input, optimizer_lm, task_type=config.task_type,
+                             input_fields=config.input_fields, output_fields=config.output_fields,
+                             columns=columns)
+    if user_data:
+        train, valid = _user_split(spec, user_data, valid_data, config)
+        values = sorted({e[spec.output_fields[0]] for e in train + valid})
+        if spec.task_type == "classification" and len(values) <= 20:
+            spec = dataclasses.replace(spec, labels=tuple(values))
+    mlflow.log_dict(spec.to_dict(), "task_spec.json")
+    mlflow.set_tags({"promptomatix.task_type": spec.task_type, "promptomatix.backend": config.backend})
+    if not user_data:
+        examples, report = generate_examples(spec, optimizer_lm, config.synthetic_data_size,
+                                             batch_size=config.batch_size, show_progress=show_progress)
+        mlflow.log_metrics({"synthetic_accepted": report.accepted, "synthetic_rejected": report.rejected,
+                            "synthetic_duplicates": report.duplicates})
+        train, valid = data.split(examples, config.train_ratio, config.seed)
+    log_examples(train, "train", "training")
+    log_examples(valid, "valid", "validation")
+
+    task_type = get_task_type(spec.task_type)
+    evaluator = Evaluator(task_lm, Metric(task_type.metric, task_type.score_key),
+                          num_threads=config.num_threads, show_progress=show_progress)
+    start = Prompt(spec.instructions or spec.description, spec.input_fields, spec.output_fields,
+                   demos=tuple(spec.sample_examples), single_line=spec.task_type == "classification")
+    task = OptimizationTask(spec, start, train, valid, evaluator, Objective(config.lambda_penalty),
+                            optimizer_lm, config)
+    tracker = MLflowTracker(meter)
+    chosen = backend if isinstance(backend, Backend) else get_backend(backend or config.backend)()
+    best = chosen.optimize(task, CallbackList([tracker, ProgressPrinter(), *callbacks]))
+    initial = next(r for r in tracker.rows if r["step"] == 0)
+
+    mlflow.log_text(start.template, "initial_prompt.txt")
+    mlflow.log_text(best.prompt.template, "optimized_prompt.txt")
+    mlflow.log_text(json.dumps([{"example": e, "prediction": p, "score": s} for e, p, s in
+                                zip(valid, best.evaluation.predictions, best.evaluation.per_example)],
+                               ensure_ascii=False, indent=1), "valid_predictions.json")
+    usage = meter.snapshot()
+    seconds = time.monotonic() - started
+    mlflow.log_metrics({"initial_score": initial["score"], "optimized_score": best.score,
+                        "optimized_objective": best.objective, "prompt_words": len(best.prompt.template.split()),
+                        "seconds": seconds, **usage.as_metrics("total_")})
+    registered = None
+    if config.register:
+        name = config.name or default_name(spec, config.raw_input)
+        registry.check_name(name)
+        registered = registry.register(
+            name, best.prompt, config.task_model, description=spec.description,
+            tags={"run_id": run.info.run_id, "validation_score": f"{best.score:.4f}",
+                  "initial_score": f"{initial['score']:.4f}", "backend": config.backend,
+                  "task_type": spec.task_type, "cost": f"{usage.cost:.6f}", "tokens": str(usage.tokens)},
+        )
+        mlflow.set_tags({"promptomatix.model_uri": registered.model_uri,
+                         "promptomatix.prompt_uri": registered.prompt_uri})
+    return OptimizationResult(
+        prompt=best.prompt.template, initial_prompt=start.template, initial_score=initial["score"],
+        optimized_score=best.score, spec=spec, run_id=run.info.run_id, experiment_id=run.info.experiment_id,
+        usage=usage, seconds=seconds, train_size=len(train), valid_size=len(valid),
+        model_name=registered and registered.model_name, model_version=registered and registered.model_version,
+        prompt_name=registered and registered.prompt_name, prompt_version=registered and registered.prompt_version,
+    )
+
+
+def _user_split(spec: TaskSpec, user_data: list[Example], valid_data: list[Example] | None,
+                config: OptimizationConfig) -> tuple[list[Example], list[Example]]:
+    train = check_fields(user_data, spec.fields, config.train_data)
+    if valid_data is not None:
+        return train, check_fields(valid_data, spec.fields, config.valid_data)
+    return data.split(train, config.train_ratio, config.seed)
+
+
+def default_name(spec: TaskSpec, raw_input: str) -> str:
+    """A registry name from the task's first words, stable for the same task."""
+    words = re.findall(r"[a-z0-9]+", (spec.instructions or raw_input).lower())[:6]
+    return "-".join(words)[:60] or spec.task_type

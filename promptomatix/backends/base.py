@@ -1,0 +1,61 @@
+"""The interface every optimization backend implements."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from promptomatix.callbacks import Callback
+from promptomatix.config import OptimizationConfig
+from promptomatix.evaluation import Evaluation, Evaluator
+from promptomatix.models.lm import LM
+from promptomatix.prompts import Prompt
+from promptomatix.scoring import Objective
+from promptomatix.spec import Example, TaskSpec
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A prompt with its validation quality (`score`, no penalty) and `objective` (penalized)."""
+
+    prompt: Prompt
+    evaluation: Evaluation
+    objective: float
+
+    @property
+    def score(self) -> float:
+        return self.evaluation.score
+
+
+@dataclass(frozen=True)
+class OptimizationTask:
+    """What a backend gets: the spec, the starting prompt, the data, and the means to score."""
+
+    spec: TaskSpec
+    start: Prompt
+    train: Sequence[Example]
+    valid: Sequence[Example]
+    evaluator: Evaluator
+    objective: Objective
+    optimizer_lm: LM
+    config: OptimizationConfig
+
+    def score(self, prompt: Prompt, desc: str = "scoring") -> Candidate:
+        evaluation = self.evaluator.evaluate(prompt, self.valid, desc=desc)
+        return Candidate(prompt, evaluation, self.objective(evaluation.score, prompt.template))
+
+
+class Backend(ABC):
+    """An optimizer of prompts.
+
+    `optimize` receives the task (starting prompt, train and validation examples, an evaluator
+    and the objective) and returns the best candidate it found, scored on the validation set.
+    It reports each scored candidate and each finished iteration to `callbacks`, with step 0
+    for the starting prompt. It must not return a candidate whose objective is below the
+    starting prompt's.
+    """
+
+    @abstractmethod
+    def optimize(self, task: OptimizationTask, callbacks: Callback) -> Candidate:
+        ...

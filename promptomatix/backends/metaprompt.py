@@ -1,0 +1,72 @@
+"""Meta-prompt backend: the optimizer model rewrites the instruction, candidates are scored on
+validation, the best is kept. Candidates also try fresh few-shot demos from the training set,
+which is where a small base model gains most."""
+
+from __future__ import annotations
+
+import json
+import random
+
+from promptomatix.backends.base import Backend, Candidate, OptimizationTask
+from promptomatix.callbacks import Callback
+from promptomatix.metaprompts import fill
+from promptomatix.prompts import Prompt
+
+REWRITE_SCHEMA = {
+    "type": "object",
+    "properties": {"instruction": {"type": "string", "minLength": 20, "maxLength": 800}},
+    "required": ["instruction"],
+}
+
+
+class MetaPromptBackend(Backend):
+    def __init__(self, meta_prompt: str = "rewrite", max_failures: int = 3):
+        self.meta_prompt = meta_prompt
+        self.max_failures = max_failures
+
+    def optimize(self, task: OptimizationTask, callbacks: Callback) -> Candidate:
+        rng = random.Random(task.config.seed)
+        best = task.score(task.start, desc="scoring the starting prompt")
+        callbacks.on_candidate(0, best)
+        callbacks.on_iteration_end(0, best, [])
+        tried = {best.prompt.template}
+        for step in range(1, task.config.iterations + 1):
+            scored = []
+            for index in range(task.config.candidates):
+                prompt = self.propose(task, best, index, rng)
+                if prompt.template in tried:
+                    continue
+                tried.add(prompt.template)
+                candidate = task.score(prompt, desc=f"iteration {step}, candidate {index + 1}")
+                callbacks.on_candidate(step, candidate)
+                scored.append(candidate)
+            # Ties keep the incumbent: a change must earn its place.
+            best = max([best, *scored], key=lambda c: c.objective)
+            callbacks.on_iteration_end(step, best, scored)
+        return best
+
+    def propose(self, task: OptimizationTask, best: Candidate, index: int, rng: random.Random) -> Prompt:
+        """Candidate `index`: a rewritten instruction; even indexes also draw new demos."""
+        instruction = self.rewrite(task, best)
+        demos = best.prompt.demos
+        if index % 2 == 0 and task.config.num_demos and task.train:
+            demos = tuple(rng.sample(list(task.train), min(task.config.num_demos, len(task.train))))
+        return best.prompt.with_(instruction=instruction, demos=demos)
+
+    def rewrite(self, task: OptimizationTask, best: Candidate) -> str:
+        prompt = best.prompt
+        failures = [
+            (example, predicted)
+            for example, predicted, score in zip(task.valid, best.evaluation.predictions, best.evaluation.per_example)
+            if score < 1.0
+        ][: self.max_failures]
+        shown = "\n".join(
+            json.dumps({"input": {f: e[f] for f in prompt.input_fields},
+                        "expected": {f: e[f] for f in prompt.output_fields},
+                        "got": p}, ensure_ascii=False)
+            for e, p in failures
+        ) or "(none)"
+        text = fill(self.meta_prompt, description=task.spec.description, instruction=prompt.instruction,
+                    score=f"{best.score:.3f}", failures=shown, feedback="")
+        answer = task.optimizer_lm.complete_json(text, REWRITE_SCHEMA, max_tokens=400)
+        return " ".join(str(answer["instruction"]).split()) or prompt.instruction

@@ -1,0 +1,174 @@
+"""One typed configuration for an optimization, validated once when it is built.
+
+CLI flags, MLproject parameters and Python keyword arguments all end up in
+`OptimizationConfig`; everything below the edge receives it and reads nothing else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from promptomatix.errors import ConfigError
+
+DEFAULT_MODEL = "embedded/gemma-3-270m"
+
+
+@dataclass(frozen=True)
+class SearchPreset:
+    synthetic_data_size: int
+    iterations: int
+    candidates: int
+
+
+# The sizes follow the original Promptomatix (quick 30, moderate 100, heavy 300 examples).
+SEARCH_PRESETS = {
+    "quick": SearchPreset(synthetic_data_size=30, iterations=2, candidates=3),
+    "moderate": SearchPreset(synthetic_data_size=100, iterations=3, candidates=4),
+    "heavy": SearchPreset(synthetic_data_size=300, iterations=5, candidates=5),
+}
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """Which model answers and how. API keys are never here: LiteLLM reads them from the
+    environment."""
+
+    model: str = DEFAULT_MODEL
+    temperature: float = 0.0
+    max_tokens: int = 256
+    api_base: str | None = None
+
+    def __post_init__(self):
+        if not self.model or not self.model.strip():
+            raise ConfigError("model name is empty")
+        if not 0.0 <= self.temperature <= 2.0:
+            raise ConfigError(f"temperature must be between 0 and 2, got {self.temperature}")
+        if self.max_tokens < 1:
+            raise ConfigError(f"max tokens must be at least 1, got {self.max_tokens}")
+
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+
+@dataclass(frozen=True)
+class OptimizationConfig:
+    """Everything one optimization needs. Sizes left as None come from the `search` preset."""
+
+    raw_input: str
+    name: str | None = None
+    backend: str = "meta_prompt"
+    task_type: str | None = None
+    input_fields: tuple[str, ...] | None = None
+    output_fields: tuple[str, ...] | None = None
+    task_model: ModelSettings = field(default_factory=ModelSettings)
+    optimizer_model: ModelSettings = field(
+        default_factory=lambda: ModelSettings(temperature=0.7, max_tokens=512)
+    )
+    search: str = "quick"
+    synthetic_data_size: int | None = None
+    train_ratio: float = 0.5
+    batch_size: int = 5
+    train_data: str | None = None
+    valid_data: str | None = None
+    field_map: dict[str, str] = field(default_factory=dict)
+    iterations: int | None = None
+    candidates: int | None = None
+    num_demos: int = 3
+    lambda_penalty: float = 0.005
+    num_threads: int = 4
+    max_retries: int = 3
+    seed: int = 0
+    experiment: str | None = None
+    register: bool = True
+
+    def __post_init__(self):
+        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
+        if not isinstance(self.raw_input, str) or not self.raw_input.strip():
+            raise ConfigError("raw input is empty: describe the task, e.g. 'Classify the sentiment of a movie review'")
+        if len(self.raw_input) > 100_000:
+            raise ConfigError(f"raw input is {len(self.raw_input)} characters; the limit is 100000")
+        if self.search not in SEARCH_PRESETS:
+            raise ConfigError(f"unknown search preset {self.search!r}; choose one of {', '.join(SEARCH_PRESETS)}")
+        preset = SEARCH_PRESETS[self.search]
+        for key in ("synthetic_data_size", "iterations", "candidates"):
+            if getattr(self, key) is None:
+                set_(key, getattr(preset, key))
+        _positive(self, "synthetic_data_size", "iterations", "candidates", "batch_size", "num_threads")
+        if self.synthetic_data_size < 2:
+            raise ConfigError(f"synthetic data size must be at least 2, got {self.synthetic_data_size}")
+        _non_negative(self, "num_demos", "max_retries", "lambda_penalty")
+        if not 0.0 < self.train_ratio < 1.0:
+            raise ConfigError(f"train ratio must be strictly between 0 and 1, got {self.train_ratio}")
+        if self.name is not None and not _NAME_RE.match(self.name):
+            raise ConfigError(f"invalid name {self.name!r}: use letters, digits, '-', '_' or '.' (at most 100)")
+        for key in ("input_fields", "output_fields"):
+            value = getattr(self, key)
+            if value is not None:
+                set_(key, _field_names(key, value))
+        if self.input_fields and self.output_fields and set(self.input_fields) & set(self.output_fields):
+            raise ConfigError("a field cannot be both an input and an output field")
+        if self.valid_data and not self.train_data:
+            raise ConfigError("--valid-data needs --train-data")
+        set_("field_map", dict(self.field_map))
+        _check_registered(self)
+
+    def replace(self, **changes: Any) -> OptimizationConfig:
+        return dataclasses.replace(self, **changes)
+
+    def to_params(self) -> dict[str, str]:
+        """Flat key/value pairs for MLflow params (long text such as the raw input excluded)."""
+        params: dict[str, str] = {}
+        for key, value in dataclasses.asdict(self).items():
+            if key == "raw_input":
+                continue
+            if isinstance(value, dict) and key.endswith("model"):
+                params.update({f"{key}.{k}": str(v) for k, v in value.items()})
+            elif isinstance(value, (list, tuple)):
+                params[key] = ",".join(value)
+            elif isinstance(value, dict):
+                params[key] = ",".join(f"{k}={v}" for k, v in value.items())
+            else:
+                params[key] = str(value)
+        return params
+
+
+def _positive(config, *keys):
+    for key in keys:
+        value = getattr(config, key)
+        if not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{key.replace('_', ' ')} must be a positive whole number, got {value!r}")
+
+
+def _non_negative(config, *keys):
+    for key in keys:
+        if getattr(config, key) < 0:
+            raise ConfigError(f"{key.replace('_', ' ')} must not be negative, got {getattr(config, key)!r}")
+
+
+_FIELD_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _field_names(key: str, value) -> tuple[str, ...]:
+    names = [value] if isinstance(value, str) else list(value)
+    names = [n.strip() for part in names for n in part.split(",") if n.strip()]
+    if not names:
+        raise ConfigError(f"{key.replace('_', ' ')} is empty")
+    for name in names:
+        if not _FIELD_RE.match(name):
+            raise ConfigError(f"invalid field name {name!r}: use letters, digits and '_'")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{key.replace('_', ' ')} repeat a name: {', '.join(names)}")
+    return tuple(names)
+
+
+def _check_registered(config: OptimizationConfig) -> None:
+    # Imported here: the registries import this module for their types.
+    from promptomatix.backends import get_backend
+    from promptomatix.tasks import get_task_type
+
+    get_backend(config.backend)
+    if config.task_type is not None:
+        get_task_type(config.task_type)

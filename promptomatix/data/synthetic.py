@@ -1,0 +1,108 @@
+"""Synthetic examples, written by the optimizer model in batches, checked and de-duplicated."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+
+from promptomatix.errors import LLMError
+from promptomatix.metaprompts import fill
+from promptomatix.models.lm import LM
+from promptomatix.progress import progress_bar
+from promptomatix.spec import Example, TaskSpec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class GenerationReport:
+    requested: int
+    accepted: int = 0
+    rejected: int = 0
+    duplicates: int = 0
+    batches: int = 0
+
+
+def generate_examples(spec: TaskSpec, lm: LM, count: int, *, batch_size: int = 5,
+                      max_batches: int | None = None, show_progress: bool = True) -> tuple[list[Example], GenerationReport]:
+    """Ask `lm` for `count` examples of the task, `batch_size` at a time.
+
+    Each batch is constrained to the task's fields by a JSON schema; for classification the
+    batches take turns over the labels, so the set is balanced. Examples with a missing or
+    empty field, or a label outside the set, are rejected; repeats (same inputs) are dropped.
+    Raises `LLMError` when fewer than two usable examples come back."""
+    report = GenerationReport(requested=count)
+    max_batches = max_batches or 3 * -(-count // batch_size) + 2
+    examples: list[Example] = list(spec.sample_examples)[:count]
+    seen = {_key(spec, e) for e in examples}
+    with progress_bar(total=count, desc="generating examples", unit="ex", enabled=show_progress) as bar:
+        bar.update(len(examples))
+        while len(examples) < count and report.batches < max_batches:
+            n = min(batch_size, count - len(examples))
+            label = spec.labels[report.batches % len(spec.labels)] if spec.labels else None
+            report.batches += 1
+            answer = lm.complete_json(_prompt(spec, n, label, examples), _schema(spec, n, label),
+                                      max_tokens=_token_budget(spec, n))
+            for item in answer["examples"]:
+                example = _check(spec, item)
+                if example is None:
+                    report.rejected += 1
+                elif _key(spec, example) in seen:
+                    report.duplicates += 1
+                elif len(examples) < count:
+                    seen.add(_key(spec, example))
+                    examples.append(example)
+                    bar.update(1)
+    report.accepted = len(examples)
+    if report.accepted < count:
+        log.warning("generated %d of %d examples (%d rejected, %d duplicates)", report.accepted, count,
+                    report.rejected, report.duplicates)
+    if report.accepted < 2:
+        raise LLMError(f"{lm.model} wrote only {report.accepted} usable examples in {report.batches} batches "
+                       f"({report.rejected} rejected, {report.duplicates} duplicates)")
+    return examples, report
+
+
+def _prompt(spec: TaskSpec, n: int, label: str | None, examples: list[Example]) -> str:
+    label_rule = ""
+    if spec.labels:
+        label_rule = f" The {spec.output_fields[0]} is one of: {', '.join(spec.labels)}."
+        if label:
+            label_rule += f" In this batch every example has {spec.output_fields[0]} = {label}."
+    seen = "\n".join(json.dumps(e, ensure_ascii=False) for e in examples[-5:]) or "(none yet)"
+    return fill("synthetic", description=spec.description, instructions=spec.instructions, count=n,
+                fields=", ".join(spec.fields), label_rule=label_rule, seen=seen)
+
+
+MAX_FIELD_CHARS = 200
+
+
+def _token_budget(spec: TaskSpec, n: int) -> int:
+    """Enough tokens for `n` examples at the schema's longest, so the JSON is never cut short."""
+    per_example = sum(MAX_FIELD_CHARS // 2 + 12 for _ in spec.fields)
+    return min(8192, n * per_example + 32)
+
+
+def _schema(spec: TaskSpec, n: int, label: str | None) -> dict:
+    properties = {f: {"type": "string", "minLength": 2, "maxLength": MAX_FIELD_CHARS} for f in spec.fields}
+    if spec.labels:
+        properties[spec.output_fields[0]] = {"type": "string", "enum": [label] if label else list(spec.labels)}
+    item = {"type": "object", "properties": properties, "required": list(spec.fields)}
+    return {"type": "object", "properties": {"examples": {"type": "array", "items": item, "minItems": n, "maxItems": n}},
+            "required": ["examples"]}
+
+
+def _check(spec: TaskSpec, item) -> Example | None:
+    if not isinstance(item, dict):
+        return None
+    example = {f: str(item.get(f, "")).strip() for f in spec.fields}
+    if not all(example.values()):
+        return None
+    if spec.labels and example[spec.output_fields[0]] not in spec.labels:
+        return None
+    return example
+
+
+def _key(spec: TaskSpec, example: Example) -> tuple[str, ...]:
+    return tuple(" ".join(example[f].lower().split()) for f in spec.input_fields)

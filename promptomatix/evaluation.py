@@ -1,0 +1,56 @@
+"""Running a prompt over examples with the task model and scoring the outputs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from promptomatix.models.lm import LM
+from promptomatix.progress import progress_bar
+from promptomatix.prompts import Prompt
+from promptomatix.scoring import Metric
+from promptomatix.spec import Example
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Quality on a set of examples, without the length penalty."""
+
+    score: float
+    per_example: tuple[float, ...]
+    predictions: tuple[Example, ...]
+
+
+class Evaluator:
+    """Scores prompts on examples: predictions from the task model, `metric` per output field
+    (averaged). Answers are cached per (prompt, inputs), so a prompt is never paid for twice."""
+
+    def __init__(self, lm: LM, metric: Metric, *, num_threads: int = 1, show_progress: bool = True):
+        self.lm = lm
+        self.metric = metric
+        self.num_threads = num_threads
+        self.show_progress = show_progress
+        self._cache: dict[tuple[str, str], Example] = {}
+
+    def predict(self, prompt: Prompt, inputs: Example) -> Example:
+        text = prompt.render(inputs)
+        key = (self.lm.model, text)
+        if key not in self._cache:
+            self._cache[key] = prompt.parse(self.lm.complete(text, stop=prompt.stop))
+        return self._cache[key]
+
+    def evaluate(self, prompt: Prompt, examples: Sequence[Example], desc: str = "scoring") -> Evaluation:
+        with progress_bar(total=len(examples), desc=desc, unit="ex", enabled=self.show_progress) as bar, \
+                ThreadPoolExecutor(max_workers=self.num_threads) as pool:
+            def run(example):
+                prediction = self.predict(prompt, example)
+                bar.update(1)
+                return prediction
+
+            predictions = list(pool.map(run, examples))
+        per_field = [
+            self.metric.score([p[f] for p in predictions], [e[f] for e in examples]) for f in prompt.output_fields
+        ]
+        per_example = tuple(sum(s.per_example[i] for s in per_field) / len(per_field) for i in range(len(examples)))
+        return Evaluation(sum(s.score for s in per_field) / len(per_field), per_example, tuple(predictions))

@@ -1,0 +1,1 @@
+"""The model layer: every LLM call goes through LiteLLM."""

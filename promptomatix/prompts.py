@@ -1,0 +1,81 @@
+"""A prompt: an instruction plus few-shot demos, in a plain text-completion format.
+
+    <instruction>
+
+    Review: a gripping, funny film
+    Sentiment: positive
+
+    Review: {{review}}
+    Sentiment:
+
+The format suits base models (they continue the pattern) and chat models alike. `template`
+is the text stored in the Prompt Registry, with `{{field}}` placeholders for the inputs.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+
+from promptomatix.spec import Example
+
+
+def field_label(name: str) -> str:
+    return name.replace("_", " ").strip().capitalize()
+
+
+def _one_paragraph(value: str) -> str:
+    # A blank line ends an example in this format, so values keep single line breaks only.
+    return re.sub(r"\n\s*\n+", "\n", str(value).strip())
+
+
+@dataclass(frozen=True)
+class Prompt:
+    instruction: str
+    input_fields: tuple[str, ...]
+    output_fields: tuple[str, ...]
+    demos: tuple[Example, ...] = ()
+    single_line: bool = False
+
+    def with_(self, **changes) -> Prompt:
+        return replace(self, **changes)
+
+    @property
+    def template(self) -> str:
+        blocks = [self.instruction.strip()] if self.instruction.strip() else []
+        for demo in self.demos:
+            blocks.append("\n".join(f"{field_label(f)}: {_one_paragraph(demo[f])}" for f in self.fields))
+        query = [f"{field_label(f)}: {{{{{f}}}}}" for f in self.input_fields]
+        blocks.append("\n".join(query + [f"{field_label(self.output_fields[0])}:"]))
+        return "\n\n".join(blocks)
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return self.input_fields + self.output_fields
+
+    @property
+    def stop(self) -> list[str]:
+        first_input = f"\n{field_label(self.input_fields[0])}:"
+        return ["\n"] if self.single_line else ["\n\n", first_input]
+
+    def render(self, inputs: Example) -> str:
+        text = self.template
+        for name in self.input_fields:
+            text = text.replace(f"{{{{{name}}}}}", _one_paragraph(inputs[name]))
+        return text
+
+    def parse(self, completion: str) -> Example:
+        """Read the output fields back from the model's continuation of `render(...)`."""
+        labels = {field_label(f).lower(): f for f in self.output_fields[1:]}
+        values = {f: [] for f in self.output_fields}
+        current = self.output_fields[0]
+        lines = completion.strip("\n").split("\n")
+        if self.single_line:
+            lines = lines[:1]
+        for line in lines:
+            head, sep, rest = line.partition(":")
+            if sep and head.strip().lower() in labels:
+                current = labels[head.strip().lower()]
+                line = rest
+            values[current].append(line)
+        return {f: "\n".join(v).strip() for f, v in values.items()}

@@ -1,0 +1,101 @@
+"""Writing the result to the registries, last, all or nothing.
+
+The Model Registry version (a pyfunc model applying the prompt) is registered under `name`;
+the Prompt Registry version under `<name>-prompt` (MLflow keeps prompts and models in one
+namespace, so they cannot share a name). If the second write fails, the first is undone.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass
+from importlib.resources import files
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from mlflow.models import ModelSignature
+from mlflow.types import ColSpec, Schema
+
+from promptomatix.config import ModelSettings
+from promptomatix.errors import RegistryError
+from promptomatix.prompts import Prompt
+from promptomatix.serving import model_config
+
+log = logging.getLogger(__name__)
+PROMPT_SUFFIX = "-prompt"
+
+
+@dataclass(frozen=True)
+class Registered:
+    model_name: str
+    model_version: str
+    prompt_name: str
+    prompt_version: str
+
+    @property
+    def model_uri(self) -> str:
+        return f"models:/{self.model_name}/{self.model_version}"
+
+    @property
+    def prompt_uri(self) -> str:
+        return f"prompts:/{self.prompt_name}/{self.prompt_version}"
+
+
+def prompt_name_for(name: str) -> str:
+    return f"{name}{PROMPT_SUFFIX}"
+
+
+def check_name(name: str) -> None:
+    """Refuse a model name that is taken by a prompt (or the reverse) before any work starts."""
+    client = MlflowClient()
+    for candidate, must_be_prompt in ((name, False), (prompt_name_for(name), True)):
+        if not _exists(client, candidate):
+            continue
+        model = client.get_registered_model(candidate)
+        is_prompt = str(model.tags.get("mlflow.prompt.is_prompt", "false")).lower() == "true"
+        if is_prompt != must_be_prompt:
+            kind = "a prompt" if is_prompt else "a model"
+            raise RegistryError(f"the name {candidate!r} is already used by {kind} in the registry; pass another --name")
+
+
+def register(name: str, prompt: Prompt, settings: ModelSettings, *, tags: dict[str, str],
+             description: str) -> Registered:
+    """Log the pyfunc model in the active run, then register the prompt and the model version."""
+    client = MlflowClient()
+    signature = ModelSignature(inputs=Schema([ColSpec("string", f) for f in prompt.input_fields]),
+                               outputs=Schema([ColSpec("string", f) for f in prompt.output_fields]))
+    model_existed = _exists(client, name)
+    prompt_version = mlflow.genai.register_prompt(
+        name=prompt_name_for(name), template=prompt.template, commit_message=description[:500],
+        tags=dict(tags), model_config={"model_name": settings.model, "temperature": settings.temperature,
+                                       "max_tokens": settings.max_tokens},
+    )  # (register_prompt adds its own keys to the tags dict it is given: pass a copy)
+    try:
+        with warnings.catch_warnings():  # no input example on purpose: it would call the model
+            warnings.filterwarnings("ignore", message=".*input example was not provided.*")
+            info = mlflow.pyfunc.log_model(
+                name="model", python_model=str(files("promptomatix").joinpath("serving.py")),
+                model_config=model_config(prompt, settings, prompt_version.uri), signature=signature,
+                pip_requirements=[f"mlflow=={mlflow.__version__}", "promptomatix"], prompts=[prompt_version.uri],
+            )
+        version = mlflow.register_model(info.model_uri, name, tags=tags | {"prompt_uri": prompt_version.uri})
+    except BaseException:
+        log.error("registering the model failed; removing prompt version %s", prompt_version.uri)
+        client.delete_prompt_version(prompt_name_for(name), str(prompt_version.version))
+        if str(prompt_version.version) == "1":  # it was the first: leave no empty prompt behind
+            client.delete_prompt(prompt_name_for(name))
+        if not model_existed and _exists(client, name):
+            client.delete_registered_model(name)
+        raise
+    client.set_prompt_version_tag(prompt_name_for(name), str(prompt_version.version), "model_version", str(version.version))
+    return Registered(name, str(version.version), prompt_name_for(name), str(prompt_version.version))
+
+
+def _exists(client: MlflowClient, name: str) -> bool:
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        return False
+    return True

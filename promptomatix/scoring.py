@@ -1,0 +1,92 @@
+"""Metrics and the training objective.
+
+A metric is an `evaluate` module (a folder path, loaded with `evaluate.load`) or a plain
+callable `f(predictions, references) -> dict`. The built-in modules live in the project's
+`metrics/` folder, installed inside the package as `promptomatix.builtin_metrics`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib.resources import files
+from pathlib import Path
+
+from promptomatix.errors import ConfigError
+from promptomatix.plugins import Registry
+
+MetricSource = str | Callable[..., dict]
+
+
+def builtin_metrics_dir() -> Path:
+    """The folder holding the built-in `evaluate` modules, one sub-folder per metric."""
+    return Path(str(files("promptomatix.builtin_metrics")))
+
+
+def _builtins(registry: Registry[MetricSource]) -> None:
+    root = builtin_metrics_dir()
+    for module in sorted(p for p in root.iterdir() if (p / f"{p.name}.py").is_file()):
+        registry.register(module.name, str(module))
+
+
+METRICS: Registry[MetricSource] = Registry("metrics", _builtins)
+
+
+def register_metric(name: str, source: MetricSource, *, replace: bool = False) -> MetricSource:
+    """Register an `evaluate` module path or a callable under `name`."""
+    if isinstance(source, str) and not (Path(source) / f"{Path(source).name}.py").is_file():
+        raise ConfigError(f"metric {name!r}: {source} is not an evaluate module folder")
+    return METRICS.register(name, source, replace=replace)
+
+
+@dataclass(frozen=True)
+class Scores:
+    score: float
+    per_example: list[float]
+    details: dict
+
+
+class Metric:
+    """One metric, loaded once, scoring lists of predictions against references."""
+
+    def __init__(self, name: str, score_key: str):
+        self.name = name
+        self.score_key = score_key
+        source = METRICS.get(name) if not os.path.isdir(name) else name
+        if callable(source):
+            self._compute = source
+        else:
+            import evaluate
+
+            module = evaluate.load(source, keep_in_memory=True)
+            self._compute = lambda predictions, references: module.compute(
+                predictions=predictions, references=references
+            )
+
+    def score(self, predictions: Sequence[str], references: Sequence[str]) -> Scores:
+        result = dict(self._compute(predictions=list(predictions), references=list(references)))
+        if self.score_key not in result:
+            raise ConfigError(f"metric {self.name!r} returned no {self.score_key!r} (keys: {', '.join(result)})")
+        per_example = result.pop("per_example", None)
+        if per_example is None:  # a user's module without per-example scores
+            per_example = [
+                float(self._compute(predictions=[p], references=[r])[self.score_key])
+                for p, r in zip(predictions, references)
+            ]
+        return Scores(float(result[self.score_key]), [float(s) for s in per_example], result)
+
+
+def prompt_words(text: str) -> int:
+    return len(text.split())
+
+
+@dataclass(frozen=True)
+class Objective:
+    """What optimizers maximize: quality x exp(-lambda x prompt words). Reports use the quality."""
+
+    lambda_penalty: float = 0.005
+
+    def __call__(self, quality: float, prompt_text: str) -> float:
+        return quality * math.exp(-self.lambda_penalty * prompt_words(prompt_text))

@@ -1,0 +1,44 @@
+"""The registered pyfunc model: applies an optimized prompt with its configured model.
+
+Logged as MLflow "models from code": this file is the model. Its `model_config` holds the
+prompt (instruction, demos, fields) and the model settings, so `mlflow.pyfunc.load_model(...)`
+followed by `predict(DataFrame of input fields)` returns a DataFrame of output fields.
+"""
+
+from __future__ import annotations
+
+import mlflow
+import pandas as pd
+
+from promptomatix.config import ModelSettings
+from promptomatix.models.lm import LM
+from promptomatix.models.usage import UsageMeter
+from promptomatix.prompts import Prompt
+
+
+def model_config(prompt: Prompt, settings: ModelSettings, prompt_uri: str | None = None) -> dict:
+    return {
+        "prompt": {"instruction": prompt.instruction, "input_fields": list(prompt.input_fields),
+                   "output_fields": list(prompt.output_fields), "demos": [dict(d) for d in prompt.demos],
+                   "single_line": prompt.single_line},
+        "model": {"model": settings.model, "temperature": settings.temperature,
+                  "max_tokens": settings.max_tokens, "api_base": settings.api_base},
+        "prompt_uri": prompt_uri,
+    }
+
+
+class PromptModel(mlflow.pyfunc.PythonModel):
+    def load_context(self, context):
+        config = context.model_config
+        spec = config["prompt"]
+        self.prompt = Prompt(spec["instruction"], tuple(spec["input_fields"]), tuple(spec["output_fields"]),
+                             tuple(spec["demos"]), spec["single_line"])
+        self.lm = LM(ModelSettings(**config["model"]), UsageMeter())
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        rows = pd.DataFrame(model_input).to_dict(orient="records")
+        outputs = [self.prompt.parse(self.lm.complete(self.prompt.render(row), stop=self.prompt.stop)) for row in rows]
+        return pd.DataFrame(outputs, columns=list(self.prompt.output_fields))
+
+
+mlflow.models.set_model(PromptModel())

@@ -1,0 +1,1 @@
+"""Meta-prompt text files (data, not code)."""

@@ -1,0 +1,60 @@
+"""Recording an optimization in its MLflow run: a callback for the per-iteration events and
+helpers for params, data sets and text artifacts."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import mlflow
+import pandas as pd
+
+from promptomatix.backends.base import Candidate
+from promptomatix.callbacks import Callback
+from promptomatix.models.usage import UsageMeter
+from promptomatix.spec import Example
+
+PARAM_PREFIX = "promptomatix."
+
+
+def log_config(params: dict[str, str]) -> None:
+    """Config as params under our own prefix: `mlflow run` has logged its entry-point
+    parameters under the bare names already, and MLflow refuses to change a param."""
+    mlflow.log_params({f"{PARAM_PREFIX}{k}": v[:6000] for k, v in params.items()})
+
+
+def log_examples(examples: Sequence[Example], name: str, context: str) -> None:
+    """A data set as a JSONL artifact (to read) and as a run input (to find and compare)."""
+    mlflow.log_text("\n".join(json.dumps(e, ensure_ascii=False) for e in examples) + "\n", f"data/{name}.jsonl")
+    dataset = mlflow.data.from_pandas(pd.DataFrame(list(examples)), name=name)
+    mlflow.log_input(dataset, context=context)
+
+
+class MLflowTracker(Callback):
+    """Per iteration (`step`): best score and objective, mean candidate score, tokens and cost so
+    far; every candidate prompt as a text artifact and a table row."""
+
+    def __init__(self, meter: UsageMeter):
+        self.meter = meter
+        self.rows: list[dict] = []
+        self._logged_rows = 0
+
+    def on_candidate(self, step: int, candidate: Candidate) -> None:
+        index = sum(1 for r in self.rows if r["step"] == step)
+        path = f"prompts/step_{step:02d}_candidate_{index:02d}.txt"
+        mlflow.log_text(candidate.prompt.template, path)
+        self.rows.append({"step": step, "candidate": index, "score": candidate.score,
+                          "objective": candidate.objective, "demos": len(candidate.prompt.demos),
+                          "words": len(candidate.prompt.template.split()),
+                          "instruction": candidate.prompt.instruction, "artifact": path})
+
+    def on_iteration_end(self, step: int, best: Candidate, candidates: Sequence[Candidate]) -> None:
+        usage = self.meter.snapshot()
+        metrics = {"best_score": best.score, "best_objective": best.objective,
+                   "tokens": usage.tokens, "cost": usage.cost, "llm_calls": usage.calls}
+        if candidates:
+            metrics["mean_candidate_score"] = sum(c.score for c in candidates) / len(candidates)
+        mlflow.log_metrics(metrics, step=step)
+        if len(self.rows) > self._logged_rows:  # log_table appends to an existing table
+            mlflow.log_table(pd.DataFrame(self.rows[self._logged_rows:]), "candidates.json")
+            self._logged_rows = len(self.rows)
