@@ -1,1 +1,32 @@
-"""Promptomatix: turn a plain-language task into an optimized, versioned prompt tracked in MLflow."""
+"""Promptomatix: turn a plain-language task into an optimized, versioned prompt tracked in MLflow.
+
+    import promptomatix
+    result = promptomatix.optimize(raw_input="Classify the sentiment of a movie review")
+    print(result.prompt, result.optimized_score, result.model_uri)
+"""
+
+from importlib import import_module
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "optimize": "promptomatix.api",
+    "OptimizationResult": "promptomatix.api",
+    "OptimizationConfig": "promptomatix.config",
+    "ModelSettings": "promptomatix.config",
+    "PromptomatixError": "promptomatix.errors",
+    "UsageError": "promptomatix.errors",
+    "ConfigError": "promptomatix.errors",
+    "DataError": "promptomatix.errors",
+    "LLMError": "promptomatix.errors",
+    "RegistryError": "promptomatix.errors",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    # Lazy: `import promptomatix` stays cheap; MLflow and LiteLLM load when first used.
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'promptomatix' has no attribute {name!r}")

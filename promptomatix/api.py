@@ -20,7 +20,7 @@ from promptomatix.callbacks import Callback, CallbackList, ProgressPrinter
 from promptomatix.config import DEFAULT_MODEL, ModelSettings, OptimizationConfig
 from promptomatix.data.loaders import check_fields, load_examples
 from promptomatix.data.synthetic import generate_examples
-from promptomatix.errors import PromptomatixError
+from promptomatix.errors import DataError, PromptomatixError
 from promptomatix.evaluation import Evaluator
 from promptomatix.intake import extract_task_spec
 from promptomatix.models.lm import LM, check_model
@@ -195,6 +195,9 @@ def _user_split(spec: TaskSpec, user_data: list[Example], valid_data: list[Examp
     train = check_fields(user_data, spec.fields, config.train_data)
     if valid_data is not None:
         return train, check_fields(valid_data, spec.fields, config.valid_data)
+    if len(train) < 2:
+        raise DataError(f"{config.train_data}: one example cannot be split into train and validation; "
+                        f"add examples or pass --valid-data")
     return data.split(train, config.train_ratio, config.seed)
 
 

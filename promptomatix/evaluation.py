@@ -31,24 +31,28 @@ class Evaluator:
         self.metric = metric
         self.num_threads = num_threads
         self.show_progress = show_progress
-        self._cache: dict[tuple[str, str], Example] = {}
+        self._cache: dict[str, Example] = {}  # rendered prompt -> parsed answer
 
     def predict(self, prompt: Prompt, inputs: Example) -> Example:
-        text = prompt.render(inputs)
-        key = (self.lm.model, text)
-        if key not in self._cache:
-            self._cache[key] = prompt.parse(self.lm.complete(text, stop=prompt.stop))
-        return self._cache[key]
+        return self._answer(prompt, prompt.render(inputs))
+
+    def _answer(self, prompt: Prompt, text: str) -> Example:
+        if text not in self._cache:
+            self._cache[text] = prompt.parse(self.lm.complete(text, stop=prompt.stop))
+        return self._cache[text]
 
     def evaluate(self, prompt: Prompt, examples: Sequence[Example], desc: str = "scoring") -> Evaluation:
-        with progress_bar(total=len(examples), desc=desc, unit="ex", enabled=self.show_progress) as bar, \
+        texts = [prompt.render(e) for e in examples]
+        unique = list(dict.fromkeys(texts))  # repeated inputs are asked once, even in parallel
+        with progress_bar(total=len(unique), desc=desc, unit="ex", enabled=self.show_progress) as bar, \
                 ThreadPoolExecutor(max_workers=self.num_threads) as pool:
-            def run(example):
-                prediction = self.predict(prompt, example)
+            def run(text):
+                answer = self._answer(prompt, text)
                 bar.update(1)
-                return prediction
+                return answer
 
-            predictions = list(pool.map(run, examples))
+            answers = dict(zip(unique, pool.map(run, unique)))
+        predictions = [answers[t] for t in texts]
         per_field = [
             self.metric.score([p[f] for p in predictions], [e[f] for e in examples]) for f in prompt.output_fields
         ]

@@ -20,6 +20,9 @@ from dataclasses import dataclass, replace
 from promptomatix.spec import Example
 
 
+_PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
+
+
 def field_label(name: str) -> str:
     return name.replace("_", " ").strip().capitalize()
 
@@ -59,10 +62,10 @@ class Prompt:
         return ["\n"] if self.single_line else ["\n\n", first_input]
 
     def render(self, inputs: Example) -> str:
-        text = self.template
-        for name in self.input_fields:
-            text = text.replace(f"{{{{{name}}}}}", _one_paragraph(inputs[name]))
-        return text
+        """The template with each `{{field}}` filled in one pass (a value that itself contains
+        `{{other}}` stays as written)."""
+        values = {name: _one_paragraph(inputs[name]) for name in self.input_fields}
+        return _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), self.template)
 
     def parse(self, completion: str) -> Example:
         """Read the output fields back from the model's continuation of `render(...)`."""

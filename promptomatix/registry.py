@@ -48,16 +48,14 @@ def prompt_name_for(name: str) -> str:
 
 
 def check_name(name: str) -> None:
-    """Refuse a model name that is taken by a prompt (or the reverse) before any work starts."""
+    """Refuse a model name that a prompt holds, or a prompt name that a model holds, before any
+    work starts (MLflow would otherwise add the model as a version of the prompt)."""
     client = MlflowClient()
-    for candidate, must_be_prompt in ((name, False), (prompt_name_for(name), True)):
-        if not _exists(client, candidate):
-            continue
-        model = client.get_registered_model(candidate)
-        is_prompt = str(model.tags.get("mlflow.prompt.is_prompt", "false")).lower() == "true"
-        if is_prompt != must_be_prompt:
-            kind = "a prompt" if is_prompt else "a model"
-            raise RegistryError(f"the name {candidate!r} is already used by {kind} in the registry; pass another --name")
+    if client.get_prompt(name) is not None:
+        raise RegistryError(f"the name {name!r} is already used by a prompt in the registry; pass another --name")
+    if _model_exists(client, prompt_name_for(name)):
+        raise RegistryError(f"the name {prompt_name_for(name)!r} is already used by a model in the registry; "
+                            f"pass another --name")
 
 
 def register(name: str, prompt: Prompt, settings: ModelSettings, *, tags: dict[str, str],
@@ -66,7 +64,7 @@ def register(name: str, prompt: Prompt, settings: ModelSettings, *, tags: dict[s
     client = MlflowClient()
     signature = ModelSignature(inputs=Schema([ColSpec("string", f) for f in prompt.input_fields]),
                                outputs=Schema([ColSpec("string", f) for f in prompt.output_fields]))
-    model_existed = _exists(client, name)
+    model_existed = _model_exists(client, name)
     prompt_version = mlflow.genai.register_prompt(
         name=prompt_name_for(name), template=prompt.template, commit_message=description[:500],
         tags=dict(tags), model_config={"model_name": settings.model, "temperature": settings.temperature,
@@ -86,14 +84,14 @@ def register(name: str, prompt: Prompt, settings: ModelSettings, *, tags: dict[s
         client.delete_prompt_version(prompt_name_for(name), str(prompt_version.version))
         if str(prompt_version.version) == "1":  # it was the first: leave no empty prompt behind
             client.delete_prompt(prompt_name_for(name))
-        if not model_existed and _exists(client, name):
+        if not model_existed and _model_exists(client, name):
             client.delete_registered_model(name)
         raise
     client.set_prompt_version_tag(prompt_name_for(name), str(prompt_version.version), "model_version", str(version.version))
     return Registered(name, str(version.version), prompt_name_for(name), str(prompt_version.version))
 
 
-def _exists(client: MlflowClient, name: str) -> bool:
+def _model_exists(client: MlflowClient, name: str) -> bool:
     try:
         client.get_registered_model(name)
     except MlflowException:

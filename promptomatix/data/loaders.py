@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -47,7 +48,7 @@ def _read(source: str) -> list[dict]:
     if path.is_dir():
         return _read_saved_dataset(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # -sig: spreadsheets write a BOM
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"{source}: cannot read: {exc}") from None
     suffix = path.suffix.lower()
@@ -86,7 +87,7 @@ def _parse_json(text: str, source: str) -> list[dict]:
 
 
 def _parse_csv(text: str, source: str, delimiter: str) -> list[dict]:
-    reader = csv.DictReader(text.splitlines(), delimiter=delimiter, strict=True)
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     rows = []
     try:
         for row in reader:

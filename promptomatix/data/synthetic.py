@@ -29,10 +29,13 @@ def generate_examples(spec: TaskSpec, lm: LM, count: int, *, batch_size: int = 5
     """Ask `lm` for `count` examples of the task, `batch_size` at a time.
 
     Each batch is constrained to the task's fields by a JSON schema; for classification the
-    batches take turns over the labels, so the set is balanced. Examples with a missing or
+    batches take turns over the labels (one label a batch, batches no larger than a label's
+    share), so the set is balanced. Examples with a missing or
     empty field, or a label outside the set, are rejected; repeats (same inputs) are dropped.
     Raises `LLMError` when fewer than two usable examples come back."""
     report = GenerationReport(requested=count)
+    if spec.labels:
+        batch_size = min(batch_size, -(-count // len(spec.labels)))
     max_batches = max_batches or 3 * -(-count // batch_size) + 2
     examples: list[Example] = list(spec.sample_examples)[:count]
     seen = {_key(spec, e) for e in examples}
@@ -44,7 +47,8 @@ def generate_examples(spec: TaskSpec, lm: LM, count: int, *, batch_size: int = 5
             report.batches += 1
             answer = lm.complete_json(_prompt(spec, n, label, examples), _schema(spec, n, label),
                                       max_tokens=_token_budget(spec, n))
-            for item in answer["examples"]:
+            items = answer["examples"] if isinstance(answer["examples"], list) else [answer["examples"]]
+            for item in items:
                 example = _check(spec, item)
                 if example is None:
                     report.rejected += 1

@@ -1,0 +1,273 @@
+"""The meta-prompt backend, driven end to end through the scripted fake LLM and the real metric."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+
+import pytest
+
+from conftest import FAKE_MODEL
+from promptomatix.backends import get_backend
+from promptomatix.backends.base import OptimizationTask
+from promptomatix.backends.metaprompt import MetaPromptBackend
+from promptomatix.callbacks import Callback
+from promptomatix.config import ModelSettings, OptimizationConfig
+from promptomatix.evaluation import Evaluator
+from promptomatix.models.lm import LM
+from promptomatix.models.usage import UsageMeter
+from promptomatix.prompts import Prompt
+from promptomatix.scoring import Metric, Objective
+from promptomatix.spec import TaskSpec
+
+MAGIC = "CAREFULLY"
+REWRITE_MARK = "Improved instruction"
+
+TRAIN = [
+    {"text": "a gripping, funny film", "label": "positive"},
+    {"text": "dull and far too long", "label": "negative"},
+    {"text": "the cast is superb", "label": "positive"},
+    {"text": "I walked out halfway", "label": "negative"},
+]
+VALID = [
+    {"text": "wonderful from start to end", "label": "positive"},
+    {"text": "a boring mess of a movie", "label": "negative"},
+    {"text": "moving and beautifully shot", "label": "positive"},
+    {"text": "the worst script this year", "label": "negative"},
+]
+TRUTH = {e["text"]: e["label"] for e in TRAIN + VALID}
+SPEC = TaskSpec(
+    description="Classify the sentiment of a movie review as positive or negative",
+    input_fields=("text",),
+    output_fields=("label",),
+    task_type="classification",
+    labels=("positive", "negative"),
+)
+
+
+@pytest.fixture(scope="module")
+def accuracy():
+    return Metric("classification", "accuracy")
+
+
+def query_text(prompt: str) -> str:
+    """The input of the query: the last `Text:` line of a rendered prompt (demos come first)."""
+    return [line for line in prompt.splitlines() if line.startswith("Text: ")][-1][len("Text: "):]
+
+
+def right_answer(prompt, params):
+    return TRUTH[query_text(prompt)]
+
+
+def rewrites(*instructions):
+    """A rewrite rule answering the given instructions in turn (cycling), counting its calls."""
+    cycle = itertools.cycle(instructions)
+    lock = threading.Lock()
+
+    def answer(prompt, params):
+        with lock:
+            return json.dumps({"instruction": next(cycle)})
+
+    return answer
+
+
+class Recorder(Callback):
+    def __init__(self):
+        self.candidates = []
+        self.iterations = []
+
+    def on_candidate(self, step, candidate):
+        self.candidates.append((step, candidate))
+
+    def on_iteration_end(self, step, best, candidates):
+        self.iterations.append((step, best, list(candidates)))
+
+
+def make_task(accuracy, start_instruction, *, iterations=2, candidates=2, num_demos=2, seed=0,
+              lambda_penalty=0.005, valid=VALID):
+    lm = lambda: LM(ModelSettings(model=FAKE_MODEL), UsageMeter(), backoff=0)  # noqa: E731
+    evaluator = Evaluator(lm(), accuracy, num_threads=2, show_progress=False)
+    config = OptimizationConfig(raw_input=SPEC.description, iterations=iterations, candidates=candidates,
+                                num_demos=num_demos, seed=seed)
+    start = Prompt(start_instruction, SPEC.input_fields, SPEC.output_fields)
+    return OptimizationTask(SPEC, start, TRAIN, list(valid), evaluator, Objective(lambda_penalty), lm(), config)
+
+
+def rewrite_calls(fake_llm):
+    return [c for c in fake_llm.calls if REWRITE_MARK in c["prompt"]]
+
+
+def task_calls(fake_llm):
+    return [c for c in fake_llm.calls if REWRITE_MARK not in c["prompt"]]
+
+
+def test_meta_prompt_is_the_registered_default_backend():
+    assert get_backend("meta_prompt") is MetaPromptBackend
+    assert OptimizationConfig(raw_input="x").backend == "meta_prompt"
+
+
+def test_a_better_instruction_is_found_and_returned(fake_llm, accuracy):
+    better = f"Read the review {MAGIC} and answer with one word: positive or negative."
+    # The rewrite rule comes first: the rewrite prompt quotes the current instruction.
+    fake_llm.rules = [(REWRITE_MARK, rewrites(better)), (MAGIC, right_answer)]
+    recorder = Recorder()
+
+    result = MetaPromptBackend().optimize(make_task(accuracy, "Classify the sentiment."), recorder)
+
+    start = recorder.candidates[0][1]
+    assert start.score == 0.0
+    assert result.score == 1.0 > start.score
+    assert MAGIC in result.prompt.instruction
+    assert result.objective > start.objective
+    assert result.evaluation.per_example == (1.0,) * len(VALID)
+
+
+def test_harmful_rewrites_keep_the_starting_prompt(fake_llm, accuracy):
+    start_instruction = f"Label the review {MAGIC}."
+    fake_llm.rules = [(REWRITE_MARK, rewrites("Just say ok.", "Answer with whatever comes to mind first.")),
+                      (MAGIC, right_answer)]
+    recorder = Recorder()
+    task = make_task(accuracy, start_instruction, iterations=3, candidates=2)
+
+    result = MetaPromptBackend().optimize(task, recorder)
+
+    assert result.prompt == task.start
+    assert result.score == 1.0
+    scored = [c for step, c in recorder.candidates if step > 0]
+    assert scored and all(c.score < 1.0 for c in scored)  # they were tried, and were worse
+    # The best so far never drops below the start at any iteration.
+    assert all(best.objective >= recorder.candidates[0][1].objective for _, best, _ in recorder.iterations)
+
+
+def test_steps_are_reported_start_as_zero_then_each_iteration(fake_llm, accuracy):
+    iterations, candidates = 3, 2
+    distinct = [f"Instruction number {i} for labelling the sentiment of reviews." for i in range(20)]
+    fake_llm.rules = [(REWRITE_MARK, rewrites(*distinct))]
+    recorder = Recorder()
+    task = make_task(accuracy, "Classify the sentiment.", iterations=iterations, candidates=candidates)
+
+    MetaPromptBackend().optimize(task, recorder)
+
+    assert [step for step, _, _ in recorder.iterations] == list(range(iterations + 1))
+    steps = [step for step, _ in recorder.candidates]
+    assert steps == [0] + [s for s in range(1, iterations + 1) for _ in range(candidates)]
+    assert recorder.candidates[0][1].prompt == task.start
+    assert recorder.iterations[0][2] == []
+    for step, _, scored in recorder.iterations[1:]:
+        assert [c for s, c in recorder.candidates if s == step] == scored
+
+
+def test_one_rewrite_call_per_candidate(fake_llm, accuracy):
+    iterations, candidates = 2, 3
+    fake_llm.rules = [(REWRITE_MARK, rewrites(*[f"Variant {i} of the sentiment instruction." for i in range(20)]))]
+
+    MetaPromptBackend().optimize(make_task(accuracy, "Classify.", iterations=iterations, candidates=candidates),
+                                 Callback())
+
+    assert len(rewrite_calls(fake_llm)) == iterations * candidates
+
+
+def test_duplicate_candidates_are_not_scored_twice(fake_llm, accuracy):
+    same = f"Decide {MAGIC} whether the review is positive or negative."
+    fake_llm.rules = [(REWRITE_MARK, rewrites(same)), (MAGIC, right_answer)]
+    recorder = Recorder()
+    # Without demos every candidate is the same prompt.
+    task = make_task(accuracy, "Classify the sentiment.", iterations=3, candidates=3, num_demos=0)
+
+    result = MetaPromptBackend().optimize(task, recorder)
+
+    assert result.prompt.instruction == same
+    assert [step for step, _ in recorder.candidates] == [0, 1]  # the start, then the rewrite once
+    assert len(task_calls(fake_llm)) == 2 * len(VALID)
+
+
+def test_a_rewrite_identical_to_the_start_is_not_scored(fake_llm, accuracy):
+    start = "Classify the sentiment of the review as positive or negative."
+    fake_llm.rules = [(REWRITE_MARK, rewrites(start))]
+    recorder = Recorder()
+
+    result = MetaPromptBackend().optimize(make_task(accuracy, start, num_demos=0), recorder)
+
+    assert result.prompt.instruction == start
+    assert [step for step, _ in recorder.candidates] == [0]
+
+
+def test_length_penalty_makes_the_shorter_prompt_win_a_quality_tie(fake_llm, accuracy):
+    long_start = (f"Please read the following movie review {MAGIC}, considering the tone, the wording "
+                  "and the overall opinion of the writer, and then answer positive or negative.")
+    short = f"Label it {MAGIC}: positive or negative."
+    fake_llm.rules = [(REWRITE_MARK, rewrites(short)), (MAGIC, right_answer)]
+    recorder = Recorder()
+
+    result = MetaPromptBackend().optimize(make_task(accuracy, long_start, num_demos=0), recorder)
+
+    assert recorder.candidates[0][1].score == result.score == 1.0
+    assert result.prompt.instruction == short
+
+
+def test_a_tie_in_objective_keeps_the_incumbent(fake_llm, accuracy):
+    start = f"Answer {MAGIC}: positive or negative."
+    same_length = f"Reply {MAGIC}: positive or negative."
+    fake_llm.rules = [(REWRITE_MARK, rewrites(same_length)), (MAGIC, right_answer)]
+    recorder = Recorder()
+
+    result = MetaPromptBackend().optimize(make_task(accuracy, start, num_demos=0), recorder)
+
+    assert recorder.candidates[1][1].objective == recorder.candidates[0][1].objective  # a real tie
+    assert result.prompt.instruction == start
+
+
+def test_the_rewrite_prompt_shows_failing_validation_examples(fake_llm, accuracy):
+    valid = VALID + [{"text": "not worth the ticket", "label": "negative"},
+                     {"text": "a tedious, joyless affair", "label": "negative"}]
+    failing = [e["text"] for e in valid if e["label"] == "negative"]
+    passing = [e["text"] for e in valid if e["label"] == "positive"]
+    # The task model always says "positive": the negative reviews fail.
+    fake_llm.rules = [(REWRITE_MARK, rewrites("Decide whether the review is positive or negative.")),
+                      ("Text:", "positive")]
+    task = make_task(accuracy, "Classify the sentiment.", iterations=1, candidates=1, valid=valid)
+
+    MetaPromptBackend().optimize(task, Callback())
+
+    (call,) = rewrite_calls(fake_llm)
+    text = call["prompt"]
+    assert SPEC.description in text
+    assert "Classify the sentiment." in text
+    shown = [t for t in failing if t in text]
+    assert shown == failing[:3]  # at most three failures, in order
+    assert not any(t in text for t in passing)
+    assert '"expected": {"label": "negative"}' in text
+    assert '"got": {"label": "positive"}' in text
+    assert "0.333" in text  # the current score: 2 of 6 right
+
+
+def test_demos_come_from_the_training_set_and_are_rendered(fake_llm, accuracy):
+    instruction = f"Label the review {MAGIC}."
+    fake_llm.rules = [(REWRITE_MARK, rewrites("Say which sentiment the review has: positive or negative.")),
+                      (MAGIC, right_answer)]
+    recorder = Recorder()
+
+    MetaPromptBackend().optimize(make_task(accuracy, instruction, iterations=1, candidates=2, num_demos=2),
+                                 recorder)
+
+    with_demos = [c for step, c in recorder.candidates if step == 1 and c.prompt.demos]
+    assert with_demos, "an even-indexed candidate draws demos"
+    for candidate in with_demos:
+        assert len(candidate.prompt.demos) == 2
+        assert all(demo in TRAIN for demo in candidate.prompt.demos)
+        assert all(f"Text: {demo['text']}\nLabel: {demo['label']}" in candidate.prompt.template
+                   for demo in candidate.prompt.demos)
+
+
+def test_same_seed_gives_the_same_result(fake_llm, accuracy):
+    better = f"Read the review {MAGIC} and answer positive or negative."
+
+    def run(seed):
+        fake_llm.rules = [(REWRITE_MARK, rewrites(better)), (MAGIC, right_answer)]
+        return MetaPromptBackend().optimize(
+            make_task(accuracy, "Classify.", iterations=2, candidates=2, num_demos=2, seed=seed,
+                      lambda_penalty=0.0), Callback())
+
+    first, again = run(3), run(3)
+    assert first.prompt == again.prompt

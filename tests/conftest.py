@@ -1,0 +1,117 @@
+"""Shared fixtures: a temporary MLflow store, and a scripted fake LLM behind LiteLLM.
+
+The fake is a LiteLLM custom provider (`scripted/<anything>`), so every call still goes through
+LiteLLM and our model layer; only the answers are scripted. A test sets `fake_llm.rules`:
+a list of `(substring, answer)` pairs, where `answer` is a string, an exception to raise, or a
+callable `(prompt, params) -> str`. The first rule whose substring is in the prompt answers;
+without a match, structured calls get JSON filled in from their schema and plain calls "ok".
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("HF_EVALUATE_OFFLINE", "1")
+os.environ.setdefault("MLFLOW_ENABLE_TELEMETRY", "false")
+os.environ.setdefault("DO_NOT_TRACK", "true")
+
+import litellm  # noqa: E402
+import pytest  # noqa: E402
+
+from promptomatix.models.providers import PROVIDERS, import_litellm  # noqa: E402
+
+FAKE_MODEL = "scripted/fake"
+
+
+class FakeLLM(litellm.CustomLLM):
+    def __init__(self):
+        super().__init__()
+        self.rules: list[tuple[str, object]] = []
+        self.calls: list[dict] = []
+
+    def completion(self, model, messages, api_base=None, custom_prompt_dict=None, model_response=None,
+                   print_verbose=None, encoding=None, api_key=None, logging_obj=None, optional_params=None,
+                   **kwargs):
+        params = dict(optional_params or {})
+        prompt = "\n\n".join(str(m.get("content", "")) for m in messages)
+        self.calls.append({"prompt": prompt, "params": params})
+        text = self.answer(prompt, params)
+        response = litellm.ModelResponse(model=model)
+        response.choices[0].message.content = text
+        usage = litellm.Usage(prompt_tokens=len(prompt.split()), completion_tokens=len(text.split()),
+                              total_tokens=len(prompt.split()) + len(text.split()))
+        response.usage = usage
+        response._hidden_params["response_cost"] = 0.001
+        return response
+
+    def answer(self, prompt: str, params: dict) -> str:
+        for needle, answer in self.rules:
+            if needle in prompt:
+                if isinstance(answer, BaseException):
+                    raise answer
+                if callable(answer):
+                    answer = answer(prompt, params)
+                    if isinstance(answer, BaseException):
+                        raise answer
+                return answer if isinstance(answer, str) else json.dumps(answer)
+        schema = _schema_of(params.get("response_format"))
+        return json.dumps(fill_schema(schema, len(self.calls))) if schema else "ok"
+
+
+def _schema_of(response_format):
+    if isinstance(response_format, dict) and response_format.get("type") == "json_schema":
+        return response_format["json_schema"]["schema"]
+    return None
+
+
+def fill_schema(schema: dict, salt: int = 0):
+    """A value satisfying the simple schemas this project uses, varied by `salt`."""
+    kind = schema.get("type")
+    if "enum" in schema:
+        return schema["enum"][salt % len(schema["enum"])]
+    if kind == "object":
+        return {k: fill_schema(v, salt) for k, v in schema.get("properties", {}).items()}
+    if kind == "array":
+        return [fill_schema(schema["items"], salt * 31 + i) for i in range(schema.get("minItems", 1))]
+    if kind == "string":
+        text = f"value {salt} " + "word " * max(0, schema.get("minLength", 1) // 5)
+        return text.strip()[: schema.get("maxLength", 1000)]
+    return None
+
+
+@pytest.fixture(scope="session")
+def _fake_handler():
+    handler = FakeLLM()
+    PROVIDERS.register("scripted", lambda: handler, replace=True)
+    import_litellm()
+    return handler
+
+
+@pytest.fixture
+def fake_llm(_fake_handler):
+    """The scripted provider, reset for this test; its model name is `FAKE_MODEL`."""
+    _fake_handler.rules = []
+    _fake_handler.calls = []
+    return _fake_handler
+
+
+@pytest.fixture
+def tracking(tmp_path, monkeypatch):
+    """A fresh sqlite MLflow store (tracking and registry) in a temp dir; returns its URI."""
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
+    monkeypatch.chdir(tmp_path)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    yield uri
+    while mlflow.active_run():
+        mlflow.end_run()
+    mlflow.set_tracking_uri(None)
+    mlflow.set_registry_uri(None)

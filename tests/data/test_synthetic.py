@@ -1,0 +1,173 @@
+"""Synthetic examples from the (fake) optimizer model: batching, checks, balance, de-duplication."""
+
+import json
+from collections import Counter
+
+import pytest
+
+from promptomatix.config import ModelSettings
+from promptomatix.data.synthetic import generate_examples
+from promptomatix.errors import LLMError
+from promptomatix.models.lm import LM
+from promptomatix.models.usage import UsageMeter
+from promptomatix.spec import TaskSpec
+
+try:
+    from conftest import FAKE_MODEL
+except ImportError:  # pragma: no cover
+    FAKE_MODEL = "scripted/fake"
+
+SYNTHETIC = "Examples so far"  # in every synthetic prompt
+
+SENTIMENT = TaskSpec(
+    description="Classify the sentiment of a movie review.",
+    input_fields=("review",),
+    output_fields=("sentiment",),
+    task_type="classification",
+    labels=("positive", "negative"),
+    instructions="Classify the sentiment of a movie review as positive or negative.",
+)
+SUMMARY = TaskSpec(
+    description="Summarise a news article in one sentence.",
+    input_fields=("article",),
+    output_fields=("summary",),
+    task_type="summarization",
+)
+
+
+@pytest.fixture
+def lm(fake_llm):
+    return LM(ModelSettings(model=FAKE_MODEL), UsageMeter(), backoff=0)
+
+
+def schemas(fake_llm):
+    return [c["params"]["response_format"]["json_schema"]["schema"] for c in fake_llm.calls]
+
+
+def scripted(*batches):
+    """A fake answer giving these batches in turn (the last one repeats)."""
+    queue = list(batches)
+
+    def answer(prompt, params):
+        batch = queue.pop(0) if len(queue) > 1 else queue[0]
+        return json.dumps({"examples": batch})
+
+    return answer
+
+
+def review(text, label="positive"):
+    return {"review": text, "sentiment": label}
+
+
+def test_exact_count_in_batches_with_all_fields(fake_llm, lm):
+    examples, report = generate_examples(SUMMARY, lm, 5, batch_size=2, show_progress=False)
+    assert len(examples) == 5
+    assert all(set(e) == {"article", "summary"} and all(e.values()) for e in examples)
+    assert len(fake_llm.calls) == 3
+    assert [s["properties"]["examples"]["minItems"] for s in schemas(fake_llm)] == [2, 2, 1]
+    assert (report.requested, report.accepted, report.batches) == (5, 5, 3)
+    assert (report.rejected, report.duplicates) == (0, 0)
+
+
+def test_schema_requires_the_task_fields(fake_llm, lm):
+    generate_examples(SUMMARY, lm, 2, batch_size=2, show_progress=False)
+    item = schemas(fake_llm)[0]["properties"]["examples"]["items"]
+    assert item["required"] == ["article", "summary"]
+    assert "enum" not in item["properties"]["summary"]
+
+
+def test_classification_batches_take_turns_over_labels(fake_llm, lm):
+    examples, _ = generate_examples(SENTIMENT, lm, 7, batch_size=2, show_progress=False)
+    enums = [s["properties"]["examples"]["items"]["properties"]["sentiment"]["enum"] for s in schemas(fake_llm)]
+    assert enums == [["positive"], ["negative"], ["positive"], ["negative"]]
+    assert Counter(e["sentiment"] for e in examples) == {"positive": 4, "negative": 3}
+    prompts = [c["prompt"] for c in fake_llm.calls]
+    assert "every example has sentiment = positive" in prompts[0]
+    assert "every example has sentiment = negative" in prompts[1]
+
+
+def test_duplicate_inputs_dropped_and_counted(fake_llm, lm):
+    fake_llm.rules = [(SYNTHETIC, scripted(
+        [review("Great film"), review("great   FILM", "negative")],
+        [review("Great film"), review("Boring plot", "negative")],
+        [review("Lovely cast"), review("Weak ending", "negative")],
+    ))]
+    examples, report = generate_examples(SENTIMENT, lm, 4, batch_size=2, show_progress=False)
+    assert [e["review"] for e in examples] == ["Great film", "Boring plot", "Lovely cast", "Weak ending"]
+    assert report.duplicates == 2
+    assert report.batches == 3
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        review(""),
+        review("   "),
+        review("Fine film", ""),
+        review("Fine film", "neutral"),
+        {"review": "Fine film"},
+        "just a string",
+    ],
+)
+def test_invalid_examples_rejected_and_counted(fake_llm, lm, bad):
+    fake_llm.rules = [(SYNTHETIC, scripted(
+        [bad, review("Great film")],
+        [review("Boring plot", "negative"), review("Dull", "negative")],
+    ))]
+    examples, report = generate_examples(SENTIMENT, lm, 3, batch_size=2, show_progress=False)
+    assert examples == [review("Great film"), review("Boring plot", "negative"), review("Dull", "negative")]
+    assert report.rejected == 1
+    assert report.duplicates == 0
+
+
+def test_sample_examples_kept_first(fake_llm, lm):
+    samples = (review("A gripping, funny film"), review("Dull and far too long", "negative"))
+    spec = TaskSpec(**{**SENTIMENT.to_dict(), "sample_examples": samples})
+    fake_llm.rules = [(SYNTHETIC, scripted([review("a gripping, funny film"), review("Lovely cast")],
+                                           [review("Weak ending", "negative")]))]
+    examples, report = generate_examples(spec, lm, 4, batch_size=2, show_progress=False)
+    assert examples[:2] == list(samples)
+    assert examples[2:] == [review("Lovely cast"), review("Weak ending", "negative")]
+    assert report.duplicates == 1  # the model repeated a sample
+    assert "A gripping, funny film" in fake_llm.calls[0]["prompt"]  # shown as "examples so far"
+
+
+def test_only_duplicates_stops_after_max_batches_and_raises(fake_llm, lm):
+    fake_llm.rules = [(SYNTHETIC, scripted([review("Great film"), review("Great film")]))]
+    with pytest.raises(LLMError, match="only 1 usable examples in 8 batches"):
+        generate_examples(SENTIMENT, lm, 4, batch_size=2, show_progress=False)
+    assert len(fake_llm.calls) == 8  # 3 * ceil(4 / 2) + 2
+
+
+def test_explicit_max_batches(fake_llm, lm):
+    fake_llm.rules = [(SYNTHETIC, scripted([review("Great film")]))]
+    with pytest.raises(LLMError):
+        generate_examples(SENTIMENT, lm, 10, batch_size=5, max_batches=2, show_progress=False)
+    assert len(fake_llm.calls) == 2
+
+
+def test_fewer_than_requested_but_usable_is_returned(fake_llm, lm):
+    fake_llm.rules = [(SYNTHETIC, scripted([review("Great film"), review("Boring", "negative")]))]
+    examples, report = generate_examples(SENTIMENT, lm, 5, batch_size=2, max_batches=3, show_progress=False)
+    assert len(examples) == 2
+    assert (report.requested, report.accepted, report.duplicates) == (5, 2, 4)
+
+
+def test_unparseable_batches_raise_llm_error(fake_llm, lm):
+    fake_llm.rules = [(SYNTHETIC, "no JSON here")]
+    with pytest.raises(LLMError, match="no valid JSON"):
+        generate_examples(SENTIMENT, lm, 4, batch_size=2, show_progress=False)
+
+
+def test_batch_with_null_examples_is_skipped(fake_llm, lm):
+    answers = iter([json.dumps({"examples": None})])
+    fake_llm.rules = [(SYNTHETIC, lambda prompt, params: next(answers, json.dumps(
+        {"examples": [review("Great film"), review("Boring", "negative")]})))]
+    examples, _ = generate_examples(SENTIMENT, lm, 2, batch_size=2, show_progress=False)
+    assert len(examples) == 2
+
+
+@pytest.mark.parametrize("show", [True, False])
+def test_progress_can_be_disabled(fake_llm, lm, capsys, show):
+    generate_examples(SUMMARY, lm, 2, batch_size=2, show_progress=show)
+    assert ("generating examples" in capsys.readouterr().err) is show

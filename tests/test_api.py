@@ -1,0 +1,163 @@
+"""`promptomatix.optimize` end to end on a real temporary MLflow store, with a scripted LLM."""
+
+from __future__ import annotations
+
+import json
+
+import litellm
+import mlflow
+import pandas as pd
+import pytest
+from conftest import FAKE_MODEL
+from mlflow import MlflowClient
+
+import promptomatix
+from promptomatix.errors import DataError, LLMError
+
+INTAKE = {"description": "Classify the sentiment of a movie review.", "task_type": "classification",
+          "input_fields": ["review"], "output_fields": ["sentiment"], "labels": ["positive", "negative"]}
+BETTER = "Read the review CAREFULLY and answer positive or negative."
+
+
+def answer_task(prompt: str, params: dict) -> str:
+    """The task model: right only when the prompt says CAREFULLY (and the review is known)."""
+    query = prompt.rsplit("Review:", 1)[-1]
+    if "CAREFULLY" not in prompt:
+        return "maybe"
+    return "positive" if "good" in query else "negative"
+
+
+def synthetic(prompt: str, params: dict) -> str:
+    schema = params["response_format"]["json_schema"]["schema"]
+    n = schema["properties"]["examples"]["minItems"]
+    label = schema["properties"]["examples"]["items"]["properties"]["sentiment"]["enum"][0]
+    word = "good" if label == "positive" else "bad"
+    start = synthetic.counter
+    synthetic.counter += n
+    return json.dumps({"examples": [{"review": f"a {word} film number {start + i}", "sentiment": label}
+                                    for i in range(n)]})
+
+
+@pytest.fixture
+def scripted(fake_llm):
+    synthetic.counter = 0
+    fake_llm.rules = [
+        ("Request:", INTAKE),
+        ("new, varied and realistic examples", synthetic),
+        ("Improved instruction", {"instruction": BETTER}),
+        ("Sentiment:", answer_task),
+    ]
+    return fake_llm
+
+
+def run_optimize(**options):
+    defaults = dict(raw_input="Classify the sentiment of a movie review as positive or negative",
+                    model=FAKE_MODEL, synthetic_data_size=8, iterations=2, candidates=2,
+                    num_threads=2, show_progress=False)
+    return promptomatix.optimize(**(defaults | options))
+
+
+def test_optimize_tracks_everything_in_one_run_and_registers_both_versions(tracking, scripted):
+    result = run_optimize()
+    client = MlflowClient()
+    run = client.get_run(result.run_id)
+
+    assert run.info.status == "FINISHED"
+    assert result.optimized_score == 1.0 and result.initial_score == 0.0
+    assert "CAREFULLY" in result.prompt and "{{review}}" in result.prompt
+    # config as params under our prefix, raw input as an artifact
+    assert run.data.params["promptomatix.backend"] == "meta_prompt"
+    assert run.data.params["promptomatix.task_model.model"] == FAKE_MODEL
+    assert run.data.params["promptomatix.synthetic_data_size"] == "8"
+    artifacts = {a.path for a in client.list_artifacts(result.run_id)}
+    assert {"raw_input.txt", "task_spec.json", "initial_prompt.txt", "optimized_prompt.txt",
+            "candidates.json", "data", "prompts"} <= artifacts
+    assert mlflow.artifacts.load_text(f"runs:/{result.run_id}/raw_input.txt").startswith("Classify the sentiment")
+    # the synthetic sets as JSONL artifacts and as dataset inputs
+    train = mlflow.artifacts.load_text(f"runs:/{result.run_id}/data/train.jsonl").splitlines()
+    assert len(train) == result.train_size == 4 and json.loads(train[0]).keys() == {"review", "sentiment"}
+    inputs = {(d.dataset.name, d.tags[0].value) for d in run.inputs.dataset_inputs}
+    assert inputs == {("train", "training"), ("valid", "validation")}
+    # per-iteration metrics with steps 0 (the start) .. iterations
+    best = client.get_metric_history(result.run_id, "best_score")
+    assert [m.step for m in best] == [0, 1, 2] and best[0].value == 0.0 and best[-1].value == 1.0
+    assert [m.step for m in client.get_metric_history(result.run_id, "mean_candidate_score")] == [1, 2]
+    tokens = [m.value for m in client.get_metric_history(result.run_id, "tokens")]
+    assert tokens == sorted(tokens) and tokens[0] > 0
+    assert run.data.metrics["total_calls"] == result.usage.calls > 0
+    assert run.data.metrics["total_cost"] == pytest.approx(0.001 * result.usage.calls)
+    assert run.data.metrics["optimized_score"] == 1.0 and "seconds" in run.data.metrics
+
+    # registered: a Model Registry version and a Prompt Registry version of the same prompt
+    assert result.model_version == "1" and result.prompt_version == "1"
+    prompt = mlflow.genai.load_prompt(result.prompt_uri)
+    assert prompt.template == result.prompt
+    version = client.get_model_version(result.model_name, "1")
+    assert version.run_id == result.run_id and version.tags["prompt_uri"] == result.prompt_uri
+    assert version.tags["validation_score"] == "1.0000"
+    model = mlflow.pyfunc.load_model(result.model_uri)
+    out = model.predict(pd.DataFrame({"review": ["a good film", "a bad film"]}))
+    assert list(out["sentiment"]) == ["positive", "negative"]
+
+
+def test_a_second_optimization_of_the_same_task_adds_versions(tracking, scripted):
+    first = run_optimize()
+    second = run_optimize(iterations=1)
+    assert second.model_name == first.model_name
+    assert (second.model_version, second.prompt_version) == ("2", "2")
+
+
+def test_result_never_scores_below_the_start_when_rewrites_are_worse(tracking, fake_llm):
+    fake_llm.rules = [
+        ("Request:", INTAKE),
+        ("Improved instruction", {"instruction": "Answer with anything at all, whatever comes to mind."}),
+        ("Sentiment:", lambda prompt, params: "positive" if "whatever" not in prompt else "no"),
+    ]
+    result = run_optimize(num_demos=0)
+    assert result.optimized_score == result.initial_score > 0
+    assert "whatever" not in result.prompt
+
+
+def test_user_data_replaces_synthetic_data(tracking, scripted, tmp_path):
+    path = tmp_path / "reviews.csv"
+    pd.DataFrame({"review": [f"a good film {i}" if i % 2 else f"a bad film {i}" for i in range(10)],
+                  "sentiment": ["positive" if i % 2 else "negative" for i in range(10)]}).to_csv(path, index=False)
+    result = run_optimize(train_data=str(path), train_ratio=0.6)
+    assert (result.train_size, result.valid_size) == (6, 4)
+    assert result.spec.labels == ("negative", "positive")
+    assert not any("new, varied" in c["prompt"] for c in scripted.calls)
+    # the intake model was told to pick field names among the data's columns
+    intake_schema = next(c for c in scripted.calls if "Request:" in c["prompt"])["params"]["response_format"]
+    assert intake_schema["json_schema"]["schema"]["properties"]["input_fields"]["items"]["enum"] == ["review", "sentiment"]
+
+
+def test_data_missing_a_field_fails_before_anything_is_registered(tracking, scripted, tmp_path):
+    path = tmp_path / "reviews.jsonl"
+    path.write_text('{"review": "fine", "sentiment": "positive"}\n{"review": "bad"}\n')
+    with pytest.raises(DataError, match="example 2 lacks field 'sentiment'"):
+        run_optimize(train_data=str(path))
+    assert MlflowClient().search_registered_models() == []
+
+
+def test_llm_failure_mid_run_marks_the_run_failed_with_the_reason(tracking, scripted):
+    scripted.rules.insert(0, ("Improved instruction", litellm.AuthenticationError(
+        message="invalid key", llm_provider="scripted", model="fake")))
+    with pytest.raises(LLMError, match="authentication failed"):
+        run_optimize()
+    (run,) = mlflow.search_runs(output_format="list", search_all_experiments=True)
+    assert run.info.status == "FAILED"
+    assert "authentication failed" in run.data.tags["promptomatix.error"]
+    assert MlflowClient().search_registered_models() == []
+    assert mlflow.genai.search_prompts() == []
+
+
+def test_registry_name_taken_by_a_prompt_is_refused_up_front(tracking, scripted):
+    mlflow.genai.register_prompt(name="reviews", template="hi {{x}}")
+    with pytest.raises(promptomatix.RegistryError, match="already used by a prompt"):
+        run_optimize(name="reviews")
+    assert mlflow.search_runs(output_format="list", search_all_experiments=True) == []
+
+
+def test_no_register_leaves_the_registry_alone(tracking, scripted):
+    result = run_optimize(register=False, iterations=1)
+    assert result.model_version is None and MlflowClient().search_registered_models() == []

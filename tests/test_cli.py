@@ -1,0 +1,89 @@
+"""The `promptomatix` command: bad input is one line and exit 2; a run prints its summary."""
+
+from __future__ import annotations
+
+import mlflow
+import pytest
+from click.testing import CliRunner
+from conftest import FAKE_MODEL
+from mlflow import MlflowClient
+from test_api import INTAKE, answer_task, synthetic
+
+from promptomatix.cli import cli
+
+BASE = ["optimize", "--raw-input", "Classify the sentiment of a movie review", "--model", FAKE_MODEL,
+        "--synthetic-data-size", "6", "--iterations", "1", "--candidates", "1", "--quiet"]
+
+
+@pytest.fixture
+def scripted(fake_llm):
+    synthetic.counter = 0
+    fake_llm.rules = [("Request:", INTAKE), ("new, varied and realistic examples", synthetic),
+                      ("Improved instruction", {"instruction": "Read the review CAREFULLY."}),
+                      ("Sentiment:", answer_task)]
+    return fake_llm
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def test_optimize_prints_the_summary(tracking, scripted):
+    result = invoke(*BASE)
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "0.000 (initial) -> 1.000 (optimized)" in out
+    (run,) = mlflow.search_runs(output_format="list", search_all_experiments=True)
+    assert f"run id:          {run.info.run_id}" in out
+    assert "models:/classify-the-sentiment-of-a-movie/1" in out
+    assert "prompts:/classify-the-sentiment-of-a-movie-prompt/1" in out
+    assert "Read the review CAREFULLY." in out and "mlflow ui --backend-store-uri sqlite:///" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--raw-input", "   "], "raw input is empty"),
+        (["--backend", "nope"], "unknown backend 'nope'"),
+        (["--task-type", "poetry"], "unknown task type 'poetry'"),
+        (["--model", "nosuchprovider/model-x"], "unknown model provider"),
+        (["--train-data", "missing.csv"], "missing.csv: no such file"),
+        (["--train-ratio", "1.5"], "train ratio must be strictly between 0 and 1"),
+        (["--synthetic-data-size", "0"], "synthetic data size must be a positive whole number"),
+        (["--input-fields", "text", "--output-fields", "text"], "both an input and an output"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_leaves_nothing(tracking, scripted, args, message):
+    result = invoke(*BASE, *args)
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]  # one line
+    assert result.stderr.startswith("Error: ") and message in result.stderr
+    assert "Traceback" not in result.output
+    assert MlflowClient().search_registered_models() == []
+
+
+def test_malformed_data_file_is_one_line(tracking, scripted, tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"review": "ok", "sentiment": "positive"}\n{"review": oops}\n')
+    result = invoke(*BASE, "--train-data", str(bad))
+    assert result.exit_code == 2
+    assert result.stderr.strip() == f"Error: {bad}: line 2 is not valid JSON (Expecting value)"
+
+
+def test_llm_failure_is_exit_1_with_the_run_failed(tracking, scripted):
+    import litellm
+
+    scripted.rules.insert(0, ("Improved instruction", litellm.RateLimitError(
+        message="slow down", llm_provider="scripted", model="fake")))
+    result = invoke(*BASE[:-1], "--quiet")
+    assert result.exit_code == 1
+    assert "RateLimitError after" in result.stderr
+    (run,) = mlflow.search_runs(output_format="list", search_all_experiments=True)
+    assert run.info.status == "FAILED"
+
+
+def test_help_lists_the_main_options():
+    result = invoke("optimize", "--help")
+    for flag in ("--raw-input", "--model", "--optimizer-model", "--search", "--train-data",
+                 "--iterations", "--candidates", "--lambda-penalty", "--task-type"):
+        assert flag in result.output
