@@ -8,7 +8,6 @@ callable `f(predictions, references) -> dict`. The built-in modules live in the 
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib.resources import files
@@ -36,9 +35,14 @@ METRICS: Registry[MetricSource] = Registry("metrics", _builtins)
 
 def register_metric(name: str, source: MetricSource, *, replace: bool = False) -> MetricSource:
     """Register an `evaluate` module path or a callable under `name`."""
-    if isinstance(source, str) and not (Path(source) / f"{Path(source).name}.py").is_file():
+    if isinstance(source, str) and not _is_module(source):
         raise ConfigError(f"metric {name!r}: {source} is not an evaluate module folder")
     return METRICS.register(name, source, replace=replace)
+
+
+def _is_module(path: str) -> bool:
+    """An `evaluate` module folder: `<dir>/<dir name>.py`."""
+    return (Path(path) / f"{Path(path).name}.py").is_file()
 
 
 @dataclass(frozen=True)
@@ -54,7 +58,7 @@ class Metric:
     def __init__(self, name: str, score_key: str):
         self.name = name
         self.score_key = score_key
-        source = METRICS.get(name) if not os.path.isdir(name) else name
+        source = name if name not in METRICS.names() and _is_module(name) else METRICS.get(name)
         if callable(source):
             self._compute = source
         else:

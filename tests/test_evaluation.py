@@ -80,11 +80,8 @@ def test_repeated_inputs_in_one_set_are_answered_once(fake_llm, accuracy):
     assert evaluation.per_example == (1.0, 1.0, 1.0)
 
 
-@pytest.mark.xfail(reason="BUG: Evaluator.predict checks and fills its cache without a lock, so with "
-                          "num_threads > 1 the same prompt+inputs in flight at once are paid for twice",
-                   strict=True)
 def test_repeated_inputs_are_answered_once_with_threads(fake_llm, accuracy):
-    both_in_flight = threading.Barrier(2, timeout=5)
+    both_in_flight = threading.Barrier(2, timeout=1)
 
     def answer(prompt, params):
         # A second call for the same inputs, if there is one, arrives while the first is pending.
@@ -94,15 +91,12 @@ def test_repeated_inputs_are_answered_once_with_threads(fake_llm, accuracy):
             pass
         return "positive"
 
-    evaluator = make_evaluator(accuracy, threads=2)
-    fake_llm.rules = always("positive")
-    evaluator.evaluate(PROMPT.with_(instruction="Warm up."), EXAMPLES[:2])  # first calls set LiteLLM up
-    fake_llm.calls.clear()
     fake_llm.rules = [("Text:", answer)]
 
-    evaluator.evaluate(PROMPT, [EXAMPLES[0]] * 2)
+    evaluation = make_evaluator(accuracy, threads=2).evaluate(PROMPT, [EXAMPLES[0]] * 2)
 
     assert len(fake_llm.calls) == 1
+    assert evaluation.per_example == (1.0, 1.0)
 
 
 def test_multiple_output_fields_are_averaged(fake_llm, accuracy):

@@ -9,6 +9,8 @@ import threading
 import time
 from typing import Any
 
+import openai
+
 from promptomatix.config import ModelSettings
 from promptomatix.errors import ConfigError, LLMError
 from promptomatix.models.providers import import_litellm
@@ -88,7 +90,7 @@ class LM:
                 time.sleep(delay)
             except litellm.exceptions.AuthenticationError as exc:
                 raise LLMError(f"{self.model}: authentication failed: {_short(exc)}") from exc
-            except litellm.exceptions.APIError as exc:
+            except openai.OpenAIError as exc:  # the base of every other LiteLLM API error
                 raise LLMError(f"{self.model}: {type(exc).__name__}: {_short(exc)}") from exc
         usage = getattr(response, "usage", None)
         self.meter.add(

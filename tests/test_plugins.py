@@ -1,0 +1,147 @@
+"""Named registries and plugins loaded from entry points, with a broken plugin that must not break the rest."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from promptomatix.backends import BACKENDS
+from promptomatix.errors import ConfigError
+from promptomatix.models.providers import PROVIDERS
+from promptomatix.plugins import Registry
+from promptomatix.scoring import METRICS
+from promptomatix.tasks import TASK_TYPES
+
+GROUP = "promptomatix.test_things"
+
+
+def test_register_get_and_names():
+    things = Registry("test_things")
+    first, second = object(), object()
+
+    assert things.register("zeta", first) is first
+    things.register("alpha", second)
+
+    assert things.get("zeta") is first
+    assert things.names() == ["alpha", "zeta"]
+    assert list(things) == ["alpha", "zeta"]
+    assert things.group == GROUP
+
+
+def test_builtins_are_registered_on_first_use():
+    calls = []
+
+    def builtins(registry):
+        calls.append(1)
+        registry.register("built_in", "value")
+
+    things = Registry("test_things", builtins)
+    assert calls == []  # nothing happens until the registry is read
+
+    assert things.get("built_in") == "value"
+    assert things.names() == ["built_in"]
+    assert calls == [1]
+
+
+def test_an_unknown_name_lists_the_choices():
+    things = Registry("test_things")
+    things.register("good_one", 1)
+    things.register("other_one", 2)
+
+    with pytest.raises(ConfigError) as info:
+        things.get("missing")
+    message = str(info.value)
+    assert "unknown test thing 'missing'" in message
+    assert "choose one of: good_one, other_one" in message
+
+
+def test_a_name_clash_is_refused_unless_replacing():
+    things = Registry("test_things")
+    original, replacement = object(), object()
+    things.register("name", original)
+
+    with pytest.raises(ConfigError, match="a test_thing named 'name' is already registered"):
+        things.register("name", replacement)
+    assert things.get("name") is original
+
+    things.register("name", original)  # the same item again is not a clash
+    things.register("name", replacement, replace=True)
+    assert things.get("name") is replacement
+
+
+@pytest.mark.parametrize("registry, names", [
+    (BACKENDS, {"meta_prompt"}),
+    (METRICS, {"classification", "exact_match", "token_f1", "rouge_l", "chrf", "numeric_match"}),
+    (TASK_TYPES, {"classification", "qa", "summarization", "translation", "generation", "code_generation",
+                  "information_extraction", "math"}),
+    (PROVIDERS, {"embedded"}),
+], ids=["backends", "metrics", "task_types", "providers"])
+def test_the_project_registries_hold_their_builtins(registry, names):
+    assert names <= set(registry.names())
+    assert registry.errors == {}
+
+
+@pytest.fixture
+def plugin_site(tmp_path, monkeypatch):
+    """A fake installed distribution declaring entry points in `promptomatix.test_things`."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "pmx_good_plugin.py").write_text("class GoodThing:\n    label = 'from a plugin'\n")
+    (site / "pmx_broken_plugin.py").write_text("raise RuntimeError('the plugin needs a missing service')\n")
+    dist = site / "pmx_test_plugins-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: pmx-test-plugins\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(textwrap.dedent(f"""\
+        [{GROUP}]
+        good = pmx_good_plugin:GoodThing
+        broken = pmx_broken_plugin:Thing
+        missing_attr = pmx_good_plugin:NoSuchName
+        taken = pmx_good_plugin:GoodThing
+        """))
+    monkeypatch.syspath_prepend(str(site))
+    yield site
+    import sys
+
+    for module in ("pmx_good_plugin", "pmx_broken_plugin"):
+        sys.modules.pop(module, None)
+
+
+def test_entry_points_load_and_a_broken_plugin_is_reported(plugin_site):
+    things = Registry("test_things", lambda registry: registry.register("taken", "built in"))
+
+    good = things.get("good")
+
+    assert good.__name__ == "GoodThing" and good.label == "from a plugin"
+    assert things.names() == ["good", "taken"]
+    assert set(things.errors) == {"broken", "missing_attr", "taken"}
+    assert "RuntimeError: the plugin needs a missing service" in things.errors["broken"]
+    assert "AttributeError" in things.errors["missing_attr"]
+    assert "clashes" in things.errors["taken"]
+    assert things.get("taken") == "built in"  # a plugin cannot take over a built-in name
+
+
+def test_getting_a_broken_plugin_says_why_it_failed(plugin_site):
+    things = Registry("test_things")
+
+    with pytest.raises(ConfigError) as info:
+        things.get("broken")
+
+    message = str(info.value)
+    assert "unknown test thing 'broken'" in message
+    assert "its plugin failed: RuntimeError: the plugin needs a missing service" in message
+    assert "good" in message  # the working ones are still offered
+    assert "\n" not in message
+
+
+def test_registering_before_reading_still_loads_the_plugins(plugin_site):
+    things = Registry("test_things")
+    things.register("mine", "value")
+
+    assert things.names() == ["good", "mine", "taken"]
+
+
+def test_without_plugins_only_registered_items_exist():
+    things = Registry("test_things")
+    assert things.names() == []
+    assert things.errors == {}
