@@ -81,6 +81,8 @@ def optimize(config: OptimizationConfig | None = None, *, callbacks: Sequence[Ca
         check_model(settings)
     if config.register and config.name:
         registry.check_name(config.name)
+    chosen = backend if isinstance(backend, Backend) else get_backend(backend or config.backend)()
+    chosen.check(config)
     user_data = load_examples(config.train_data, config.field_map) if config.train_data else None
     valid_data = load_examples(config.valid_data, config.field_map) if config.valid_data else None
     if config.experiment and not os.environ.get("MLFLOW_RUN_ID") and mlflow.active_run() is None:
@@ -88,7 +90,7 @@ def optimize(config: OptimizationConfig | None = None, *, callbacks: Sequence[Ca
     owned = mlflow.active_run() is None  # else the caller's run: the caller ends it
     run = mlflow.active_run() or mlflow.start_run()
     try:
-        result = _run(config, run, user_data, valid_data, list(callbacks), show_progress, backend)
+        result = _run(config, run, user_data, valid_data, list(callbacks), show_progress, chosen)
     except BaseException as exc:
         reason = str(exc) if isinstance(exc, PromptomatixError) else f"{type(exc).__name__}: {exc}"
         mlflow.set_tag("promptomatix.error", reason[:5000])
@@ -119,7 +121,7 @@ def config_from_options(**options) -> OptimizationConfig:
 
 
 def _run(config: OptimizationConfig, run, user_data: list[Example] | None, valid_data: list[Example] | None,
-         callbacks: list[Callback], show_progress: bool, backend: Backend | str | None) -> OptimizationResult:
+         callbacks: list[Callback], show_progress: bool, backend: Backend) -> OptimizationResult:
     started = time.monotonic()
     meter = UsageMeter()
     task_lm = LM(config.task_model, meter, max_retries=config.max_retries, seed=config.seed)
@@ -155,12 +157,13 @@ def _run(config: OptimizationConfig, run, user_data: list[Example] | None, valid
     task = OptimizationTask(spec, start, train, valid, evaluator, Objective(config.lambda_penalty),
                             optimizer_lm, config)
     tracker = MLflowTracker(meter)
-    chosen = backend if isinstance(backend, Backend) else get_backend(backend or config.backend)()
-    best = chosen.optimize(task, CallbackList([tracker, ProgressPrinter(), *callbacks]))
+    best = backend.optimize(task, CallbackList([tracker, ProgressPrinter(), *callbacks]))
     initial = next(r for r in tracker.rows if r["step"] == 0)
 
     mlflow.log_text(start.template, "initial_prompt.txt")
     mlflow.log_text(best.prompt.template, "optimized_prompt.txt")
+    if best.program is not None:
+        mlflow.log_dict(best.program, "program.json")
     mlflow.log_text(json.dumps([{"example": e, "prediction": p, "score": s} for e, p, s in
                                 zip(valid, best.evaluation.predictions, best.evaluation.per_example)],
                                ensure_ascii=False, indent=1), "valid_predictions.json")
@@ -174,7 +177,7 @@ def _run(config: OptimizationConfig, run, user_data: list[Example] | None, valid
         name = config.name or default_name(spec, config.raw_input)
         registry.check_name(name)
         registered = registry.register(
-            name, best.prompt, config.task_model, description=spec.description,
+            name, best.prompt, config.task_model, program=best.program, description=spec.description,
             tags={"run_id": run.info.run_id, "validation_score": f"{best.score:.4f}",
                   "initial_score": f"{initial['score']:.4f}", "backend": config.backend,
                   "task_type": spec.task_type, "cost": f"{usage.cost:.6f}", "tokens": str(usage.tokens)},

@@ -52,6 +52,10 @@ def _mapping(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--raw-input", required=True, help="The task in plain language (markers such as [TASK] allowed).")
 @click.option("--name", help="Registry name (default: from the task's first words).")
 @click.option("--backend", default="meta_prompt", show_default=True, help="Optimization backend.")
+@click.option("--optimizer", default="MIPROv2", show_default=True,
+              help="DSPy optimizer for --backend dspy (MIPROv2, GEPA, BootstrapFewShot, ...).")
+@click.option("--dspy-module", default="Predict", show_default=True,
+              help="DSPy module for --backend dspy: Predict, ChainOfThought, ProgramOfThought, ReAct or package.module:Class.")
 @click.option("--task-type", help="Override the task type found by intake (e.g. classification, qa).")
 @click.option("--input-fields", help="Comma-separated input field names (override intake).")
 @click.option("--output-fields", help="Comma-separated output field names (override intake).")

@@ -60,6 +60,8 @@ class OptimizationConfig:
     raw_input: str
     name: str | None = None
     backend: str = "meta_prompt"
+    optimizer: str = "MIPROv2"
+    dspy_module: str = "Predict"
     task_type: str | None = None
     input_fields: tuple[str, ...] | None = None
     output_fields: tuple[str, ...] | None = None

@@ -59,7 +59,7 @@ def check_name(name: str) -> None:
 
 
 def register(name: str, prompt: Prompt, settings: ModelSettings, *, tags: dict[str, str],
-             description: str) -> Registered:
+             description: str, program: dict | None = None) -> Registered:
     """Log the pyfunc model in the active run, then register the prompt and the model version."""
     client = MlflowClient()
     signature = ModelSignature(inputs=Schema([ColSpec("string", f) for f in prompt.input_fields]),
@@ -75,7 +75,7 @@ def register(name: str, prompt: Prompt, settings: ModelSettings, *, tags: dict[s
             warnings.filterwarnings("ignore", message=".*input example was not provided.*")
             info = mlflow.pyfunc.log_model(
                 name="model", python_model=str(files("promptomatix").joinpath("serving.py")),
-                model_config=model_config(prompt, settings, prompt_version.uri), signature=signature,
+                model_config=model_config(prompt, settings, prompt_version.uri, program), signature=signature,
                 pip_requirements=[f"mlflow=={mlflow.__version__}", "promptomatix"], prompts=[prompt_version.uri],
             )
         version = mlflow.register_model(info.model_uri, name, tags=tags | {"prompt_uri": prompt_version.uri})

@@ -16,7 +16,8 @@ from promptomatix.models.usage import UsageMeter
 from promptomatix.prompts import Prompt
 
 
-def model_config(prompt: Prompt, settings: ModelSettings, prompt_uri: str | None = None) -> dict:
+def model_config(prompt: Prompt, settings: ModelSettings, prompt_uri: str | None = None,
+                 program: dict | None = None) -> dict:
     return {
         "prompt": {"instruction": prompt.instruction, "input_fields": list(prompt.input_fields),
                    "output_fields": list(prompt.output_fields), "demos": [dict(d) for d in prompt.demos],
@@ -24,6 +25,7 @@ def model_config(prompt: Prompt, settings: ModelSettings, prompt_uri: str | None
         "model": {"model": settings.model, "temperature": settings.temperature,
                   "max_tokens": settings.max_tokens, "api_base": settings.api_base},
         "prompt_uri": prompt_uri,
+        "program": program,
     }
 
 

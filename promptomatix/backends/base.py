@@ -17,11 +17,15 @@ from promptomatix.spec import Example, TaskSpec
 
 @dataclass(frozen=True)
 class Candidate:
-    """A prompt with its validation quality (`score`, no penalty) and `objective` (penalized)."""
+    """A prompt with its validation quality (`score`, no penalty) and `objective` (penalized).
+
+    `program` is what serving needs beyond the prompt text to reproduce the candidate's outputs
+    (for example a compiled DSPy program's state); JSON-serializable, None for a plain prompt."""
 
     prompt: Prompt
     evaluation: Evaluation
     objective: float
+    program: dict | None = None
 
     @property
     def score(self) -> float:
@@ -55,6 +59,10 @@ class Backend(ABC):
     for the starting prompt. It must not return a candidate whose objective is below the
     starting prompt's.
     """
+
+    def check(self, config: OptimizationConfig) -> None:
+        """Raise `ConfigError` for options this backend cannot honour. Called before the run
+        starts, so bad input costs nothing and leaves nothing behind."""
 
     @abstractmethod
     def optimize(self, task: OptimizationTask, callbacks: Callback) -> Candidate:
