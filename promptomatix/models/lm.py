@@ -112,7 +112,7 @@ class LM:
             last = self.complete(prompt, max_tokens=max_tokens, response_format=response_format,
                                  temperature=temperature if attempt == 0 else max(self.settings.temperature, 0.7))
             try:
-                value = json.loads(_strip_fences(last))
+                value = json.loads(_strip_fences(last), strict=False)  # raw newlines in strings are common
                 if isinstance(value, dict) and all(k in value for k in schema.get("required", [])):
                     return value
             except json.JSONDecodeError:
