@@ -45,8 +45,9 @@ def generate_examples(spec: TaskSpec, lm: LM, count: int, *, batch_size: int = 5
             n = min(batch_size, count - len(examples))
             label = spec.labels[report.batches % len(spec.labels)] if spec.labels else None
             report.batches += 1
+            # The frequency penalty keeps a model from writing one example n times over.
             answer = lm.complete_json(_prompt(spec, n, label, examples), _schema(spec, n, label),
-                                      max_tokens=_token_budget(spec, n))
+                                      max_tokens=_token_budget(spec, n), frequency_penalty=FREQUENCY_PENALTY)
             items = answer["examples"] if isinstance(answer["examples"], list) else [answer["examples"]]
             for item in items:
                 example = _check(spec, item)
@@ -79,7 +80,8 @@ def _prompt(spec: TaskSpec, n: int, label: str | None, examples: list[Example]) 
                 fields=", ".join(spec.fields), label_rule=label_rule, seen=seen)
 
 
-MAX_FIELD_CHARS = 200
+MAX_FIELD_CHARS = 160
+FREQUENCY_PENALTY = 1.0
 
 
 def _token_budget(spec: TaskSpec, n: int) -> int:

@@ -166,8 +166,9 @@ class EmbeddedLLM(litellm.CustomLLM):
             "stop": params.get("stop") or [],
             "seed": params.get("seed"),
         }
-        if params.get("top_p") is not None:
-            kwargs["top_p"] = params["top_p"]
+        for key in ("top_p", "frequency_penalty", "presence_penalty"):
+            if params.get(key) is not None:
+                kwargs[key] = params[key]
         with self._lock:
             llama = self._llama(model)
             grammar = self._grammar(params.get("response_format"))

@@ -54,7 +54,8 @@ class LM:
         return self.settings.model
 
     def complete(self, prompt: str, *, max_tokens: int | None = None, stop: list[str] | None = None,
-                 temperature: float | None = None, response_format: dict | None = None) -> str:
+                 temperature: float | None = None, response_format: dict | None = None,
+                 frequency_penalty: float | None = None) -> str:
         litellm = import_litellm()
         transient = (litellm.exceptions.RateLimitError, litellm.exceptions.APIConnectionError,
                      litellm.exceptions.Timeout, litellm.exceptions.InternalServerError,
@@ -77,6 +78,8 @@ class LM:
                 self._calls += 1
         if response_format:
             kwargs["response_format"] = response_format
+        if frequency_penalty is not None:
+            kwargs["frequency_penalty"] = frequency_penalty
         for attempt in range(self.max_retries + 1):
             try:
                 response = litellm.completion(**kwargs)
@@ -102,7 +105,8 @@ class LM:
         return response.choices[0].message.content or ""
 
     def complete_json(self, prompt: str, schema: dict, *, max_tokens: int | None = None,
-                      temperature: float | None = None, attempts: int = 3) -> dict:
+                      temperature: float | None = None, frequency_penalty: float | None = None,
+                      attempts: int = 3) -> dict:
         """Structured output: the answer as a dict that parsed as JSON (the schema is enforced by
         the provider where it can; required keys are checked here). Parse failures are retried,
         sampling warmer, and counted, then raised: never an empty answer in their place."""
@@ -110,6 +114,7 @@ class LM:
         last = ""
         for attempt in range(attempts):
             last = self.complete(prompt, max_tokens=max_tokens, response_format=response_format,
+                                 frequency_penalty=frequency_penalty,
                                  temperature=temperature if attempt == 0 else max(self.settings.temperature, 0.7))
             try:
                 value = json.loads(_strip_fences(last), strict=False)  # raw newlines in strings are common
