@@ -12,15 +12,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import mlflow
+import yaml
 
 from promptomatix import data, registry
 from promptomatix.backends import get_backend
 from promptomatix.backends.base import Backend, OptimizationTask
-from promptomatix.callbacks import Callback, CallbackList, ProgressPrinter
-from promptomatix.config import DEFAULT_MODEL, ModelSettings, OptimizationConfig
+from promptomatix.callbacks import HOOKS, Callback, CallbackList, ProgressPrinter
+from promptomatix.config import OptimizationConfig, config_from_options
 from promptomatix.data.loaders import check_fields, load_examples
 from promptomatix.data.synthetic import generate_examples
-from promptomatix.errors import DataError, PromptomatixError
+from promptomatix.errors import ConfigError, DataError, PromptomatixError
 from promptomatix.evaluation import Evaluator
 from promptomatix.intake import extract_task_spec
 from promptomatix.models.lm import LM, check_model
@@ -32,6 +33,7 @@ from promptomatix.tasks import get_task_type
 from promptomatix.tracking import MLflowTracker, log_config, log_examples
 
 log = logging.getLogger(__name__)
+CONFIG_ARTIFACT = "config.yaml"  # the effective options, re-runnable with --config-from
 
 
 @dataclass(frozen=True)
@@ -102,22 +104,15 @@ def optimize(config: OptimizationConfig | None = None, *, callbacks: Sequence[Ca
     return result
 
 
-_MODEL_KEYS = ("model", "temperature", "max_tokens", "api_base")
+def options_from_run(run_id: str) -> dict:
+    """The effective options an earlier optimization logged, to run it again."""
+    from mlflow.exceptions import MlflowException
 
-
-def config_from_options(**options) -> OptimizationConfig:
-    """Build the config from flat keyword options. `model`, `temperature`, `max_tokens` and
-    `api_base` set the task model, the same names prefixed `optimizer_` the optimizer model,
-    which otherwise follows the task model (and its API base) but samples warmer."""
-    options = {k: v for k, v in options.items() if v is not None}
-    task = {k: options.pop(k) for k in _MODEL_KEYS if k in options}
-    opt = {k: options.pop(f"optimizer_{k}") for k in _MODEL_KEYS if f"optimizer_{k}" in options}
-    if task:
-        options["task_model"] = ModelSettings(**task)
-    defaults = {"model": task.get("model", DEFAULT_MODEL), "api_base": task.get("api_base"),
-                "temperature": 0.7, "max_tokens": 512}
-    options["optimizer_model"] = ModelSettings(**(defaults | opt))
-    return OptimizationConfig(**options)
+    try:
+        text = mlflow.artifacts.load_text(f"runs:/{run_id}/{CONFIG_ARTIFACT}")
+    except MlflowException as exc:
+        raise ConfigError(f"run {run_id!r} has no {CONFIG_ARTIFACT} to re-run: {str(exc).splitlines()[0]}") from None
+    return yaml.safe_load(text)
 
 
 def _run(config: OptimizationConfig, run, user_data: list[Example] | None, valid_data: list[Example] | None,
@@ -127,6 +122,7 @@ def _run(config: OptimizationConfig, run, user_data: list[Example] | None, valid
     task_lm = LM(config.task_model, meter, max_retries=config.max_retries, seed=config.seed)
     optimizer_lm = LM(config.optimizer_model, meter, max_retries=config.max_retries, seed=config.seed)
     log_config(config.to_params())
+    mlflow.log_text(yaml.safe_dump(config.to_options(), sort_keys=True, allow_unicode=True), CONFIG_ARTIFACT)
     mlflow.log_text(config.raw_input, "raw_input.txt")
 
     columns = list(user_data[0]) if user_data else None
@@ -157,7 +153,11 @@ def _run(config: OptimizationConfig, run, user_data: list[Example] | None, valid
     task = OptimizationTask(spec, start, train, valid, evaluator, Objective(config.lambda_penalty),
                             optimizer_lm, config)
     tracker = MLflowTracker(meter)
-    best = backend.optimize(task, CallbackList([tracker, ProgressPrinter(), *callbacks]))
+    hooks = [*callbacks, *(HOOKS.get(name)() for name in config.hooks)]
+    events = CallbackList([tracker, ProgressPrinter()], hooks)
+    events.on_hook_error = lambda hook, error: mlflow.set_tag(f"promptomatix.hook_error.{hook}", error[:5000])
+    events.on_optimization_start(task)
+    best = backend.optimize(task, events)
     initial = next(r for r in tracker.rows if r["step"] == 0)
 
     mlflow.log_text(start.template, "initial_prompt.txt")
@@ -184,13 +184,16 @@ def _run(config: OptimizationConfig, run, user_data: list[Example] | None, valid
         )
         mlflow.set_tags({"promptomatix.model_uri": registered.model_uri,
                          "promptomatix.prompt_uri": registered.prompt_uri})
-    return OptimizationResult(
+    result = OptimizationResult(
         prompt=best.prompt.template, initial_prompt=start.template, initial_score=initial["score"],
         optimized_score=best.score, spec=spec, run_id=run.info.run_id, experiment_id=run.info.experiment_id,
         usage=usage, seconds=seconds, train_size=len(train), valid_size=len(valid),
         model_name=registered and registered.model_name, model_version=registered and registered.model_version,
         prompt_name=registered and registered.prompt_name, prompt_version=registered and registered.prompt_version,
+        extra={"hook_errors": dict(events.errors), "stopped_early": events.should_stop},
     )
+    events.on_optimization_end(result)
+    return result
 
 
 def _user_split(spec: TaskSpec, user_data: list[Example], valid_data: list[Example] | None,

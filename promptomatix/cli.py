@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import click
@@ -19,7 +20,17 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except PromptomatixError as exc:
             click.echo(f"Error: {exc}", err=True)
+            _record_on_mlflow_run(str(exc))
             sys.exit(exc.exit_code)
+
+
+def _record_on_mlflow_run(reason: str) -> None:
+    """Under `mlflow run`, the run exists before our code starts: say on it why it failed."""
+    run_id = os.environ.get("MLFLOW_RUN_ID")
+    if run_id:
+        from mlflow import MlflowClient
+
+        MlflowClient().set_tag(run_id, "promptomatix.error", reason[:5000])
 
 
 @click.group(cls=_Group)
@@ -49,9 +60,14 @@ def _mapping(values: tuple[str, ...]) -> dict[str, str]:
 
 
 @cli.command()
-@click.option("--raw-input", required=True, help="The task in plain language (markers such as [TASK] allowed).")
+@click.option("--raw-input", help="The task in plain language (markers such as [TASK] allowed).")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False),
+              help="YAML file of options (keys as these flags, with '_'); flags given here override it.")
+@click.option("--config-from", metavar="RUN_ID", help="Start from the options of an earlier optimization run.")
 @click.option("--name", help="Registry name (default: from the task's first words).")
 @click.option("--backend", default="meta_prompt", show_default=True, help="Optimization backend.")
+@click.option("--meta-prompt", default="rewrite", show_default=True,
+              help="Rewrite template of the meta-prompt backend: a registered name or a .txt file.")
 @click.option("--optimizer", default="MIPROv2", show_default=True,
               help="DSPy optimizer for --backend dspy (MIPROv2, GEPA, BootstrapFewShot, ...).")
 @click.option("--dspy-module", default="Predict", show_default=True,
@@ -84,14 +100,40 @@ def _mapping(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--experiment", help="MLflow experiment name (ignored inside `mlflow run`).")
 @click.option("--register/--no-register", default=True, show_default=True, help="Register the result.")
+@click.option("--hook", "hooks", multiple=True, metavar="NAME", help="Run a registered hook (repeatable).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def optimize(field_map, quiet, input_fields, output_fields, **options) -> None:
+def optimize(config_file, config_from, quiet, **flags) -> None:
     """Optimize a prompt for a task and register it (one MLflow run)."""
     from promptomatix.api import optimize as run_optimization
+    from promptomatix.api import options_from_run
+    from promptomatix.config import config_from_options, load_options
 
-    result = run_optimization(field_map=_mapping(field_map), input_fields=_fields(input_fields),
-                              output_fields=_fields(output_fields), show_progress=not quiet, **options)
+    flags["field_map"] = _mapping(flags["field_map"])
+    flags["input_fields"], flags["output_fields"] = _fields(flags["input_fields"]), _fields(flags["output_fields"])
+    source = click.get_current_context().get_parameter_source
+    given = {k: v for k, v in flags.items() if source(k) is not click.core.ParameterSource.DEFAULT}
+    defaults = {k: v for k, v in flags.items() if k not in given}
+    saved = options_from_run(config_from) if config_from else {}
+    # Precedence: the flags' defaults < an earlier run's options < the config file < flags given.
+    config = config_from_options(**(defaults | saved | (load_options(config_file) if config_file else {}) | given))
+    result = run_optimization(config, show_progress=not quiet)
     click.echo(summary(result))
+
+
+@cli.command()
+def plugins() -> None:
+    """List what each extension point offers, plugins included, and plugins that failed."""
+    from promptomatix.backends import BACKENDS
+    from promptomatix.callbacks import HOOKS
+    from promptomatix.metaprompts import META_PROMPTS
+    from promptomatix.models.providers import PROVIDERS
+    from promptomatix.scoring import METRICS
+    from promptomatix.tasks import TASK_TYPES
+
+    for registry in (BACKENDS, TASK_TYPES, METRICS, META_PROMPTS, PROVIDERS, HOOKS):
+        click.echo(f"{registry.kind} (entry points: {registry.group}): {', '.join(registry.names()) or '(none)'}")
+        for name, error in sorted(registry.errors.items()):
+            click.echo(f"  failed plugin {name!r}: {error}")
 
 
 def summary(result) -> str:

@@ -62,6 +62,8 @@ class OptimizationConfig:
     backend: str = "meta_prompt"
     optimizer: str = "MIPROv2"
     dspy_module: str = "Predict"
+    meta_prompt: str = "rewrite"
+    hooks: tuple[str, ...] = ()
     task_type: str | None = None
     input_fields: tuple[str, ...] | None = None
     output_fields: tuple[str, ...] | None = None
@@ -115,10 +117,20 @@ class OptimizationConfig:
         if self.valid_data and not self.train_data:
             raise ConfigError("--valid-data needs --train-data")
         set_("field_map", dict(self.field_map))
+        set_("hooks", tuple(self.hooks))
         _check_registered(self)
 
     def replace(self, **changes: Any) -> OptimizationConfig:
         return dataclasses.replace(self, **changes)
+
+    def to_options(self) -> dict[str, Any]:
+        """The flat options (`promptomatix optimize` flags, `optimize(**options)` keywords and
+        `--config` file keys) that rebuild this config with `config_from_options`."""
+        options = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                   if f.name not in ("task_model", "optimizer_model")}
+        for prefix, settings in (("", self.task_model), ("optimizer_", self.optimizer_model)):
+            options |= {f"{prefix}{k}": v for k, v in dataclasses.asdict(settings).items()}
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in options.items()}
 
     def to_params(self) -> dict[str, str]:
         """Flat key/value pairs for MLflow params (long text such as the raw input excluded)."""
@@ -135,6 +147,47 @@ class OptimizationConfig:
             else:
                 params[key] = str(value)
         return params
+
+
+MODEL_KEYS = ("model", "temperature", "max_tokens", "api_base")
+
+
+def config_from_options(**options) -> OptimizationConfig:
+    """Build the config from flat options. `model`, `temperature`, `max_tokens` and `api_base`
+    set the task model, the same names prefixed `optimizer_` the optimizer model, which
+    otherwise follows the task model (and its API base) but samples warmer. None means unset."""
+    options = {k: v for k, v in options.items() if v is not None}
+    known = {f.name for f in dataclasses.fields(OptimizationConfig)} | set(MODEL_KEYS) | {f"optimizer_{k}" for k in MODEL_KEYS}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ConfigError(f"unknown option {unknown[0]!r}; known options: {', '.join(sorted(known - {'task_model', 'optimizer_model'}))}")
+    task = {k: options.pop(k) for k in MODEL_KEYS if k in options}
+    opt = {k: options.pop(f"optimizer_{k}") for k in MODEL_KEYS if f"optimizer_{k}" in options}
+    if task:
+        options["task_model"] = ModelSettings(**task)
+    defaults = {"model": task.get("model", DEFAULT_MODEL), "api_base": task.get("api_base"),
+                "temperature": 0.7, "max_tokens": 512}
+    options["optimizer_model"] = ModelSettings(**(defaults | opt))
+    for key in ("input_fields", "output_fields"):
+        if isinstance(options.get(key), list):
+            options[key] = tuple(options[key])
+    return OptimizationConfig(**options)
+
+
+def load_options(path: str) -> dict[str, Any]:
+    """Options from a YAML (or JSON) file: a mapping of option names to values."""
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            options = yaml.safe_load(handle) or {}
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(options, dict):
+        raise ConfigError(f"{path}: expected a mapping of option names to values")
+    return {str(k).replace("-", "_"): v for k, v in options.items()}
 
 
 def _positive(config, *keys):
@@ -171,6 +224,10 @@ def _check_registered(config: OptimizationConfig) -> None:
     from promptomatix.backends import get_backend
     from promptomatix.tasks import get_task_type
 
+    from promptomatix.callbacks import HOOKS
+
     get_backend(config.backend)
+    for hook in config.hooks:
+        HOOKS.get(hook)
     if config.task_type is not None:
         get_task_type(config.task_type)

@@ -87,3 +87,37 @@ def test_help_lists_the_main_options():
     for flag in ("--raw-input", "--model", "--optimizer-model", "--search", "--train-data",
                  "--iterations", "--candidates", "--lambda-penalty", "--task-type"):
         assert flag in result.output
+
+
+def test_config_file_carries_options_and_flags_override_it(tracking, scripted, tmp_path):
+    config = tmp_path / "job.yaml"
+    config.write_text(f"raw_input: Classify the sentiment of a movie review\nmodel: {FAKE_MODEL}\n"
+                      "synthetic_data_size: 6\niterations: 3\ncandidates: 1\nname: from-file\n")
+    result = invoke("optimize", "--config", str(config), "--iterations", "1", "--quiet")
+    assert result.exit_code == 0, result.output
+    (run,) = mlflow.search_runs(output_format="list", search_all_experiments=True)
+    assert run.data.params["promptomatix.iterations"] == "1"  # the flag won
+    assert run.data.params["promptomatix.synthetic_data_size"] == "6" and "models:/from-file/1" in result.stdout
+    logged = mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/config.yaml")
+    assert "iterations: 1" in logged and "name: from-file" in logged
+
+    again = invoke("optimize", "--config-from", run.info.run_id, "--quiet")
+    assert again.exit_code == 0, again.output
+    assert "models:/from-file/2" in again.stdout
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("iterations: [1", "not valid YAML"),
+    ("- a list", "expected a mapping"),
+    ("raw_input: x\nno_such_option: 1", "unknown option 'no_such_option'"),
+])
+def test_bad_config_file_is_one_line(tracking, tmp_path, content, message):
+    config = tmp_path / "bad.yaml"
+    config.write_text(content)
+    result = invoke("optimize", "--config", str(config))
+    assert result.exit_code == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_config_from_an_unknown_run_is_one_line(tracking):
+    result = invoke("optimize", "--config-from", "0123456789abcdef")
+    assert result.exit_code == 2 and "has no config.yaml" in result.stderr

@@ -9,7 +9,8 @@ import random
 
 from promptomatix.backends.base import Backend, Candidate, OptimizationTask
 from promptomatix.callbacks import Callback
-from promptomatix.metaprompts import fill
+from promptomatix.config import OptimizationConfig
+from promptomatix.metaprompts import fill, load_template
 from promptomatix.prompts import Prompt
 
 REWRITE_SCHEMA = {
@@ -19,10 +20,18 @@ REWRITE_SCHEMA = {
 }
 
 
+REWRITE_FIELDS = {"description", "instruction", "score", "failures", "feedback"}
+
+
 class MetaPromptBackend(Backend):
-    def __init__(self, meta_prompt: str = "rewrite", max_failures: int = 3):
-        self.meta_prompt = meta_prompt
+    """`config.meta_prompt` names the rewrite template (a registered name or a `.txt` path); it
+    may use `$description`, `$instruction`, `$score`, `$failures` and `$feedback`."""
+
+    def __init__(self, max_failures: int = 3):
         self.max_failures = max_failures
+
+    def check(self, config: OptimizationConfig) -> None:
+        load_template(config.meta_prompt, allowed=REWRITE_FIELDS)
 
     def optimize(self, task: OptimizationTask, callbacks: Callback) -> Candidate:
         rng = random.Random(task.config.seed)
@@ -43,6 +52,8 @@ class MetaPromptBackend(Backend):
             # Ties keep the incumbent: a change must earn its place.
             best = max([best, *scored], key=lambda c: c.objective)
             callbacks.on_iteration_end(step, best, scored)
+            if getattr(callbacks, "should_stop", False):
+                break
         return best
 
     def propose(self, task: OptimizationTask, best: Candidate, index: int, rng: random.Random) -> Prompt:
@@ -66,7 +77,7 @@ class MetaPromptBackend(Backend):
                         "got": p}, ensure_ascii=False)
             for e, p in failures
         ) or "(none)"
-        text = fill(self.meta_prompt, description=task.spec.description, instruction=prompt.instruction,
+        text = fill(task.config.meta_prompt, description=task.spec.description, instruction=prompt.instruction,
                     score=f"{best.score:.3f}", failures=shown, feedback="")
         answer = task.optimizer_lm.complete_json(text, REWRITE_SCHEMA, max_tokens=400)
         return " ".join(str(answer["instruction"]).split()) or prompt.instruction
