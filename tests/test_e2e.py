@@ -25,7 +25,8 @@ def mlflow_run(tmp_path_factory):
     pytest.importorskip("llama_cpp", reason="the embedded model needs the 'embedded' extra")
     workdir = tmp_path_factory.mktemp("e2e")
     uri = f"sqlite:///{workdir / 'mlflow.db'}"
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri,
+    # Both URIs explicitly: mlflow.set_*_uri in earlier tests leave them in os.environ.
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "MLFLOW_REGISTRY_URI": uri,
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     env.pop("MLFLOW_RUN_ID", None)
     command = [str(Path(sys.executable).parent / "mlflow"), "run", str(PROJECT), "--env-manager", "local",
