@@ -8,6 +8,7 @@ import sys
 
 import click
 
+from promptomatix.cli_lifecycle import add_to as add_lifecycle_commands
 from promptomatix.config import SEARCH_PRESETS
 from promptomatix.errors import PromptomatixError
 
@@ -157,6 +158,9 @@ def summary(result) -> str:
               f"open the MLflow UI: mlflow ui --backend-store-uri {mlflow.get_tracking_uri()}",
               f"  then experiment {result.experiment_id}, run {result.run_id}"]
     return "\n".join(lines)
+
+
+add_lifecycle_commands(cli)
 
 
 def main() -> None:

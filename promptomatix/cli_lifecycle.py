@@ -1,0 +1,139 @@
+"""Click commands for the prompt lifecycle: `compare`, `evaluate`, `promote`, `rollback`.
+
+Each is a thin layer over `promptomatix.lifecycle` (imported when the command runs, so the
+CLI starts fast). Typed errors are turned into one line and an exit status by the group the
+commands are added to (`promptomatix.cli.cli`); `add_to(group)` adds them (again is harmless).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime
+
+import click
+
+_COLUMNS = [("version", "version"), ("aliases", "aliases"), ("validation", "validation_score"),
+            ("test", "test_score"), ("words", "prompt_words"), ("cost", "cost"), ("backend", "backend"),
+            ("run id", "run_id"), ("created", "created")]
+
+
+@click.command("compare")
+@click.argument("name")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
+              help="json: a list of objects, for scripts.")
+def compare(name: str, fmt: str) -> None:
+    """List every version of the registered prompt/model NAME: aliases, validation score, test
+    score (from `evaluate`, if any), prompt words, cost, backend, run id and creation time."""
+    from promptomatix.lifecycle import compare as compare_versions
+
+    rows = compare_versions(name)
+    click.echo(json.dumps(rows, indent=1) if fmt == "json" else format_table(rows))
+
+
+def format_table(rows: list[dict]) -> str:
+    """The rows of `lifecycle.compare` as an aligned text table."""
+    cells = [[title for title, _ in _COLUMNS]]
+    for row in rows:
+        cells.append([_cell(key, row[key]) for _, key in _COLUMNS])
+    widths = [max(len(line[i]) for line in cells) for i in range(len(_COLUMNS))]
+    lines = ["  ".join(value.ljust(width) for value, width in zip(line, widths)).rstrip() for line in cells]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+def _cell(key: str, value) -> str:
+    if value is None or value == []:
+        return "-"
+    if key == "aliases":
+        return ",".join(value)
+    if key == "cost":
+        return f"${value:.4f}"
+    if key.endswith("_score"):
+        return f"{value:.4f}"
+    if key == "created":
+        return datetime.fromisoformat(value).astimezone().strftime("%Y-%m-%d %H:%M")
+    return str(value)
+
+
+@click.command("evaluate")
+@click.argument("ref", metavar="NAME@ALIAS|NAME@VERSION")
+@click.option("--data", required=True, help="Test data: .csv, .tsv, .jsonl, .json, a saved `datasets` folder or hf:NAME.")
+@click.option("--quiet", is_flag=True, help="No progress output.")
+def evaluate(ref: str, data: str, quiet: bool) -> None:
+    """Score a registered version on a data set with its task type's metric, in a new MLflow run.
+
+    The run holds the per-example results (evaluation/results.json) and is tagged with the
+    version; the version gets the tags test_score, test_data_digest and test_run_id.
+    """
+    from promptomatix.lifecycle import evaluate as run_evaluation
+
+    click.echo(run_evaluation(ref, data, show_progress=not quiet).summary())
+
+
+@click.command("promote")
+@click.argument("name")
+@click.option("--version", "version", required=True, help="The version to promote (a number).")
+@click.option("--alias", help="The alias to give it, e.g. champion.")
+@click.option("--to-model", help="Copy the version into this registered model first (dev to prod); "
+                                 "with --alias, the alias is set there.")
+@click.option("--data", help="Evaluate both versions on this data file first and compare those scores.")
+@click.option("--force", is_flag=True, help="Move the alias even if the version scores lower or cannot be compared.")
+@click.option("--reason", default="", help="Why: recorded with the decision.")
+@click.option("--quiet", is_flag=True, help="No progress output while evaluating.")
+def promote(name, version, alias, to_model, data, force, reason, quiet) -> None:
+    """Move ALIAS of NAME to VERSION if it scores at least as well as the current holder on the
+    same evaluation data; the Prompt Registry alias of NAME-prompt follows.
+
+    \b
+    "The same evaluation data", in this order:
+      1. test data both versions were scored on by `promptomatix evaluate` (same data digest);
+         with --data FILE both are evaluated on FILE first and those scores are compared;
+      2. else their validation scores, if both optimization runs used the same validation
+         set (same digest of the run's `valid` dataset input);
+      3. else the promotion is refused (exit 2) unless --force or --data is given.
+    The versions must have the same task type. The first holder of an alias needs no check.
+
+    The decision, both scores and --reason are recorded as tags promotion.<alias>.* on the
+    version; a lower score is recorded as "rejected" and exits with status 1. Only --to-model:
+    copy the version, nothing else.
+    """
+    from promptomatix.errors import UsageError
+    from promptomatix.lifecycle import copy_to
+    from promptomatix.lifecycle import promote as run_promotion
+
+    if alias is None:
+        if to_model is None:
+            raise UsageError("give --alias (to promote) or --to-model (to copy), or both")
+        if data or force:
+            raise UsageError("--data and --force apply to a promotion: give --alias too")
+        copied = copy_to(name, version, to_model)
+        click.echo(f"copied {copied.source_uri} to {copied.model_uri} (prompt {copied.prompt_uri})")
+        return
+    decision = run_promotion(name, version, alias, force=force, reason=reason, data=data, to_model=to_model,
+                             show_progress=not quiet)
+    click.echo(decision.summary())
+    if decision.decision == "rejected":
+        sys.exit(1)
+
+
+@click.command("rollback")
+@click.argument("name")
+@click.option("--alias", required=True, help="The alias to move back, e.g. champion.")
+@click.option("--reason", default="", help="Why: recorded on the version.")
+def rollback(name: str, alias: str, reason: str) -> None:
+    """Give ALIAS of NAME back to the version that held it before the current one (from the
+    alias history `promote` keeps); the Prompt Registry alias follows."""
+    from promptomatix.lifecycle import rollback as run_rollback
+
+    click.echo(run_rollback(name, alias, reason=reason).summary())
+
+
+COMMANDS = (compare, evaluate, promote, rollback)
+
+
+def add_to(group: click.Group) -> click.Group:
+    """Add the lifecycle commands to `group` (a command of the same name is replaced)."""
+    for command in COMMANDS:
+        group.add_command(command)
+    return group

@@ -1,0 +1,238 @@
+"""Scoring a registered version on a data set, in a new MLflow run linked to the version.
+
+In: a version reference (`name@alias`, `name@3`, `models:/name/3`) and data (a path that
+`load_examples` reads, or a list of example dicts).
+Out: an `EvaluationReport`. The run holds the per-example table (`evaluation/results.json`),
+the data (`data/test.jsonl` and a dataset input), the metric `test_score`, and tags naming the
+version; `mlflow.genai.evaluate` runs the version's pyfunc model as `predict_fn` with the task
+type's metric module wrapped as a `@scorer`. The version gets the tags `test_score`,
+`test_data_digest`, `test_run_id`, `test_data`, `test_metric` and `test_score.<digest>`.
+
+`prepare` does every check (version, data, fields) without writing, so a caller can validate
+several evaluations before running any.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import sys
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from promptomatix.errors import ConfigError, DataError, PromptomatixError, RegistryError
+from promptomatix.lifecycle import versions
+from promptomatix.spec import Example
+
+RESULTS_ARTIFACT = "evaluation/results.json"
+
+
+@dataclass(frozen=True)
+class EvaluationReport:
+    """What `evaluate` measured: the mean per-example `metric` over `size` examples."""
+
+    name: str
+    version: str
+    metric: str
+    score: float
+    size: int
+    data_digest: str
+    data_source: str
+    run_id: str
+    rows: tuple[dict, ...]
+
+    @property
+    def model_uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+    def summary(self) -> str:
+        return (f"{self.model_uri}: {self.metric} {self.score:.4f} on {self.size} examples "
+                f"(data {self.data_source}, digest {self.data_digest}); run {self.run_id}")
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A checked evaluation, ready to run: nothing has been written yet."""
+
+    version: object  # mlflow ModelVersion
+    task_type: object  # promptomatix.tasks.TaskType
+    input_fields: tuple[str, ...]
+    output_fields: tuple[str, ...]
+    examples: tuple[Example, ...]
+    digest: str
+    source: str
+
+
+def evaluate(ref: str, data: str | Sequence[Example], *, show_progress: bool = True) -> EvaluationReport:
+    """Score the version `ref` names on `data` (see the module docstring for what is recorded).
+    Raises RegistryError / DataError before anything is written; LLMError if the model fails,
+    after marking the run FAILED (the version's tags are then left as they were)."""
+    return run(prepare(versions.resolve(ref), data), show_progress=show_progress)
+
+
+def prepare(version, data: str | Sequence[Example]) -> Prepared:
+    """Check that `version` is a promptomatix model and that `data` has its fields."""
+    from promptomatix.data.loaders import check_fields, load_examples
+    from promptomatix.tasks import get_task_type
+
+    task_name = (version.tags or {}).get("task_type")
+    if not task_name:
+        raise RegistryError(f"version {version.version} of {version.name!r} has no task_type tag; "
+                            f"it was not registered by promptomatix")
+    try:
+        task_type = get_task_type(task_name)
+    except ConfigError as exc:
+        raise RegistryError(f"version {version.version} of {version.name!r}: {exc}") from None
+    inputs, outputs = _fields(version)
+    if isinstance(data, str):
+        source, examples = data, load_examples(data)
+    else:
+        source, examples = "<examples>", [dict(e) for e in data]
+        if not examples:
+            raise DataError("no examples in the data")
+    examples = check_fields(examples, inputs + outputs, source)
+    return Prepared(version, task_type, inputs, outputs, tuple(examples), digest(examples), source)
+
+
+def digest(examples: Sequence[Example]) -> str:
+    """MLflow's dataset digest of the rows (the same one a run's dataset input shows)."""
+    import pandas as pd
+
+    return mlflow.data.from_pandas(pd.DataFrame(list(examples))).digest
+
+
+def _fields(version) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Input and output fields from the logged model's signature."""
+    from mlflow.models import get_model_info
+
+    uri = f"models:/{version.name}/{version.version}"
+    try:
+        signature = get_model_info(uri).signature
+    except (MlflowException, OSError) as exc:  # OSError: the artifacts are gone
+        raise RegistryError(f"{uri}: cannot read the logged model: {str(exc).splitlines()[0]}") from None
+    if signature is None or signature.outputs is None:
+        raise RegistryError(f"{uri} has no input/output signature; it was not registered by promptomatix")
+    return tuple(signature.inputs.input_names()), tuple(signature.outputs.input_names())
+
+
+def run(prepared: Prepared, *, show_progress: bool = True) -> EvaluationReport:
+    """Run a prepared evaluation: a new MLflow run, then the version's tags."""
+    import pandas as pd
+
+    from promptomatix.scoring import Metric
+
+    version = prepared.version
+    uri = f"models:/{version.name}/{version.version}"
+    task = prepared.task_type
+    metric = Metric(task.metric, task.score_key)
+    model = mlflow.pyfunc.load_model(uri)
+    experiment_id = _experiment_of(version)
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"evaluate {version.name} v{version.version}",
+                          nested=mlflow.active_run() is not None) as active:
+        mlflow.set_tags({"promptomatix.evaluated_model": uri, "promptomatix.model_name": version.name,
+                         "promptomatix.model_version": str(version.version),
+                         "promptomatix.data_digest": prepared.digest, "promptomatix.task_type": task.name})
+        mlflow.log_params({"promptomatix.eval.data": prepared.source[:500],
+                           "promptomatix.eval.size": len(prepared.examples), "promptomatix.eval.metric": task.score_key})
+        try:
+            rows, score = _score(prepared, model, metric, show_progress)
+        except BaseException as exc:
+            reason = str(exc) if isinstance(exc, PromptomatixError) else f"{type(exc).__name__}: {exc}"
+            mlflow.set_tag("promptomatix.error", reason[:5000])
+            raise
+        mlflow.log_metric("test_score", score)
+        _log_data(prepared)
+        mlflow.log_table(pd.DataFrame(rows), RESULTS_ARTIFACT)
+        run_id = active.info.run_id
+    client = MlflowClient()
+    for key, value in {versions.TEST_SCORE: f"{score:.4f}", versions.TEST_DIGEST: prepared.digest,
+                       versions.TEST_RUN: run_id, versions.TEST_DATA: prepared.source[:500],
+                       versions.TEST_METRIC: task.score_key,
+                       versions.TEST_SCORE_PREFIX + prepared.digest: f"{score:.4f}"}.items():
+        client.set_model_version_tag(version.name, str(version.version), key, value)
+    return EvaluationReport(version.name, str(version.version), task.score_key, score, len(prepared.examples),
+                            prepared.digest, prepared.source, run_id, tuple(rows))
+
+
+def _score(prepared: Prepared, model, metric, show_progress: bool) -> tuple[list[dict], float]:
+    """mlflow.genai.evaluate over the examples; per-example rows and their mean score."""
+    import pandas as pd
+    from mlflow.genai.scorers import scorer
+
+    inputs, outputs = prepared.input_fields, prepared.output_fields
+    answers: dict[str, dict] = {}  # inputs as JSON -> prediction (also serves MLflow's trial call)
+    failures: list[Exception] = []
+    lock = threading.Lock()  # metric modules and the failure list are shared by MLflow's threads
+
+    @mlflow.trace(name="predict")
+    def predict_fn(**row):
+        key = json.dumps(row, sort_keys=True)
+        if key not in answers:
+            try:
+                frame = model.predict(pd.DataFrame([{f: row[f] for f in inputs}]))
+            except Exception as exc:
+                with lock:
+                    failures.append(exc)
+                raise
+            answers[key] = {f: str(frame.iloc[0][f]) for f in outputs}
+        return answers[key]
+
+    @scorer(name=metric.score_key)
+    def task_metric(outputs: dict | None, expectations: dict) -> float:
+        with lock:
+            values = [metric.score([str((outputs or {}).get(f, ""))], [expectations[f]]).per_example[0]
+                      for f in expectations]
+        return sum(values) / len(values)
+
+    data = [{"inputs": {f: e[f] for f in inputs}, "expectations": {f: e[f] for f in outputs},
+             "tags": {"promptomatix.row": str(i)}} for i, e in enumerate(prepared.examples)]
+    # MLflow prints a banner when done: send it to stderr (or nowhere), stdout is the command's.
+    try:
+        with contextlib.redirect_stdout(sys.stderr if show_progress else io.StringIO()):
+            result = mlflow.genai.evaluate(data=data, scorers=[task_metric], predict_fn=predict_fn)
+    except MlflowException:
+        if failures:  # MLflow's trial call of predict_fn failed: report the model's error
+            raise failures[0] from None
+        raise
+    if failures:
+        raise failures[0]
+    frame = result.result_df
+    column = f"{metric.score_key}/value"
+    scores: dict[int, float] = {}
+    for tags, value in zip(frame["tags"], frame[column] if column in frame else [None] * len(frame)):
+        if value is None or value != value:  # missing or NaN: the scorer failed on this row
+            raise PromptomatixError(f"evaluation of {prepared.version.name} v{prepared.version.version}: "
+                                    f"the metric gave no score for example {int(tags['promptomatix.row']) + 1}")
+        scores[int(tags["promptomatix.row"])] = float(value)
+    rows = []
+    for i, example in enumerate(prepared.examples):
+        predicted = answers[json.dumps({f: example[f] for f in inputs}, sort_keys=True)]
+        rows.append({"row": i + 1, **{f: example[f] for f in inputs},
+                     **{f"expected_{f}": example[f] for f in outputs},
+                     **{f"predicted_{f}": predicted[f] for f in outputs}, "score": scores[i]})
+    return rows, sum(r["score"] for r in rows) / len(rows)
+
+
+def _log_data(prepared: Prepared) -> None:
+    import pandas as pd
+
+    frame = pd.DataFrame(list(prepared.examples))
+    mlflow.log_text("\n".join(json.dumps(e, ensure_ascii=False) for e in prepared.examples) + "\n", "data/test.jsonl")
+    mlflow.log_input(mlflow.data.from_pandas(frame, name="test", source=None), context="evaluation")
+
+
+def _experiment_of(version) -> str | None:
+    """The experiment of the version's optimization run, so evaluations sit next to it."""
+    active = mlflow.active_run()
+    if active is not None:
+        return active.info.experiment_id
+    try:
+        return MlflowClient().get_run(version.run_id).info.experiment_id if version.run_id else None
+    except MlflowException:  # the run was deleted: use the current experiment
+        return None

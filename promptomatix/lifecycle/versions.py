@@ -1,0 +1,240 @@
+"""Reading registered versions: names, versions and aliases resolved with one-line errors, the
+prompt version a model version is linked to, the alias history, and the comparison table.
+
+In: a registered model name (and a version number, alias or `name@ref` string).
+Out: MLflow `ModelVersion` entities, or plain dicts for `compare`. Nothing here writes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime, timezone
+
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from promptomatix.errors import RegistryError
+from promptomatix.registry import PROMPT_SUFFIX, prompt_name_for
+
+# Tags written by `evaluate` on a model version.
+TEST_SCORE = "test_score"
+TEST_DIGEST = "test_data_digest"
+TEST_RUN = "test_run_id"
+TEST_DATA = "test_data"
+TEST_METRIC = "test_metric"
+TEST_SCORE_PREFIX = "test_score."  # + data digest: one score per data set a version was evaluated on
+# Registered-model tag holding the versions that held an alias, oldest first (JSON list).
+HISTORY_PREFIX = "alias_history."
+
+_ALIAS = re.compile(r"^[\w-]{1,255}$")
+_RESERVED_ALIAS = re.compile(r"^(latest|[vV]\d+)$", re.IGNORECASE)
+_PROMPT_URI = re.compile(r"^prompts:/(?P<name>[^/@]+)/(?P<version>\d+)$")
+
+
+def check_alias(alias: str) -> str:
+    """`alias` if MLflow accepts it for both models and prompts, else a RegistryError."""
+    if not alias or not _ALIAS.match(alias):
+        raise RegistryError(f"invalid alias {alias!r}: use letters, digits, '_' or '-'")
+    if _RESERVED_ALIAS.match(alias):
+        raise RegistryError(f"alias {alias!r} is reserved by MLflow ('latest' and v<number> name versions)")
+    return alias
+
+
+def get_model(name: str):
+    """The `RegisteredModel` named `name`; a RegistryError naming the problem otherwise."""
+    client = MlflowClient()
+    try:
+        return client.get_registered_model(name)
+    except MlflowException:
+        pass
+    if client.get_prompt(name) is not None:
+        owner = name[:-len(PROMPT_SUFFIX)] if name.endswith(PROMPT_SUFFIX) else ""
+        hint = f"; its model is {owner!r}" if owner and _exists(client, owner) else ""
+        raise RegistryError(f"{name!r} is a prompt, not a registered model{hint}")
+    raise RegistryError(f"no registered model named {name!r}")
+
+
+def _exists(client: MlflowClient, name: str) -> bool:
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        return False
+    return True
+
+
+def get_version(name: str, version: str):
+    """Version `version` (a number, `v<number>` or `models:/<name>/<number>`) of the registered
+    model `name`. A URI naming another model is refused: versions are promoted within their model."""
+    model = get_model(name)
+    number = _version_number(name, str(version))
+    try:
+        return MlflowClient().get_model_version(model.name, number)
+    except MlflowException:
+        known = ", ".join(str(v.version) for v in _search(model.name)) or "none"
+        raise RegistryError(f"model {name!r} has no version {number} (versions: {known})") from None
+
+
+def _version_number(name: str, version: str) -> str:
+    text = version.strip()
+    if text.startswith("models:/"):
+        owner, sep, number = text[len("models:/"):].rpartition("/")
+        if not sep or "@" in number:
+            raise RegistryError(f"{version!r} is not a model version URI such as models:/{name}/3")
+        if owner != name:
+            raise RegistryError(f"{version} is a version of model {owner!r}, not of {name!r}; "
+                                f"copy it into {name!r} with --to-model first")
+        text = number
+    if text[:1] in "vV":
+        text = text[1:]
+    if not text.isdigit() or int(text) < 1:
+        raise RegistryError(f"invalid version {version!r}: give a version number such as 3")
+    return str(int(text))
+
+
+def holder(name: str, alias: str):
+    """The version of `name` that holds `alias`, or None when the alias is not set."""
+    model = get_model(name)
+    number = (model.aliases or {}).get(alias)
+    return MlflowClient().get_model_version(name, number) if number else None
+
+
+def resolve(ref: str):
+    """The model version named by `name@alias`, `name@3`, `models:/name/3` or `models:/name@alias`."""
+    text = ref.strip()
+    if text.startswith("models:/"):
+        text = text[len("models:/"):]
+        if "@" not in text:
+            name, sep, number = text.rpartition("/")
+            if not sep:
+                raise RegistryError(f"{ref!r} names no version: use models:/<name>/<version> or <name>@<alias>")
+            return get_version(name, number)
+    name, sep, tail = text.rpartition("@")
+    if not sep or not name or not tail:
+        raise RegistryError(f"{ref!r} names no version: use <name>@<alias> or <name>@<version>")
+    if tail.isdigit() or re.fullmatch(r"[vV]\d+", tail):
+        return get_version(name, tail)
+    model = get_model(name)
+    number = (model.aliases or {}).get(tail)
+    if number is None:
+        known = ", ".join(sorted(model.aliases or {})) or "none"
+        raise RegistryError(f"model {name!r} has no alias {tail!r} (aliases: {known})")
+    return MlflowClient().get_model_version(name, number)
+
+
+def linked_prompt(version) -> tuple[str, str]:
+    """(prompt name, prompt version) of the Prompt Registry version registered with this model
+    version. Refuses a version whose prompt belongs to another model (a copy made outside
+    promptomatix) or that has none (not registered by promptomatix)."""
+    uri = (version.tags or {}).get("prompt_uri", "")
+    match = _PROMPT_URI.match(uri)
+    if not match:
+        raise RegistryError(f"version {version.version} of {version.name!r} has no linked prompt version "
+                            f"(tag prompt_uri); it was not registered by promptomatix")
+    expected = prompt_name_for(version.name)
+    if match["name"] != expected:
+        raise RegistryError(f"version {version.version} of {version.name!r} is linked to prompt {uri}, which belongs "
+                            f"to another model (expected {expected!r}); copy versions with promote --to-model")
+    try:
+        found = MlflowClient().get_prompt_version(match["name"], match["version"])
+    except MlflowException:
+        found = None
+    if found is None:
+        raise RegistryError(f"version {version.version} of {version.name!r} is linked to {uri}, which no longer exists")
+    return match["name"], match["version"]
+
+
+def history(model, alias: str) -> list[str]:
+    """Versions that held `alias` on the registered model, oldest first, the current holder last
+    (a holder set outside promptomatix is appended, so rollback still returns to the one before)."""
+    try:
+        past = [str(v) for v in json.loads((model.tags or {}).get(HISTORY_PREFIX + alias, "[]"))]
+    except (ValueError, TypeError):
+        past = []
+    current = (model.aliases or {}).get(alias)
+    if current is not None and (not past or past[-1] != str(current)):
+        past.append(str(current))
+    return past
+
+
+def float_tag(version, key: str) -> float | None:
+    try:
+        return float((version.tags or {})[key])
+    except (KeyError, ValueError):
+        return None
+
+
+def test_scores(version) -> dict[str, float]:
+    """Data digest -> test score, for every data set `evaluate` scored this version on."""
+    scores = {}
+    for key in (version.tags or {}):
+        if key.startswith(TEST_SCORE_PREFIX):
+            value = float_tag(version, key)
+            if value is not None:
+                scores[key[len(TEST_SCORE_PREFIX):]] = value
+    return scores
+
+
+def valid_digest(version) -> str | None:
+    """Digest of the validation set the version's optimization run scored it on (its `valid`
+    dataset input), or None when the run or the input is gone."""
+    if not version.run_id:
+        return None
+    try:
+        run = MlflowClient().get_run(version.run_id)
+    except MlflowException:
+        return None
+    for item in run.inputs.dataset_inputs if run.inputs else ():
+        if item.dataset.name == "valid":
+            return item.dataset.digest
+    return None
+
+
+def compare(name: str) -> list[dict]:
+    """One dict per version of `name`, oldest first: version, aliases, validation_score,
+    test_score (latest evaluation, or None), test_data_digest, prompt_words, cost, backend,
+    task_type, run_id, created (ISO 8601, UTC). Scores and cost are floats or None."""
+    model = get_model(name)
+    by_version: dict[str, list[str]] = {}
+    for alias, number in (model.aliases or {}).items():
+        by_version.setdefault(str(number), []).append(alias)
+    rows = []
+    for version in _search(model.name):
+        tags = version.tags or {}
+        rows.append({
+            "version": str(version.version),
+            "aliases": sorted(by_version.get(str(version.version), [])),
+            "validation_score": float_tag(version, "validation_score"),
+            "test_score": float_tag(version, TEST_SCORE),
+            "test_data_digest": tags.get(TEST_DIGEST),
+            "prompt_words": _prompt_words(tags.get("prompt_uri", "")),
+            "cost": float_tag(version, "cost"),
+            "backend": tags.get("backend"),
+            "task_type": tags.get("task_type"),
+            "run_id": version.run_id,
+            "created": datetime.fromtimestamp(version.creation_timestamp / 1000, timezone.utc)
+            .isoformat(timespec="seconds"),
+        })
+    return rows
+
+
+def _search(name: str) -> list:
+    client = MlflowClient()
+    found, token = [], None
+    while True:
+        page = client.search_model_versions(f"name = '{name}'", page_token=token)
+        found.extend(page)
+        token = page.token
+        if not token:
+            return sorted(found, key=lambda v: int(v.version))
+
+
+def _prompt_words(uri: str) -> int | None:
+    match = _PROMPT_URI.match(uri)
+    if not match:
+        return None
+    try:
+        prompt = MlflowClient().get_prompt_version(match["name"], match["version"])
+    except MlflowException:
+        return None
+    return len(prompt.template.split()) if prompt is not None and isinstance(prompt.template, str) else None

@@ -1,0 +1,231 @@
+"""`promptomatix promote` / `rollback`: an alias moves only to a version scoring at least as well on
+the same data, the prompt alias follows, decisions and history are tags; bad input changes nothing.
+
+Versions come from `make_versions` (test_compare): QUALITY=n scores n/4 on the 4-example sets.
+"""
+
+from __future__ import annotations
+
+import json
+
+import mlflow
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+from test_compare import (  # noqa: F401 (fixtures: files, make_versions, scripted)
+    files, invoke, make_versions, one_error_line, registry_state, rows, scripted, write_jsonl)
+
+from promptomatix.lifecycle import PromotionDecision, PromotionError, copy_to, promote, rollback
+
+
+def champion(name: str = "reviews") -> str | None:
+    number = MlflowClient().get_registered_model(name).aliases.get("champion")
+    return None if number is None else str(number)
+
+
+def prompt_champion(name: str = "reviews") -> str:
+    """The prompt version the Prompt Registry alias points to, as the model version linked to it."""
+    prompt = mlflow.genai.load_prompt(f"prompts:/{name}-prompt@champion")
+    return prompt.tags["model_version"]
+
+
+def tags(version: str, name: str = "reviews") -> dict:
+    found = MlflowClient().get_model_version(name, version).tags
+    return {k[len("promotion.champion."):]: v for k, v in found.items() if k.startswith("promotion.champion.")}
+
+
+def history(name: str = "reviews") -> list[str]:
+    return json.loads(MlflowClient().get_registered_model(name).tags["alias_history.champion"])
+
+
+def test_first_promotion_sets_both_aliases_and_records_the_decision(make_versions):
+    make_versions(2)
+    result = invoke("promote", "reviews", "--version", "1", "--alias", "champion", "--reason", "first release")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == "promoted version 1 to reviews@champion (first holder) (was no version)"
+    assert champion() == "1" and prompt_champion() == "1"
+    recorded = tags("1")
+    assert recorded["decision"] == "promoted" and recorded["basis"] == "first"
+    assert recorded["reason"] == "first release" and recorded["previous"] == "" and recorded["time"]
+    assert history() == ["1"]
+
+
+def test_a_better_version_on_the_same_validation_set_takes_the_alias(make_versions):
+    make_versions(2, 4)
+    promote("reviews", "1", "champion")
+    result = invoke("promote", "reviews", "--version", "2", "--alias", "champion", "--reason", "better")
+    assert result.exit_code == 0, result.output
+    valid_digest = next(d.dataset.digest for d in MlflowClient().get_run(
+        MlflowClient().get_model_version("reviews", "2").run_id).inputs.dataset_inputs if d.dataset.name == "valid")
+    assert result.stdout.strip() == (f"promoted version 2 to reviews@champion (was version 1): "
+                                     f"1.0000 >= 0.5000 on the validation set {valid_digest}")
+    assert champion() == "2" and prompt_champion() == "2"
+    assert tags("2") | {"time": ""} == {"decision": "promoted", "model": "reviews", "score": "1.0000", "previous": "1",
+                                        "previous_score": "0.5000", "basis": "validation", "digest": valid_digest,
+                                        "reason": "better", "copied_from": "", "time": ""}
+    assert history() == ["1", "2"]
+
+
+def test_a_worse_version_is_rejected_and_the_rejection_recorded(make_versions):
+    make_versions(4, 2)
+    promote("reviews", "1", "champion")
+    result = invoke("promote", "reviews", "--version", "2", "--alias", "champion", "--reason", "try")
+    assert result.exit_code == 1
+    assert result.stdout.startswith("not promoted: version 2 scores below reviews@champion (version 1): "
+                                    "0.5000 < 1.0000 on the validation set")
+    assert champion() == "1" and prompt_champion() == "1" and history() == ["1"]
+    assert tags("2")["decision"] == "rejected" and tags("2")["score"] == "0.5000"
+    assert tags("2")["previous_score"] == "1.0000" and tags("2")["reason"] == "try"
+
+    forced = invoke("promote", "reviews", "--version", "2", "--alias", "champion", "--force", "--reason", "hotfix")
+    assert forced.exit_code == 0, forced.output
+    assert forced.stdout.startswith("forced reviews@champion to version 2 (was version 1): 0.5000 < 1.0000")
+    assert champion() == "2" and prompt_champion() == "2" and history() == ["1", "2"]
+    assert tags("2")["decision"] == "forced" and tags("2")["reason"] == "hotfix"
+
+
+def test_promoting_the_holder_again_changes_nothing(make_versions):
+    make_versions(2)
+    promote("reviews", "1", "champion")
+    before = registry_state()
+    result = invoke("promote", "reviews", "--version", "1", "--alias", "champion")
+    assert result.exit_code == 0 and "already is version 1; nothing changed" in result.stdout
+    assert registry_state() == before
+
+
+def test_test_scores_on_shared_data_win_over_validation_scores(make_versions, files, tmp_path):
+    make_versions(4, 1)  # validation: 1.0 and 0.25
+    promote("reviews", "1", "champion")
+    easy = write_jsonl(tmp_path / "easy.jsonl", rows(0, count=1) * 2)  # only example 0: both get it right
+    for ref in ("reviews@1", "reviews@2"):
+        assert invoke("evaluate", ref, "--data", easy, "--quiet").exit_code == 0
+    decision = promote("reviews", "2", "champion", reason="ties on the easy set")
+    assert (decision.decision, decision.basis, decision.score, decision.previous_score) == ("promoted", "test", 1.0, 1.0)
+    assert decision.digest == MlflowClient().get_model_version("reviews", "2").tags["test_data_digest"]
+    assert champion() == "2"
+
+
+def test_different_validation_sets_are_refused_unless_data_or_force(make_versions, files):
+    make_versions(2)
+    make_versions(4, valid="other_valid")
+    promote("reviews", "1", "champion")
+    before = registry_state()
+    line = one_error_line(invoke("promote", "reviews", "--version", "2", "--alias", "champion"),
+                          "cannot compare", "no score on the same data", "--data FILE", "--force")
+    assert "validation sets:" in line
+    assert registry_state() == before
+    with pytest.raises(PromotionError):
+        promote("reviews", "2", "champion")
+
+    result = invoke("promote", "reviews", "--version", "2", "--alias", "champion", "--data", files["test"], "--quiet")
+    assert result.exit_code == 0, result.output
+    assert "1.0000 >= 0.5000 on test data" in result.stdout
+    assert champion() == "2" and prompt_champion() == "2"
+    evaluated = {r.data.tags["promptomatix.evaluated_model"] for r in mlflow.search_runs(
+        output_format="list", search_all_experiments=True) if "promptomatix.evaluated_model" in r.data.tags}
+    assert evaluated == {"models:/reviews/1", "models:/reviews/2"}
+    assert tags("2")["basis"] == "test" and tags("2")["digest"] == tags("2")["digest"].strip() != ""
+
+
+def test_with_data_a_lower_score_is_rejected_after_both_are_evaluated(make_versions, files):
+    make_versions(3)
+    make_versions(1, valid="other_valid")
+    promote("reviews", "1", "champion")
+    result = invoke("promote", "reviews", "--version", "2", "--alias", "champion", "--data", files["test"], "--quiet")
+    assert result.exit_code == 1 and "0.2500 < 0.7500 on test data" in result.stdout
+    assert champion() == "1"
+    assert MlflowClient().get_model_version("reviews", "2").tags["test_score"] == "0.2500"
+
+
+def test_rollback_returns_the_alias_to_the_previous_holder(make_versions):
+    make_versions(1, 2, 3)
+    for version in ("1", "2", "3"):
+        promote("reviews", version, "champion")
+    assert history() == ["1", "2", "3"]
+
+    result = invoke("rollback", "reviews", "--alias", "champion", "--reason", "v3 misbehaves")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == "rolled back reviews@champion to version 2 (was version 3)"
+    assert champion() == "2" and prompt_champion() == "2" and history() == ["1", "2"]
+    assert tags("2")["decision"] == "rolled_back" and tags("2")["previous"] == "3"
+    assert tags("2")["reason"] == "v3 misbehaves"
+
+    again = rollback("reviews", "champion")
+    assert isinstance(again, PromotionDecision) and (again.version, again.previous) == ("1", "2")
+    assert champion() == "1" and prompt_champion() == "1"
+    before = registry_state()
+    one_error_line(invoke("rollback", "reviews", "--alias", "champion"), "no earlier holder of reviews@champion")
+    assert registry_state() == before
+
+
+def test_to_model_copies_a_version_into_another_model_with_its_own_prompt(make_versions):
+    make_versions(2, 4)
+    result = invoke("promote", "reviews", "--version", "2", "--alias", "champion", "--to-model", "reviews-prod")
+    assert result.exit_code == 0, result.output
+    assert "promoted version 1 (copied from models:/reviews/2) to reviews-prod@champion (first holder)" in result.stdout
+    client = MlflowClient()
+    copy = client.get_model_version("reviews-prod", "1")
+    assert copy.tags["copied_from"] == "models:/reviews/2"
+    assert copy.tags["prompt_uri"] == "prompts:/reviews-prod-prompt/1"
+    assert copy.tags["validation_score"] == "1.0000" and copy.run_id == client.get_model_version("reviews", "2").run_id
+    assert champion("reviews-prod") == "1" and prompt_champion("reviews-prod") == "1"
+    assert mlflow.genai.load_prompt("prompts:/reviews-prod-prompt@champion").template == \
+        mlflow.genai.load_prompt("prompts:/reviews-prompt/2").template
+    assert "champion" not in client.get_registered_model("reviews").aliases
+    served = mlflow.pyfunc.load_model("models:/reviews-prod@champion")
+    assert list(served.predict(pd.DataFrame({"review": ["a good film 0"]}))["sentiment"]) == ["positive"]
+
+    # a worse version is not copied at all; the rejection is recorded on the source version
+    rejected = invoke("promote", "reviews", "--version", "1", "--alias", "champion", "--to-model", "reviews-prod")
+    assert rejected.exit_code == 1 and "not promoted" in rejected.stdout
+    assert len(client.search_model_versions("name = 'reviews-prod'")) == 1
+    assert tags("1")["decision"] == "rejected" and tags("1")["model"] == "reviews-prod"
+
+    # --to-model alone only copies (Python API: copy_to)
+    copied = invoke("promote", "reviews", "--version", "1", "--to-model", "reviews-prod")
+    assert copied.stdout.strip() == ("copied models:/reviews/1 to models:/reviews-prod/2 "
+                                     "(prompt prompts:/reviews-prod-prompt/2)")
+    third = copy_to("reviews", "2", "reviews-prod")
+    assert (third.version, third.prompt_uri) == ("3", "prompts:/reviews-prod-prompt/3")
+    assert champion("reviews-prod") == "1"
+
+
+def test_bad_input_is_one_line_and_changes_nothing(make_versions, files, tmp_path):
+    make_versions(2, 4)
+    promote("reviews", "1", "champion")
+    client = MlflowClient()
+    client.copy_model_version("models:/reviews/2", "raw-copy")  # copied outside promptomatix
+    mlflow.genai.register_prompt(name="a-prompt-name", template="hi {{x}}")
+    cases = [
+        (["promote", "nobody", "--version", "1", "--alias", "champion"], ["no registered model named 'nobody'"]),
+        (["promote", "reviews-prompt", "--version", "1", "--alias", "champion"], ["is a prompt, not a registered model"]),
+        (["promote", "reviews", "--version", "9", "--alias", "champion"], ["model 'reviews' has no version 9"]),
+        (["promote", "reviews", "--version", "abc", "--alias", "champion"], ["invalid version 'abc'"]),
+        (["promote", "reviews", "--version", "models:/raw-copy/1", "--alias", "champion"],
+         ["is a version of model 'raw-copy', not of 'reviews'"]),
+        (["promote", "raw-copy", "--version", "1", "--alias", "champion"],
+         ["linked to prompt prompts:/reviews-prompt/2, which belongs to another model"]),
+        (["promote", "reviews", "--version", "2", "--alias", "latest"], ["alias 'latest' is reserved"]),
+        (["promote", "reviews", "--version", "2", "--alias", "v3"], ["alias 'v3' is reserved"]),
+        (["promote", "reviews", "--version", "2", "--alias", "my champion"], ["invalid alias 'my champion'"]),
+        (["promote", "reviews", "--version", "2"], ["give --alias (to promote) or --to-model (to copy)"]),
+        (["promote", "reviews", "--version", "2", "--alias", "champion", "--to-model", "reviews"],
+         ["--to-model must name another registered model"]),
+        (["promote", "reviews", "--version", "2", "--alias", "champion", "--to-model", "a-prompt-name"],
+         ["'a-prompt-name' is used by a prompt"]),
+        (["promote", "reviews", "--version", "2", "--alias", "champion", "--data", str(tmp_path / "none.jsonl")],
+         ["none.jsonl: no such file"]),
+        (["promote", "reviews", "--version", "2", "--alias", "champion", "--data",
+          write_jsonl(tmp_path / "fields.jsonl", [{"text": "x", "label": "positive"}])], ["lacks field 'review'"]),
+        (["rollback", "reviews", "--alias", "staging"], ["model 'reviews' has no alias 'staging'"]),
+        (["rollback", "nobody", "--alias", "champion"], ["no registered model named 'nobody'"]),
+        (["rollback", "reviews", "--alias", "champion"], ["no earlier holder"]),
+    ]
+    before = registry_state()
+    for args, needles in cases:
+        result = invoke(*args)
+        try:
+            one_error_line(result, *needles)
+        except AssertionError as exc:
+            raise AssertionError(f"{args}: {exc}") from None
+        assert registry_state() == before, args
