@@ -75,6 +75,8 @@ def optimize(config: OptimizationConfig | None = None, *, callbacks: Sequence[Ca
     Raises a `UsageError` subclass for bad input and `LLMError` when the model fails; the run is
     then marked FAILED with the reason in the tag `promptomatix.error`, and nothing is registered.
     """
+    if isinstance(backend, str):  # a backend by name is an option like any other
+        options["backend"], backend = backend, None
     if config is None:
         config = config_from_options(**options)
     elif options:
@@ -83,7 +85,7 @@ def optimize(config: OptimizationConfig | None = None, *, callbacks: Sequence[Ca
         check_model(settings)
     if config.register and config.name:
         registry.check_name(config.name)
-    chosen = backend if isinstance(backend, Backend) else get_backend(backend or config.backend)()
+    chosen = backend if isinstance(backend, Backend) else get_backend(config.backend)()
     chosen.check(config)
     user_data = load_examples(config.train_data, config.field_map) if config.train_data else None
     valid_data = load_examples(config.valid_data, config.field_map) if config.valid_data else None

@@ -3,9 +3,16 @@
 Logged as MLflow "models from code": this file is the model. Its `model_config` holds the
 prompt (instruction, demos, fields) and the model settings, so `mlflow.pyfunc.load_model(...)`
 followed by `predict(DataFrame of input fields)` returns a DataFrame of output fields.
+
+When the optimizer left a program (`model_config["program"]`, e.g. a compiled DSPy program's
+state), the model rebuilds it and runs it instead of the plain prompt, so the served outputs are
+the optimized program's own. `PROGRAM_RUNNERS` names, per program `kind`, the module whose
+`load_runner(program, settings, meter)` returns a callable `row -> outputs`.
 """
 
 from __future__ import annotations
+
+from importlib import import_module
 
 import mlflow
 import pandas as pd
@@ -14,6 +21,8 @@ from promptomatix.config import ModelSettings
 from promptomatix.models.lm import LM
 from promptomatix.models.usage import UsageMeter
 from promptomatix.prompts import Prompt
+
+PROGRAM_RUNNERS = {"dspy": "promptomatix.backends.dspy.program"}
 
 
 def model_config(prompt: Prompt, settings: ModelSettings, prompt_uri: str | None = None,
@@ -29,17 +38,33 @@ def model_config(prompt: Prompt, settings: ModelSettings, prompt_uri: str | None
     }
 
 
+def load_program_runner(program: dict, settings: ModelSettings, meter: UsageMeter):
+    """The callable serving a program, from the runner module its `kind` names."""
+    kind = program.get("kind")
+    if kind not in PROGRAM_RUNNERS:
+        raise ValueError(f"this model's program is of unknown kind {kind!r}; known: {', '.join(PROGRAM_RUNNERS)}")
+    return import_module(PROGRAM_RUNNERS[kind]).load_runner(program, settings, meter)
+
+
 class PromptModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context):
         config = context.model_config
         spec = config["prompt"]
         self.prompt = Prompt(spec["instruction"], tuple(spec["input_fields"]), tuple(spec["output_fields"]),
                              tuple(spec["demos"]), spec["single_line"])
-        self.lm = LM(ModelSettings(**config["model"]), UsageMeter())
+        settings = ModelSettings(**config["model"])
+        self.meter = UsageMeter()
+        self.lm = LM(settings, self.meter)
+        program = config.get("program")
+        self.runner = load_program_runner(program, settings, self.meter) if program else None
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         rows = pd.DataFrame(model_input).to_dict(orient="records")
-        outputs = [self.prompt.parse(self.lm.complete(self.prompt.render(row), stop=self.prompt.stop)) for row in rows]
+        if self.runner is not None:
+            outputs = [self.runner(row) for row in rows]
+        else:
+            outputs = [self.prompt.parse(self.lm.complete(self.prompt.render(row), stop=self.prompt.stop))
+                       for row in rows]
         return pd.DataFrame(outputs, columns=list(self.prompt.output_fields))
 
 

@@ -81,6 +81,13 @@ def test_the_wheel_holds_the_modules_metrics_and_templates(installed):
     assert not any(name.startswith(("tests/", "metrics/")) for name in names)
 
 
+def test_every_subpackage_and_module_of_the_source_is_in_the_wheel(installed):
+    wheel, _ = installed
+    names = set(zipfile.ZipFile(wheel).namelist())
+    source = {str(p.relative_to(ROOT)) for p in (ROOT / "promptomatix").rglob("*.py") if "__pycache__" not in p.parts}
+    assert source - names == set()  # a package missing from pyproject's list would show here
+
+
 def test_the_installed_package_scores_and_loads_templates_on_its_own(installed, tmp_path):
     _, site = installed
 

@@ -1,4 +1,4 @@
-"""Optimization backends, by name: `meta_prompt` (default) and any registered plugin."""
+"""Optimization backends, by name: `meta_prompt` (default), `dspy`, and any registered plugin."""
 
 from __future__ import annotations
 
@@ -6,9 +6,11 @@ from promptomatix.plugins import Registry
 
 
 def _builtins(registry: Registry) -> None:
+    from promptomatix.backends.dspy import DSPyBackend
     from promptomatix.backends.metaprompt import MetaPromptBackend
 
     registry.register("meta_prompt", MetaPromptBackend)
+    registry.register("dspy", DSPyBackend)
 
 
 BACKENDS: Registry = Registry("backends", _builtins)

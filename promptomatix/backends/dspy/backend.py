@@ -1,0 +1,136 @@
+"""`DSPyBackend`: the task optimized as a DSPy program by one of DSPy's optimizers.
+
+    promptomatix.optimize(raw_input=..., backend="dspy", optimizer="GEPA", dspy_module="ChainOfThought")
+
+1. The signature comes from the task (inputs, outputs, the starting instruction, the label set),
+   and `config.dspy_module` builds the student program over it, with the spec's sample examples
+   as its first demos.
+2. The student is scored on the validation set: step 0.
+3. `config.optimizer` compiles it (`optimizers.py` says how budgets map), the task model running
+   the program and the optimizer model proposing, with the length-penalized metric.
+4. The candidates the optimizer kept, and its result, are scored on the validation set and
+   reported as steps 1, 2, ... to `callbacks`; the best by objective is returned (ties keep the
+   earlier, so never worse than the start), its program as JSON for serving.
+
+A hook's request to stop (`callbacks.should_stop`) is honoured between steps: after step 0 the
+optimizer does not run; after a later step the remaining candidates are not scored. DSPy's
+`compile` itself is one call and runs to its budget.
+
+Everything runs inside one `dspy.context` (the LMs, the adapter, a callback tagging predictions
+with their program): no global DSPy settings change. DSPy's model errors, and answers an
+optimizer needed but could not parse (an instruction proposal), are raised as `LLMError`; an
+unparseable answer of the program on one example only fails that example (and is counted).
+"""
+
+from __future__ import annotations
+
+from promptomatix.backends.base import Backend, Candidate, OptimizationTask
+from promptomatix.callbacks import Callback
+from promptomatix.config import OptimizationConfig
+from promptomatix.errors import LLMError
+
+
+class DSPyBackend(Backend):
+    def check(self, config: OptimizationConfig) -> None:
+        from promptomatix.backends.dspy.optimizers import get_recipe
+        from promptomatix.backends.dspy.program import check_module
+
+        get_recipe(config.optimizer).check(config)
+        check_module(config.dspy_module)
+
+    def optimize(self, task: OptimizationTask, callbacks: Callback) -> Candidate:
+        import dspy
+        from dspy.utils.exceptions import AdapterParseError, LMError
+
+        from promptomatix.backends.dspy.adapter import adapter_spec, make_adapter
+        from promptomatix.backends.dspy.lm import MeteredLM
+        from promptomatix.backends.dspy.metric import FeedbackMetric, ProgramMetric, ProgramTagger
+        from promptomatix.backends.dspy.optimizers import Setup, get_recipe
+        from promptomatix.backends.dspy.program import SignatureSpec, build_program, resolve_module
+
+        config = task.config
+        meter = task.evaluator.lm.meter
+        task_lm = MeteredLM(task.evaluator.lm.settings, meter, num_retries=config.max_retries)
+        optimizer_lm = MeteredLM(task.optimizer_lm.settings, meter, num_retries=config.max_retries)
+        spec = SignatureSpec(task.start.instruction, task.start.input_fields, task.start.output_fields,
+                             task.spec.labels)
+        adapter = adapter_spec(task_lm.model, single_line=spec.output_fields[:1] if task.start.single_line else ())
+        module, _ = resolve_module(config.dspy_module)
+        scorer = _Scorer(task, spec, module, adapter)
+        metric = ProgramMetric(task.evaluator.metric, spec.output_fields, task.objective)
+        setup = Setup(metric, FeedbackMetric(metric), task_lm, optimizer_lm,
+                      _examples(task.train, spec), _examples(task.valid, spec), config,
+                      task.evaluator.show_progress)
+        student = build_program(module, spec, task.start.demos)
+        recipe = get_recipe(config.optimizer)
+        context = dict(lm=task_lm, adapter=make_adapter(adapter, meter),
+                       callbacks=[*dspy.settings.get("callbacks", []), ProgramTagger()])
+        try:
+            with dspy.context(**context):
+                best = scorer(student)
+                callbacks.on_candidate(0, best)
+                callbacks.on_iteration_end(0, best, [])
+                if _stopped(callbacks):
+                    return best
+                compiled = recipe.compile(student, setup)
+                rounds = recipe.rounds(compiled)
+                if scorer.key(compiled) not in {scorer.key(p) for programs in rounds for p in programs}:
+                    rounds.append([compiled])
+                for step, programs in enumerate(rounds, start=1):
+                    scored = [scorer(program) for program in programs]
+                    for candidate in scored:
+                        callbacks.on_candidate(step, candidate)
+                    # Ties keep the incumbent: a change must earn its place.
+                    best = max([best, *scored], key=lambda c: c.objective)
+                    callbacks.on_iteration_end(step, best, scored)
+                    if _stopped(callbacks):
+                        break
+        except LMError as exc:
+            raise LLMError(f"{type(exc).__name__}: {exc}") from exc
+        except AdapterParseError as exc:  # an answer an optimizer itself needed (a proposal) was unreadable
+            raise LLMError(f"the optimizer could not read a model answer: {exc}") from exc
+        return best
+
+
+class _Scorer:
+    """Programs -> `Candidate`s scored on the validation set, each distinct program once."""
+
+    def __init__(self, task: OptimizationTask, spec, module: str, adapter: dict):
+        from promptomatix.backends.dspy.program import state_key
+
+        self.task = task
+        self.spec = spec
+        self.module = module
+        self.adapter = adapter
+        self.key = state_key
+        self.valid = _examples(task.valid, spec)
+        self._scored: dict[str, Candidate] = {}
+
+    def __call__(self, program) -> Candidate:
+        from promptomatix.backends.dspy.evaluation import evaluate_program
+        from promptomatix.backends.dspy.program import program_prompt, program_text, program_to_dict
+
+        key = self.key(program)
+        if key not in self._scored:
+            task = self.task
+            evaluation = evaluate_program(program, self.valid, task.evaluator.metric, self.spec.output_fields,
+                                          num_threads=task.config.num_threads,
+                                          show_progress=task.evaluator.show_progress)
+            self._scored[key] = Candidate(
+                prompt=program_prompt(program, self.spec, single_line=task.start.single_line),
+                evaluation=evaluation,
+                objective=task.objective(evaluation.score, program_text(program)),
+                program=program_to_dict(program, self.module, self.spec, self.adapter),
+            )
+        return self._scored[key]
+
+
+def _stopped(callbacks: Callback) -> bool:
+    return getattr(callbacks, "should_stop", False)
+
+
+def _examples(examples, spec) -> list:
+    import dspy
+
+    return [dspy.Example(**{name: example[name] for name in spec.fields}).with_inputs(*spec.input_fields)
+            for example in examples]
