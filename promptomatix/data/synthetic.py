@@ -32,7 +32,8 @@ def generate_examples(spec: TaskSpec, lm: LM, count: int, *, batch_size: int = 5
     batches take turns over the labels (one label a batch, batches no larger than a label's
     share), so the set is balanced. Examples with a missing or
     empty field, or a label outside the set, are rejected; repeats (same inputs) are dropped.
-    Raises `LLMError` when fewer than two usable examples come back."""
+    Stops early, with a warning, after three batches in a row add nothing new. Raises `LLMError`
+    when fewer than two usable examples come back."""
     report = GenerationReport(requested=count)
     if spec.labels:
         batch_size = min(batch_size, -(-count // len(spec.labels)))
@@ -41,7 +42,9 @@ def generate_examples(spec: TaskSpec, lm: LM, count: int, *, batch_size: int = 5
     seen = {_key(spec, e) for e in examples}
     with progress_bar(total=count, desc="generating examples", unit="ex", enabled=show_progress) as bar:
         bar.update(len(examples))
-        while len(examples) < count and report.batches < max_batches:
+        stalled = 0  # batches in a row that added nothing: the model has run dry
+        while len(examples) < count and report.batches < max_batches and stalled < MAX_STALLED_BATCHES:
+            before = len(examples)
             n = min(batch_size, count - len(examples))
             label = spec.labels[report.batches % len(spec.labels)] if spec.labels else None
             report.batches += 1
@@ -59,6 +62,7 @@ def generate_examples(spec: TaskSpec, lm: LM, count: int, *, batch_size: int = 5
                     seen.add(_key(spec, example))
                     examples.append(example)
                     bar.update(1)
+            stalled = 0 if len(examples) > before else stalled + 1
     report.accepted = len(examples)
     if report.accepted < count:
         log.warning("generated %d of %d examples (%d rejected, %d duplicates)", report.accepted, count,
@@ -82,6 +86,7 @@ def _prompt(spec: TaskSpec, n: int, label: str | None, examples: list[Example]) 
 
 MAX_FIELD_CHARS = 160
 FREQUENCY_PENALTY = 1.0
+MAX_STALLED_BATCHES = 3
 
 
 def _token_budget(spec: TaskSpec, n: int) -> int:

@@ -132,11 +132,11 @@ def test_sample_examples_kept_first(fake_llm, lm):
     assert "A gripping, funny film" in fake_llm.calls[0]["prompt"]  # shown as "examples so far"
 
 
-def test_only_duplicates_stops_after_max_batches_and_raises(fake_llm, lm):
+def test_only_duplicates_stops_after_three_batches_that_add_nothing_and_raises(fake_llm, lm):
     fake_llm.rules = [(SYNTHETIC, scripted([review("Great film"), review("Great film")]))]
-    with pytest.raises(LLMError, match="only 1 usable examples in 8 batches"):
+    with pytest.raises(LLMError, match="only 1 usable examples in 4 batches"):
         generate_examples(SENTIMENT, lm, 4, batch_size=2, show_progress=False)
-    assert len(fake_llm.calls) == 8  # 3 * ceil(4 / 2) + 2
+    assert len(fake_llm.calls) == 4  # one batch with a new example, then three that add nothing
 
 
 def test_explicit_max_batches(fake_llm, lm):
@@ -171,3 +171,4 @@ def test_batch_with_null_examples_is_skipped(fake_llm, lm):
 def test_progress_can_be_disabled(fake_llm, lm, capsys, show):
     generate_examples(SUMMARY, lm, 2, batch_size=2, show_progress=show)
     assert ("generating examples" in capsys.readouterr().err) is show
+
