@@ -125,13 +125,14 @@ def optimize(config_file, config_from, quiet, **flags) -> None:
 def plugins() -> None:
     """List what each extension point offers, plugins included, and plugins that failed."""
     from promptomatix.backends import BACKENDS
+    from promptomatix.backends.dspy.program import MODULES as DSPY_MODULES
     from promptomatix.callbacks import HOOKS
     from promptomatix.metaprompts import META_PROMPTS
     from promptomatix.models.providers import PROVIDERS
     from promptomatix.scoring import METRICS
     from promptomatix.tasks import TASK_TYPES
 
-    for registry in (BACKENDS, TASK_TYPES, METRICS, META_PROMPTS, PROVIDERS, HOOKS):
+    for registry in (BACKENDS, DSPY_MODULES, TASK_TYPES, METRICS, META_PROMPTS, PROVIDERS, HOOKS):
         click.echo(f"{registry.kind} (entry points: {registry.group}): {', '.join(registry.names()) or '(none)'}")
         for name, error in sorted(registry.errors.items()):
             click.echo(f"  failed plugin {name!r}: {error}")

@@ -174,7 +174,7 @@ def test_dspy_is_a_registered_backend():
 @pytest.mark.parametrize("options, message", [
     ({"optimizer": "SGD"}, "unknown DSPy optimizer 'SGD'; choose one of: MIPROv2, GEPA, BootstrapFewShot, "
                            "BootstrapFewShotWithRandomSearch, COPRO, SIMBA"),
-    ({"dspy_module": "Reflect"}, "unknown DSPy module 'Reflect'; choose one of: Predict, ChainOfThought, "
+    ({"dspy_module": "Reflect"}, "unknown DSPy module 'Reflect'; choose one of: ChainOfThought, Predict, "
                                  "ProgramOfThought, ReAct"),
     ({"dspy_module": "no_such_package.mod:Thing"}, "cannot import the DSPy module 'no_such_package.mod:Thing'"),
     ({"dspy_module": "json:JSONDecoder"}, "'json:JSONDecoder' is not a dspy.Module subclass"),

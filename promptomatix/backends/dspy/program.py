@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 
 from promptomatix.errors import ConfigError
+from promptomatix.plugins import Registry
 from promptomatix.prompts import Prompt
 from promptomatix.spec import Example
 
@@ -88,22 +89,31 @@ def _react(signature):
 
 
 ModuleFactory = Callable[[object], object]  # dspy.Signature -> dspy.Module
-MODULES: dict[str, ModuleFactory] = {
-    "Predict": _predict,
-    "ChainOfThought": _chain_of_thought,
-    "ProgramOfThought": _program_of_thought,
-    "ReAct": _react,
-}
+
+
+def _builtins(registry: Registry[ModuleFactory]) -> None:
+    for name, factory in (("Predict", _predict), ("ChainOfThought", _chain_of_thought),
+                          ("ProgramOfThought", _program_of_thought), ("ReAct", _react)):
+        registry.register(name, factory)
+
+
+MODULES: Registry[ModuleFactory] = Registry("dspy_modules", _builtins)
+
+
+def register_dspy_module(name: str, factory: ModuleFactory, *, replace: bool = False) -> ModuleFactory:
+    """Register `factory(signature) -> dspy.Module` (a `dspy.Module` subclass, say) for
+    `--dspy-module NAME`; entry points in `promptomatix.dspy_modules` do the same."""
+    return MODULES.register(name, factory, replace=replace)
 
 
 def resolve_module(name: str) -> tuple[str, ModuleFactory]:
     """`(canonical name, factory)` for a module name, or `ConfigError` listing the choices."""
     short = name.removeprefix("dspy.")
-    if short in MODULES:
-        return short, MODULES[short]
+    if short in MODULES.names():
+        return short, MODULES.get(short)
     if ":" in name:
         return name, _import_module_class(name)
-    raise ConfigError(f"unknown DSPy module {name!r}; choose one of: {', '.join(MODULES)} "
+    raise ConfigError(f"unknown DSPy module {name!r}; choose one of: {', '.join(MODULES.names())} "
                       f"(also spelled dspy.<Name>), or your own dspy.Module as package.module:Class")
 
 
