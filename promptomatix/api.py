@@ -27,7 +27,7 @@ from promptomatix.intake import extract_task_spec
 from promptomatix.models.lm import LM, check_model
 from promptomatix.models.usage import Usage, UsageMeter
 from promptomatix.prompts import Prompt
-from promptomatix.scoring import Metric, Objective
+from promptomatix.scoring import Objective, build_metric
 from promptomatix.spec import Example, TaskSpec
 from promptomatix.tasks import get_task_type
 from promptomatix.tracking import MLflowTracker, log_config, log_examples
@@ -148,7 +148,7 @@ def _run(config: OptimizationConfig, run, user_data: list[Example] | None, valid
     log_examples(valid, "valid", "validation")
 
     task_type = get_task_type(spec.task_type)
-    evaluator = Evaluator(task_lm, Metric(task_type.metric, task_type.score_key),
+    evaluator = Evaluator(task_lm, build_metric(task_type.metric, task_type.score_key, config.metric_weights),
                           num_threads=config.num_threads, show_progress=show_progress)
     start = Prompt(spec.instructions or spec.description, spec.input_fields, spec.output_fields,
                    demos=tuple(spec.sample_examples), single_line=spec.task_type == "classification")

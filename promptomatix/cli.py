@@ -50,6 +50,17 @@ def _fields(value: str | None):
     return tuple(v.strip() for v in value.split(",") if v.strip()) if value else None
 
 
+def _weights(values: tuple[str, ...]) -> dict[str, float]:
+    weights = {}
+    for item in values:
+        name, sep, weight = item.rpartition("=")
+        try:
+            weights[name if sep else item] = float(weight) if sep else 1.0
+        except ValueError:
+            raise click.BadParameter(f"{item!r} is not NAME=WEIGHT", param_hint="--metric") from None
+    return weights
+
+
 def _mapping(values: tuple[str, ...]) -> dict[str, str]:
     pairs = {}
     for item in values:
@@ -101,6 +112,9 @@ def _mapping(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--experiment", help="MLflow experiment name (ignored inside `mlflow run`).")
 @click.option("--register/--no-register", default=True, show_default=True, help="Register the result.")
+@click.option("--metric", "metric_weights", multiple=True, metavar="NAME[:KEY]=WEIGHT",
+              help="Score with a weighted mix of metrics instead of the task type's (repeatable), "
+                   "e.g. --metric classification=0.7 --metric brevity=0.3.")
 @click.option("--hook", "hooks", multiple=True, metavar="NAME", help="Run a registered hook (repeatable).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def optimize(config_file, config_from, quiet, **flags) -> None:
@@ -110,6 +124,7 @@ def optimize(config_file, config_from, quiet, **flags) -> None:
     from promptomatix.config import config_from_options, load_options
 
     flags["field_map"] = _mapping(flags["field_map"])
+    flags["metric_weights"] = _weights(flags["metric_weights"])
     flags["input_fields"], flags["output_fields"] = _fields(flags["input_fields"]), _fields(flags["output_fields"])
     source = click.get_current_context().get_parameter_source
     given = {k: v for k, v in flags.items() if source(k) is not click.core.ParameterSource.DEFAULT}

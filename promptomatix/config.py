@@ -64,6 +64,7 @@ class OptimizationConfig:
     dspy_module: str = "Predict"
     meta_prompt: str = "rewrite"
     hooks: tuple[str, ...] = ()
+    metric_weights: dict[str, float] = field(default_factory=dict)
     task_type: str | None = None
     input_fields: tuple[str, ...] | None = None
     output_fields: tuple[str, ...] | None = None
@@ -118,6 +119,10 @@ class OptimizationConfig:
             raise ConfigError("--valid-data needs --train-data")
         set_("field_map", dict(self.field_map))
         set_("hooks", tuple(self.hooks))
+        set_("metric_weights", dict(self.metric_weights))
+        for spec, weight in self.metric_weights.items():
+            if not isinstance(weight, (int, float)) or isinstance(weight, bool) or weight <= 0:
+                raise ConfigError(f"metric weight for {spec!r} must be a positive number, got {weight!r}")
         _check_registered(self)
 
     def replace(self, **changes: Any) -> OptimizationConfig:
@@ -225,9 +230,12 @@ def _check_registered(config: OptimizationConfig) -> None:
     from promptomatix.tasks import get_task_type
 
     from promptomatix.callbacks import HOOKS
+    from promptomatix.scoring import METRICS
 
     get_backend(config.backend)
     for hook in config.hooks:
         HOOKS.get(hook)
+    for spec in config.metric_weights:
+        METRICS.get(spec.partition(":")[0])
     if config.task_type is not None:
         get_task_type(config.task_type)

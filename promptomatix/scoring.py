@@ -82,6 +82,37 @@ class Metric:
         return Scores(float(result[self.score_key]), [float(s) for s in per_example], result)
 
 
+class CompositeMetric:
+    """A weighted combination of metrics (e.g. 0.7 accuracy + 0.3 brevity): the score and each
+    example's score are the weighted means of the parts'; `details` has each part's score."""
+
+    def __init__(self, parts: Sequence[tuple[Metric, float]]):
+        self.parts = list(parts)
+        self.total = sum(weight for _, weight in self.parts)
+        self.name = " + ".join(f"{w:g}*{m.name}:{m.score_key}" for m, w in self.parts)
+
+    def score(self, predictions: Sequence[str], references: Sequence[str]) -> Scores:
+        results = [(metric.score(predictions, references), weight, metric) for metric, weight in self.parts]
+        score = sum(r.score * w for r, w, _ in results) / self.total
+        per_example = [sum(r.per_example[i] * w for r, w, _ in results) / self.total for i in range(len(predictions))]
+        return Scores(score, per_example, {f"{m.name}:{m.score_key}": r.score for r, _, m in results})
+
+
+def build_metric(default: str, default_key: str, weights: dict[str, float] | None = None) -> Metric | CompositeMetric:
+    """The task type's metric (`default`, maximizing `default_key`), or the weighted combination
+    `weights` maps out: `{"classification": 0.7, "brevity": 0.3}`, a part named `metric:key` to
+    choose the key (the default key is the task type's for its own metric, else the name)."""
+    if not weights:
+        return Metric(default, default_key)
+    parts = []
+    for spec, weight in weights.items():
+        name, _, key = spec.partition(":")
+        if not isinstance(weight, (int, float)) or weight <= 0:
+            raise ConfigError(f"metric weight for {spec!r} must be a positive number, got {weight!r}")
+        parts.append((Metric(name, key or (default_key if name == default else name)), float(weight)))
+    return CompositeMetric(parts)
+
+
 def prompt_words(text: str) -> int:
     return len(text.split())
 

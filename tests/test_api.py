@@ -161,3 +161,10 @@ def test_registry_name_taken_by_a_prompt_is_refused_up_front(tracking, scripted)
 def test_no_register_leaves_the_registry_alone(tracking, scripted):
     result = run_optimize(register=False, iterations=1)
     assert result.model_version is None and MlflowClient().search_registered_models() == []
+
+
+def test_a_weighted_metric_mix_scores_the_optimization(tracking, scripted):
+    result = run_optimize(metric_weights={"classification": 0.5, "brevity": 0.5}, iterations=1)
+    # the best prompt is right on every example and answers in one word: 0.5 * 1 + 0.5 * 1
+    assert result.optimized_score == 1.0
+    assert mlflow.get_run(result.run_id).data.params["promptomatix.metric_weights"] == "classification=0.5,brevity=0.5"

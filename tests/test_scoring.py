@@ -11,7 +11,7 @@ from promptomatix.errors import ConfigError
 from promptomatix.scoring import METRICS, Metric, Objective, builtin_metrics_dir, prompt_words, register_metric
 from promptomatix.tasks import TASK_TYPES, get_task_type
 
-BUILTINS = ["chrf", "classification", "exact_match", "numeric_match", "rouge_l", "token_f1"]
+BUILTINS = ["brevity", "chrf", "classification", "exact_match", "numeric_match", "rouge_l", "token_f1"]
 
 # name -> (score key, predictions, references, expected per-example scores)
 CASES = {
@@ -23,6 +23,7 @@ CASES = {
                 [1.0, 0.0]),
     "chrf": ("chrf", ["le chat est noir", "xyz"], ["le chat est noir", "bonjour"], [1.0, 0.0]),
     "numeric_match": ("numeric_match", ["The answer is 1,234.", "about 7"], ["1234", "8"], [1.0, 0.0]),
+    "brevity": ("brevity", ["yes", "yes it is so"], ["yes", "no"], [1.0, 0.25]),
 }
 
 
@@ -209,3 +210,34 @@ def test_every_task_type_names_a_metric_that_yields_its_score_key(task_type):
     assert scores.details[task.score_key] == scores.score
     assert scores.per_example[0] == pytest.approx(1.0)
     assert len(scores.per_example) == 2
+
+
+def test_a_composite_metric_is_the_weighted_mean_of_its_parts():
+    from promptomatix.scoring import CompositeMetric, build_metric
+
+    metric = build_metric("classification", "accuracy", {"classification": 0.7, "brevity": 0.3})
+    assert isinstance(metric, CompositeMetric)
+    result = metric.score(["positive", "negative indeed, very much"], ["positive", "negative"])
+    # accuracy: 1, 0 -> 0.5; brevity: 1, 1/4 -> 0.625
+    assert result.per_example == pytest.approx([1.0, 0.7 * 0 + 0.3 * 0.25])
+    assert result.score == pytest.approx(0.7 * 0.5 + 0.3 * 0.625)
+    assert result.details == pytest.approx({"classification:accuracy": 0.5, "brevity:brevity": 0.625})
+
+
+def test_a_composite_part_can_name_its_key():
+    from promptomatix.scoring import build_metric
+
+    metric = build_metric("classification", "accuracy", {"classification:macro_f1": 1.0})
+    assert metric.score(["a", "a", "b"], ["a", "b", "b"]).score == pytest.approx((2 / 3 + 2 / 3) / 2)
+
+
+@pytest.mark.parametrize(("weights", "message"), [
+    ({"nope": 1.0}, "unknown metric 'nope'"),
+    ({"classification": 0}, "must be a positive number"),
+    ({"classification": -1}, "must be a positive number"),
+])
+def test_bad_metric_weights_are_config_errors(weights, message):
+    from promptomatix.config import OptimizationConfig
+
+    with pytest.raises(ConfigError, match=message):
+        OptimizationConfig(raw_input="x", metric_weights=weights)

@@ -124,3 +124,12 @@ def test_numeric_match(metrics):
     )
     assert result["per_example"] == [1.0, 1.0, 0.0, 1.0, 1.0, 1.0, 0.0]
     assert result["numeric_match"] == pytest.approx(5 / 7)
+
+
+def test_brevity_rewards_answers_no_longer_than_the_reference():
+
+
+    brevity = evaluate.load(str(METRICS_DIR / "brevity"), keep_in_memory=True)
+    result = brevity.compute(predictions=["yes", "yes it is so", ""], references=["yes", "yes", "yes"])
+    assert result["per_example"] == [1.0, 0.25, 0.0]
+    assert result["brevity"] == pytest.approx(1.25 / 3)
