@@ -11,10 +11,30 @@ import click
 from promptomatix.cli_lifecycle import add_to as add_lifecycle_commands
 from promptomatix.config import SEARCH_PRESETS
 from promptomatix.errors import PromptomatixError
+from promptomatix.plugins import Registry
+
+
+# Commands contributed by plugins: click commands in the entry-point group
+# `promptomatix.commands` (or `register_command`) appear under `promptomatix`.
+COMMANDS: Registry[click.Command] = Registry("commands")
+
+
+def register_command(command: click.Command, *, replace: bool = False) -> click.Command:
+    return COMMANDS.register(command.name, command, replace=replace)
 
 
 class _Group(click.Group):
-    """Typed errors become one line on stderr and the error's exit status; no traceback."""
+    """Adds plugins' commands; typed errors become one line on stderr and the error's exit
+    status, with no traceback."""
+
+    def list_commands(self, ctx):
+        return sorted(set(super().list_commands(ctx)) | set(COMMANDS.names()))
+
+    def get_command(self, ctx, name):
+        command = super().get_command(ctx, name)
+        if command is None and name in COMMANDS.names():
+            command = COMMANDS.get(name)
+        return command
 
     def invoke(self, ctx):
         try:
@@ -147,7 +167,7 @@ def plugins() -> None:
     from promptomatix.scoring import METRICS
     from promptomatix.tasks import TASK_TYPES
 
-    for registry in (BACKENDS, DSPY_MODULES, TASK_TYPES, METRICS, META_PROMPTS, PROVIDERS, HOOKS):
+    for registry in (BACKENDS, DSPY_MODULES, TASK_TYPES, METRICS, META_PROMPTS, PROVIDERS, HOOKS, COMMANDS):
         click.echo(f"{registry.kind} (entry points: {registry.group}): {', '.join(registry.names()) or '(none)'}")
         for name, error in sorted(registry.errors.items()):
             click.echo(f"  failed plugin {name!r}: {error}")

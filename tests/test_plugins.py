@@ -145,3 +145,36 @@ def test_without_plugins_only_registered_items_exist():
     things = Registry("test_things")
     assert things.names() == []
     assert things.errors == {}
+
+
+def test_a_plugin_adds_a_command_to_the_cli(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from promptomatix import cli as cli_module
+
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "pmx_cmd_plugin.py").write_text(textwrap.dedent("""\
+        import click
+
+        @click.command(name="hello")
+        @click.argument("who")
+        def hello(who):
+            '''Say hello.'''
+            click.echo(f"hello {who}")
+        """))
+    (site / "pmx_cmd_broken.py").write_text("raise ImportError('needs a missing package')\n")
+    dist = site / "pmx_cmd_plugins-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: pmx-cmd-plugins\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(
+        "[promptomatix.commands]\nhello = pmx_cmd_plugin:hello\nbroken = pmx_cmd_broken:command\n")
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setattr(cli_module, "COMMANDS", Registry("commands"))
+
+    runner = CliRunner()
+    assert runner.invoke(cli_module.cli, ["hello", "world"]).output == "hello world\n"
+    assert "hello" in runner.invoke(cli_module.cli, ["--help"]).output
+    listing = runner.invoke(cli_module.cli, ["plugins"]).output
+    assert "commands (entry points: promptomatix.commands): hello" in listing
+    assert "failed plugin 'broken': ImportError: needs a missing package" in listing
