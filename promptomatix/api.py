@@ -80,7 +80,7 @@ def optimize(config: OptimizationConfig | None = None, *, callbacks: Sequence[Ca
     if config is None:
         config = config_from_options(**options)
     elif options:
-        config = config.replace(**options)
+        config = config_from_options(**(config.to_options() | options))
     for settings in {config.task_model, config.optimizer_model}:
         check_model(settings)
     if config.register and config.name:

@@ -133,8 +133,16 @@ class OptimizationConfig:
         `--config` file keys) that rebuild this config with `config_from_options`."""
         options = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
                    if f.name not in ("task_model", "optimizer_model")}
-        for prefix, settings in (("", self.task_model), ("optimizer_", self.optimizer_model)):
-            options |= {f"{prefix}{k}": v for k, v in dataclasses.asdict(settings).items()}
+        # Sizes equal to the preset's and optimizer settings equal to what the task model
+        # implies are left out, so that a re-run with another --search or --model moves them.
+        preset = SEARCH_PRESETS[self.search]
+        for key in ("synthetic_data_size", "iterations", "candidates"):
+            if options[key] == getattr(preset, key):
+                del options[key]
+        options |= dataclasses.asdict(self.task_model)
+        derived = {"model": self.task_model.model, "api_base": self.task_model.api_base,
+                   "temperature": 0.7, "max_tokens": 512}
+        options |= {f"optimizer_{k}": v for k, v in dataclasses.asdict(self.optimizer_model).items() if v != derived[k]}
         return {k: list(v) if isinstance(v, tuple) else v for k, v in options.items()}
 
     def to_params(self) -> dict[str, str]:
@@ -166,6 +174,9 @@ def config_from_options(**options) -> OptimizationConfig:
     unknown = sorted(set(options) - known)
     if unknown:
         raise ConfigError(f"unknown option {unknown[0]!r}; known options: {', '.join(sorted(known - {'task_model', 'optimizer_model'}))}")
+    if "raw_input" not in options:
+        raise ConfigError("raw input is empty: describe the task, e.g. 'Classify the sentiment of a movie review'")
+    options = {k: _coerce(k, v) for k, v in options.items()}
     task = {k: options.pop(k) for k in MODEL_KEYS if k in options}
     opt = {k: options.pop(f"optimizer_{k}") for k in MODEL_KEYS if f"optimizer_{k}" in options}
     if task:
@@ -177,6 +188,42 @@ def config_from_options(**options) -> OptimizationConfig:
         if isinstance(options.get(key), list):
             options[key] = tuple(options[key])
     return OptimizationConfig(**options)
+
+
+_NUMBERS = {"temperature": float, "optimizer_temperature": float, "max_tokens": int, "optimizer_max_tokens": int,
+            "train_ratio": float, "lambda_penalty": float, "synthetic_data_size": int, "batch_size": int,
+            "iterations": int, "candidates": int, "num_demos": int, "num_threads": int, "max_retries": int,
+            "seed": int}
+_TEXTS = ("raw_input", "name", "backend", "optimizer", "dspy_module", "meta_prompt", "task_type", "search",
+          "train_data", "valid_data", "experiment", "model", "optimizer_model", "api_base", "optimizer_api_base")
+
+
+def _coerce(key: str, value: Any) -> Any:
+    """Option values from a file or from Python, checked and converted to their types once."""
+    label = key.replace("_", " ")
+    if key in _NUMBERS:
+        kind = _NUMBERS[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise ConfigError(f"{label} must be a number, got {value!r}")
+        try:
+            number = float(value)
+        except ValueError:
+            raise ConfigError(f"{label} must be a number, got {value!r}") from None
+        if kind is int and not number.is_integer():
+            raise ConfigError(f"{label} must be a whole number, got {value!r}")
+        return kind(number)
+    if key in _TEXTS and not isinstance(value, str):
+        raise ConfigError(f"{label} must be text, got {value!r}")
+    if key in ("input_fields", "output_fields", "hooks"):
+        items = value.split(",") if isinstance(value, str) and key != "hooks" else value
+        if isinstance(items, str) or not isinstance(items, (list, tuple)) or not all(isinstance(i, str) for i in items):
+            raise ConfigError(f"{label} must be a list of names, got {value!r}")
+        return tuple(items)
+    if key in ("field_map", "metric_weights") and not isinstance(value, dict):
+        raise ConfigError(f"{label} must be a mapping, got {value!r}")
+    if key == "register" and not isinstance(value, bool):
+        raise ConfigError(f"register must be true or false, got {value!r}")
+    return value
 
 
 def load_options(path: str) -> dict[str, Any]:

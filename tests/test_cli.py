@@ -121,3 +121,34 @@ def test_bad_config_file_is_one_line(tracking, tmp_path, content, message):
 def test_config_from_an_unknown_run_is_one_line(tracking):
     result = invoke("optimize", "--config-from", "0123456789abcdef")
     assert result.exit_code == 2 and "has no config.yaml" in result.stderr
+
+
+def test_no_raw_input_anywhere_is_one_line(tracking):
+    result = invoke("optimize", "--model", FAKE_MODEL)
+    assert result.exit_code == 2 and result.stderr.startswith("Error: raw input is empty")
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("raw_input: x\ntrain_ratio: half", "train ratio must be a number, got 'half'"),
+    ("raw_input: x\niterations: 1.5", "iterations must be a whole number"),
+    ("raw_input: x\ninput_fields: [1]", "input fields must be a list of names"),
+    ("raw_input: x\nhooks: abc", "hooks must be a list of names"),
+    ("raw_input: x\nfield_map: [a]", "field map must be a mapping"),
+])
+def test_wrongly_typed_config_values_are_one_line(tracking, tmp_path, content, message):
+    config = tmp_path / "bad.yaml"
+    config.write_text(content)
+    result = invoke("optimize", "--config", str(config))
+    assert result.exit_code == 2 and message in result.stderr and "Traceback" not in result.output
+
+
+def test_a_rerun_with_another_search_preset_takes_its_sizes(tracking, scripted):
+    first = invoke(*BASE[:5], "--synthetic-data-size", "6", "--quiet")  # quick preset: 2 iterations
+    assert first.exit_code == 0, first.output
+    (run,) = mlflow.search_runs(output_format="list", search_all_experiments=True)
+    from promptomatix.api import options_from_run
+    from promptomatix.config import config_from_options
+
+    saved = options_from_run(run.info.run_id)
+    assert "iterations" not in saved  # filled by the preset, so not pinned
+    assert config_from_options(**(saved | {"search": "heavy"})).iterations == 5
