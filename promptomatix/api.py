@@ -21,13 +21,13 @@ from promptomatix.callbacks import HOOKS, Callback, CallbackList, ProgressPrinte
 from promptomatix.config import OptimizationConfig, config_from_options
 from promptomatix.data.loaders import check_fields, load_examples
 from promptomatix.data.synthetic import generate_examples
-from promptomatix.errors import ConfigError, DataError, PromptomatixError
+from promptomatix.errors import ConfigError, DataError, PluginError, PromptomatixError
 from promptomatix.evaluation import Evaluator
-from promptomatix.intake import extract_task_spec
+from promptomatix.intake import extract_task_spec, parse_markers, starting_instruction
 from promptomatix.models.lm import LM, check_model
 from promptomatix.models.usage import Usage, UsageMeter
 from promptomatix.prompts import Prompt
-from promptomatix.scoring import Objective, build_metric
+from promptomatix.scoring import Objective, build_metric, prompt_words
 from promptomatix.spec import Example, TaskSpec
 from promptomatix.tasks import get_task_type
 from promptomatix.tracking import MLflowTracker, log_config, log_examples
@@ -83,8 +83,10 @@ def optimize(config: OptimizationConfig | None = None, *, callbacks: Sequence[Ca
         config = config_from_options(**(config.to_options() | options))
     for settings in {config.task_model, config.optimizer_model}:
         check_model(settings)
-    if config.register and config.name:
-        registry.check_name(config.name)
+    name = config.name or default_name(config.raw_input)
+    if config.register:  # before any work: a taken name would waste the whole run
+        registry.check_name(name)
+    hooks = [*callbacks, *(_make_hook(hook) for hook in config.hooks)]
     chosen = backend if isinstance(backend, Backend) else get_backend(config.backend)()
     chosen.check(config)
     user_data = load_examples(config.train_data, config.field_map) if config.train_data else None
@@ -94,7 +96,7 @@ def optimize(config: OptimizationConfig | None = None, *, callbacks: Sequence[Ca
     owned = mlflow.active_run() is None  # else the caller's run: the caller ends it
     run = mlflow.active_run() or mlflow.start_run()
     try:
-        result = _run(config, run, user_data, valid_data, list(callbacks), show_progress, chosen)
+        result = _run(config, run, name, user_data, valid_data, hooks, show_progress, chosen)
     except BaseException as exc:
         reason = str(exc) if isinstance(exc, PromptomatixError) else f"{type(exc).__name__}: {exc}"
         mlflow.set_tag("promptomatix.error", reason[:5000])
@@ -117,8 +119,18 @@ def options_from_run(run_id: str) -> dict:
     return yaml.safe_load(text)
 
 
-def _run(config: OptimizationConfig, run, user_data: list[Example] | None, valid_data: list[Example] | None,
-         callbacks: list[Callback], show_progress: bool, backend: Backend) -> OptimizationResult:
+def _make_hook(name: str) -> Callback:
+    try:
+        return HOOKS.get(name)()
+    except PromptomatixError:
+        raise
+    except Exception as exc:  # a plugin's constructor: say which one failed
+        raise PluginError(f"hook {name!r} could not be created: {type(exc).__name__}: {exc}") from exc
+
+
+def _run(config: OptimizationConfig, run, name: str, user_data: list[Example] | None,
+         valid_data: list[Example] | None, hooks: list[Callback], show_progress: bool,
+         backend: Backend) -> OptimizationResult:
     started = time.monotonic()
     meter = UsageMeter()
     task_lm = LM(config.task_model, meter, max_retries=config.max_retries, seed=config.seed)
@@ -134,8 +146,8 @@ def _run(config: OptimizationConfig, run, user_data: list[Example] | None, valid
     if user_data:
         train, valid = _user_split(spec, user_data, valid_data, config)
         values = sorted({e[spec.output_fields[0]] for e in train + valid})
-        if spec.task_type == "classification" and len(values) <= 20:
-            spec = dataclasses.replace(spec, labels=tuple(values))
+        if spec.task_type == "classification":  # the data's labels, not the model's guesses
+            spec = dataclasses.replace(spec, labels=tuple(values) if len(values) <= 20 else ())
     mlflow.log_dict(spec.to_dict(), "task_spec.json")
     mlflow.set_tags({"promptomatix.task_type": spec.task_type, "promptomatix.backend": config.backend})
     if not user_data:
@@ -143,7 +155,10 @@ def _run(config: OptimizationConfig, run, user_data: list[Example] | None, valid
                                              batch_size=config.batch_size, show_progress=show_progress)
         mlflow.log_metrics({"synthetic_accepted": report.accepted, "synthetic_rejected": report.rejected,
                             "synthetic_duplicates": report.duplicates})
-        train, valid = data.split(examples, config.train_ratio, config.seed)
+        # The user's own examples are the starting demos: keep them out of validation.
+        samples = [e for e in examples if e in spec.sample_examples]
+        train, valid = data.split([e for e in examples if e not in samples], config.train_ratio, config.seed)
+        train = samples + train
     log_examples(train, "train", "training")
     log_examples(valid, "valid", "validation")
 
@@ -155,12 +170,13 @@ def _run(config: OptimizationConfig, run, user_data: list[Example] | None, valid
     task = OptimizationTask(spec, start, train, valid, evaluator, Objective(config.lambda_penalty),
                             optimizer_lm, config)
     tracker = MLflowTracker(meter)
-    hooks = [*callbacks, *(HOOKS.get(name)() for name in config.hooks)]
     events = CallbackList([tracker, ProgressPrinter()], hooks)
     events.on_hook_error = lambda hook, error: mlflow.set_tag(f"promptomatix.hook_error.{hook}", error[:5000])
     events.on_optimization_start(task)
     best = backend.optimize(task, events)
-    initial = next(r for r in tracker.rows if r["step"] == 0)
+    initial = next((r for r in tracker.rows if r["step"] == 0), None)
+    if initial is None:
+        raise PluginError(f"backend {config.backend!r} did not report its starting prompt as step 0")
 
     mlflow.log_text(start.template, "initial_prompt.txt")
     mlflow.log_text(best.prompt.template, "optimized_prompt.txt")
@@ -172,12 +188,10 @@ def _run(config: OptimizationConfig, run, user_data: list[Example] | None, valid
     usage = meter.snapshot()
     seconds = time.monotonic() - started
     mlflow.log_metrics({"initial_score": initial["score"], "optimized_score": best.score,
-                        "optimized_objective": best.objective, "prompt_words": len(best.prompt.template.split()),
+                        "optimized_objective": best.objective, "prompt_words": prompt_words(best.prompt.template),
                         "seconds": seconds, **usage.as_metrics("total_")})
     registered = None
     if config.register:
-        name = config.name or default_name(spec, config.raw_input)
-        registry.check_name(name)
         registered = registry.register(
             name, best.prompt, config.task_model, program=best.program, description=spec.description,
             tags={"run_id": run.info.run_id, "validation_score": f"{best.score:.4f}",
@@ -209,7 +223,7 @@ def _user_split(spec: TaskSpec, user_data: list[Example], valid_data: list[Examp
     return data.split(train, config.train_ratio, config.seed)
 
 
-def default_name(spec: TaskSpec, raw_input: str) -> str:
-    """A registry name from the task's first words, stable for the same task."""
-    words = re.findall(r"[a-z0-9]+", (spec.instructions or raw_input).lower())[:6]
-    return "-".join(words)[:60] or spec.task_type
+def default_name(raw_input: str) -> str:
+    """A registry name from the task's first words (markers aside), stable for the same task."""
+    words = re.findall(r"[a-z0-9]+", (starting_instruction(parse_markers(raw_input)) or raw_input).lower())[:6]
+    return "-".join(words)[:60] or "prompt"

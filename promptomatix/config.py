@@ -143,6 +143,9 @@ class OptimizationConfig:
         derived = {"model": self.task_model.model, "api_base": self.task_model.api_base,
                    "temperature": 0.7, "max_tokens": 512}
         options |= {f"optimizer_{k}": v for k, v in dataclasses.asdict(self.optimizer_model).items() if v != derived[k]}
+        for key in ("api_base", "optimizer_api_base"):
+            if options.get(key):
+                options[key] = redact_url(options[key])
         return {k: list(v) if isinstance(v, tuple) else v for k, v in options.items()}
 
     def to_params(self) -> dict[str, str]:
@@ -152,6 +155,7 @@ class OptimizationConfig:
             if key == "raw_input":
                 continue
             if isinstance(value, dict) and key.endswith("model"):
+                value = value | {"api_base": redact_url(value["api_base"]) if value["api_base"] else None}
                 params.update({f"{key}.{k}": str(v) for k, v in value.items()})
             elif isinstance(value, (list, tuple)):
                 params[key] = ",".join(value)
@@ -240,6 +244,16 @@ def load_options(path: str) -> dict[str, Any]:
     if not isinstance(options, dict):
         raise ConfigError(f"{path}: expected a mapping of option names to values")
     return {str(k).replace("-", "_"): v for k, v in options.items()}
+
+
+def redact_url(url: str) -> str:
+    """A URL fit to log: user, password and query string (where keys hide) left out."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def _positive(config, *keys):

@@ -10,7 +10,7 @@ import logging
 import re
 from collections.abc import Sequence
 
-from promptomatix.errors import ConfigError
+from promptomatix.errors import ConfigError, LLMError
 from promptomatix.metaprompts import fill
 from promptomatix.models.lm import LM
 from promptomatix.spec import Example, TaskSpec
@@ -78,9 +78,11 @@ def extract_task_spec(raw_input: str, lm: LM, *, task_type: str | None = None,
         temperature=0.0,  # reading, not writing: greedy follows the pattern best
     )
     kind = task_type or answer["task_type"]
+    if kind not in TASK_TYPES.names():  # a provider that does not enforce the schema's enum
+        raise LLMError(f"{lm.model} named an unknown task type {kind!r}; pass --task-type")
     defaults = get_task_type(kind)
-    ins = tuple(input_fields or _clean_fields(answer.get("input_fields")) or ())
-    outs = tuple(output_fields or _clean_fields(answer.get("output_fields")) or ())
+    ins = tuple(input_fields or _clean_fields(answer.get("input_fields"), columns) or ())
+    outs = tuple(output_fields or _clean_fields(answer.get("output_fields"), columns) or ())
     if "QUESTION" in sections and not input_fields:
         ins = tuple(f for f in ("context", "question") if f == "question" or "CONTEXT" in sections)
     outs = tuple(f for f in outs if f not in ins)
@@ -88,7 +90,8 @@ def extract_task_spec(raw_input: str, lm: LM, *, task_type: str | None = None,
         log.warning("intake gave unusable fields (%s -> %s); using the %s defaults", ins, outs, kind)
         ins, outs = ins or defaults.input_fields, outs or defaults.output_fields
         outs = tuple(f for f in outs if f not in ins) or ("output",)
-    label_set = tuple(labels) if labels else _labels_from(answer.get("labels") or [], instruction)
+    proposed = answer.get("labels") if isinstance(answer.get("labels"), list) else []
+    label_set = tuple(labels) if labels else _labels_from(proposed, instruction)
     samples = tuple(_map_samples(parse_examples(sections.get("FEW_SHOT_EXAMPLES", "")), ins, outs))
     return TaskSpec(
         description=str(answer.get("description") or instruction).strip(),
@@ -138,8 +141,14 @@ def _hints(sections: dict[str, str], columns: Sequence[str] | None) -> str:
     return ("\n" + "\n".join(lines) + "\n") if lines else ""
 
 
-def _clean_fields(names) -> list[str]:
-    cleaned = [_snake(str(n)) for n in names or []]
+def _clean_fields(names, columns: Sequence[str] | None = None) -> list[str]:
+    """Field names from the model: the data's own column names kept as they are, others
+    snake_cased; anything that is not a list of names gives nothing."""
+    if not isinstance(names, list):
+        return []
+    if columns:
+        return _dedupe(str(n) for n in names if str(n) in columns)
+    cleaned = [_snake(str(n)) for n in names]
     return _dedupe(n for n in cleaned if _FIELD_RE.match(n))
 
 

@@ -18,10 +18,9 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 
-from promptomatix.config import ModelSettings
+from promptomatix.config import ModelSettings, redact_url
 from promptomatix.errors import RegistryError
 from promptomatix.prompts import Prompt
-from promptomatix.serving import model_config
 
 log = logging.getLogger(__name__)
 PROMPT_SUFFIX = "-prompt"
@@ -58,6 +57,23 @@ def check_name(name: str) -> None:
                             f"pass another --name")
 
 
+def model_config(prompt: Prompt, settings: ModelSettings, prompt_uri: str | None = None,
+                 program: dict | None = None) -> dict:
+    """What the registered pyfunc model (promptomatix/serving.py) reads back to serve."""
+    return {
+        "prompt": {"instruction": prompt.instruction, "input_fields": list(prompt.input_fields),
+                   "output_fields": list(prompt.output_fields), "demos": [dict(d) for d in prompt.demos],
+                   "single_line": prompt.single_line},
+        "model": {"model": settings.model, "temperature": settings.temperature,
+                  "max_tokens": settings.max_tokens,
+                  # MLflow logs a model's config as run params: no credentials in it (keys come
+                  # from the environment when the model is served).
+                  "api_base": redact_url(settings.api_base) if settings.api_base else None},
+        "prompt_uri": prompt_uri,
+        "program": program,
+    }
+
+
 def register(name: str, prompt: Prompt, settings: ModelSettings, *, tags: dict[str, str],
              description: str, program: dict | None = None) -> Registered:
     """Log the pyfunc model in the active run, then register the prompt and the model version."""
@@ -79,16 +95,31 @@ def register(name: str, prompt: Prompt, settings: ModelSettings, *, tags: dict[s
                 pip_requirements=[f"mlflow=={mlflow.__version__}", "promptomatix"], prompts=[prompt_version.uri],
             )
         version = mlflow.register_model(info.model_uri, name, tags=tags | {"prompt_uri": prompt_version.uri})
+        client.set_prompt_version_tag(prompt_name_for(name), str(prompt_version.version), "model_version",
+                                      str(version.version))
     except BaseException:
         log.error("registering the model failed; removing prompt version %s", prompt_version.uri)
-        client.delete_prompt_version(prompt_name_for(name), str(prompt_version.version))
-        if str(prompt_version.version) == "1":  # it was the first: leave no empty prompt behind
-            client.delete_prompt(prompt_name_for(name))
-        if not model_existed and _model_exists(client, name):
-            client.delete_registered_model(name)
+        _undo(client, name, prompt_version, model_existed, locals().get("version"))
         raise
-    client.set_prompt_version_tag(prompt_name_for(name), str(prompt_version.version), "model_version", str(version.version))
     return Registered(name, str(version.version), prompt_name_for(name), str(prompt_version.version))
+
+
+def _undo(client: MlflowClient, name: str, prompt_version, model_existed: bool, model_version) -> None:
+    """Remove what a failed registration wrote; a failure here is logged, not raised, so the
+    original error is the one the caller sees."""
+    steps = []
+    if model_version is not None:
+        steps.append(lambda: client.delete_model_version(name, str(model_version.version)))
+    steps.append(lambda: client.delete_prompt_version(prompt_name_for(name), str(prompt_version.version)))
+    if str(prompt_version.version) == "1":  # it was the first: leave no empty prompt behind
+        steps.append(lambda: client.delete_prompt(prompt_name_for(name)))
+    if not model_existed:
+        steps.append(lambda: _model_exists(client, name) and client.delete_registered_model(name))
+    for step in steps:
+        try:
+            step()
+        except MlflowException as exc:
+            log.error("could not undo part of the failed registration: %s", exc)
 
 
 def _model_exists(client: MlflowClient, name: str) -> bool:

@@ -25,19 +25,6 @@ from promptomatix.prompts import Prompt
 PROGRAM_RUNNERS = {"dspy": "promptomatix.backends.dspy.program"}
 
 
-def model_config(prompt: Prompt, settings: ModelSettings, prompt_uri: str | None = None,
-                 program: dict | None = None) -> dict:
-    return {
-        "prompt": {"instruction": prompt.instruction, "input_fields": list(prompt.input_fields),
-                   "output_fields": list(prompt.output_fields), "demos": [dict(d) for d in prompt.demos],
-                   "single_line": prompt.single_line},
-        "model": {"model": settings.model, "temperature": settings.temperature,
-                  "max_tokens": settings.max_tokens, "api_base": settings.api_base},
-        "prompt_uri": prompt_uri,
-        "program": program,
-    }
-
-
 def load_program_runner(program: dict, settings: ModelSettings, meter: UsageMeter):
     """The callable serving a program, from the runner module its `kind` names."""
     kind = program.get("kind")

@@ -168,3 +168,25 @@ def test_a_weighted_metric_mix_scores_the_optimization(tracking, scripted):
     # the best prompt is right on every example and answers in one word: 0.5 * 1 + 0.5 * 1
     assert result.optimized_score == 1.0
     assert mlflow.get_run(result.run_id).data.params["promptomatix.metric_weights"] == "classification=0.5,brevity=0.5"
+
+
+def test_few_shot_examples_from_the_raw_input_stay_out_of_validation(tracking, scripted):
+    raw = ("[TASK] Classify the sentiment of a movie review\n[FEW_SHOT_EXAMPLES]\n"
+           "Review: a good film indeed\nSentiment: positive\n\nReview: a bad film indeed\nSentiment: negative\n")
+    result = run_optimize(raw_input=raw, iterations=1)
+    valid = mlflow.artifacts.load_text(f"runs:/{result.run_id}/data/valid.jsonl")
+    train = mlflow.artifacts.load_text(f"runs:/{result.run_id}/data/train.jsonl")
+    assert "indeed" not in valid and train.count("indeed") == 2
+
+
+def test_credentials_in_an_api_base_are_not_logged(tracking, scripted):
+    result = run_optimize(api_base="https://user:s3cret@llm.example.test:8443/v1?api-key=s3cret", iterations=1)
+    run = mlflow.get_run(result.run_id)
+    logged = json.dumps(run.data.params) + mlflow.artifacts.load_text(f"runs:/{result.run_id}/config.yaml")
+    assert "s3cret" not in logged and "https://llm.example.test:8443/v1" in logged
+
+
+def test_a_mistyped_embedded_model_is_bad_input_before_any_run(tracking):
+    with pytest.raises(promptomatix.ConfigError, match="Unknown embedded model 'gemma-3-27m'"):
+        promptomatix.optimize(raw_input="Classify reviews", model="embedded/gemma-3-27m")
+    assert mlflow.search_runs(output_format="list", search_all_experiments=True) == []

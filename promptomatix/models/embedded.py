@@ -134,6 +134,11 @@ class EmbeddedLLM(litellm.CustomLLM):
             )
         return self._models[path]
 
+    def check_model(self, name: str) -> None:
+        """Raise `UnknownEmbeddedModelError` (a ValueError) for a name that is neither the
+        packaged model nor a .gguf file, before any run starts."""
+        resolve_model_path(name) if name != PACKAGED_MODEL else None
+
     def model_prices(self, provider: str = PROVIDER) -> dict[str, dict[str, Any]]:
         """LiteLLM cost-map entries: the packaged model costs nothing."""
         return {f"{provider}/{PACKAGED_MODEL}": {**_ZERO_COST, "litellm_provider": provider}}

@@ -29,6 +29,13 @@ def check_model(settings: ModelSettings) -> None:
             f"unknown model provider in {settings.model!r}: use a LiteLLM model name such as "
             f"'openai/gpt-4o-mini', 'ollama/llama3' or 'embedded/gemma-3-270m'"
         ) from None
+    provider = settings.model.split("/", 1)[0]
+    handler = next((e["custom_handler"] for e in litellm.custom_provider_map if e["provider"] == provider), None)
+    if handler is not None and hasattr(handler, "check_model"):  # e.g. the embedded model's file
+        try:
+            handler.check_model(settings.model.split("/", 1)[1] if "/" in settings.model else "")
+        except ValueError as exc:
+            raise ConfigError(str(exc).removeprefix("litellm.BadRequestError: ")) from None
     missing = litellm.validate_environment(settings.model, api_base=settings.api_base).get("missing_keys", [])
     missing = [key for key in missing if key.endswith("_API_KEY")]
     if missing:

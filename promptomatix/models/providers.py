@@ -9,6 +9,7 @@ A handler with a method `model_prices(provider) -> dict` has those entered in Li
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -24,6 +25,7 @@ def _builtins(registry: Registry[ProviderFactory]) -> None:
 
 
 PROVIDERS: Registry[ProviderFactory] = Registry("providers", _builtins)
+_INSTALL_LOCK = threading.Lock()
 
 
 def register_provider(name: str, factory: ProviderFactory, *, replace: bool = False) -> ProviderFactory:
@@ -39,15 +41,16 @@ def import_litellm():
     """LiteLLM as this project needs it: the bundled cost map (no network at import), no debug
     banners, unsupported optional params dropped, and every registered provider installed."""
     litellm = _litellm()
-    installed = {entry["provider"] for entry in litellm.custom_provider_map}
-    for name in PROVIDERS.names():
-        if name in installed:
-            continue
-        handler = PROVIDERS.get(name)()
-        litellm.custom_provider_map = [*litellm.custom_provider_map, {"provider": name, "custom_handler": handler}]
-        if hasattr(handler, "model_prices"):  # a handler may declare its prices for the cost map
-            litellm.register_model(handler.model_prices(name))
-    litellm.utils.custom_llm_setup()
+    with _INSTALL_LOCK:  # called from scoring threads; LiteLLM's provider lists are globals
+        installed = {entry["provider"] for entry in litellm.custom_provider_map}
+        missing = [name for name in PROVIDERS.names() if name not in installed]
+        for name in missing:
+            handler = PROVIDERS.get(name)()
+            litellm.custom_provider_map = [*litellm.custom_provider_map, {"provider": name, "custom_handler": handler}]
+            if hasattr(handler, "model_prices"):  # a handler may declare its prices for the cost map
+                litellm.register_model(handler.model_prices(name))
+        if missing:
+            litellm.utils.custom_llm_setup()
     return litellm
 
 
