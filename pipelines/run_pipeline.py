@@ -1,0 +1,119 @@
+"""MLproject entry point `pipeline`: the prompt lifecycle as a multistep workflow, the way
+MLflow's examples/multistep_workflow does it. Inside the run `mlflow run` created (the parent),
+each step is its own child run (tag `mlflow.parentRunId`), started with
+`mlflow.projects.run(<this project>, entry_point=..., env_manager="local")`:
+
+    data      split --train-data into train / valid / test artifacts
+    optimize  `main` on runs:/<data>/data/train.jsonl and valid.jsonl; registers a version
+    evaluate  scores that version on runs:/<data>/data/test.jsonl
+    promote   moves --alias to that version if it scores at least as well as the holder
+
+A step whose entry point, parameters and source version (git commit) match an earlier FINISHED
+run of this experiment is not run again: that run is reused (`already_ran`). The parent records,
+per step, `promptomatix.pipeline.<step>.run_id` and `.reused` (true/false), and the version's
+model URI and test score. A failed step fails the pipeline (exit 1) with one line naming it.
+
+    python pipelines/run_pipeline.py --raw-input="Classify ..." --train-data=/abs/rows.jsonl --alias=champion ...
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+import mlflow
+from step_utils import fail, given
+from mlflow import MlflowClient
+from mlflow.exceptions import ExecutionException
+from mlflow.utils import mlflow_tags
+
+from promptomatix.errors import PromptomatixError
+
+PROJECT = str(Path(__file__).resolve().parents[1])
+DATA_OPTIONS = ("train_data", "test_ratio", "train_ratio", "seed")
+OPTIMIZE_OPTIONS = ("raw_input", "name", "backend", "task_type", "input_fields", "output_fields", "model",
+                    "optimizer_model", "max_tokens", "search", "synthetic_data_size", "iterations", "candidates",
+                    "lambda_penalty", "seed")
+
+
+class StepFailed(PromptomatixError):
+    """A pipeline step's run did not finish."""
+
+
+def already_ran(entry_point: str, parameters: dict[str, str], git_commit: str | None, experiment_id: str):
+    """The latest FINISHED run of `entry_point` in the experiment with these parameters (as
+    `mlflow run` logs them: shell-quoted) and this source version; None when there is none."""
+    runs = MlflowClient().search_runs(
+        [experiment_id], f"tags.`{mlflow_tags.MLFLOW_PROJECT_ENTRY_POINT}` = '{entry_point}' "
+                         f"and attributes.status = 'FINISHED'", order_by=["attributes.start_time DESC"])
+    for run in runs:
+        if run.data.tags.get(mlflow_tags.MLFLOW_GIT_COMMIT) != git_commit:
+            continue
+        if all(run.data.params.get(key) in (value, shlex.quote(value)) for key, value in parameters.items()):
+            return run
+    return None
+
+
+def step(entry_point: str, parameters: dict[str, str], parent) -> tuple[object, bool]:
+    """Run `entry_point` as a child of `parent`, or reuse a finished identical run: (run, reused)."""
+    experiment_id = parent.info.experiment_id
+    git_commit = parent.data.tags.get(mlflow_tags.MLFLOW_GIT_COMMIT)
+    found = already_ran(entry_point, parameters, git_commit, experiment_id)
+    if found is not None:
+        print(f"[pipeline] {entry_point}: reusing finished run {found.info.run_id}", flush=True)
+        return found, True
+    print(f"[pipeline] {entry_point}: running", flush=True)
+    try:
+        submitted = mlflow.projects.run(PROJECT, entry_point=entry_point, parameters=parameters,
+                                        env_manager="local", experiment_id=experiment_id, run_name=entry_point)
+    except ExecutionException as exc:
+        raise StepFailed(f"step {entry_point} failed: {str(exc).splitlines()[0]}") from None
+    return MlflowClient().get_run(submitted.run_id), False
+
+
+def record(name: str, run, reused: bool) -> None:
+    mlflow.set_tags({f"promptomatix.pipeline.{name}.run_id": run.info.run_id,
+                     f"promptomatix.pipeline.{name}.reused": str(reused).lower()})
+
+
+def main(argv: list[str]) -> None:
+    options = {key.replace("-", "_"): value for key, value in
+               (arg[2:].partition("=")[::2] for arg in argv if arg.startswith("--"))}
+    alias = options.pop("alias", "") or "champion"
+    with mlflow.start_run() as parent:  # the run `mlflow run` created
+        try:
+            model_uri, score, promote_run = run_steps(MlflowClient().get_run(parent.info.run_id), options, alias)
+        except PromptomatixError as exc:
+            mlflow.set_tag("promptomatix.error", str(exc)[:5000])
+            raise
+    print(f"[pipeline] {model_uri}: test score {score:.4f}, alias {alias} set by run {promote_run.info.run_id}",
+          flush=True)
+
+
+def run_steps(parent, options: dict[str, str], alias: str):
+    """The four steps under `parent`: (model URI, test score, promote run)."""
+    data_run, reused = step("data", {k: options.get(k, "") for k in DATA_OPTIONS}, parent)
+    record("data", data_run, reused)
+    part = lambda name: f"runs:/{data_run.info.run_id}/data/{name}.jsonl"  # noqa: E731
+    optimize_run, reused = step("optimize", {**{k: options.get(k, "") for k in OPTIMIZE_OPTIONS},
+                                             "train_data": part("train"), "valid_data": part("valid")}, parent)
+    record("optimize", optimize_run, reused)
+    model_uri = optimize_run.data.tags.get("promptomatix.model_uri", "")
+    name, _, version = model_uri[len("models:/"):].rpartition("/")
+    if not name or not version.isdigit():
+        raise StepFailed(f"step optimize registered no version (run {optimize_run.info.run_id})")
+    mlflow.set_tag("promptomatix.model_uri", model_uri)
+    evaluate_run, reused = step("evaluate", {"ref": f"{name}@{version}", "data": part("test")}, parent)
+    record("evaluate", evaluate_run, reused)
+    mlflow.log_metric("test_score", evaluate_run.data.metrics["test_score"])
+    promote_run, reused = step("promote", {"name": name, "version": version, "alias": alias}, parent)
+    record("promote", promote_run, reused)
+    return model_uri, evaluate_run.data.metrics["test_score"], promote_run
+
+
+if __name__ == "__main__":
+    try:
+        main(given(sys.argv[1:]))
+    except PromptomatixError as exc:
+        fail(exc)
