@@ -154,7 +154,7 @@ def _run(config: OptimizationConfig, run, name: str, user_data: list[Example] | 
         examples, report = generate_examples(spec, optimizer_lm, config.synthetic_data_size,
                                              batch_size=config.batch_size, show_progress=show_progress)
         mlflow.log_metrics({"synthetic_accepted": report.accepted, "synthetic_rejected": report.rejected,
-                            "synthetic_duplicates": report.duplicates})
+                            "synthetic_duplicates": report.duplicates, "synthetic_failed_batches": report.failed_batches})
         # The user's own examples are the starting demos: keep them out of validation.
         samples = [e for e in examples if e in spec.sample_examples]
         train, valid = data.split([e for e in examples if e not in samples], config.train_ratio, config.seed)

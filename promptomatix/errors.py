@@ -33,5 +33,9 @@ class LLMError(PromptomatixError):
     """A model call that failed after its retries, or whose answer could not be parsed."""
 
 
+class ParseError(LLMError):
+    """A model's answers that could not be parsed, after the retries."""
+
+
 class PluginError(PromptomatixError):
     """A plugin that cannot be loaded or does not implement its interface."""

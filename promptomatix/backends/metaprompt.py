@@ -5,13 +5,17 @@ which is where a small base model gains most."""
 from __future__ import annotations
 
 import json
+import logging
 import random
 
 from promptomatix.backends.base import Backend, Candidate, OptimizationTask
 from promptomatix.callbacks import Callback
 from promptomatix.config import OptimizationConfig
+from promptomatix.errors import ParseError
 from promptomatix.metaprompts import fill, load_template
 from promptomatix.prompts import Prompt
+
+log = logging.getLogger(__name__)
 
 REWRITE_SCHEMA = {
     "type": "object",
@@ -42,7 +46,11 @@ class MetaPromptBackend(Backend):
         for step in range(1, task.config.iterations + 1):
             scored = []
             for index in range(task.config.candidates):
-                prompt = self.propose(task, best, index, rng)
+                try:
+                    prompt = self.propose(task, best, index, rng)
+                except ParseError as exc:  # counted in the meter; the other candidates go on
+                    log.warning("iteration %d, candidate %d: no usable rewrite (%s)", step, index + 1, exc)
+                    continue
                 if prompt.template in tried:
                     continue
                 tried.add(prompt.template)

@@ -6,7 +6,7 @@ import json
 import logging
 from dataclasses import dataclass
 
-from promptomatix.errors import LLMError
+from promptomatix.errors import LLMError, ParseError
 from promptomatix.metaprompts import fill
 from promptomatix.models.lm import LM
 from promptomatix.progress import progress_bar
@@ -22,6 +22,7 @@ class GenerationReport:
     rejected: int = 0
     duplicates: int = 0
     batches: int = 0
+    failed_batches: int = 0
 
 
 def generate_examples(spec: TaskSpec, lm: LM, count: int, *, batch_size: int = 5,
@@ -49,8 +50,14 @@ def generate_examples(spec: TaskSpec, lm: LM, count: int, *, batch_size: int = 5
             label = spec.labels[report.batches % len(spec.labels)] if spec.labels else None
             report.batches += 1
             # The frequency penalty keeps a model from writing one example n times over.
-            answer = lm.complete_json(_prompt(spec, n, label, examples), _schema(spec, n, label),
-                                      max_tokens=_token_budget(spec, n), frequency_penalty=FREQUENCY_PENALTY)
+            try:
+                answer = lm.complete_json(_prompt(spec, n, label, examples), _schema(spec, n, label),
+                                          max_tokens=_token_budget(spec, n), frequency_penalty=FREQUENCY_PENALTY)
+            except ParseError as exc:  # counted in the meter; the examples so far are kept
+                report.failed_batches += 1
+                stalled += 1
+                log.warning("batch %d gave no parseable JSON: %s", report.batches, exc)
+                continue
             items = answer["examples"] if isinstance(answer["examples"], list) else [answer["examples"]]
             for item in items:
                 example = _check(spec, item)
@@ -69,7 +76,8 @@ def generate_examples(spec: TaskSpec, lm: LM, count: int, *, batch_size: int = 5
                     report.rejected, report.duplicates)
     if report.accepted < 2:
         raise LLMError(f"{lm.model} wrote only {report.accepted} usable examples in {report.batches} batches "
-                       f"({report.rejected} rejected, {report.duplicates} duplicates)")
+                       f"({report.rejected} rejected, {report.duplicates} duplicates, "
+                       f"{report.failed_batches} unparseable)")
     return examples, report
 
 

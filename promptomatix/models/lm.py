@@ -12,7 +12,7 @@ from typing import Any
 import openai
 
 from promptomatix.config import ModelSettings
-from promptomatix.errors import ConfigError, LLMError
+from promptomatix.errors import ConfigError, LLMError, ParseError
 from promptomatix.models.providers import import_litellm
 from promptomatix.models.usage import UsageMeter
 
@@ -131,7 +131,7 @@ class LM:
                 pass
             self.meter.add(parse_failures=1)
             log.warning("%s: unparseable JSON answer (attempt %d/%d)", self.model, attempt + 1, attempts)
-        raise LLMError(f"{self.model}: no valid JSON after {attempts} attempts; last answer: {_short(last)!r}")
+        raise ParseError(f"{self.model}: no valid JSON after {attempts} attempts; last answer: {_short(last)!r}")
 
 
 def _strip_fences(text: str) -> str:

@@ -271,3 +271,16 @@ def test_same_seed_gives_the_same_result(fake_llm, accuracy):
 
     first, again = run(3), run(3)
     assert first.prompt == again.prompt
+
+
+def test_an_unreadable_rewrite_skips_that_candidate_and_the_search_goes_on(fake_llm, accuracy):
+    answers = itertools.chain(["not JSON"] * 3, itertools.repeat(json.dumps({"instruction": f"Answer {MAGIC} now."})))
+    fake_llm.rules = [(REWRITE_MARK, lambda prompt, params: next(answers)), (MAGIC, right_answer)]
+    task = make_task(accuracy, "Say something.", iterations=1, candidates=2)
+    recorder = Recorder()
+
+    best = MetaPromptBackend().optimize(task, recorder)
+
+    assert [step for step, _ in recorder.candidates] == [0, 1]  # the first candidate was skipped
+    assert MAGIC in best.prompt.instruction
+    assert task.optimizer_lm.meter.snapshot().parse_failures == 3

@@ -155,8 +155,27 @@ def test_fewer_than_requested_but_usable_is_returned(fake_llm, lm):
 
 def test_unparseable_batches_raise_llm_error(fake_llm, lm):
     fake_llm.rules = [(SYNTHETIC, "no JSON here")]
-    with pytest.raises(LLMError, match="no valid JSON"):
+    with pytest.raises(LLMError, match="only 0 usable examples in 3 batches .*3 unparseable"):
         generate_examples(SENTIMENT, lm, 4, batch_size=2, show_progress=False)
+
+
+def test_an_unparseable_batch_is_counted_and_the_examples_so_far_are_kept(fake_llm, lm):
+    answers = iter(["no JSON", "no JSON", "no JSON"])  # the first batch fails all three attempts
+
+    def batch(prompt, params):
+        failing = next(answers, None)
+        if failing:
+            return failing
+        n = params["response_format"]["json_schema"]["schema"]["properties"]["examples"]["minItems"]
+        label = params["response_format"]["json_schema"]["schema"]["properties"]["examples"]["items"][
+            "properties"]["sentiment"]["enum"][0]
+        return json.dumps({"examples": [{"review": f"{label} film {len(fake_llm.calls)}-{i}", "sentiment": label}
+                                        for i in range(n)]})
+
+    fake_llm.rules = [(SYNTHETIC, batch)]
+    examples, report = generate_examples(SENTIMENT, lm, 4, batch_size=2, show_progress=False)
+    assert len(examples) == 4 and report.failed_batches == 1
+    assert lm.meter.snapshot().parse_failures == 3
 
 
 def test_batch_with_null_examples_is_skipped(fake_llm, lm):
