@@ -8,6 +8,7 @@ is read; a plugin that fails to load is reported with its name and reason, and t
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterator
 from importlib.metadata import entry_points
 from typing import Generic, TypeVar
@@ -24,6 +25,8 @@ class Registry(Generic[T]):
         self._items: dict[str, T] = {}
         self._builtins = builtins
         self._loaded = False
+        self._loading = False
+        self._lock = threading.RLock()
         self.errors: dict[str, str] = {}
 
     @property
@@ -31,7 +34,8 @@ class Registry(Generic[T]):
         return f"promptomatix.{self.kind}"
 
     def register(self, name: str, item: T, *, replace: bool = False) -> T:
-        self._load()
+        if not self._loading:
+            self._load()
         if not replace and name in self._items and self._items[name] is not item:
             raise ConfigError(f"a {self.kind[:-1]} named {name!r} is already registered")
         self._items[name] = item
@@ -56,11 +60,28 @@ class Registry(Generic[T]):
         return iter(self.names())
 
     def _load(self) -> None:
+        """Fill the registry once: built-ins, then entry points. Thread-safe; a built-in that
+        fails leaves the registry unloaded (the next read tries again) rather than half full."""
         if self._loaded:
             return
-        self._loaded = True
-        if self._builtins:
-            self._builtins(self)
+        with self._lock:
+            if self._loaded:
+                return
+            registered, self._items = self._items, {}
+            self._loading = True
+            try:
+                if self._builtins:
+                    self._builtins(self)
+                self._load_entry_points()
+            except BaseException:
+                self._items = registered
+                raise
+            finally:
+                self._loading = False
+            self._items.update({k: v for k, v in registered.items() if k not in self._items})
+            self._loaded = True
+
+    def _load_entry_points(self) -> None:
         for ep in entry_points(group=self.group):
             try:
                 item = ep.load()
