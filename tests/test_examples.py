@@ -1,0 +1,273 @@
+"""The examples under `examples/` (see docs/customizing.md), each registered and run through a
+real optimization with the scripted fake LLM on a temporary MLflow store."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+from pathlib import Path
+
+import mlflow
+import pytest
+from conftest import FAKE_MODEL
+from mlflow import MlflowClient
+
+import promptomatix
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+INTAKE = {"description": "Classify the sentiment of a movie review.", "task_type": "classification",
+          "input_fields": ["review"], "output_fields": ["sentiment"], "labels": ["positive", "negative"]}
+BETTER = "Read the review CAREFULLY and answer positive or negative."
+
+
+@pytest.fixture(autouse=True)
+def restore_registries(monkeypatch):
+    """The examples register into process-wide registries: undo that after each test, so other
+    test modules see only the built-ins (and their own plugins)."""
+    import litellm
+
+    from promptomatix.backends import BACKENDS
+    from promptomatix.backends.dspy.program import MODULES
+    from promptomatix.callbacks import HOOKS
+    from promptomatix.cli import COMMANDS
+    from promptomatix.metaprompts import META_PROMPTS
+    from promptomatix.models.providers import PROVIDERS
+    from promptomatix.scoring import METRICS
+    from promptomatix.tasks import TASK_TYPES
+
+    for registry in (BACKENDS, MODULES, HOOKS, COMMANDS, META_PROMPTS, PROVIDERS, METRICS, TASK_TYPES):
+        registry.names()  # load the built-ins and entry points first
+        monkeypatch.setattr(registry, "_items", dict(registry._items))
+    monkeypatch.setattr(litellm, "custom_provider_map", list(litellm.custom_provider_map))
+
+
+@pytest.fixture
+def examples(monkeypatch):
+    """Imports an example module from `examples/` by name."""
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    return importlib.import_module
+
+
+def synthetic(prompt: str, params: dict) -> str:
+    """Synthetic reviews for whatever fields the request's schema asks for."""
+    schema = params["response_format"]["json_schema"]["schema"]["properties"]["examples"]
+    rows = []
+    for i in range(schema["minItems"]):
+        synthetic.counter += 1
+        label = "positive" if synthetic.counter % 2 else "negative"
+        word = "good" if label == "positive" else "bad"
+        rows.append({"review": f"a {word} film number {synthetic.counter}", "sentiment": label})
+    return json.dumps({"examples": rows})
+
+
+def answer_task(prompt: str, params: dict) -> str:
+    """Right only when the prompt says CAREFULLY or shows demos; else a useless answer."""
+    query = prompt.rsplit("Review:", 1)[-1]
+    if "CAREFULLY" not in prompt and prompt.count("Sentiment:") < 2:
+        return "maybe"
+    return "positive" if "good" in query else "negative"
+
+
+@pytest.fixture
+def scripted(fake_llm):
+    synthetic.counter = 0
+    fake_llm.rules = [
+        ("Request:", INTAKE),
+        ("new, varied and realistic examples", synthetic),
+        ("Improved instruction", {"instruction": BETTER}),
+        ("Terse instruction", {"instruction": BETTER}),
+        ("Sentiment:", answer_task),
+    ]
+    return fake_llm
+
+
+def run_optimize(**options):
+    defaults = dict(raw_input="Classify the sentiment of a movie review as positive or negative",
+                    model=FAKE_MODEL, synthetic_data_size=6, iterations=1, candidates=1,
+                    num_threads=2, show_progress=False, register=False)
+    return promptomatix.optimize(**(defaults | options))
+
+
+def params_of(result) -> dict:
+    return mlflow.get_run(result.run_id).data.params
+
+
+def predictions_of(result) -> list:
+    return [row["prediction"] for row in
+            json.loads(mlflow.artifacts.load_text(f"runs:/{result.run_id}/valid_predictions.json"))]
+
+
+def test_custom_backend_runs_and_is_recorded(tracking, scripted, examples):
+    example = examples("custom_backend")
+    example.register(replace=True)
+    result = run_optimize(backend="demos_only", num_demos=2, candidates=2)
+
+    assert params_of(result)["promptomatix.backend"] == "demos_only"
+    assert mlflow.get_run(result.run_id).data.tags["promptomatix.backend"] == "demos_only"
+    # only demos change: the instruction is never rewritten, and demos lift the score
+    assert not any("Improved instruction" in c["prompt"] for c in scripted.calls)
+    assert result.initial_score == 0.0 and result.optimized_score == 1.0
+    assert "CAREFULLY" not in result.prompt and result.prompt.count("Sentiment:") > 1
+    steps = [m.step for m in MlflowClient().get_metric_history(result.run_id, "best_score")]
+    assert steps == [0, 1]
+
+
+def test_custom_backend_refuses_a_config_it_cannot_honour(tracking, scripted, examples):
+    examples("custom_backend").register(replace=True)
+    with pytest.raises(promptomatix.ConfigError, match="needs num_demos"):
+        run_optimize(backend="demos_only", num_demos=0)
+    assert scripted.calls == []
+
+
+def test_custom_metric_module_scores_the_run(tracking, scripted, examples):
+    examples("custom_metric.custom_metric").register(replace=True)
+    # answers carry a trailing remark: exact classification fails them, starts_with_label does not
+    scripted.rules[-1] = ("Sentiment:", lambda p, q: answer_task(p, q) + " (sure)")
+    result = run_optimize(metric_weights={"starts_with_label": 1.0})
+
+    assert params_of(result)["promptomatix.metric_weights"] == "starts_with_label=1.0"
+    assert result.initial_score == 0.0 and result.optimized_score == 1.0
+    assert all(p["sentiment"].endswith("(sure)") for p in predictions_of(result))
+
+
+def test_custom_task_type_supplies_default_fields_and_metric(tracking, scripted, examples):
+    examples("custom_task_type").register(replace=True)
+    scripted.rules[0] = ("Request:", {"description": "Say if a review is positive or negative.",
+                                      "task_type": "review_sentiment", "input_fields": [],
+                                      "output_fields": [], "labels": []})
+    result = run_optimize(task_type="review_sentiment")
+
+    assert result.spec.task_type == "review_sentiment"
+    assert (result.spec.input_fields, result.spec.output_fields) == (("review",), ("sentiment",))
+    assert "{{review}}" in result.prompt
+    assert mlflow.get_run(result.run_id).data.tags["promptomatix.task_type"] == "review_sentiment"
+    # the intake model was offered the new type and told what it means
+    intake = next(c for c in scripted.calls if "Request:" in c["prompt"])
+    assert "review_sentiment" in json.dumps(intake["params"]["response_format"])
+    assert result.optimized_score == 1.0  # exact_match, the type's metric
+
+
+def test_custom_meta_prompt_is_what_the_optimizer_model_reads(tracking, scripted, examples):
+    example = examples("custom_meta_prompt")
+    example.register(replace=True)
+    result = run_optimize(meta_prompt="terse_rewrite", num_demos=0)
+
+    rewrites = [c["prompt"] for c in scripted.calls if "Terse instruction:" in c["prompt"]]
+    assert rewrites and not any("Improved instruction" in c["prompt"] for c in scripted.calls)
+    assert "Write a terser instruction" in rewrites[0] and "$description" not in rewrites[0]
+    assert "Classify the sentiment of a movie review." in rewrites[0]  # $description filled in
+    assert params_of(result)["promptomatix.meta_prompt"] == "terse_rewrite"
+    assert "CAREFULLY" in result.prompt and result.optimized_score == 1.0
+
+
+def test_custom_meta_prompt_with_an_unknown_placeholder_is_refused(tracking, scripted, tmp_path, examples):
+    from promptomatix.backends.metaprompt import REWRITE_FIELDS
+    from promptomatix.metaprompts import load_template
+
+    shipped = load_template(str(examples("custom_meta_prompt").TEMPLATE), allowed=REWRITE_FIELDS)
+    assert set(shipped.get_identifiers()) <= REWRITE_FIELDS
+    bad = tmp_path / "bad.txt"
+    bad.write_text("Rewrite $instruction for $audience")
+    with pytest.raises(promptomatix.ConfigError, match=re.escape("unknown placeholders $audience")):
+        run_optimize(meta_prompt=str(bad))
+
+
+def test_custom_provider_answers_as_the_task_model(tracking, scripted, examples):
+    examples("custom_provider").register(replace=True)
+    result = run_optimize(model="echo/positive", optimizer_model=FAKE_MODEL)
+
+    assert params_of(result)["promptomatix.task_model.model"] == "echo/positive"
+    assert {p["sentiment"] for p in predictions_of(result)} == {"positive"}
+    assert 0.0 < result.optimized_score < 1.0  # right on the positive reviews only
+    # the scripted model only did the optimizer's work: intake, data and rewrites, no labelling
+    assert all(any(k in c["prompt"] for k in ("Request:", "new, varied", "Improved instruction"))
+               for c in scripted.calls)
+
+
+def test_custom_hook_stops_the_search_at_the_target(tracking, scripted, examples):
+    examples("custom_hook").register(target=1.0, replace=True)
+    result = run_optimize(hooks=["stop_at_target"], iterations=3)
+
+    assert result.extra["stopped_early"] is True and result.optimized_score == 1.0
+    steps = [m.step for m in MlflowClient().get_metric_history(result.run_id, "best_score")]
+    assert steps == [0, 1]  # iterations 2 and 3 never ran
+    assert sum("Improved instruction" in c["prompt"] for c in scripted.calls) == 1
+
+
+# --- the DSPy module: the dspy backend with answers in DSPy's chat format ----------------------
+
+def dspy_answer(prompt: str, params: dict) -> str:
+    """Answers DSPy's ChatAdapter: the fields its closing line asks for, with the review's label
+    (right once the prompt carries demos, else always "positive", with a trailing period)."""
+    asked = re.findall(r"Respond with the corresponding output fields, starting with the field (.*?), and then "
+                       r"ending with the marker", prompt)
+    if not asked:
+        return "ok"
+    names = re.findall(r"`\[\[ ## (\w+) ## \]\]`", asked[-1])
+    review = re.findall(r"\[\[ ## review ## \]\]\n(.*)", prompt)[-1]
+    learned = re.search(r"\[\[ ## sentiment ## \]\]\n(positive|negative)\n", prompt) is not None
+    label = ("positive" if "good" in review else "negative") if learned else "positive"
+    values = {name: label + "." if name == "sentiment" else "Read the review CAREFULLY." for name in names}
+    return "\n\n".join(f"[[ ## {n} ## ]]\n{v}" for n, v in values.items()) + "\n\n[[ ## completed ## ]]"
+
+
+@pytest.fixture
+def dspy_scripted(fake_llm):
+    import dspy
+
+    dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=False)
+    fake_llm.rules = [("Request:", INTAKE), ("", dspy_answer)]
+    return fake_llm
+
+
+def write_data(tmp_path):
+    rows = [{"review": f"a {'good' if i % 2 else 'bad'} film number {i}",
+             "sentiment": "positive" if i % 2 else "negative"} for i in range(8)]
+    paths = []
+    for name, part in (("train", rows[:4]), ("valid", rows[4:])):
+        path = tmp_path / f"{name}.jsonl"
+        path.write_text("".join(json.dumps(r) + "\n" for r in part))
+        paths.append(str(path))
+    return paths
+
+
+@pytest.mark.parametrize("module", ["Labeler", "custom_dspy_module:Labeler"])
+def test_custom_dspy_module_is_compiled_and_its_answers_tidied(tracking, dspy_scripted, tmp_path, examples, module):
+    examples("custom_dspy_module").register(replace=True)
+    train, valid = write_data(tmp_path)
+    result = run_optimize(backend="dspy", optimizer="BootstrapFewShot", dspy_module=module,
+                          train_data=train, valid_data=valid, task_type="classification",
+                          input_fields="review", output_fields="sentiment", num_demos=2)
+
+    program = mlflow.artifacts.load_dict(f"runs:/{result.run_id}/program.json")
+    assert program["module"] == module
+    assert params_of(result)["promptomatix.dspy_module"] == module
+    # the model answers "positive." and the module drops the period, so the labels score
+    predictions = [p["sentiment"] for p in predictions_of(result)]
+    assert predictions and not any(p.endswith(".") for p in predictions)
+    assert result.initial_score == 0.5 and result.optimized_score == 1.0
+
+
+# --- the CLI: a plugin command and a config file naming the examples' plugins --------------------
+
+def test_config_file_and_custom_command_from_the_cli(tracking, scripted, examples):
+    from click.testing import CliRunner
+
+    from promptomatix.cli import cli
+
+    for name in ("custom_backend", "custom_hook", "custom_command"):
+        examples(name).register(replace=True)
+    runner = CliRunner()
+    out = runner.invoke(cli, ["optimize", "--config", str(EXAMPLES / "config.yaml"), "--model", FAKE_MODEL,
+                              "--num-threads", "2", "--quiet"], catch_exceptions=False)
+    assert out.exit_code == 0, out.output
+    (run,) = mlflow.search_runs(output_format="list", search_all_experiments=True)
+    assert run.data.params["promptomatix.backend"] == "demos_only"
+    assert run.data.params["promptomatix.hooks"] == "stop_at_target"
+    # demos reach 1.0 in the first iteration, so the hook ends the search there
+    assert [m.step for m in MlflowClient().get_metric_history(run.info.run_id, "best_score")] == [0, 1]
+
+    assert "score" in runner.invoke(cli, ["--help"]).output
+    scored = runner.invoke(cli, ["score", run.info.run_id], catch_exceptions=False)
+    assert scored.exit_code == 0 and scored.output.strip() == f"{run.info.run_id}: 0.000 -> 1.000"
