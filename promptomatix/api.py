@@ -91,10 +91,11 @@ def optimize(config: OptimizationConfig | None = None, *, callbacks: Sequence[Ca
     chosen.check(config)
     user_data = load_examples(config.train_data, config.field_map) if config.train_data else None
     valid_data = load_examples(config.valid_data, config.field_map) if config.valid_data else None
-    if config.experiment and not os.environ.get("MLFLOW_RUN_ID") and mlflow.active_run() is None:
-        mlflow.set_experiment(config.experiment)
     owned = mlflow.active_run() is None  # else the caller's run: the caller ends it
-    run = mlflow.active_run() or mlflow.start_run()
+    experiment_id = None  # inside `mlflow run` (MLFLOW_RUN_ID) the run has its experiment already
+    if owned and config.experiment and not os.environ.get("MLFLOW_RUN_ID"):
+        experiment_id = _experiment_id(config.experiment)
+    run = mlflow.active_run() or mlflow.start_run(experiment_id=experiment_id)
     try:
         result = _run(config, run, name, user_data, valid_data, hooks, show_progress, chosen)
     except BaseException as exc:
@@ -117,6 +118,14 @@ def options_from_run(run_id: str) -> dict:
     except MlflowException as exc:
         raise ConfigError(f"run {run_id!r} has no {CONFIG_ARTIFACT} to re-run: {str(exc).splitlines()[0]}") from None
     return yaml.safe_load(text)
+
+
+def _experiment_id(name: str) -> str:
+    """The id of experiment `name`, created if new, without changing the process's active
+    experiment (as `mlflow.set_experiment` would, for every later caller)."""
+    client = mlflow.MlflowClient()
+    experiment = client.get_experiment_by_name(name)
+    return experiment.experiment_id if experiment else client.create_experiment(name)
 
 
 def _make_hook(name: str) -> Callback:

@@ -190,3 +190,11 @@ def test_a_mistyped_embedded_model_is_bad_input_before_any_run(tracking):
     with pytest.raises(promptomatix.ConfigError, match="Unknown embedded model 'gemma-3-27m'"):
         promptomatix.optimize(raw_input="Classify reviews", model="embedded/gemma-3-27m")
     assert mlflow.search_runs(output_format="list", search_all_experiments=True) == []
+
+
+def test_an_experiment_option_files_the_run_there_without_changing_the_callers_experiment(tracking, scripted):
+    before = mlflow.get_experiment_by_name("Default").experiment_id
+    result = run_optimize(experiment="reviews", iterations=1)
+    assert mlflow.get_experiment(result.experiment_id).name == "reviews"
+    with mlflow.start_run() as later:  # the caller's own next run lands where it did before
+        assert later.info.experiment_id == before
