@@ -13,6 +13,7 @@ import nbformat
 import pandas as pd
 import pytest
 from conftest import FAKE_MODEL
+from sentiment_data import answer_task
 
 import promptomatix
 from promptomatix.lifecycle import evaluate, promote
@@ -23,16 +24,6 @@ INTAKE = {"description": "Classify the sentiment of a movie review.", "task_type
 
 pytest.importorskip("ipykernel", reason="the notebook test needs the 'test' extra (ipykernel)")
 from nbclient import NotebookClient  # noqa: E402
-
-
-def answer_task(prompt: str, params: dict) -> str:
-    """Right on example i when the prompt carries QUALITY=n with i < n."""
-    quality = re.search(r"QUALITY=(\d+)", prompt)
-    query = prompt.rsplit("Review:", 1)[-1]
-    index = re.search(r"film (\d+)", query)
-    right = "positive" if "good" in query else "negative"
-    wrong = "negative" if right == "positive" else "positive"
-    return right if quality and index and int(index.group(1)) < int(quality.group(1)) else wrong
 
 
 @pytest.fixture

@@ -45,22 +45,9 @@ from promptomatix.models.usage import UsageMeter
 from promptomatix.prompts import Prompt
 from promptomatix.scoring import Metric, Objective
 from promptomatix.spec import TaskSpec
+from sentiment_data import MAGIC, TRAIN, TRUTH, VALID
 
-MAGIC = "CAREFULLY"
 PROPOSAL = f"Read the review {MAGIC} and answer positive or negative."
-TRAIN = [
-    {"text": "a gripping, funny film", "label": "positive"},
-    {"text": "dull and far too long", "label": "negative"},
-    {"text": "the cast is superb", "label": "positive"},
-    {"text": "I walked out halfway", "label": "negative"},
-]
-VALID = [
-    {"text": "wonderful from start to end", "label": "positive"},
-    {"text": "a boring mess of a movie", "label": "negative"},
-    {"text": "moving and beautifully shot", "label": "positive"},
-    {"text": "the worst script this year", "label": "negative"},
-]
-TRUTH = {e["text"]: e["label"] for e in TRAIN + VALID}
 INSTRUCTION = "Classify the sentiment of a movie review as positive or negative."
 INTAKE = {"description": INSTRUCTION, "task_type": "classification", "input_fields": ["text"],
           "output_fields": ["label"], "labels": ["positive", "negative"]}

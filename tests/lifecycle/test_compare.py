@@ -15,6 +15,7 @@ import mlflow
 import pytest
 from click.testing import CliRunner
 from conftest import FAKE_MODEL
+from sentiment_data import answer_task
 from mlflow import MlflowClient
 
 import promptomatix
@@ -35,16 +36,6 @@ def rows(start: int, count: int = 4, word_of=lambda i: "good" if i % 2 == 0 else
 def write_jsonl(path, examples) -> str:
     path.write_text("".join(json.dumps(e) + "\n" for e in examples))
     return str(path)
-
-
-def answer_task(prompt: str, params: dict) -> str:
-    """The task model: right on example i when the prompt carries QUALITY=n with i < n."""
-    quality = re.search(r"QUALITY=(\d+)", prompt)
-    query = prompt.rsplit("Review:", 1)[-1]
-    index = re.search(r"film (\d+)", query)
-    right = "positive" if "good" in query else "negative"
-    wrong = "negative" if right == "positive" else "positive"
-    return right if quality and index and int(index.group(1)) < int(quality.group(1)) else wrong
 
 
 @pytest.fixture
