@@ -20,6 +20,7 @@ from promptomatix.backends.base import Backend, OptimizationTask
 from promptomatix.callbacks import HOOKS, Callback, CallbackList, ProgressPrinter
 from promptomatix.config import OptimizationConfig, config_from_options
 from promptomatix.data.loaders import check_fields, load_examples
+from promptomatix.data.steps import DataSteps
 from promptomatix.data.synthetic import generate_examples
 from promptomatix.errors import ConfigError, DataError, PluginError, PromptomatixError
 from promptomatix.evaluation import Evaluator
@@ -157,17 +158,23 @@ def _run(config: OptimizationConfig, run, name: str, user_data: list[Example] | 
         values = sorted({e[spec.output_fields[0]] for e in train + valid})
         if spec.task_type == "classification":  # the data's labels, not the model's guesses
             spec = dataclasses.replace(spec, labels=tuple(values) if len(values) <= 20 else ())
+    steps = DataSteps(config.data_steps, spec)
+    if user_data and steps:
+        train, valid = steps.apply(train, "train"), steps.apply(valid, "valid")
     mlflow.log_dict(spec.to_dict(), "task_spec.json")
     mlflow.set_tags({"promptomatix.task_type": spec.task_type, "promptomatix.backend": config.backend})
     if not user_data:
         examples, report = generate_examples(spec, optimizer_lm, config.synthetic_data_size,
-                                             batch_size=config.batch_size, show_progress=show_progress)
+                                             batch_size=config.batch_size, show_progress=show_progress,
+                                             accept=(lambda e: steps(e, "synthetic")) if steps else None)
         mlflow.log_metrics({"synthetic_accepted": report.accepted, "synthetic_rejected": report.rejected,
                             "synthetic_duplicates": report.duplicates, "synthetic_failed_batches": report.failed_batches})
         # The user's own examples are the starting demos: keep them out of validation.
         samples = [e for e in examples if e in spec.sample_examples]
         train, valid = data.split([e for e in examples if e not in samples], config.train_ratio, config.seed)
         train = samples + train
+    if steps:
+        _log_rejections(steps)
     log_examples(train, "train", "training")
     log_examples(valid, "valid", "validation")
 
@@ -219,6 +226,17 @@ def _run(config: OptimizationConfig, run, name: str, user_data: list[Example] | 
     )
     events.on_optimization_end(result)
     return result
+
+
+def _log_rejections(steps: DataSteps) -> None:
+    """Rejections by step as metrics (`data_rejected` in all, `data_rejected.<step>`), and each
+    rejected example with its reason as `data_rejections.json`."""
+    mlflow.log_metrics({f"data_rejected.{name}" if name else "data_rejected": count
+                        for name, count in steps.counts().items()})
+    mlflow.log_dict([dataclasses.asdict(r) for r in steps.rejections], "data_rejections.json")
+    if steps.rejections:
+        log.info("data steps rejected %d examples (%s)", len(steps.rejections),
+                 ", ".join(f"{n}: {c}" for n, c in steps.counts().items() if n))
 
 
 def _user_split(spec: TaskSpec, user_data: list[Example], valid_data: list[Example] | None,

@@ -64,6 +64,7 @@ class OptimizationConfig:
     dspy_module: str = "Predict"
     meta_prompt: str = "rewrite"
     hooks: tuple[str, ...] = ()
+    data_steps: tuple[str, ...] = ()
     metric_weights: dict[str, float] = field(default_factory=dict)
     task_type: str | None = None
     input_fields: tuple[str, ...] | None = None
@@ -119,6 +120,7 @@ class OptimizationConfig:
             raise ConfigError("--valid-data needs --train-data")
         set_("field_map", dict(self.field_map))
         set_("hooks", tuple(self.hooks))
+        set_("data_steps", tuple(self.data_steps))
         set_("metric_weights", dict(self.metric_weights))
         for spec, weight in self.metric_weights.items():
             if not isinstance(weight, (int, float)) or isinstance(weight, bool) or weight <= 0:
@@ -218,8 +220,8 @@ def _coerce(key: str, value: Any) -> Any:
         return kind(number)
     if key in _TEXTS and not isinstance(value, str):
         raise ConfigError(f"{label} must be text, got {value!r}")
-    if key in ("input_fields", "output_fields", "hooks"):
-        items = value.split(",") if isinstance(value, str) and key != "hooks" else value
+    if key in ("input_fields", "output_fields", "hooks", "data_steps"):
+        items = value.split(",") if isinstance(value, str) and key in ("input_fields", "output_fields") else value
         if isinstance(items, str) or not isinstance(items, (list, tuple)) or not all(isinstance(i, str) for i in items):
             raise ConfigError(f"{label} must be a list of names, got {value!r}")
         return tuple(items)
@@ -291,11 +293,14 @@ def _check_registered(config: OptimizationConfig) -> None:
     from promptomatix.tasks import get_task_type
 
     from promptomatix.callbacks import HOOKS
+    from promptomatix.data.steps import DATA_STEPS
     from promptomatix.scoring import METRICS
 
     get_backend(config.backend)
     for hook in config.hooks:
         HOOKS.get(hook)
+    for step in config.data_steps:
+        DATA_STEPS.get(step)
     for spec in config.metric_weights:
         METRICS.get(spec.partition(":")[0])
     if config.task_type is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from promptomatix.errors import LLMError, ParseError
@@ -26,13 +27,17 @@ class GenerationReport:
 
 
 def generate_examples(spec: TaskSpec, lm: LM, count: int, *, batch_size: int = 5,
-                      max_batches: int | None = None, show_progress: bool = True) -> tuple[list[Example], GenerationReport]:
+                      max_batches: int | None = None, show_progress: bool = True,
+                      accept: Callable[[Example], Example | None] | None = None,
+                      ) -> tuple[list[Example], GenerationReport]:
     """Ask `lm` for `count` examples of the task, `batch_size` at a time.
 
     Each batch is constrained to the task's fields by a JSON schema; for classification the
     batches take turns over the labels (one label a batch, batches no larger than a label's
     share), so the set is balanced. Examples with a missing or
-    empty field, or a label outside the set, are rejected; repeats (same inputs) are dropped.
+    empty field, or a label outside the set, are rejected, as are those `accept` (the run's data
+    steps) turns down (it returns the example, perhaps changed, or None); repeats (same inputs)
+    are dropped.
     Stops early, with a warning, after three batches in a row add nothing new. Raises `LLMError`
     when fewer than two usable examples come back."""
     report = GenerationReport(requested=count)
@@ -61,6 +66,8 @@ def generate_examples(spec: TaskSpec, lm: LM, count: int, *, batch_size: int = 5
             items = answer["examples"] if isinstance(answer["examples"], list) else [answer["examples"]]
             for item in items:
                 example = _check(spec, item)
+                if example is not None and accept is not None:
+                    example = accept(example)
                 if example is None:
                     report.rejected += 1
                 elif _key(spec, example) in seen:
