@@ -36,6 +36,7 @@ from types import MappingProxyType
 
 from promptomatix.config import OptimizationConfig
 from promptomatix.errors import ConfigError
+from promptomatix.plugins import Registry
 
 MIPRO_LEVELS = MappingProxyType({"quick": "light", "moderate": "medium", "heavy": "heavy"})
 
@@ -167,19 +168,35 @@ def _only_result(program) -> Rounds:
     return [[program]]
 
 
-OPTIMIZERS: MappingProxyType[str, Recipe] = MappingProxyType({
-    "MIPROv2": Recipe(_mipro, _mipro_rounds),
-    "GEPA": Recipe(_gepa, _gepa_rounds),
-    "BootstrapFewShot": Recipe(_bootstrap, _only_result),
-    "BootstrapFewShotWithRandomSearch": Recipe(_random_search, _random_search_rounds, _needs_demos),
-    "COPRO": Recipe(_copro, _copro_rounds),
-    "SIMBA": Recipe(_simba, _candidate_programs),
-})
+def _builtins(registry: Registry[Recipe]) -> None:
+    for name, recipe in (
+        ("MIPROv2", Recipe(_mipro, _mipro_rounds)),
+        ("GEPA", Recipe(_gepa, _gepa_rounds)),
+        ("BootstrapFewShot", Recipe(_bootstrap, _only_result)),
+        ("BootstrapFewShotWithRandomSearch", Recipe(_random_search, _random_search_rounds, _needs_demos)),
+        ("COPRO", Recipe(_copro, _copro_rounds)),
+        ("SIMBA", Recipe(_simba, _candidate_programs)),
+    ):
+        registry.register(name, recipe)
+
+
+# DSPy optimizers by name: the built-ins above, `register_dspy_optimizer` calls and entry points
+# in the group `promptomatix.dspy_optimizers` (each a `Recipe`).
+OPTIMIZERS: Registry[Recipe] = Registry("dspy_optimizers", _builtins)
+
+
+def register_dspy_optimizer(name: str, recipe: Recipe, *, replace: bool = False) -> Recipe:
+    """Make `--optimizer NAME` run `recipe` (see `Recipe` and `Setup` for what it receives)."""
+    if not isinstance(recipe, Recipe):
+        raise ConfigError(f"DSPy optimizer {name!r} must be a Recipe, got {type(recipe).__name__}")
+    return OPTIMIZERS.register(name, recipe, replace=replace)
 
 
 def get_recipe(name: str) -> Recipe:
     """The recipe for an optimizer name (`dspy.` prefix allowed), or `ConfigError` with the choices."""
-    try:
-        return OPTIMIZERS[name.removeprefix("dspy.")]
-    except KeyError:
-        raise ConfigError(f"unknown DSPy optimizer {name!r}; choose one of: {', '.join(OPTIMIZERS)}") from None
+    registered = OPTIMIZERS.names()
+    for candidate in (name, name.removeprefix("dspy.")):
+        if candidate in registered:
+            return OPTIMIZERS.get(candidate)
+    failed = f" (its plugin failed: {OPTIMIZERS.errors[name]})" if name in OPTIMIZERS.errors else ""
+    raise ConfigError(f"unknown DSPy optimizer {name!r}{failed}; choose one of: {', '.join(registered)}")
