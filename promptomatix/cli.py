@@ -136,6 +136,9 @@ def _mapping(values: tuple[str, ...]) -> dict[str, str]:
               help="Score with a weighted mix of metrics instead of the task type's (repeatable), "
                    "e.g. --metric classification=0.7 --metric brevity=0.3.")
 @click.option("--hook", "hooks", multiple=True, metavar="NAME", help="Run a registered hook (repeatable).")
+@click.option("--data-step", "data_steps", multiple=True, metavar="NAME",
+              help="Preprocess/validate every example with a registered step, in order (repeatable): "
+                   "strip, known_label, no_duplicates or a plugin's.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def optimize(config_file, config_from, quiet, **flags) -> None:
     """Optimize a prompt for a task and register it (one MLflow run)."""
@@ -160,14 +163,18 @@ def optimize(config_file, config_from, quiet, **flags) -> None:
 def plugins() -> None:
     """List what each extension point offers, plugins included, and plugins that failed."""
     from promptomatix.backends import BACKENDS
+    from promptomatix.backends.dspy.optimizers import OPTIMIZERS as DSPY_OPTIMIZERS
     from promptomatix.backends.dspy.program import MODULES as DSPY_MODULES
     from promptomatix.callbacks import HOOKS
+    from promptomatix.data.sources import DATA_SOURCES
+    from promptomatix.data.steps import DATA_STEPS
     from promptomatix.metaprompts import META_PROMPTS
     from promptomatix.models.providers import PROVIDERS
     from promptomatix.scoring import METRICS
     from promptomatix.tasks import TASK_TYPES
 
-    for registry in (BACKENDS, DSPY_MODULES, TASK_TYPES, METRICS, META_PROMPTS, PROVIDERS, HOOKS, COMMANDS):
+    for registry in (BACKENDS, DSPY_OPTIMIZERS, DSPY_MODULES, TASK_TYPES, METRICS, META_PROMPTS, DATA_SOURCES,
+                     DATA_STEPS, PROVIDERS, HOOKS, COMMANDS):
         click.echo(f"{registry.kind} (entry points: {registry.group}): {', '.join(registry.names()) or '(none)'}")
         for name, error in sorted(registry.errors.items()):
             click.echo(f"  failed plugin {name!r}: {error}")

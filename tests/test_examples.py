@@ -28,15 +28,19 @@ def restore_registries(monkeypatch):
     import litellm
 
     from promptomatix.backends import BACKENDS
+    from promptomatix.backends.dspy.optimizers import OPTIMIZERS
     from promptomatix.backends.dspy.program import MODULES
     from promptomatix.callbacks import HOOKS
     from promptomatix.cli import COMMANDS
+    from promptomatix.data.sources import DATA_SOURCES
+    from promptomatix.data.steps import DATA_STEPS
     from promptomatix.metaprompts import META_PROMPTS
     from promptomatix.models.providers import PROVIDERS
     from promptomatix.scoring import METRICS
     from promptomatix.tasks import TASK_TYPES
 
-    for registry in (BACKENDS, MODULES, HOOKS, COMMANDS, META_PROMPTS, PROVIDERS, METRICS, TASK_TYPES):
+    for registry in (BACKENDS, OPTIMIZERS, MODULES, HOOKS, COMMANDS, DATA_SOURCES, DATA_STEPS, META_PROMPTS,
+                     PROVIDERS, METRICS, TASK_TYPES):
         registry.names()  # load the built-ins and entry points first
         monkeypatch.setattr(registry, "_items", dict(registry._items))
     monkeypatch.setattr(litellm, "custom_provider_map", list(litellm.custom_provider_map))
@@ -247,6 +251,104 @@ def test_custom_dspy_module_is_compiled_and_its_answers_tidied(tracking, dspy_sc
     predictions = [p["sentiment"] for p in predictions_of(result)]
     assert predictions and not any(p.endswith(".") for p in predictions)
     assert result.initial_score == 0.5 and result.optimized_score == 1.0
+
+
+def test_custom_dspy_optimizer_compiles_the_program(tracking, dspy_scripted, tmp_path, examples):
+    examples("custom_dspy_optimizer").register(replace=True)
+    train, valid = write_data(tmp_path)
+    result = run_optimize(backend="dspy", optimizer="LabeledFewShot", dspy_module="Predict",
+                          train_data=train, valid_data=valid, task_type="classification",
+                          input_fields="review", output_fields="sentiment", num_demos=2)
+
+    assert params_of(result)["promptomatix.optimizer"] == "LabeledFewShot"
+    program = mlflow.artifacts.load_dict(f"runs:/{result.run_id}/program.json")
+    # LabeledFewShot with sample=False: the first num_demos training examples, as they are
+    assert [d["review"] for d in program["state"]["demos"]] == ["a bad film number 0", "a good film number 1"]
+    assert result.initial_score == 0.5 and result.optimized_score == 1.0
+
+
+# --- data: a custom source and a custom preprocessing step ---------------------------------------
+
+def sqlite_reviews(path, rows):
+    import sqlite3
+
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE reviews (body TEXT, verdict TEXT)")
+        db.executemany("INSERT INTO reviews VALUES (?, ?)", rows)
+    db.close()
+    return path
+
+
+def test_custom_data_source_feeds_the_run(tracking, scripted, tmp_path, examples):
+    examples("custom_data_source").register(replace=True)
+    rows = [(f"a {'good' if i % 2 else 'bad'} film number {i}", "positive" if i % 2 else "negative")
+            for i in range(8)]
+    db = sqlite_reviews(tmp_path / "reviews.db", rows)
+    result = run_optimize(train_data=f"sqlite:{db}?table=reviews", field_map={"body": "review", "verdict": "sentiment"},
+                          task_type="classification", input_fields="review", output_fields="sentiment")
+
+    logged = [json.loads(line) for part in ("train", "valid") for line in
+              mlflow.artifacts.load_text(f"runs:/{result.run_id}/data/{part}.jsonl").splitlines()]
+    assert sorted((r["review"], r["sentiment"]) for r in logged) == sorted(rows)
+    assert not any("new, varied" in c["prompt"] for c in scripted.calls)  # no synthetic data asked for
+    with pytest.raises(promptomatix.DataError, match=r"sqlite:.*no such table: nothing"):
+        run_optimize(train_data=f"sqlite:{db}?table=nothing")
+
+
+def test_custom_data_step_rejects_user_examples_and_says_why(tracking, scripted, tmp_path, examples):
+    examples("custom_data_step").register(replace=True)
+    rows = [{"review": f"a {'good' if i % 2 else 'bad'} film number {i}", "sentiment": "positive" if i % 2 else "negative"}
+            for i in range(8)] + [{"review": "  good ", "sentiment": "positive"}, {"review": "bad  film", "sentiment": "negative"}]
+    path = tmp_path / "reviews.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = run_optimize(train_data=str(path), data_steps=["strip", "min_words"], task_type="classification",
+                          input_fields="review", output_fields="sentiment")
+
+    assert result.train_size + result.valid_size == 8
+    metrics = mlflow.get_run(result.run_id).data.metrics
+    assert metrics["data_rejected"] == 2 and metrics["data_rejected.min_words"] == 2
+    rejected = mlflow.artifacts.load_dict(f"runs:/{result.run_id}/data_rejections.json")
+    assert sorted(r["example"]["review"] for r in rejected) == ["bad film", "good"]  # stripped first
+    assert {r["step"] for r in rejected} == {"min_words"}
+    assert all("at least 3 are needed" in r["reason"] for r in rejected)
+    assert params_of(result)["promptomatix.data_steps"] == "strip,min_words"
+
+
+def test_custom_data_step_on_synthetic_data_asks_for_more(tracking, scripted, examples):
+    examples("custom_data_step").register(replace=True)
+    calls = {"n": 0}
+
+    def short_every_other_batch(prompt, params):
+        calls["n"] += 1
+        answer = json.loads(synthetic(prompt, params))
+        if calls["n"] % 2:  # odd batches: reviews of two words, which the step turns down
+            answer["examples"] = [dict(e, review=f"{e['review'].split()[1]} {i}{calls['n']}")
+                                  for i, e in enumerate(answer["examples"])]
+        return json.dumps(answer)
+
+    scripted.rules[1] = ("new, varied and realistic examples", short_every_other_batch)
+    result = run_optimize(data_steps=["min_words"], synthetic_data_size=6)
+
+    assert result.train_size + result.valid_size == 6
+    metrics = mlflow.get_run(result.run_id).data.metrics
+    assert metrics["data_rejected.min_words"] > 0
+    assert metrics["synthetic_rejected"] == metrics["data_rejected.min_words"]
+    logged = mlflow.artifacts.load_text(f"runs:/{result.run_id}/data/train.jsonl")
+    assert all(len(json.loads(line)["review"].split()) >= 3 for line in logged.splitlines())
+
+
+def test_plugins_lists_the_new_extension_points(examples):
+    from click.testing import CliRunner
+
+    from promptomatix.cli import cli
+
+    for name in ("custom_data_source", "custom_data_step", "custom_dspy_optimizer"):
+        examples(name).register(replace=True)
+    out = CliRunner().invoke(cli, ["plugins"]).output
+    lines = {line.split(" ", 1)[0]: line for line in out.splitlines() if not line.startswith(" ")}
+    assert "sqlite" in lines["data_sources"] and "jsonl" in lines["data_sources"]
+    assert "min_words" in lines["data_steps"] and "known_label" in lines["data_steps"]
+    assert "LabeledFewShot" in lines["dspy_optimizers"] and "MIPROv2" in lines["dspy_optimizers"]
 
 
 # --- the CLI: a plugin command and a config file naming the examples' plugins --------------------
