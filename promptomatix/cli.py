@@ -8,6 +8,7 @@ import sys
 
 import click
 
+from promptomatix.cli_feedback import add_to as add_feedback_commands
 from promptomatix.cli_lifecycle import add_to as add_lifecycle_commands
 from promptomatix.config import SEARCH_PRESETS
 from promptomatix.errors import PromptomatixError
@@ -204,6 +205,7 @@ def summary(result) -> str:
 
 
 add_lifecycle_commands(cli)
+add_feedback_commands(cli)
 
 
 def main() -> None:

@@ -74,7 +74,7 @@ def test_the_wheel_holds_the_modules_metrics_and_templates(installed):
 
     assert "promptomatix/serving.py" in names
     assert "promptomatix/backends/metaprompt.py" in names
-    for template in ("intake", "rewrite", "synthetic"):
+    for template in ("intake", "rewrite", "synthetic", "critique"):
         assert f"promptomatix/templates/{template}.txt" in names
     for metric in METRIC_MODULES:
         assert f"promptomatix/builtin_metrics/{metric}/{metric}.py" in names

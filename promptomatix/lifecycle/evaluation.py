@@ -132,7 +132,7 @@ def run(prepared: Prepared, *, show_progress: bool = True) -> EvaluationReport:
     task = prepared.task_type
     metric = Metric(task.metric, task.score_key)
     model = mlflow.pyfunc.load_model(uri)
-    experiment_id = _experiment_of(version)
+    experiment_id = experiment_of(version)
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"evaluate {version.name} v{version.version}",
                           nested=mlflow.active_run() is not None) as active:
         mlflow.set_tags({"promptomatix.evaluated_model": uri, "promptomatix.model_name": version.name,
@@ -141,7 +141,7 @@ def run(prepared: Prepared, *, show_progress: bool = True) -> EvaluationReport:
         mlflow.log_params({"promptomatix.eval.data": prepared.source[:500],
                            "promptomatix.eval.size": len(prepared.examples), "promptomatix.eval.metric": task.score_key})
         try:
-            rows, score = _score(prepared, model, metric, show_progress)
+            rows, score = score_rows(prepared, model, metric, show_progress)
         except BaseException as exc:
             reason = str(exc) if isinstance(exc, PromptomatixError) else f"{type(exc).__name__}: {exc}"
             mlflow.set_tag("promptomatix.error", reason[:5000])
@@ -160,7 +160,7 @@ def run(prepared: Prepared, *, show_progress: bool = True) -> EvaluationReport:
                             prepared.digest, prepared.source, run_id, tuple(rows))
 
 
-def _score(prepared: Prepared, model, metric, show_progress: bool) -> tuple[list[dict], float]:
+def score_rows(prepared: Prepared, model, metric, show_progress: bool) -> tuple[list[dict], float]:
     """mlflow.genai.evaluate over the examples; per-example rows and their mean score."""
     import pandas as pd
     from mlflow.genai.scorers import scorer
@@ -227,7 +227,7 @@ def _log_data(prepared: Prepared) -> None:
     mlflow.log_input(mlflow.data.from_pandas(frame, name="test", source=None), context="evaluation")
 
 
-def _experiment_of(version) -> str | None:
+def experiment_of(version) -> str | None:
     """The experiment of the version's optimization run, so evaluations sit next to it."""
     active = mlflow.active_run()
     if active is not None:
