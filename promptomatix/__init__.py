@@ -20,6 +20,10 @@ _EXPORTS = {
     "DataError": "promptomatix.errors",
     "LLMError": "promptomatix.errors",
     "RegistryError": "promptomatix.errors",
+    # The original Promptomatix guide's interface (translated onto ours in promptomatix/compat.py).
+    "process_input": "promptomatix.compat",
+    "optimize_with_feedback": "promptomatix.compat",
+    "save_feedback": "promptomatix.compat",
 }
 
 __all__ = sorted(_EXPORTS)
