@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import mlflow
 import yaml
 
-from promptomatix import data, registry
+from promptomatix import checkpoints, data, lineage, registry
 from promptomatix.backends import get_backend
 from promptomatix.backends.base import Backend, OptimizationTask
 from promptomatix.callbacks import HOOKS, Callback, CallbackList, ProgressPrinter
@@ -34,7 +34,7 @@ from promptomatix.tasks import get_task_type
 from promptomatix.tracking import MLflowTracker, log_config, log_examples
 
 log = logging.getLogger(__name__)
-CONFIG_ARTIFACT = "config.yaml"  # the effective options, re-runnable with --config-from
+CONFIG_ARTIFACT = checkpoints.CONFIG_ARTIFACT  # the effective options, re-runnable with --config-from
 
 
 @dataclass(frozen=True)
@@ -67,10 +67,39 @@ class OptimizationResult:
         return f"prompts:/{self.prompt_name}/{self.prompt_version}" if self.prompt_version else None
 
 
-def optimize(config: OptimizationConfig | None = None, *, callbacks: Sequence[Callback] = (),
-             show_progress: bool = True, backend: Backend | str | None = None, **options) -> OptimizationResult:
+@dataclass(frozen=True)
+class Head:
+    """What an optimization starts from besides its config: nothing for a new one; for
+    `from_`, a registered version (`origin`); for `resume`, an unfinished run (`saved`)."""
+
+    origin: lineage.Origin | None = None
+    saved: checkpoints.Saved | None = None
+
+    @property
+    def spec(self) -> TaskSpec | None:
+        return self.origin.spec if self.origin else self.saved.spec if self.saved else None
+
+    @property
+    def data(self) -> tuple[list[Example], list[Example]] | None:
+        if self.origin:
+            return self.origin.train, self.origin.valid
+        if self.saved and self.saved.train is not None:
+            return self.saved.train, self.saved.valid
+        return None
+
+
+def optimize(config: OptimizationConfig | None = None, *, from_: str | None = None, resume: str | None = None,
+             callbacks: Sequence[Callback] = (), show_progress: bool = True, backend: Backend | str | None = None,
+             **options) -> OptimizationResult:
     """Optimize a prompt for the task in `config` (or build the config from keyword options:
     `optimize(raw_input="Classify ...", synthetic_data_size=10)`).
+
+    `from_="name@version"` starts from a registered version instead of the raw input: its
+    prompt, task spec and data, with its open feedback given to the optimizer model; the new
+    version records its parent and resolves those comments. Options default to that version's
+    run's, and those given here override them.
+    `resume=run_id` goes on with an optimization that was killed, from its last completed step,
+    in a new run (the killed one is marked KILLED); it takes no other options.
 
     Runs inside the active MLflow run when there is one (as under `mlflow run`), else starts one.
     Raises a `UsageError` subclass for bad input and `LLMError` when the model fails; the run is
@@ -78,6 +107,16 @@ def optimize(config: OptimizationConfig | None = None, *, callbacks: Sequence[Ca
     """
     if isinstance(backend, str):  # a backend by name is an option like any other
         options["backend"], backend = backend, None
+    head = Head()
+    if resume:
+        if from_ or options or config is not None:
+            raise ConfigError("--resume goes on with the options of the run it resumes: give no other options")
+        head = Head(saved=checkpoints.load(resume))
+        config = config_from_options(**head.saved.options)
+    elif from_:
+        head = Head(origin=lineage.load(from_))
+        if config is None:
+            config = config_from_options(**(head.origin.options | options))
     if config is None:
         config = config_from_options(**options)
     elif options:
@@ -90,15 +129,20 @@ def optimize(config: OptimizationConfig | None = None, *, callbacks: Sequence[Ca
     hooks = [*callbacks, *(_make_hook(hook) for hook in config.hooks)]
     chosen = backend if isinstance(backend, Backend) else get_backend(config.backend)()
     chosen.check(config)
-    user_data = load_examples(config.train_data, config.field_map) if config.train_data else None
-    valid_data = load_examples(config.valid_data, config.field_map) if config.valid_data else None
+    reload = config.train_data and head.data is None  # a resumed run's data is the data it logged
+    user_data = load_examples(config.train_data, config.field_map) if reload else None
+    valid_data = load_examples(config.valid_data, config.field_map) if reload and config.valid_data else None
     owned = mlflow.active_run() is None  # else the caller's run: the caller ends it
     experiment_id = None  # inside `mlflow run` (MLFLOW_RUN_ID) the run has its experiment already
-    if owned and config.experiment and not os.environ.get("MLFLOW_RUN_ID"):
+    if owned and resume and not os.environ.get("MLFLOW_RUN_ID"):
+        experiment_id = mlflow.MlflowClient().get_run(resume).info.experiment_id
+    elif owned and config.experiment and not os.environ.get("MLFLOW_RUN_ID"):
         experiment_id = _experiment_id(config.experiment)
     run = mlflow.active_run() or mlflow.start_run(experiment_id=experiment_id)
     try:
-        result = _run(config, run, name, user_data, valid_data, hooks, show_progress, chosen)
+        if resume:
+            _take_over(resume, run.info.run_id)
+        result = _run(config, run, name, user_data, valid_data, hooks, show_progress, chosen, head)
     except BaseException as exc:
         reason = str(exc) if isinstance(exc, PromptomatixError) else f"{type(exc).__name__}: {exc}"
         mlflow.set_tag("promptomatix.error", reason[:5000])
@@ -108,6 +152,18 @@ def optimize(config: OptimizationConfig | None = None, *, callbacks: Sequence[Ca
     if owned:
         mlflow.end_run()
     return result
+
+
+def _take_over(old_run_id: str, new_run_id: str) -> None:
+    """Link the resumed run and its successor both ways; a run left RUNNING by a kill is
+    marked KILLED, with the reason."""
+    client = mlflow.MlflowClient()
+    mlflow.set_tag(checkpoints.RESUMED_FROM, old_run_id)
+    client.set_tag(old_run_id, checkpoints.RESUMED_BY, new_run_id)
+    if client.get_run(old_run_id).info.status == "RUNNING":
+        client.set_tag(old_run_id, "promptomatix.error",
+                       f"the process stopped before the run finished (killed?); resumed by run {new_run_id}")
+        client.set_terminated(old_run_id, "KILLED")
 
 
 def options_from_run(run_id: str) -> dict:
@@ -140,7 +196,7 @@ def _make_hook(name: str) -> Callback:
 
 def _run(config: OptimizationConfig, run, name: str, user_data: list[Example] | None,
          valid_data: list[Example] | None, hooks: list[Callback], show_progress: bool,
-         backend: Backend) -> OptimizationResult:
+         backend: Backend, head: Head) -> OptimizationResult:
     started = time.monotonic()
     meter = UsageMeter()
     task_lm = LM(config.task_model, meter, max_retries=config.max_retries, seed=config.seed)
@@ -149,10 +205,15 @@ def _run(config: OptimizationConfig, run, name: str, user_data: list[Example] | 
     mlflow.log_text(yaml.safe_dump(config.to_options(), sort_keys=True, allow_unicode=True), CONFIG_ARTIFACT)
     mlflow.log_text(config.raw_input, "raw_input.txt")
 
+    if head.origin:
+        origin = head.origin
+        mlflow.set_tags({lineage.PARENT_RUN: origin.run_id, lineage.PARENT_VERSION: origin.uri})
+        if origin.feedback:
+            mlflow.set_tag(lineage.FEEDBACK_USED, ",".join(f.id for f in origin.feedback))
     columns = list(user_data[0]) if user_data else None
-    spec = extract_task_spec(config.raw_input, optimizer_lm, task_type=config.task_type,
-                             input_fields=config.input_fields, output_fields=config.output_fields,
-                             columns=columns)
+    spec = head.spec or extract_task_spec(config.raw_input, optimizer_lm, task_type=config.task_type,
+                                          input_fields=config.input_fields, output_fields=config.output_fields,
+                                          columns=columns)
     if user_data:
         train, valid = _user_split(spec, user_data, valid_data, config)
         values = sorted({e[spec.output_fields[0]] for e in train + valid})
@@ -161,9 +222,11 @@ def _run(config: OptimizationConfig, run, name: str, user_data: list[Example] | 
     steps = DataSteps(config.data_steps, spec)
     if user_data and steps:
         train, valid = steps.apply(train, "train"), steps.apply(valid, "valid")
-    mlflow.log_dict(spec.to_dict(), "task_spec.json")
+    mlflow.log_dict(spec.to_dict(), checkpoints.SPEC_ARTIFACT)
     mlflow.set_tags({"promptomatix.task_type": spec.task_type, "promptomatix.backend": config.backend})
-    if not user_data:
+    if not user_data and head.data:  # the data of the version started from, or of the killed run
+        train, valid = head.data
+    elif not user_data:
         examples, report = generate_examples(spec, optimizer_lm, config.synthetic_data_size,
                                              batch_size=config.batch_size, show_progress=show_progress,
                                              accept=(lambda e: steps(e, "synthetic")) if steps else None)
@@ -181,12 +244,19 @@ def _run(config: OptimizationConfig, run, name: str, user_data: list[Example] | 
     task_type = get_task_type(spec.task_type)
     evaluator = Evaluator(task_lm, build_metric(task_type.metric, task_type.score_key, config.metric_weights),
                           num_threads=config.num_threads, show_progress=show_progress)
-    start = Prompt(spec.instructions or spec.description, spec.input_fields, spec.output_fields,
-                   demos=tuple(spec.sample_examples), single_line=spec.task_type == "classification")
+    start = head.origin.prompt if head.origin else Prompt(
+        spec.instructions or spec.description, spec.input_fields, spec.output_fields,
+        demos=tuple(spec.sample_examples), single_line=spec.task_type == "classification")
+    checkpoint = head.saved.checkpoint if head.saved else None
     task = OptimizationTask(spec, start, train, valid, evaluator, Objective(config.lambda_penalty),
-                            optimizer_lm, config)
+                            optimizer_lm, config, feedback=head.origin.feedback_text() if head.origin else "",
+                            checkpoint=checkpoint)
     tracker = MLflowTracker(meter)
-    events = CallbackList([tracker, ProgressPrinter()], hooks)
+    if checkpoint:  # the resumed run carries the killed run's history up to its checkpoint
+        checkpoints.replay_metrics(head.saved.run_id, checkpoint["step"])
+        tracker.rows.extend(checkpoint["rows"])
+        log.info("resuming run %s after step %d", head.saved.run_id, checkpoint["step"])
+    events = CallbackList([tracker, checkpoints.CheckpointLogger(tracker.rows), ProgressPrinter()], hooks)
     events.on_hook_error = lambda hook, error: mlflow.set_tag(f"promptomatix.hook_error.{hook}", error[:5000])
     events.on_optimization_start(task)
     best = backend.optimize(task, events)
@@ -208,14 +278,19 @@ def _run(config: OptimizationConfig, run, name: str, user_data: list[Example] | 
                         "seconds": seconds, **usage.as_metrics("total_")})
     registered = None
     if config.register:
+        parent = {"parent_version": head.origin.version, "parent_run_id": head.origin.run_id} if head.origin else {}
         registered = registry.register(
             name, best.prompt, config.task_model, program=best.program, description=spec.description,
             tags={"run_id": run.info.run_id, "validation_score": f"{best.score:.4f}",
                   "initial_score": f"{initial['score']:.4f}", "backend": config.backend,
-                  "task_type": spec.task_type, "cost": f"{usage.cost:.6f}", "tokens": str(usage.tokens)},
+                  "task_type": spec.task_type, "cost": f"{usage.cost:.6f}", "tokens": str(usage.tokens), **parent},
         )
         mlflow.set_tags({"promptomatix.model_uri": registered.model_uri,
                          "promptomatix.prompt_uri": registered.prompt_uri})
+        if head.origin and head.origin.feedback:
+            from promptomatix.feedback import resolve_feedback
+
+            resolve_feedback(head.origin.ref, [f.id for f in head.origin.feedback], by=registered.model_uri)
     result = OptimizationResult(
         prompt=best.prompt.template, initial_prompt=start.template, initial_score=initial["score"],
         optimized_score=best.score, spec=spec, run_id=run.info.run_id, experiment_id=run.info.experiment_id,

@@ -38,6 +38,10 @@ class Callback:
     def on_iteration_end(self, step: int, best: Candidate, candidates: Sequence[Candidate]) -> None:
         """An iteration finished; `best` is the best so far, `candidates` those scored in it."""
 
+    def on_checkpoint(self, step: int, state: dict) -> None:
+        """Step `step` is complete; `state` (JSON data) is what the backend needs to go on from
+        there after the process dies (see `OptimizationTask.checkpoint`)."""
+
     def on_optimization_end(self, result: Any) -> None:
         """The run finished and the result (an `OptimizationResult`) is registered."""
 
@@ -79,6 +83,9 @@ class CallbackList(Callback):
 
     def on_iteration_end(self, step, best, candidates):
         self._emit("on_iteration_end", step, best, candidates)
+
+    def on_checkpoint(self, step, state):
+        self._emit("on_checkpoint", step, state)
 
     def on_optimization_end(self, result):
         self._emit("on_optimization_end", result)

@@ -10,6 +10,7 @@ import click
 
 from promptomatix.cli_feedback import add_to as add_feedback_commands
 from promptomatix.cli_lifecycle import add_to as add_lifecycle_commands
+from promptomatix.compat import add_guide_aliases
 from promptomatix.config import SEARCH_PRESETS
 from promptomatix.errors import PromptomatixError
 from promptomatix.plugins import Registry
@@ -97,6 +98,10 @@ def _mapping(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--config", "config_file", type=click.Path(dir_okay=False),
               help="YAML file of options (keys as these flags, with '_'); flags given here override it.")
 @click.option("--config-from", metavar="RUN_ID", help="Start from the options of an earlier optimization run.")
+@click.option("--from", "from_", metavar="NAME@VERSION",
+              help="Improve a registered version: start from its prompt, task and data, and address its open "
+                   "feedback (options default to its run's).")
+@click.option("--resume", metavar="RUN_ID", help="Go on with a killed optimization from its last completed step.")
 @click.option("--name", help="Registry name (default: from the task's first words).")
 @click.option("--backend", default="meta_prompt", show_default=True, help="Optimization backend.")
 @click.option("--meta-prompt", default="rewrite", show_default=True,
@@ -141,11 +146,12 @@ def _mapping(values: tuple[str, ...]) -> dict[str, str]:
               help="Preprocess/validate every example with a registered step, in order (repeatable): "
                    "strip, known_label, no_duplicates or a plugin's.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def optimize(config_file, config_from, quiet, **flags) -> None:
+def optimize(config_file, config_from, from_, resume, quiet, **flags) -> None:
     """Optimize a prompt for a task and register it (one MLflow run)."""
     from promptomatix.api import optimize as run_optimization
     from promptomatix.api import options_from_run
     from promptomatix.config import config_from_options, load_options
+    from promptomatix.errors import ConfigError
 
     flags["field_map"] = _mapping(flags["field_map"])
     flags["metric_weights"] = _weights(flags["metric_weights"])
@@ -153,10 +159,22 @@ def optimize(config_file, config_from, quiet, **flags) -> None:
     source = click.get_current_context().get_parameter_source
     given = {k: v for k, v in flags.items() if source(k) is not click.core.ParameterSource.DEFAULT}
     defaults = {k: v for k, v in flags.items() if k not in given}
-    saved = options_from_run(config_from) if config_from else {}
+    if resume:
+        if given or config_file or config_from or from_:
+            raise ConfigError("--resume goes on with the options of the run it resumes: give no other options")
+        click.echo(summary(run_optimization(resume=resume, show_progress=not quiet)))
+        return
+    if config_from and from_:
+        raise ConfigError("--from takes its options from the version's run: drop --config-from")
+    if from_:
+        from promptomatix import lineage
+
+        saved = lineage.load(from_).options
+    else:
+        saved = options_from_run(config_from) if config_from else {}
     # Precedence: the flags' defaults < an earlier run's options < the config file < flags given.
     config = config_from_options(**(defaults | saved | (load_options(config_file) if config_file else {}) | given))
-    result = run_optimization(config, show_progress=not quiet)
+    result = run_optimization(config, from_=from_, show_progress=not quiet)
     click.echo(summary(result))
 
 
@@ -204,6 +222,7 @@ def summary(result) -> str:
     return "\n".join(lines)
 
 
+add_guide_aliases(optimize)  # the original Promptomatix's flag spellings (--raw_input, ...)
 add_lifecycle_commands(cli)
 add_feedback_commands(cli)
 

@@ -13,7 +13,8 @@ from datetime import datetime
 
 import click
 
-_COLUMNS = [("version", "version"), ("aliases", "aliases"), ("validation", "validation_score"),
+_COLUMNS = [("version", "version"), ("parent", "parent_version"), ("aliases", "aliases"),
+            ("validation", "validation_score"),
             ("test", "test_score"), ("words", "prompt_words"), ("cost", "cost"), ("backend", "backend"),
             ("run id", "run_id"), ("created", "created")]
 
@@ -23,8 +24,9 @@ _COLUMNS = [("version", "version"), ("aliases", "aliases"), ("validation", "vali
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
               help="json: a list of objects, for scripts.")
 def compare(name: str, fmt: str) -> None:
-    """List every version of the registered prompt/model NAME: aliases, validation score, test
-    score (from `evaluate`, if any), prompt words, cost, backend, run id and creation time."""
+    """List every version of the registered prompt/model NAME: the version it was optimized from
+    (`optimize --from`), aliases, validation score, test score (from `evaluate`, if any), prompt
+    words, cost, backend, run id and creation time."""
     from promptomatix.lifecycle import compare as compare_versions
 
     rows = compare_versions(name)

@@ -34,7 +34,12 @@ class Candidate:
 
 @dataclass(frozen=True)
 class OptimizationTask:
-    """What a backend gets: the spec, the starting prompt, the data, and the means to score."""
+    """What a backend gets: the spec, the starting prompt, the data, and the means to score.
+
+    `feedback` is reviewers' open comments on the starting prompt (text for the optimizer model,
+    empty when there are none). `checkpoint` is the state the backend last reported with
+    `on_checkpoint` in a run that was killed, `{"step": n, "state": {...}}`: a backend that
+    can resume goes on from step n + 1; one that cannot ignores it and starts over."""
 
     spec: TaskSpec
     start: Prompt
@@ -44,6 +49,8 @@ class OptimizationTask:
     objective: Objective
     optimizer_lm: LM
     config: OptimizationConfig
+    feedback: str = ""
+    checkpoint: dict | None = None
 
     def score(self, prompt: Prompt, desc: str = "scoring") -> Candidate:
         evaluation = self.evaluator.evaluate(prompt, self.valid, desc=desc)
@@ -56,7 +63,8 @@ class Backend(ABC):
     `optimize` receives the task (starting prompt, train and validation examples, an evaluator
     and the objective) and returns the best candidate it found, scored on the validation set.
     It reports each scored candidate and each finished iteration to `callbacks`, with step 0
-    for the starting prompt. It must not return a candidate whose objective is below the
+    for the starting prompt, and may report its state after each step (`on_checkpoint`) so a
+    killed run can be resumed. It must not return a candidate whose objective is below the
     starting prompt's.
     """
 

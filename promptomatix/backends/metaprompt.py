@@ -8,6 +8,7 @@ import json
 import logging
 import random
 
+from promptomatix import checkpoints
 from promptomatix.backends.base import Backend, Candidate, OptimizationTask
 from promptomatix.callbacks import Callback
 from promptomatix.config import OptimizationConfig
@@ -39,11 +40,18 @@ class MetaPromptBackend(Backend):
 
     def optimize(self, task: OptimizationTask, callbacks: Callback) -> Candidate:
         rng = random.Random(task.config.seed)
-        best = task.score(task.start, desc="scoring the starting prompt")
-        callbacks.on_candidate(0, best)
-        callbacks.on_iteration_end(0, best, [])
-        tried = {best.prompt.template}
-        for step in range(1, task.config.iterations + 1):
+        if task.checkpoint:  # a resumed run: go on after the last completed iteration
+            state = task.checkpoint["state"]
+            best, tried = checkpoints.candidate_from_dict(state["best"]), set(state["tried"])
+            checkpoints.set_rng_state(rng, state["rng"])
+            first = task.checkpoint["step"] + 1
+        else:
+            best = task.score(task.start, desc="scoring the starting prompt")
+            callbacks.on_candidate(0, best)
+            callbacks.on_iteration_end(0, best, [])
+            tried, first = {best.prompt.template}, 1
+            callbacks.on_checkpoint(0, self._state(best, tried, rng))
+        for step in range(first, task.config.iterations + 1):
             scored = []
             for index in range(task.config.candidates):
                 try:
@@ -60,9 +68,14 @@ class MetaPromptBackend(Backend):
             # Ties keep the incumbent: a change must earn its place.
             best = max([best, *scored], key=lambda c: c.objective)
             callbacks.on_iteration_end(step, best, scored)
+            callbacks.on_checkpoint(step, self._state(best, tried, rng))
             if getattr(callbacks, "should_stop", False):
                 break
         return best
+
+    @staticmethod
+    def _state(best: Candidate, tried: set[str], rng: random.Random) -> dict:
+        return {"best": checkpoints.candidate_to_dict(best), "tried": sorted(tried), "rng": checkpoints.rng_state(rng)}
 
     def propose(self, task: OptimizationTask, best: Candidate, index: int, rng: random.Random) -> Prompt:
         """Candidate `index`: a rewritten instruction; even indexes also draw new demos."""
@@ -86,6 +99,6 @@ class MetaPromptBackend(Backend):
             for e, p in failures
         ) or "(none)"
         text = fill(task.config.meta_prompt, description=task.spec.description, instruction=prompt.instruction,
-                    score=f"{best.score:.3f}", failures=shown, feedback="")
+                    score=f"{best.score:.3f}", failures=shown, feedback=task.feedback or "(none)")
         answer = task.optimizer_lm.complete_json(text, REWRITE_SCHEMA, max_tokens=400)
         return " ".join(str(answer["instruction"]).split()) or prompt.instruction

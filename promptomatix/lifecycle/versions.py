@@ -191,7 +191,8 @@ def valid_digest(version) -> str | None:
 
 
 def compare(name: str) -> list[dict]:
-    """One dict per version of `name`, oldest first: version, aliases, validation_score,
+    """One dict per version of `name`, oldest first: version, parent_version (the version it was
+    optimized from, or None), aliases, validation_score,
     test_score (latest evaluation, or None), test_data_digest, prompt_words, cost, backend,
     task_type, run_id, created (ISO 8601, UTC). Scores and cost are floats or None."""
     model = get_model(name)
@@ -203,6 +204,7 @@ def compare(name: str) -> list[dict]:
         tags = version.tags or {}
         rows.append({
             "version": str(version.version),
+            "parent_version": tags.get("parent_version"),
             "aliases": sorted(by_version.get(str(version.version), [])),
             "validation_score": float_tag(version, "validation_score"),
             "test_score": float_tag(version, TEST_SCORE),

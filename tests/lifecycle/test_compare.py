@@ -114,17 +114,17 @@ def test_compare_lists_every_version_with_aliases_scores_and_provenance(make_ver
     result = invoke("compare", "reviews")
     assert result.exit_code == 0, result.output
     header, rule, first, second = result.stdout.splitlines()
-    assert header.split() == ["version", "aliases", "validation", "test", "words", "cost", "backend", "run",
-                              "id", "created"]
+    assert header.split() == ["version", "parent", "aliases", "validation", "test", "words", "cost", "backend",
+                              "run", "id", "created"]
     assert set(rule) <= {"-", " "}
     runs = {str(v.version): v.run_id for v in MlflowClient().search_model_versions("name = 'reviews'")}
     cells = first.split()
-    assert cells[:4] == ["1", "champion", "0.5000", "-"]  # never evaluated: no test score
-    assert cells[6:8] == ["meta_prompt", runs["1"]]
-    assert re.fullmatch(r"\d+", cells[4]) and cells[5].startswith("$")
-    assert re.fullmatch(r"\d{4}-\d\d-\d\d", cells[8])
+    assert cells[:5] == ["1", "-", "champion", "0.5000", "-"]  # no parent; never evaluated: no test score
+    assert cells[7:9] == ["meta_prompt", runs["1"]]
+    assert re.fullmatch(r"\d+", cells[5]) and cells[6].startswith("$")
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d", cells[9])
     cells = second.split()
-    assert cells[:4] == ["2", "-", "1.0000", "1.0000"] and cells[7] == runs["2"]
+    assert cells[:5] == ["2", "-", "-", "1.0000", "1.0000"] and cells[8] == runs["2"]
 
 
 def test_compare_json_is_for_scripts(make_versions, files):
@@ -134,7 +134,7 @@ def test_compare_json_is_for_scripts(make_versions, files):
     assert result.exit_code == 0, result.output
     (row,) = json.loads(result.stdout)
     prompt = mlflow.genai.load_prompt("prompts:/reviews-prompt/1")
-    assert row["version"] == "1" and row["aliases"] == []
+    assert row["version"] == "1" and row["aliases"] == [] and row["parent_version"] is None
     assert row["validation_score"] == 0.5 and row["test_score"] == report.score == 0.5
     assert row["test_data_digest"] == report.data_digest
     assert row["prompt_words"] == len(prompt.template.split())

@@ -1,0 +1,178 @@
+"""Resuming an optimization: what a run saves as it goes, and reading it back.
+
+A run saves, as artifacts, each step it completes: the task spec (`task_spec.json`), the data
+(`data/train.jsonl`, `data/valid.jsonl`) and, after every iteration of a backend that can resume,
+a checkpoint `checkpoints/step_NNN.json` (the backend's state and the candidate table so far).
+`load(run_id)` reads back the latest of each that is whole; `optimize(resume=run_id)` starts a new
+run from there. A checkpoint cut short by a kill fails to parse and the one before it is used.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import mlflow
+import yaml
+from mlflow import MlflowClient
+from mlflow.entities import Metric
+from mlflow.exceptions import MlflowException
+
+from promptomatix.callbacks import Callback
+from promptomatix.errors import ConfigError
+from promptomatix.evaluation import Evaluation
+from promptomatix.prompts import Prompt
+from promptomatix.spec import Example, TaskSpec
+
+if TYPE_CHECKING:
+    from promptomatix.backends.base import Candidate
+
+log = logging.getLogger(__name__)
+CHECKPOINT_DIR = "checkpoints"
+CONFIG_ARTIFACT = "config.yaml"
+SPEC_ARTIFACT = "task_spec.json"
+RESUMED_FROM = "promptomatix.resumed_from"
+RESUMED_BY = "promptomatix.resumed_by"
+
+
+class CheckpointLogger(Callback):
+    """Logs each checkpoint a backend reports, with the candidate rows the tracker holds."""
+
+    def __init__(self, rows: list[dict]):
+        self.rows = rows
+
+    def on_checkpoint(self, step: int, state: dict) -> None:
+        mlflow.log_dict({"step": step, "state": state, "rows": list(self.rows)},
+                        f"{CHECKPOINT_DIR}/step_{step:03d}.json")
+
+
+@dataclass(frozen=True)
+class Saved:
+    """What run `run_id` left behind. `spec`, `train`/`valid` and `checkpoint` are None when the
+    run was stopped before saving them."""
+
+    run_id: str
+    status: str
+    options: dict
+    spec: TaskSpec | None
+    train: list[Example] | None
+    valid: list[Example] | None
+    checkpoint: dict | None
+
+
+def load(run_id: str) -> Saved:
+    """The saved steps of an unfinished run; `ConfigError` for an unknown run, one that finished,
+    or one that did not get as far as saving its options."""
+    saved = read_saved(run_id)
+    if saved.status == "FINISHED":
+        raise ConfigError(f"run {run_id} finished; there is nothing to resume (re-run it with --config-from)")
+    resumed_by = MlflowClient().get_run(run_id).data.tags.get(RESUMED_BY)
+    if resumed_by:
+        raise ConfigError(f"run {run_id} was resumed already, by run {resumed_by}")
+    return saved
+
+
+def read_saved(run_id: str) -> Saved:
+    """What run `run_id` saved, whatever its state; `ConfigError` for an unknown run or one that
+    did not get as far as saving its options."""
+    client = MlflowClient()
+    try:
+        run = client.get_run(run_id)
+    except MlflowException:
+        raise ConfigError(f"no MLflow run {run_id!r}") from None
+    options = _read(run_id, CONFIG_ARTIFACT, yaml.safe_load)
+    if not isinstance(options, dict):
+        raise ConfigError(f"run {run_id} stopped before saving its options; start a new optimization")
+    spec = _read(run_id, SPEC_ARTIFACT, json.loads)
+    train, valid = (_read(run_id, f"data/{part}.jsonl", _jsonl) for part in ("train", "valid"))
+    if train is None or valid is None:
+        train = valid = None  # the data step did not complete
+    return Saved(run_id, run.info.status, options, spec_from_dict(spec) if spec else None, train, valid,
+                 latest_checkpoint(run_id) if train is not None else None)
+
+
+def latest_checkpoint(run_id: str) -> dict | None:
+    """The newest checkpoint of the run that reads back whole, or None."""
+    try:
+        files = mlflow.artifacts.list_artifacts(run_id=run_id, artifact_path=CHECKPOINT_DIR)
+    except (MlflowException, OSError):
+        return None
+    for path in sorted((f.path for f in files if f.path.endswith(".json")), reverse=True):
+        checkpoint = _read(run_id, path, json.loads)
+        if isinstance(checkpoint, dict) and {"step", "state", "rows"} <= checkpoint.keys():
+            return checkpoint
+        log.warning("checkpoint %s of run %s is incomplete; using an earlier one", path, run_id)
+    return None
+
+
+def replay_metrics(source_run_id: str, up_to_step: int) -> None:
+    """Copy the per-step metrics of `source_run_id` up to `up_to_step` into the active run, so a
+    resumed run shows the whole history."""
+    client = MlflowClient()
+    run = mlflow.active_run()
+    metrics = []
+    for key in client.get_run(source_run_id).data.metrics:
+        metrics += [Metric(m.key, m.value, m.timestamp, m.step) for m in client.get_metric_history(source_run_id, key)
+                    if m.step <= up_to_step]
+    for start in range(0, len(metrics), 1000):  # MLflow's batch limit
+        client.log_batch(run.info.run_id, metrics=metrics[start:start + 1000])
+
+
+def spec_from_dict(data: dict) -> TaskSpec:
+    return TaskSpec(**{**data, **{k: tuple(data.get(k) or ()) for k in ("input_fields", "output_fields", "labels")},
+                       "sample_examples": tuple(data.get("sample_examples") or ())})
+
+
+def candidate_to_dict(candidate: Candidate) -> dict:
+    p, e = candidate.prompt, candidate.evaluation
+    return {"prompt": prompt_to_dict(p), "objective": candidate.objective, "program": candidate.program,
+            "evaluation": {"score": e.score, "per_example": list(e.per_example), "predictions": list(e.predictions)}}
+
+
+def candidate_from_dict(data: dict) -> Candidate:
+    from promptomatix.backends.base import Candidate
+
+    e = data["evaluation"]
+    evaluation = Evaluation(e["score"], tuple(e["per_example"]), tuple(e["predictions"]))
+    return Candidate(prompt_from_dict(data["prompt"]), evaluation, data["objective"], data.get("program"))
+
+
+def prompt_to_dict(prompt: Prompt) -> dict:
+    return {"instruction": prompt.instruction, "input_fields": list(prompt.input_fields),
+            "output_fields": list(prompt.output_fields), "demos": [dict(d) for d in prompt.demos],
+            "single_line": prompt.single_line}
+
+
+def prompt_from_dict(data: dict) -> Prompt:
+    return Prompt(data["instruction"], tuple(data["input_fields"]), tuple(data["output_fields"]),
+                  tuple(dict(d) for d in data.get("demos", ())), bool(data.get("single_line", False)))
+
+
+def rng_state(rng: random.Random) -> list:
+    version, internal, gauss = rng.getstate()
+    return [version, list(internal), gauss]
+
+
+def set_rng_state(rng: random.Random, state: list) -> None:
+    rng.setstate((state[0], tuple(state[1]), state[2]))
+
+
+def _read(run_id: str, path: str, parse):
+    try:
+        text = mlflow.artifacts.load_text(f"runs:/{run_id}/{path}")
+    except (MlflowException, OSError):
+        return None
+    try:
+        return parse(text)
+    except (ValueError, yaml.YAMLError):  # cut short by the kill
+        return None
+
+
+def _jsonl(text: str) -> list[Example]:
+    rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+    if not rows:
+        raise ValueError("empty")
+    return rows
