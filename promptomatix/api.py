@@ -141,7 +141,7 @@ def optimize(config: OptimizationConfig | None = None, *, from_: str | None = No
     run = mlflow.active_run() or mlflow.start_run(experiment_id=experiment_id)
     try:
         if resume:
-            _take_over(resume, run.info.run_id)
+            _take_over(resume, run.info.run_id, name if config.register else None)
         result = _run(config, run, name, user_data, valid_data, hooks, show_progress, chosen, head)
     except BaseException as exc:
         reason = str(exc) if isinstance(exc, PromptomatixError) else f"{type(exc).__name__}: {exc}"
@@ -154,7 +154,7 @@ def optimize(config: OptimizationConfig | None = None, *, from_: str | None = No
     return result
 
 
-def _take_over(old_run_id: str, new_run_id: str) -> None:
+def _take_over(old_run_id: str, new_run_id: str, name: str | None) -> None:
     """Link the resumed run and its successor both ways; a run left RUNNING by a kill is
     marked KILLED, with the reason."""
     client = mlflow.MlflowClient()
@@ -164,6 +164,9 @@ def _take_over(old_run_id: str, new_run_id: str) -> None:
         client.set_tag(old_run_id, "promptomatix.error",
                        f"the process stopped before the run finished (killed?); resumed by run {new_run_id}")
         client.set_terminated(old_run_id, "KILLED")
+    if name:  # killed while registering: what it left is removed, the new run registers afresh
+        for uri in registry.remove_run_versions(name, old_run_id):
+            log.warning("removed %s, registered by the killed run %s before it finished", uri, old_run_id)
 
 
 def options_from_run(run_id: str) -> dict:
@@ -201,8 +204,9 @@ def _run(config: OptimizationConfig, run, name: str, user_data: list[Example] | 
     meter = UsageMeter()
     task_lm = LM(config.task_model, meter, max_retries=config.max_retries, seed=config.seed)
     optimizer_lm = LM(config.optimizer_model, meter, max_retries=config.max_retries, seed=config.seed)
-    log_config(config.to_params())
+    # The options first: with them saved, a run killed from here on can be resumed.
     mlflow.log_text(yaml.safe_dump(config.to_options(), sort_keys=True, allow_unicode=True), CONFIG_ARTIFACT)
+    log_config(config.to_params())
     mlflow.log_text(config.raw_input, "raw_input.txt")
 
     if head.origin:

@@ -104,6 +104,31 @@ def register(name: str, prompt: Prompt, settings: ModelSettings, *, tags: dict[s
     return Registered(name, str(version.version), prompt_name_for(name), str(prompt_version.version))
 
 
+def remove_run_versions(name: str, run_id: str) -> list[str]:
+    """Delete what run `run_id` registered under `name` (model versions and prompt versions):
+    a run killed while registering leaves them behind, and the run that resumes it registers
+    its own. Returns the URIs removed."""
+    client = MlflowClient()
+    removed = []
+    if _model_exists(client, name):
+        for version in client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'"):
+            client.delete_model_version(name, str(version.version))
+            removed.append(f"models:/{name}/{version.version}")
+    prompt_name = prompt_name_for(name)
+    if client.get_prompt(prompt_name) is not None:
+        token = None
+        while True:
+            page = client.search_prompt_versions(prompt_name, page_token=token)
+            for version in page:
+                if (version.tags or {}).get("run_id") == run_id:
+                    client.delete_prompt_version(prompt_name, str(version.version))
+                    removed.append(f"prompts:/{prompt_name}/{version.version}")
+            token = page.token
+            if not token:
+                break
+    return removed
+
+
 def _undo(client: MlflowClient, name: str, prompt_version, model_existed: bool, model_version) -> None:
     """Remove what a failed registration wrote; a failure here is logged, not raised, so the
     original error is the one the caller sees."""

@@ -24,11 +24,18 @@ from promptomatix.errors import ConfigError
 TESTS = Path(__file__).parent
 ITERATIONS, CANDIDATES = 3, 2
 
-# The job run in a child process: the scripted model, whose second round of rewrites blocks
-# (after writing a marker file) until the test kills the process.
+# The job run in a child process with the scripted model. It blocks, after writing the marker
+# file (argv[1]), until the test kills it: at the start of iteration 2 (argv[2] == "iteration"),
+# or just after registering the model version (argv[2] == "register"); with "slow" every call
+# takes a little time, so a kill after a random delay can land anywhere.
 JOB = f"""
 import json, sys, time
 sys.path.insert(0, {str(TESTS)!r})
+marker, mode = sys.argv[1], sys.argv[2]
+
+def block():
+    open(marker, "w").write(mode)
+    time.sleep(600)
 from conftest import FAKE_MODEL, FakeLLM
 from promptomatix.models.providers import PROVIDERS, import_litellm
 import test_api
@@ -41,42 +48,71 @@ rewrites = []
 
 def rewrite(prompt, params):
     rewrites.append(1)
-    if len(rewrites) > {CANDIDATES}:  # iteration 2 has begun
-        open(sys.argv[1], "w").write("in iteration 2")
-        time.sleep(600)
+    if len(rewrites) > {CANDIDATES} and mode == "iteration":  # iteration 2 has begun
+        block()
     return json.dumps({{"instruction": "Answer positive or negative."}})
 
-handler.rules = [("Request:", test_api.INTAKE), ("new, varied and realistic examples", test_api.synthetic),
-                 ("Improved instruction", rewrite), ("Sentiment:", test_api.answer_task)]
+def slow(answer):
+    def answer_slowly(prompt, params):
+        time.sleep(0.05 if mode == "slow" else 0)
+        return answer(prompt, params) if callable(answer) else json.dumps(answer)
+    return answer_slowly
+
+handler.rules = [("Request:", slow(test_api.INTAKE)), ("new, varied and realistic examples", slow(test_api.synthetic)),
+                 ("Improved instruction", slow(rewrite)), ("Sentiment:", slow(test_api.answer_task))]
+import mlflow
 import promptomatix
+if mode == "register":
+    register_model = mlflow.register_model
+    def register_then_block(*args, **kwargs):
+        register_model(*args, **kwargs)
+        block()
+    mlflow.register_model = register_then_block
 promptomatix.optimize(raw_input="Classify the sentiment of a movie review as positive or negative",
                       model=FAKE_MODEL, synthetic_data_size=8, iterations={ITERATIONS}, candidates={CANDIDATES},
                       num_threads=2, show_progress=False, name="reviews")
 """
 
 
-@pytest.fixture
-def killed(tracking, tmp_path, fake_llm):
-    """The id of a run whose process was killed with SIGKILL during its second iteration."""
+def kill_job(tmp_path, mode: str, delay: float | None = None) -> str:
+    """Start the job, SIGKILL it once it blocks (or `delay` seconds after it saved its options),
+    and return its run's id."""
     marker = tmp_path / "marker"
-    child = subprocess.Popen([sys.executable, "-c", JOB, str(marker)], cwd=tmp_path, env=os.environ.copy(),
+    child = subprocess.Popen([sys.executable, "-c", JOB, str(marker), mode], cwd=tmp_path, env=os.environ.copy(),
                              stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 240
-        while not marker.exists():
+        while not (marker.exists() if delay is None else _saved_options()):
             assert child.poll() is None, child.stderr.read()
-            assert time.monotonic() < deadline, "the job never reached its second iteration"
-            time.sleep(0.2)
+            assert time.monotonic() < deadline, f"the job never got to {mode}"
+            time.sleep(0.1)
+        time.sleep(delay or 0)
         child.send_signal(signal.SIGKILL)
         child.wait(30)
     finally:
         if child.poll() is None:
             child.kill()
     (run,) = mlflow.search_runs(search_all_experiments=True, output_format="list")
-    assert run.info.status == "RUNNING"  # a kill leaves the run as it was
+    return run.info.run_id
+
+
+def _saved_options() -> bool:
+    runs = mlflow.search_runs(search_all_experiments=True, output_format="list")
+    return bool(runs) and any(a.path == "config.yaml" for a in MlflowClient().list_artifacts(runs[0].info.run_id))
+
+
+def resume_rules(fake_llm):
     fake_llm.rules = [("Request:", INTAKE), ("new, varied", "no new data on resume"),
                       ("Improved instruction", {"instruction": BETTER}), ("Sentiment:", answer_task)]
-    return run.info.run_id
+
+
+@pytest.fixture
+def killed(tracking, tmp_path, fake_llm):
+    """The id of a run whose process was killed with SIGKILL during its second iteration."""
+    run_id = kill_job(tmp_path, "iteration")
+    assert MlflowClient().get_run(run_id).info.status == "RUNNING"  # a kill leaves the run as it was
+    resume_rules(fake_llm)
+    return run_id
 
 
 def test_a_killed_run_is_completed_by_resume_with_one_version(killed, fake_llm):
@@ -129,3 +165,37 @@ def test_resume_on_the_command_line_takes_no_other_options(killed):
     done = runner.invoke(cli, ["optimize", "--resume", killed, "--quiet"], catch_exceptions=False)
     assert done.exit_code == 0, done.output
     assert "models:/reviews/1" in done.output
+
+
+def test_a_run_killed_while_registering_leaves_exactly_one_version(tracking, tmp_path, fake_llm):
+    run_id = kill_job(tmp_path, "register")
+    client = MlflowClient()
+    assert [v.run_id for v in client.search_model_versions("name = 'reviews'")] == [run_id]  # left behind
+    resume_rules(fake_llm)
+    result = promptomatix.optimize(resume=run_id, show_progress=False)
+
+    (version,) = client.search_model_versions("name = 'reviews'")
+    assert version.run_id == result.run_id and str(version.version) == "2"  # the killed run's one is gone
+    prompts = client.search_prompt_versions("reviews-prompt")
+    assert [(p.version, p.tags["run_id"]) for p in prompts] == [(2, result.run_id)]
+    assert version.tags["prompt_uri"] == "prompts:/reviews-prompt/2"
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_run_killed_at_a_random_point_is_completed_by_resume(tracking, tmp_path, fake_llm, seed):
+    import random
+
+    delay = random.Random(seed).uniform(0.0, 4.0)
+    run_id = kill_job(tmp_path, "slow", delay=delay)
+    client = MlflowClient()
+    resume_rules(fake_llm)
+    if client.get_run(run_id).info.status == "FINISHED":
+        pytest.skip(f"the job finished within {delay:.2f} s, before the kill")
+    result = promptomatix.optimize(resume=run_id, show_progress=False)
+
+    statuses = sorted(r.info.status for r in mlflow.search_runs(search_all_experiments=True, output_format="list"))
+    assert statuses == ["FINISHED", "KILLED"], f"killed after {delay:.2f} s"
+    (version,) = client.search_model_versions("name = 'reviews'")
+    assert version.run_id == result.run_id
+    assert [m.step for m in sorted(client.get_metric_history(result.run_id, "best_score"), key=lambda m: m.step)] \
+        == list(range(ITERATIONS + 1))
