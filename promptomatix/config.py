@@ -127,6 +127,11 @@ class OptimizationConfig:
                 raise ConfigError(f"metric weight for {spec!r} must be a positive number, got {weight!r}")
         _check_registered(self)
 
+    def changed(self, *keys: str) -> list[str]:
+        """Which of `keys` differ from their defaults: what the user chose."""
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        return [key for key in keys if getattr(self, key) != defaults[key]]
+
     def replace(self, **changes: Any) -> OptimizationConfig:
         return dataclasses.replace(self, **changes)
 

@@ -12,7 +12,7 @@ from promptomatix import checkpoints
 from promptomatix.backends.base import Backend, Candidate, OptimizationTask
 from promptomatix.callbacks import Callback
 from promptomatix.config import OptimizationConfig
-from promptomatix.errors import ParseError
+from promptomatix.errors import ConfigError, ParseError
 from promptomatix.metaprompts import fill, load_template
 from promptomatix.prompts import Prompt
 
@@ -37,6 +37,10 @@ class MetaPromptBackend(Backend):
 
     def check(self, config: OptimizationConfig) -> None:
         load_template(config.meta_prompt, allowed=REWRITE_FIELDS)
+        ignored = config.changed("optimizer", "dspy_module")
+        if ignored:
+            raise ConfigError(f"{' and '.join(ignored)} apply to --backend dspy; the meta_prompt backend would "
+                              f"ignore them (add --backend dspy, or drop them)")
 
     def optimize(self, task: OptimizationTask, callbacks: Callback) -> Candidate:
         rng = random.Random(task.config.seed)

@@ -492,3 +492,10 @@ def test_text_adapter_counts_what_it_cannot_parse(fake_llm):
         with pytest.raises(dspy.utils.exceptions.AdapterParseError):
             program(text="a fine film")
     assert meter.snapshot().parse_failures == 1 and meter.snapshot().calls == 1
+
+
+def test_a_meta_prompt_with_the_dspy_backend_is_refused_not_ignored(tmp_path):
+    template = tmp_path / "mine.txt"
+    template.write_text("Rewrite $instruction")
+    with pytest.raises(ConfigError, match="^meta_prompt applies to --backend meta_prompt"):
+        DSPyBackend().check(OptimizationConfig(raw_input="x", backend="dspy", meta_prompt=str(template)))

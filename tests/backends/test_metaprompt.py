@@ -14,6 +14,7 @@ from promptomatix.backends.base import OptimizationTask
 from promptomatix.backends.metaprompt import MetaPromptBackend
 from promptomatix.callbacks import Callback
 from promptomatix.config import ModelSettings, OptimizationConfig
+from promptomatix.errors import ConfigError
 from promptomatix.evaluation import Evaluator
 from promptomatix.models.lm import LM
 from promptomatix.models.usage import UsageMeter
@@ -271,3 +272,12 @@ def test_an_unreadable_rewrite_skips_that_candidate_and_the_search_goes_on(fake_
     assert [step for step, _ in recorder.candidates] == [0, 1]  # the first candidate was skipped
     assert MAGIC in best.prompt.instruction
     assert task.optimizer_lm.meter.snapshot().parse_failures == 3
+
+
+@pytest.mark.parametrize("options, named", [({"optimizer": "GEPA"}, "optimizer"),
+                                            ({"dspy_module": "ChainOfThought"}, "dspy_module"),
+                                            ({"optimizer": "GEPA", "dspy_module": "ReAct"}, "optimizer and dspy_module")])
+def test_dspy_options_with_the_meta_prompt_backend_are_refused_not_ignored(options, named):
+    with pytest.raises(ConfigError, match=f"^{named} apply to --backend dspy"):
+        MetaPromptBackend().check(OptimizationConfig(raw_input="x", **options))
+    MetaPromptBackend().check(OptimizationConfig(raw_input="x", optimizer="MIPROv2"))  # the default is no choice

@@ -27,7 +27,7 @@ from __future__ import annotations
 from promptomatix.backends.base import Backend, Candidate, OptimizationTask
 from promptomatix.callbacks import Callback
 from promptomatix.config import OptimizationConfig
-from promptomatix.errors import LLMError
+from promptomatix.errors import ConfigError, LLMError
 
 
 class DSPyBackend(Backend):
@@ -37,6 +37,9 @@ class DSPyBackend(Backend):
 
         get_recipe(config.optimizer).check(config)
         check_module(config.dspy_module)
+        if config.changed("meta_prompt"):
+            raise ConfigError("meta_prompt applies to --backend meta_prompt; the dspy backend would ignore it "
+                              "(its optimizer writes the instructions)")
 
     def optimize(self, task: OptimizationTask, callbacks: Callback) -> Candidate:
         import dspy
