@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
+import re
+import socket
 import threading
 import time
+import urllib.request
 from typing import Any
+from urllib.parse import urlsplit
 
 import openai
 
-from promptomatix.config import ModelSettings
+from promptomatix.config import ModelSettings, redact_url
 from promptomatix.errors import ConfigError, LLMError, ParseError
 from promptomatix.models.providers import import_litellm
 from promptomatix.models.usage import UsageMeter
@@ -20,7 +25,8 @@ log = logging.getLogger(__name__)
 
 
 def check_model(settings: ModelSettings) -> None:
-    """Fail early, with one line, on a model LiteLLM cannot route or whose API key is missing."""
+    """Fail early, with one line (a ConfigError), on a model LiteLLM cannot route, whose API key
+    is missing, or whose API base cannot be reached."""
     litellm = import_litellm()
     try:
         litellm.get_llm_provider(settings.model, api_base=settings.api_base)
@@ -31,6 +37,8 @@ def check_model(settings: ModelSettings) -> None:
         ) from None
     provider = settings.model.split("/", 1)[0]
     handler = next((e["custom_handler"] for e in litellm.custom_provider_map if e["provider"] == provider), None)
+    if handler is None and settings.api_base:  # a custom handler may not speak HTTP at all
+        check_api_base(settings.api_base, settings.model)
     if handler is not None and hasattr(handler, "check_model"):  # e.g. the embedded model's file
         try:
             handler.check_model(settings.model.split("/", 1)[1] if "/" in settings.model else "")
@@ -40,6 +48,28 @@ def check_model(settings: ModelSettings) -> None:
     missing = [key for key in missing if key.endswith("_API_KEY")]
     if missing:
         raise ConfigError(f"model {settings.model!r} needs {', '.join(missing)} set in the environment")
+
+
+def check_api_base(api_base: str, model: str, timeout: float = 5.0) -> None:
+    """A ConfigError when nothing accepts a connection at `api_base`'s host and port (a wrong
+    URL or a server that is not running), so that the mistake is reported at once instead of
+    after every retry of the first call. Skipped when a proxy carries the connection."""
+    parts = urlsplit(api_base)
+    where = redact_url(api_base)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"API base {where!r} of model {model!r} is not an http(s) URL")
+    proxies = urllib.request.getproxies()
+    if proxies.get(parts.scheme) and not urllib.request.proxy_bypass(parts.hostname):
+        return
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise ConfigError(f"API base {where!r} of model {model!r} has an invalid port") from None
+    try:
+        socket.create_connection((parts.hostname, port), timeout=timeout).close()
+    except OSError as exc:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        raise ConfigError(f"cannot reach the API base {where} of model {model!r}: {reason}") from None
 
 
 class LM:
@@ -72,6 +102,9 @@ class LM:
             "messages": [{"role": "user", "content": prompt}],
             "max_tokens": max_tokens or self.settings.max_tokens,
             "temperature": self.settings.temperature if temperature is None else temperature,
+            # This loop is the only retry loop (the provider SDK's own is off), so that every
+            # retry waits its backoff and is counted.
+            "max_retries": 0,
         }
         if stop:
             kwargs["stop"] = stop
@@ -142,5 +175,23 @@ def _strip_fences(text: str) -> str:
 
 
 def _short(value: Any, limit: int = 200) -> str:
-    text = " ".join(str(value).split())
+    text = redact(" ".join(str(value).split()))
     return text if len(text) <= limit else text[:limit] + "..."
+
+
+_SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
+_URL_USER = re.compile(r"(?P<scheme>\b[a-z][a-z0-9+.-]*://)[^/\s@]+@", re.IGNORECASE)
+_URL_QUERY_SECRET = re.compile(r"(?P<name>[?&](?:[a-z_-]*key|[a-z_-]*token|sig|signature|password)=)[^&#\s]+",
+                               re.IGNORECASE)
+
+
+def redact(text: str) -> str:
+    """`text` fit to show or record: the values of secret-looking environment variables (names
+    with KEY, TOKEN, SECRET, PASSWORD or CREDENTIAL, values of 8 characters or more), URL user
+    and password, and key-like URL query values replaced by `***`. Provider errors may echo
+    the key or the URL a request went to; our error messages end up in run tags and logs."""
+    for name, value in os.environ.items():
+        if len(value) >= 8 and _SECRET_NAME.search(name) and value in text:
+            text = text.replace(value, "***")
+    text = _URL_USER.sub(r"\g<scheme>***@", text)
+    return _URL_QUERY_SECRET.sub(r"\g<name>***", text)
