@@ -25,13 +25,13 @@ from promptomatix.data.synthetic import generate_examples
 from promptomatix.errors import ConfigError, DataError, PluginError, PromptomatixError
 from promptomatix.evaluation import Evaluator
 from promptomatix.intake import extract_task_spec, parse_markers, starting_instruction
-from promptomatix.models.lm import LM, check_model
+from promptomatix.models.lm import LM, check_model, redact
 from promptomatix.models.usage import Usage, UsageMeter
 from promptomatix.prompts import Prompt
 from promptomatix.scoring import Objective, build_metric, prompt_words
 from promptomatix.spec import Example, TaskSpec
 from promptomatix.tasks import get_task_type
-from promptomatix.tracking import MLflowTracker, log_config, log_examples
+from promptomatix.tracking import MLflowTracker, check_store, log_config, log_examples
 
 log = logging.getLogger(__name__)
 CONFIG_ARTIFACT = checkpoints.CONFIG_ARTIFACT  # the effective options, re-runnable with --config-from
@@ -107,6 +107,7 @@ def optimize(config: OptimizationConfig | None = None, *, from_: str | None = No
     """
     if isinstance(backend, str):  # a backend by name is an option like any other
         options["backend"], backend = backend, None
+    check_store()  # a store that cannot be opened is one clear line, before any work
     head = Head()
     if resume:
         if from_ or options or config is not None:
@@ -145,7 +146,7 @@ def optimize(config: OptimizationConfig | None = None, *, from_: str | None = No
         result = _run(config, run, name, user_data, valid_data, hooks, show_progress, chosen, head)
     except BaseException as exc:
         reason = str(exc) if isinstance(exc, PromptomatixError) else f"{type(exc).__name__}: {exc}"
-        mlflow.set_tag("promptomatix.error", reason[:5000])
+        mlflow.set_tag("promptomatix.error", redact(reason)[:5000])  # a provider's message may echo a key
         if owned:
             mlflow.end_run("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
         raise

@@ -64,6 +64,8 @@ def cli(verbose: bool) -> None:
     The tracking store is MLflow's: MLFLOW_TRACKING_URI, or ./mlflow.db when unset.
     """
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s", stream=sys.stderr)
+    # MLflow sets its own loggers' levels when imported (later): tell it through its variable.
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "DEBUG" if verbose else "WARNING")
     for noisy in ("LiteLLM", "litellm", "httpx", "mlflow", "alembic", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
 
