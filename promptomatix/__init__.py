@@ -20,6 +20,14 @@ _EXPORTS = {
     "DataError": "promptomatix.errors",
     "LLMError": "promptomatix.errors",
     "RegistryError": "promptomatix.errors",
+    # Feedback on registered prompts, and machine critiques (MLflow is the store).
+    "Feedback": "promptomatix.feedback",
+    "add_feedback": "promptomatix.feedback",
+    "list_feedback": "promptomatix.feedback",
+    "resolve_feedback": "promptomatix.feedback",
+    "feedback_summary": "promptomatix.feedback",
+    "export_feedback": "promptomatix.feedback",
+    "critique": "promptomatix.critiques",
     # The original Promptomatix guide's interface (translated onto ours in promptomatix/compat.py).
     "process_input": "promptomatix.compat",
     "optimize_with_feedback": "promptomatix.compat",

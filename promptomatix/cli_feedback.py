@@ -1,7 +1,7 @@
 """Click commands for feedback on prompt versions: the `feedback` group (add, list, export,
 summary, resolve) and `critique`.
 
-Each is a thin layer over `promptomatix.feedback` / `promptomatix.critique` (imported when the
+Each is a thin layer over `promptomatix.feedback` / `promptomatix.critiques` (imported when the
 command runs, so the CLI starts fast). Typed errors become one line and an exit status in the
 group the commands are added to (`promptomatix.cli.cli`); `add_to(group)` adds them (again is
 harmless).
@@ -121,7 +121,7 @@ def resolve(ref, ids, by) -> None:
 def critique(ref, data, model, max_examples) -> None:
     """Run the prompt of NAME@VERSION on examples, ask a model to critique it, and store each
     point as machine-made feedback (in a new MLflow run linked to the version)."""
-    from promptomatix.critique import critique as run_critique
+    from promptomatix.critiques import critique as run_critique
 
     items = run_critique(ref, data, model=model, max_examples=max_examples)
     for item in items:

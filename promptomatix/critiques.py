@@ -1,7 +1,7 @@
 """Machine critiques: run a registered version on examples, ask a model what to improve in its
 prompt, and store each point as machine-made feedback (promptomatix.feedback).
 
-    from promptomatix.critique import critique
+    from promptomatix.critiques import critique
     critique("reviews@3")                          # the version's own validation examples
     critique("reviews@3", "test.jsonl", model="openai/gpt-4o-mini", max_examples=8)
 

@@ -178,7 +178,7 @@ def export_feedback(ref: str, path: str) -> int:
     return len(items)
 
 
-# --- building blocks (also used by promptomatix.critique) ----------------------------------
+# --- building blocks (also used by promptomatix.critiques) ---------------------------------
 
 def versions_of(ref: str) -> list:
     """The model versions `ref` names: one for a version reference, all (oldest first) for a

@@ -1,4 +1,4 @@
-"""`promptomatix critique NAME@REF` and `promptomatix.critique.critique`: run a version on
+"""`promptomatix critique NAME@REF` and `promptomatix.critique`: run a version on
 examples, ask the (scripted) critic model for JSON critiques, store them as machine-made
 feedback, and log the whole exchange as an MLflow run linked to the version."""
 
@@ -14,7 +14,7 @@ from mlflow import MlflowClient
 from test_feedback import (  # noqa: F401 (fixtures: store, reviews)
     SCRIPT, invoke, one_error_line, prompt_of, reviews, rows, store, store_state, tag_rows, write_jsonl)
 
-from promptomatix.critique import critique
+from promptomatix.critiques import critique
 from promptomatix.errors import ConfigError, DataError, LLMError, RegistryError
 from promptomatix.feedback import feedback_summary, list_feedback
 
