@@ -121,7 +121,8 @@ def _mapping(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--api-base", help="Task model API base URL (keys come from the environment).")
 @click.option("--optimizer-model", help="Model that writes data and rewrites prompts [default: the task model].")
 @click.option("--optimizer-temperature", type=float, help="[default: 0.7]")
-@click.option("--optimizer-max-tokens", type=int, help="[default: 512]")
+@click.option("--optimizer-max-tokens", type=int,
+              help="Cap on each optimizer-model answer; synthetic batches shrink to fit [default: 1024]")
 @click.option("--optimizer-api-base", help="Optimizer model API base URL.")
 @click.option("--search", type=click.Choice(list(SEARCH_PRESETS)), default="quick", show_default=True,
               help="Preset sizes: quick 30, moderate 100, heavy 300 synthetic examples.")

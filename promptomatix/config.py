@@ -14,6 +14,8 @@ from typing import Any
 from promptomatix.errors import ConfigError
 
 DEFAULT_MODEL = "embedded/gemma-3-270m"
+# The optimizer model's cap per answer: room for a batch of five two-field synthetic examples.
+OPTIMIZER_MAX_TOKENS = 1024
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,7 @@ class OptimizationConfig:
     output_fields: tuple[str, ...] | None = None
     task_model: ModelSettings = field(default_factory=ModelSettings)
     optimizer_model: ModelSettings = field(
-        default_factory=lambda: ModelSettings(temperature=0.7, max_tokens=512)
+        default_factory=lambda: ModelSettings(temperature=0.7, max_tokens=OPTIMIZER_MAX_TOKENS)
     )
     search: str = "quick"
     synthetic_data_size: int | None = None
@@ -148,7 +150,7 @@ class OptimizationConfig:
                 del options[key]
         options |= dataclasses.asdict(self.task_model)
         derived = {"model": self.task_model.model, "api_base": self.task_model.api_base,
-                   "temperature": 0.7, "max_tokens": 512}
+                   "temperature": 0.7, "max_tokens": OPTIMIZER_MAX_TOKENS}
         options |= {f"optimizer_{k}": v for k, v in dataclasses.asdict(self.optimizer_model).items() if v != derived[k]}
         for key in ("api_base", "optimizer_api_base"):
             if options.get(key):
@@ -193,7 +195,7 @@ def config_from_options(**options) -> OptimizationConfig:
     if task:
         options["task_model"] = ModelSettings(**task)
     defaults = {"model": task.get("model", DEFAULT_MODEL), "api_base": task.get("api_base"),
-                "temperature": 0.7, "max_tokens": 512}
+                "temperature": 0.7, "max_tokens": OPTIMIZER_MAX_TOKENS}
     options["optimizer_model"] = ModelSettings(**(defaults | opt))
     for key in ("input_fields", "output_fields"):
         if isinstance(options.get(key), list):

@@ -153,7 +153,9 @@ def critic_settings(uri: str, model: str | None):
     config = (flavor.get("config") or {}).get("model") or {}
     if not config.get("model"):
         raise ConfigError("the version's logged model names no task model; pass --model")
-    return ModelSettings(**{k: v for k, v in config.items() if k in {"model", "temperature", "max_tokens", "api_base"}})
+    settings = {k: v for k, v in config.items() if k in {"model", "temperature", "max_tokens", "api_base"}}
+    # The task model answers in a few tokens; as the critic it needs room for its comments.
+    return ModelSettings(**(settings | {"max_tokens": max(int(settings.get("max_tokens") or 0), 768)}))
 
 
 def build_question(prompt: str, rows: Sequence[dict], inputs: Sequence[str], outputs: Sequence[str]) -> str:

@@ -57,7 +57,7 @@ class PromptomatixOptimizer(BasePromptOptimizer):
 
     def __init__(self, model: str = DEFAULT_MODEL, *, iterations: int = 2, candidates: int = 2,
                  meta_prompt: str = "rewrite", description: str = DEFAULT_DESCRIPTION,
-                 temperature: float = 0.7, max_tokens: int = 512, api_base: str | None = None,
+                 temperature: float = 0.7, max_tokens: int = 1024, api_base: str | None = None,
                  lambda_penalty: float = 0.0, max_failures: int = 3, seed: int = 0):
         # Validated by the same config the CLI builds: one set of rules and messages.
         self.config = config_from_options(

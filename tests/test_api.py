@@ -198,3 +198,19 @@ def test_an_experiment_option_files_the_run_there_without_changing_the_callers_e
     assert mlflow.get_experiment(result.experiment_id).name == "reviews"
     with mlflow.start_run() as later:  # the caller's own next run lands where it did before
         assert later.info.experiment_id == before
+
+
+def test_optimizer_max_tokens_caps_every_optimizer_call_and_batches_shrink_to_fit(tracking, scripted):
+    result = run_optimize(optimizer_max_tokens=300, max_tokens=20)
+
+    by_kind = {kind: [c["params"] for c in scripted.calls if kind in c["prompt"]]
+               for kind in ("Request:", "new, varied", "Improved instruction", "Sentiment:")}
+    assert all(by_kind.values())
+    for kind in ("Request:", "new, varied", "Improved instruction"):
+        assert all(p["max_tokens"] <= 300 for p in by_kind[kind]), kind
+    assert {p["max_tokens"] for p in by_kind["Sentiment:"]} == {20}
+    # two fields at up to ~92 tokens each: one example a batch fits in 300 tokens
+    sizes = {p["response_format"]["json_schema"]["schema"]["properties"]["examples"]["minItems"]
+             for p in by_kind["new, varied"]}
+    assert sizes == {1} and len(by_kind["new, varied"]) >= 8
+    assert result.train_size + result.valid_size == 8

@@ -43,6 +43,8 @@ def generate_examples(spec: TaskSpec, lm: LM, count: int, *, batch_size: int = 5
     report = GenerationReport(requested=count)
     if spec.labels:
         batch_size = min(batch_size, -(-count // len(spec.labels)))
+    # Batches small enough that their longest answer fits the model's max tokens.
+    batch_size = max(1, min(batch_size, (lm.settings.max_tokens - 32) // _token_budget(spec, 1, per_batch=0)))
     max_batches = max_batches or 3 * -(-count // batch_size) + 2
     examples: list[Example] = list(spec.sample_examples)[:count]
     seen = {_key(spec, e) for e in examples}
@@ -104,10 +106,10 @@ FREQUENCY_PENALTY = 1.0
 MAX_STALLED_BATCHES = 3
 
 
-def _token_budget(spec: TaskSpec, n: int) -> int:
+def _token_budget(spec: TaskSpec, n: int, per_batch: int = 32) -> int:
     """Enough tokens for `n` examples at the schema's longest, so the JSON is never cut short."""
     per_example = sum(MAX_FIELD_CHARS // 2 + 12 for _ in spec.fields)
-    return min(8192, n * per_example + 32)
+    return min(8192, n * per_example + per_batch)
 
 
 def _schema(spec: TaskSpec, n: int, label: str | None) -> dict:

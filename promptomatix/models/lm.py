@@ -100,7 +100,8 @@ class LM:
         kwargs: dict[str, Any] = {
             "model": self.settings.model,
             "messages": [{"role": "user", "content": prompt}],
-            "max_tokens": max_tokens or self.settings.max_tokens,
+            # The settings' max tokens caps every call: a caller asks for what it needs, up to that.
+            "max_tokens": min(max_tokens, self.settings.max_tokens) if max_tokens else self.settings.max_tokens,
             "temperature": self.settings.temperature if temperature is None else temperature,
             # This loop is the only retry loop (the provider SDK's own is off), so that every
             # retry waits its backoff and is counted.

@@ -5,7 +5,7 @@ from collections import Counter
 
 import pytest
 
-from promptomatix.config import ModelSettings
+from promptomatix.config import OPTIMIZER_MAX_TOKENS, ModelSettings
 from promptomatix.data.synthetic import generate_examples
 from promptomatix.errors import LLMError
 from promptomatix.models.lm import LM
@@ -37,7 +37,7 @@ SUMMARY = TaskSpec(
 
 @pytest.fixture
 def lm(fake_llm):
-    return LM(ModelSettings(model=FAKE_MODEL), UsageMeter(), backoff=0)
+    return LM(ModelSettings(model=FAKE_MODEL, max_tokens=OPTIMIZER_MAX_TOKENS), UsageMeter(), backoff=0)
 
 
 def schemas(fake_llm):
