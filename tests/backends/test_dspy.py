@@ -499,3 +499,26 @@ def test_a_meta_prompt_with_the_dspy_backend_is_refused_not_ignored(tmp_path):
     template.write_text("Rewrite $instruction")
     with pytest.raises(ConfigError, match="^meta_prompt applies to --backend meta_prompt"):
         DSPyBackend().check(OptimizationConfig(raw_input="x", backend="dspy", meta_prompt=str(template)))
+
+
+def test_a_dspy_run_stopped_before_compiling_is_resumed_with_its_data(tracking, scripted, tmp_path):
+    class Interrupt(Callback):  # as if the process were stopped once the data was logged
+        def on_optimization_start(self, task):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_optimize(tmp_path, optimizer="BootstrapFewShot", name="resumable", callbacks=[Interrupt()])
+    (stopped,) = mlflow.search_runs(output_format="list", search_all_experiments=True)
+    assert stopped.info.status == "KILLED"
+    scripted.calls.clear()
+
+    result = promptomatix.optimize(resume=stopped.info.run_id, show_progress=False)
+
+    # DSPy compiles in one step: no checkpoint, so it compiles again, on the saved data
+    assert not any("Request:" in c["prompt"] for c in scripted.calls)
+    assert (result.initial_score, result.optimized_score) == (0.5, 1.0)
+    for part in ("train", "valid"):
+        assert mlflow.artifacts.load_text(f"runs:/{result.run_id}/data/{part}.jsonl") == \
+            mlflow.artifacts.load_text(f"runs:/{stopped.info.run_id}/data/{part}.jsonl")
+    (version,) = MlflowClient().search_model_versions("name = 'resumable'")
+    assert version.run_id == result.run_id
