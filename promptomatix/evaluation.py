@@ -42,17 +42,27 @@ class Evaluator:
         return self._cache[text]
 
     def evaluate(self, prompt: Prompt, examples: Sequence[Example], desc: str = "scoring") -> Evaluation:
-        texts = [prompt.render(e) for e in examples]
-        unique = list(dict.fromkeys(texts))  # repeated inputs are asked once, even in parallel
+        return self.evaluate_many([prompt], examples, desc=desc)[0]
+
+    def evaluate_many(self, prompts: Sequence[Prompt], examples: Sequence[Example],
+                      desc: str = "scoring") -> list[Evaluation]:
+        """Each prompt's evaluation on `examples`, the answers for all of them asked in one pool
+        of `num_threads` (so several short prompts keep every thread busy)."""
+        texts = [[prompt.render(e) for e in examples] for prompt in prompts]
+        # repeated inputs are asked once, even in parallel
+        unique = list(dict.fromkeys((i, t) for i, rendered in enumerate(texts) for t in rendered))
         with progress_bar(total=len(unique), desc=desc, unit="ex", enabled=self.show_progress) as bar, \
                 ThreadPoolExecutor(max_workers=self.num_threads) as pool:
-            def run(text):
-                answer = self._answer(prompt, text)
+            def run(item):
+                index, text = item
+                answer = self._answer(prompts[index], text)
                 bar.update(1)
                 return answer
 
             answers = dict(zip(unique, pool.map(run, unique)))
-        predictions = [answers[t] for t in texts]
+        return [self._score(prompt, examples, [answers[(i, t)] for t in texts[i]]) for i, prompt in enumerate(prompts)]
+
+    def _score(self, prompt: Prompt, examples: Sequence[Example], predictions: list[Example]) -> Evaluation:
         per_field = [
             self.metric.score([p[f] for p in predictions], [e[f] for e in examples]) for f in prompt.output_fields
         ]

@@ -15,7 +15,7 @@ import mlflow
 import pytest
 from click.testing import CliRunner
 from mlflow import MlflowClient
-from test_api import BETTER, INTAKE, answer_task
+from test_api import BETTER, INTAKE, answer_task, synthetic
 
 import promptomatix
 from promptomatix.cli import cli
@@ -54,7 +54,7 @@ def rewrite(prompt, params):
 
 def slow(answer):
     def answer_slowly(prompt, params):
-        time.sleep(0.05 if mode == "slow" else 0)
+        time.sleep(0.2 if mode == "slow" else 0)
         return answer(prompt, params) if callable(answer) else json.dumps(answer)
     return answer_slowly
 
@@ -102,7 +102,8 @@ def _saved_options() -> bool:
 
 
 def resume_rules(fake_llm):
-    fake_llm.rules = [("Request:", INTAKE), ("new, varied", "no new data on resume"),
+    synthetic.counter = 0  # a job killed before its data was saved makes it again on resume
+    fake_llm.rules = [("Request:", INTAKE), ("new, varied", synthetic),
                       ("Improved instruction", {"instruction": BETTER}), ("Sentiment:", answer_task)]
 
 

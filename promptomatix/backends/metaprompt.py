@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+from concurrent.futures import ThreadPoolExecutor
 
 from promptomatix import checkpoints
 from promptomatix.backends.base import Backend, Candidate, OptimizationTask
@@ -56,19 +57,24 @@ class MetaPromptBackend(Backend):
             tried, first = {best.prompt.template}, 1
             callbacks.on_checkpoint(0, self._state(best, tried, rng))
         for step in range(first, task.config.iterations + 1):
-            scored = []
-            for index in range(task.config.candidates):
-                try:
-                    prompt = self.propose(task, best, index, rng)
-                except ParseError as exc:  # counted in the meter; the other candidates go on
-                    log.warning("iteration %d, candidate %d: no usable rewrite (%s)", step, index + 1, exc)
+            # The rewrites of an iteration depend only on the incumbent: they are asked together,
+            # and all new candidates are scored in one pool (num_threads calls in flight).
+            demos = [self.draw_demos(task, index, rng) for index in range(task.config.candidates)]
+            with ThreadPoolExecutor(max_workers=max(1, min(task.config.num_threads, task.config.candidates))) as pool:
+                rewrites = list(pool.map(lambda index: self.try_rewrite(task, best, step, index),
+                                         range(task.config.candidates)))
+            prompts = []
+            for instruction, drawn in zip(rewrites, demos):
+                if instruction is None:
                     continue
-                if prompt.template in tried:
-                    continue
-                tried.add(prompt.template)
-                candidate = task.score(prompt, desc=f"iteration {step}, candidate {index + 1}")
+                prompt = best.prompt.with_(instruction=instruction, demos=best.prompt.demos if drawn is None else drawn)
+                if prompt.template not in tried:
+                    tried.add(prompt.template)
+                    prompts.append(prompt)
+            evaluations = task.evaluator.evaluate_many(prompts, task.valid, desc=f"iteration {step}") if prompts else []
+            scored = [Candidate(p, e, task.objective(e.score, p.template)) for p, e in zip(prompts, evaluations)]
+            for candidate in scored:
                 callbacks.on_candidate(step, candidate)
-                scored.append(candidate)
             # Ties keep the incumbent: a change must earn its place.
             best = max([best, *scored], key=lambda c: c.objective)
             callbacks.on_iteration_end(step, best, scored)
@@ -81,15 +87,21 @@ class MetaPromptBackend(Backend):
     def _state(best: Candidate, tried: set[str], rng: random.Random) -> dict:
         return {"best": checkpoints.candidate_to_dict(best), "tried": sorted(tried), "rng": checkpoints.rng_state(rng)}
 
-    def propose(self, task: OptimizationTask, best: Candidate, index: int, rng: random.Random) -> Prompt:
-        """Candidate `index`: a rewritten instruction; even indexes also draw new demos."""
-        instruction = self.rewrite(task, best)
-        demos = best.prompt.demos
-        if index % 2 == 0 and task.config.num_demos and task.train:
-            demos = tuple(rng.sample(list(task.train), min(task.config.num_demos, len(task.train))))
-        return best.prompt.with_(instruction=instruction, demos=demos)
+    @staticmethod
+    def draw_demos(task: OptimizationTask, index: int, rng: random.Random) -> tuple | None:
+        """Fresh few-shot demos for even-numbered candidates; None keeps the incumbent's."""
+        if index % 2 or not task.config.num_demos or not task.train:
+            return None
+        return tuple(rng.sample(list(task.train), min(task.config.num_demos, len(task.train))))
 
-    def rewrite(self, task: OptimizationTask, best: Candidate) -> str:
+    def try_rewrite(self, task: OptimizationTask, best: Candidate, step: int, index: int) -> str | None:
+        try:
+            return self.rewrite(task, best, salt=f"{step}:{index}")
+        except ParseError as exc:  # counted in the meter; the other candidates go on
+            log.warning("iteration %d, candidate %d: no usable rewrite (%s)", step, index + 1, exc)
+            return None
+
+    def rewrite(self, task: OptimizationTask, best: Candidate, salt: str = "") -> str:
         prompt = best.prompt
         failures = [
             (example, predicted)
@@ -104,5 +116,5 @@ class MetaPromptBackend(Backend):
         ) or "(none)"
         text = fill(task.config.meta_prompt, description=task.spec.description, instruction=prompt.instruction,
                     score=f"{best.score:.3f}", failures=shown, feedback=task.feedback or "(none)")
-        answer = task.optimizer_lm.complete_json(text, REWRITE_SCHEMA, max_tokens=400)
+        answer = task.optimizer_lm.complete_json(text, REWRITE_SCHEMA, max_tokens=400, salt=salt)
         return " ".join(str(answer["instruction"]).split()) or prompt.instruction

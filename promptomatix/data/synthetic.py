@@ -59,7 +59,8 @@ def generate_examples(spec: TaskSpec, lm: LM, count: int, *, batch_size: int = 5
             # The frequency penalty keeps a model from writing one example n times over.
             try:
                 answer = lm.complete_json(_prompt(spec, n, label, examples), _schema(spec, n, label),
-                                          max_tokens=_token_budget(spec, n), frequency_penalty=FREQUENCY_PENALTY)
+                                          max_tokens=_token_budget(spec, n), frequency_penalty=FREQUENCY_PENALTY,
+                                          salt=f"batch {report.batches}")
             except ParseError as exc:  # counted in the meter; the examples so far are kept
                 report.failed_batches += 1
                 stalled += 1

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import random
 import re
 import socket
-import threading
 import time
 import urllib.request
 from typing import Any
@@ -83,8 +83,6 @@ class LM:
         self.max_retries = max_retries
         self.backoff = backoff
         self.seed = seed
-        self._calls = 0
-        self._lock = threading.Lock()
 
     @property
     def model(self) -> str:
@@ -92,7 +90,7 @@ class LM:
 
     def complete(self, prompt: str, *, max_tokens: int | None = None, stop: list[str] | None = None,
                  temperature: float | None = None, response_format: dict | None = None,
-                 frequency_penalty: float | None = None) -> str:
+                 frequency_penalty: float | None = None, salt: str = "") -> str:
         litellm = import_litellm()
         transient = (litellm.exceptions.RateLimitError, litellm.exceptions.APIConnectionError,
                      litellm.exceptions.Timeout, litellm.exceptions.InternalServerError,
@@ -112,11 +110,11 @@ class LM:
         if self.settings.api_base:
             kwargs["api_base"] = self.settings.api_base
         if self.seed is not None:
-            # A new seed per call: sampled calls on the same prompt (rewrites) must differ,
-            # and a sequence of calls is still repeatable.
-            with self._lock:
-                kwargs["seed"] = self.seed + self._calls
-                self._calls += 1
+            # The seed follows from the request (and `salt`), not from the order of calls: runs
+            # repeat whatever the threads' timing, and sampled calls on one prompt (the rewrites
+            # of an iteration) differ by their salt.
+            digest = hashlib.sha256(f"{self.seed}\0{salt}\0{prompt}".encode()).digest()
+            kwargs["seed"] = int.from_bytes(digest[:4], "big") % 2**31
         if response_format:
             kwargs["response_format"] = response_format
         if frequency_penalty is not None:
@@ -147,7 +145,7 @@ class LM:
 
     def complete_json(self, prompt: str, schema: dict, *, max_tokens: int | None = None,
                       temperature: float | None = None, frequency_penalty: float | None = None,
-                      attempts: int = 3) -> dict:
+                      attempts: int = 3, salt: str = "") -> dict:
         """Structured output: the answer as a dict that parsed as JSON (the schema is enforced by
         the provider where it can; required keys are checked here). Parse failures are retried,
         sampling warmer, and counted, then raised: never an empty answer in their place."""
@@ -155,7 +153,7 @@ class LM:
         last = ""
         for attempt in range(attempts):
             last = self.complete(prompt, max_tokens=max_tokens, response_format=response_format,
-                                 frequency_penalty=frequency_penalty,
+                                 frequency_penalty=frequency_penalty, salt=f"{salt}\0{attempt}",
                                  temperature=temperature if attempt == 0 else max(self.settings.temperature, 0.7))
             try:
                 value = json.loads(_strip_fences(last), strict=False)  # raw newlines in strings are common

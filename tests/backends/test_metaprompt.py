@@ -73,11 +73,11 @@ class Recorder(Callback):
 
 
 def make_task(accuracy, start_instruction, *, iterations=2, candidates=2, num_demos=2, seed=0,
-              lambda_penalty=0.005, valid=VALID):
+              lambda_penalty=0.005, valid=VALID, num_threads=4):
     lm = lambda: LM(ModelSettings(model=FAKE_MODEL), UsageMeter(), backoff=0)  # noqa: E731
     evaluator = Evaluator(lm(), accuracy, num_threads=2, show_progress=False)
     config = OptimizationConfig(raw_input=SPEC.description, iterations=iterations, candidates=candidates,
-                                num_demos=num_demos, seed=seed)
+                                num_demos=num_demos, seed=seed, num_threads=num_threads)
     start = Prompt(start_instruction, SPEC.input_fields, SPEC.output_fields)
     return OptimizationTask(SPEC, start, TRAIN, list(valid), evaluator, Objective(lambda_penalty), lm(), config)
 
@@ -264,7 +264,7 @@ def test_same_seed_gives_the_same_result(fake_llm, accuracy):
 def test_an_unreadable_rewrite_skips_that_candidate_and_the_search_goes_on(fake_llm, accuracy):
     answers = itertools.chain(["not JSON"] * 3, itertools.repeat(json.dumps({"instruction": f"Answer {MAGIC} now."})))
     fake_llm.rules = [(REWRITE_MARK, lambda prompt, params: next(answers)), (MAGIC, right_answer)]
-    task = make_task(accuracy, "Say something.", iterations=1, candidates=2)
+    task = make_task(accuracy, "Say something.", iterations=1, candidates=2, num_threads=1)  # in turn
     recorder = Recorder()
 
     best = MetaPromptBackend().optimize(task, recorder)
@@ -281,3 +281,21 @@ def test_dspy_options_with_the_meta_prompt_backend_are_refused_not_ignored(optio
     with pytest.raises(ConfigError, match=f"^{named} apply to --backend dspy"):
         MetaPromptBackend().check(OptimizationConfig(raw_input="x", **options))
     MetaPromptBackend().check(OptimizationConfig(raw_input="x", optimizer="MIPROv2"))  # the default is no choice
+
+
+def test_the_rewrites_of_an_iteration_are_asked_at_once(fake_llm, accuracy):
+    all_waiting = threading.Barrier(3, timeout=20)  # three candidates' rewrites, all in flight together
+    variants = itertools.count()
+
+    def rewrite(prompt, params):
+        all_waiting.wait()
+        return json.dumps({"instruction": f"Answer {MAGIC} now, variant {next(variants)}."})
+
+    fake_llm.rules = [(REWRITE_MARK, rewrite), (MAGIC, right_answer)]
+    task = make_task(accuracy, "Say something.", iterations=1, candidates=3, num_threads=3)
+    recorder = Recorder()
+
+    best = MetaPromptBackend().optimize(task, recorder)  # would time out (BrokenBarrierError) one at a time
+
+    assert [step for step, _ in recorder.candidates] == [0, 1, 1, 1]
+    assert MAGIC in best.prompt.instruction

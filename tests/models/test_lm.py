@@ -162,14 +162,20 @@ def test_settings_reach_the_provider(fake_llm):
     assert fake_llm.calls[1]["params"]["temperature"] == 0.9
 
 
-def test_the_seed_changes_from_call_to_call_and_repeats_across_runs(fake_llm):
+def test_the_seed_follows_the_request_and_salt_not_the_order_of_calls(fake_llm):
     first = make_lm(seed=7)
-    for _ in range(3):
-        first.complete("same prompt")
-    make_lm(seed=7).complete("same prompt")
+    first.complete("prompt a")
+    first.complete("prompt b")
+    first.complete("prompt a", salt="candidate 2")
+    first.complete("prompt a")
+    other_run = make_lm(seed=7)
+    other_run.complete("prompt a", salt="candidate 2")  # asked first this time
+    other_run.complete("prompt b")
+    make_lm(seed=8).complete("prompt a")
 
-    seeds = [call["params"].get("seed") for call in fake_llm.calls]
-    assert seeds == [7, 8, 9, 7]
+    a, b, a2, a_again, other_a2, other_b, a_seed8 = [call["params"]["seed"] for call in fake_llm.calls]
+    assert a == a_again and a2 == other_a2 and b == other_b  # repeatable, whatever the order
+    assert len({a, b, a2, a_seed8}) == 4  # another prompt, salt or configured seed: another seed
 
 
 def test_no_seed_is_sent_without_one(fake_llm):
