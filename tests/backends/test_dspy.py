@@ -522,3 +522,22 @@ def test_a_dspy_run_stopped_before_compiling_is_resumed_with_its_data(tracking, 
             mlflow.artifacts.load_text(f"runs:/{stopped.info.run_id}/data/{part}.jsonl")
     (version,) = MlflowClient().search_model_versions("name = 'resumable'")
     assert version.run_id == result.run_id
+
+
+@pytest.mark.parametrize("sized, trials", [({"iterations": 1, "candidates": 2}, 2), ({}, None)])
+def test_mipro_takes_iterations_and_candidates_when_the_user_sizes_the_search(tracking, scripted, tmp_path,
+                                                                                monkeypatch, sized, trials):
+    seen = {}
+    compile_ = dspy.MIPROv2.compile
+
+    def recording(self, student, **kwargs):
+        seen.update(auto=self.auto, num_candidates=self.num_candidates, num_trials=kwargs.get("num_trials"))
+        return compile_(self, student, **kwargs)
+
+    monkeypatch.setattr(dspy.MIPROv2, "compile", recording)
+    options = {"iterations": None, "candidates": None} | sized  # None: the quick preset's
+    run_optimize(tmp_path, optimizer="MIPROv2", **options)
+    if sized:
+        assert seen == {"auto": None, "num_candidates": 2, "num_trials": trials}
+    else:
+        assert seen == {"auto": "light", "num_candidates": None, "num_trials": None}

@@ -7,7 +7,7 @@ has knobs of that meaning, and the preset's name where its budget is a named lev
 
 | optimizer | budget knobs |
 | --- | --- |
-| MIPROv2 | `auto` = light / medium / heavy for quick / moderate / heavy (1) |
+| MIPROv2 | `auto` = light / medium / heavy for quick / moderate / heavy; or, when `iterations` or `candidates` is set apart from the preset, `num_candidates` = candidates and `num_trials` = iterations x candidates (1) |
 | GEPA | `max_metric_calls` = (1 + iterations x candidates) x (train + validation size) (2) |
 | BootstrapFewShot | `max_rounds` = iterations (attempts per training example) |
 | BootstrapFewShotWithRandomSearch | `num_candidate_programs` = candidates, `max_rounds` = iterations |
@@ -15,7 +15,8 @@ has knobs of that meaning, and the preset's name where its budget is a named lev
 | SIMBA | `max_steps` = iterations, `num_candidates` = candidates, `bsize` = min(32, train size) |
 
 (1) DSPy sizes MIPROv2's trials and candidate sets from `auto` and refuses them set beside it, so
-`iterations` and `candidates` are not used. (2) Room for that many full passes over the data.
+with a named level `iterations` and `candidates` are not used; set either to size the search
+yourself (a named level spends far more calls than a small budget allows). (2) Room for that many full passes over the data.
 
 Every optimizer gets `num_demos` as its demo limit (`max_bootstrapped_demos` and
 `max_labeled_demos`, SIMBA's `max_demos`), `num_threads`, and `seed` where it takes one. The task
@@ -72,12 +73,20 @@ class Recipe:
 def _mipro(student, s: Setup):
     import dspy
 
+    from promptomatix.config import SEARCH_PRESETS
+
     c = s.config
+    preset = SEARCH_PRESETS[c.search]
+    # The preset's named level, unless the user sized the search: then that many candidates
+    # and iterations x candidates trials, so a small budget stays small.
+    sized = (c.iterations, c.candidates) != (preset.iterations, preset.candidates)
+    budget = {"auto": None, "num_candidates": c.candidates} if sized else {"auto": MIPRO_LEVELS[c.search]}
     optimizer = dspy.MIPROv2(metric=s.metric, prompt_model=s.optimizer_lm, task_model=s.task_lm,
                              teacher_settings={"lm": s.optimizer_lm}, max_bootstrapped_demos=c.num_demos,
-                             max_labeled_demos=c.num_demos, auto=MIPRO_LEVELS[c.search],
-                             num_threads=c.num_threads, seed=c.seed, verbose=False, track_stats=True)
-    return optimizer.compile(student, trainset=list(s.train), valset=list(s.valid))
+                             max_labeled_demos=c.num_demos, num_threads=c.num_threads, seed=c.seed,
+                             verbose=False, track_stats=True, **budget)
+    trials = {"num_trials": c.iterations * c.candidates, "minibatch_size": min(35, len(s.valid))} if sized else {}
+    return optimizer.compile(student, trainset=list(s.train), valset=list(s.valid), **trials)
 
 
 def _mipro_rounds(program) -> Rounds:
