@@ -25,6 +25,7 @@ from promptomatix.data.synthetic import generate_examples
 from promptomatix.errors import ConfigError, DataError, PluginError, PromptomatixError
 from promptomatix.evaluation import Evaluator
 from promptomatix.intake import extract_task_spec, parse_markers, starting_instruction
+from promptomatix.models.cache import default_cache
 from promptomatix.models.lm import LM, check_model, redact
 from promptomatix.models.usage import Usage, UsageMeter
 from promptomatix.prompts import Prompt
@@ -203,8 +204,9 @@ def _run(config: OptimizationConfig, run, name: str, user_data: list[Example] | 
          backend: Backend, head: Head) -> OptimizationResult:
     started = time.monotonic()
     meter = UsageMeter()
-    task_lm = LM(config.task_model, meter, max_retries=config.max_retries, seed=config.seed)
-    optimizer_lm = LM(config.optimizer_model, meter, max_retries=config.max_retries, seed=config.seed)
+    cache = default_cache() if config.cache else None
+    task_lm = LM(config.task_model, meter, max_retries=config.max_retries, seed=config.seed, cache=cache)
+    optimizer_lm = LM(config.optimizer_model, meter, max_retries=config.max_retries, seed=config.seed, cache=cache)
     # The options first: with them saved, a run killed from here on can be resumed.
     mlflow.log_text(yaml.safe_dump(config.to_options(), sort_keys=True, allow_unicode=True), CONFIG_ARTIFACT)
     log_config(config.to_params())

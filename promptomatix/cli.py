@@ -141,6 +141,8 @@ def _mapping(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--experiment", help="MLflow experiment name (ignored inside `mlflow run`).")
 @click.option("--register/--no-register", default=True, show_default=True, help="Register the result.")
+@click.option("--cache/--no-cache", default=True, show_default=True,
+              help="Answer repeated model requests from the shared cache (PROMPTOMATIX_CACHE: folder or 'off').")
 @click.option("--metric", "metric_weights", multiple=True, metavar="NAME[:KEY]=WEIGHT",
               help="Score with a weighted mix of metrics instead of the task type's (repeatable), "
                    "e.g. --metric classification=0.7 --metric brevity=0.3.")
@@ -214,7 +216,8 @@ def summary(result) -> str:
         f"data:            {result.train_size} train / {result.valid_size} validation examples",
         f"score:           {result.initial_score:.3f} (initial) -> {result.optimized_score:.3f} (optimized), on validation",
         f"cost:            ${usage.cost:.4f}, {usage.tokens} tokens in {usage.calls} LLM calls "
-        f"({usage.retries} retries, {usage.parse_failures} parse failures), {result.seconds:.1f} s",
+        f"({usage.retries} retries, {usage.parse_failures} parse failures, {usage.cache_hits} cached), "
+        f"{result.seconds:.1f} s",
         f"run id:          {result.run_id}",
     ]
     if result.model_version:

@@ -91,6 +91,7 @@ class OptimizationConfig:
     seed: int = 0
     experiment: str | None = None
     register: bool = True
+    cache: bool = True  # answer repeated model requests from the shared cache (models/cache.py)
 
     def __post_init__(self):
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
@@ -234,8 +235,8 @@ def _coerce(key: str, value: Any) -> Any:
         return tuple(items)
     if key in ("field_map", "metric_weights") and not isinstance(value, dict):
         raise ConfigError(f"{label} must be a mapping, got {value!r}")
-    if key == "register" and not isinstance(value, bool):
-        raise ConfigError(f"register must be true or false, got {value!r}")
+    if key in ("register", "cache") and not isinstance(value, bool):
+        raise ConfigError(f"{key} must be true or false, got {value!r}")
     return value
 
 

@@ -18,6 +18,9 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("HF_EVALUATE_OFFLINE", "1")
 os.environ.setdefault("MLFLOW_ENABLE_TELEMETRY", "false")
 os.environ.setdefault("DO_NOT_TRACK", "true")
+# Scripted answers change from test to test: no answers kept across them (tests/models/test_cache.py
+# turns the cache on where it is the subject).
+os.environ["PROMPTOMATIX_CACHE"] = "off"
 
 import litellm  # noqa: E402
 import pytest  # noqa: E402

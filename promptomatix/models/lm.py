@@ -18,6 +18,7 @@ import openai
 
 from promptomatix.config import ModelSettings, redact_url
 from promptomatix.errors import ConfigError, LLMError, ParseError
+from promptomatix.models.cache import ResponseCache
 from promptomatix.models.providers import import_litellm
 from promptomatix.models.usage import UsageMeter
 
@@ -77,8 +78,9 @@ class LM:
     every call's tokens, cost and retries go to the shared `UsageMeter`."""
 
     def __init__(self, settings: ModelSettings, meter: UsageMeter, *, max_retries: int = 3,
-                 backoff: float = 1.0, seed: int | None = None):
+                 backoff: float = 1.0, seed: int | None = None, cache: ResponseCache | None = None):
         self.settings = settings
+        self.cache = cache
         self.meter = meter
         self.max_retries = max_retries
         self.backoff = backoff
@@ -119,6 +121,15 @@ class LM:
             kwargs["response_format"] = response_format
         if frequency_penalty is not None:
             kwargs["frequency_penalty"] = frequency_penalty
+        # Repeatable requests (greedy, or seeded) are answered from the cache when asked before.
+        request = None
+        if self.cache is not None and (kwargs["temperature"] == 0 or "seed" in kwargs):
+            request = {k: v for k, v in kwargs.items() if k != "max_retries"}
+            request["api_base"] = redact_url(self.settings.api_base) if self.settings.api_base else None
+            cached = self.cache.get(request)
+            if cached is not None:
+                self.meter.add(cache_hits=1)
+                return cached
         for attempt in range(self.max_retries + 1):
             try:
                 response = litellm.completion(**kwargs)
@@ -141,7 +152,10 @@ class LM:
             completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
             cost=float(response._hidden_params.get("response_cost") or 0.0),
         )
-        return response.choices[0].message.content or ""
+        answer = response.choices[0].message.content or ""
+        if request is not None and answer.strip():  # an empty answer is a fault, not worth keeping
+            self.cache.put(request, answer)
+        return answer
 
     def complete_json(self, prompt: str, schema: dict, *, max_tokens: int | None = None,
                       temperature: float | None = None, frequency_penalty: float | None = None,

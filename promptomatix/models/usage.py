@@ -1,4 +1,4 @@
-"""Counting what model calls cost: calls, tokens, money, retries and parse failures."""
+"""Counting what model calls cost: calls, tokens, money, retries, parse failures and cache hits."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ class Usage:
     cost: float = 0.0
     retries: int = 0
     parse_failures: int = 0
+    cache_hits: int = 0  # answers from the cache: not calls, no tokens, no cost
 
     @property
     def tokens(self) -> int:
