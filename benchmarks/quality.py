@@ -215,7 +215,9 @@ class Methods:
         return self._ours(outcome, backend="meta_prompt", iterations=iterations, candidates=candidates)
 
     def ours_dspy_mipro(self, outcome: Outcome):
-        return self._ours(outcome, backend="dspy", optimizer="MIPROv2", search="quick")
+        # Sized (2 instruction candidates, 2 trials) rather than auto="light": see the README.
+        outcome.note = "1 iteration x 2 candidates"
+        return self._ours(outcome, backend="dspy", optimizer="MIPROv2", iterations=1, candidates=2)
 
     def ours_dspy_bootstrap(self, outcome: Outcome):
         return self._ours(outcome, backend="dspy", optimizer="BootstrapFewShot", iterations=1)
