@@ -187,14 +187,7 @@ def versions_of(ref: str) -> list:
     bare = text[len("models:/"):] if text.startswith("models:/") else text
     if "@" in bare or "/" in bare:
         return [versions.resolve(text)]
-    model = versions.get_model(bare)
-    client, found, token = MlflowClient(), [], None
-    while True:
-        page = client.search_model_versions(f"name = '{model.name}'", page_token=token)
-        found.extend(page)
-        token = page.token
-        if not token:
-            return sorted(found, key=lambda v: int(v.version))
+    return versions.all_versions(versions.get_model(bare).name)
 
 
 def prompt_text(version) -> str:

@@ -65,6 +65,16 @@ class FakeLLM(litellm.CustomLLM):
         return json.dumps(fill_schema(schema, len(self.calls))) if schema else "ok"
 
 
+def one_error_line(result, *needles: str) -> str:
+    """The single line a bad input prints at the CLI (exit status 2, no traceback); returns it."""
+    assert result.exit_code == 2, (result.exit_code, result.output)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
 def _schema_of(response_format):
     if isinstance(response_format, dict) and response_format.get("type") == "json_schema":
         return response_format["json_schema"]["schema"]

@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 import mlflow
 import pytest
 from click.testing import CliRunner
-from conftest import FAKE_MODEL
+from conftest import FAKE_MODEL, one_error_line
 from mlflow import MlflowClient
 from sentiment_data import answer_task
 
@@ -93,16 +93,6 @@ def prompt_of(version: int) -> str:
 
 def invoke(*args: str):
     return CliRunner().invoke(add_to(cli), list(args), catch_exceptions=False)
-
-
-def one_error_line(result, *needles: str) -> str:
-    """The single line a bad input prints (exit status 2)."""
-    assert result.exit_code == 2, (result.exit_code, result.output)
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
 
 
 def store_state() -> dict:

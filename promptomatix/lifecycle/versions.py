@@ -71,7 +71,7 @@ def get_version(name: str, version: str):
     try:
         return MlflowClient().get_model_version(model.name, number)
     except MlflowException:
-        known = ", ".join(str(v.version) for v in _search(model.name)) or "none"
+        known = ", ".join(str(v.version) for v in all_versions(model.name)) or "none"
         raise RegistryError(f"model {name!r} has no version {number} (versions: {known})") from None
 
 
@@ -200,7 +200,7 @@ def compare(name: str) -> list[dict]:
     for alias, number in (model.aliases or {}).items():
         by_version.setdefault(str(number), []).append(alias)
     rows = []
-    for version in _search(model.name):
+    for version in all_versions(model.name):
         tags = version.tags or {}
         rows.append({
             "version": str(version.version),
@@ -220,7 +220,8 @@ def compare(name: str) -> list[dict]:
     return rows
 
 
-def _search(name: str) -> list:
+def all_versions(name: str) -> list:
+    """Every version of the registered model `name`, oldest first (all result pages)."""
     client = MlflowClient()
     found, token = [], None
     while True:

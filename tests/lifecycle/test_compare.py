@@ -14,7 +14,7 @@ import re
 import mlflow
 import pytest
 from click.testing import CliRunner
-from conftest import FAKE_MODEL
+from conftest import FAKE_MODEL, one_error_line
 from sentiment_data import answer_task
 from mlflow import MlflowClient
 
@@ -92,16 +92,6 @@ def registry_state() -> dict:
         state[f"prompt:{prompt.name}"] = {
             str(v.version): (sorted(v.aliases or []), dict(v.tags)) for v in client.search_prompt_versions(prompt.name)}
     return state
-
-
-def one_error_line(result, *needles: str) -> str:
-    """The single line a bad input prints (exit status 2)."""
-    assert result.exit_code == 2, (result.exit_code, result.output)
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
 
 
 # --- compare -------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from promptomatix.config import ModelSettings
 from promptomatix.models.cache import ResponseCache, default_cache
 from promptomatix.models.lm import LM
 from promptomatix.models.usage import UsageMeter
+from test_api import run_optimize, scripted, synthetic  # noqa: F401 (scripted: a fixture)
 
 
 @pytest.fixture
@@ -77,8 +78,6 @@ def test_the_environment_chooses_the_folder_or_turns_it_off(monkeypatch, tmp_pat
 
 
 def test_an_identical_rerun_makes_no_model_calls_and_finds_the_same_prompt(tracking, scripted, monkeypatch, tmp_path):
-    from test_api import run_optimize, synthetic
-
     monkeypatch.setenv("PROMPTOMATIX_CACHE", str(tmp_path / "cache"))
     first = run_optimize(seed=5, register=False)
     calls = len(scripted.calls)
@@ -96,17 +95,6 @@ def test_an_identical_rerun_makes_no_model_calls_and_finds_the_same_prompt(track
     assert len(scripted.calls) == 2 * calls
 
 
-@pytest.fixture
-def scripted(fake_llm):
-    from test_api import INTAKE, answer_task, synthetic
-
-    synthetic.counter = 0
-    fake_llm.rules = [("Request:", INTAKE), ("new, varied and realistic examples", synthetic),
-                      ("Improved instruction", {"instruction": "Read the review CAREFULLY."}),
-                      ("Sentiment:", answer_task)]
-    return fake_llm
-
-
 def test_the_cli_says_how_many_answers_were_cached(tracking, scripted, monkeypatch, tmp_path):
     from click.testing import CliRunner
 
@@ -116,8 +104,6 @@ def test_the_cli_says_how_many_answers_were_cached(tracking, scripted, monkeypat
     args = ["optimize", "--raw-input", "Classify the sentiment of a movie review", "--model", FAKE_MODEL,
             "--synthetic-data-size", "6", "--iterations", "1", "--candidates", "1", "--no-register", "--quiet"]
     assert CliRunner().invoke(cli, args).exit_code == 0
-    from test_api import synthetic
-
     synthetic.counter = 0
     again = CliRunner().invoke(cli, args)
     assert again.exit_code == 0, again.output
