@@ -33,7 +33,7 @@ import sys
 import tempfile
 import time
 import traceback
-from contextlib import redirect_stdout
+from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -295,8 +295,7 @@ class Methods:
         train_data = [{"inputs": {"text": r["text"]}, "expectations": {"expected_response": r["label"]}} for r in rows]
         provider, _, name = self.model.partition("/")
         warnings = _Collect("mlflow.genai.optimize.optimizers.metaprompt_optimizer")
-        mlflow.set_experiment(experiment_id=experiment_id(RUNS_EXPERIMENT))  # where its own run goes
-        with warnings:
+        with warnings, active_experiment(experiment_id(RUNS_EXPERIMENT)):  # where its own run goes
             result = mlflow.genai.optimize_prompts(
                 predict_fn=make_predict_fn(registered.uri), train_data=train_data, prompt_uris=[registered.uri],
                 optimizer=MetaPromptOptimizer(reflection_model=f"{provider}:/{name}",
@@ -312,6 +311,26 @@ class Methods:
             notes.append("optimized prompt unchanged")
         outcome.note = "; ".join(notes)
         return lambda texts: [make_predict_fn(optimized.uri)(t) for t in texts]
+
+
+@contextmanager
+def active_experiment(experiment_id: str):
+    """`mlflow.set_experiment` for the block only: it sets a process-wide default and the
+    MLFLOW_EXPERIMENT_ID variable (which child processes inherit); both are put back after."""
+    import os
+
+    from mlflow.tracking import fluent
+
+    saved = fluent._active_experiment_id, os.environ.get("MLFLOW_EXPERIMENT_ID")
+    mlflow.set_experiment(experiment_id=experiment_id)
+    try:
+        yield
+    finally:
+        fluent._active_experiment_id = saved[0]
+        if saved[1] is None:
+            os.environ.pop("MLFLOW_EXPERIMENT_ID", None)
+        else:
+            os.environ["MLFLOW_EXPERIMENT_ID"] = saved[1]
 
 
 class _Collect(logging.Handler):

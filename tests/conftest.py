@@ -121,6 +121,10 @@ def tracking(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setenv("MLFLOW_REGISTRY_URI", uri)  # set_registry_uri writes it too: keep it scoped
     monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
+    # No experiment chosen by an earlier test (set_experiment sets a process-wide default and
+    # MLFLOW_EXPERIMENT_ID, which child processes inherit): runs go to this store's default.
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
+    monkeypatch.setattr("mlflow.tracking.fluent._active_experiment_id", None)
     monkeypatch.chdir(tmp_path)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)

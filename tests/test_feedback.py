@@ -56,6 +56,8 @@ def store(tmp_path_factory, _fake_handler):
         patch.setenv("MLFLOW_TRACKING_URI", uri)
         patch.setenv("MLFLOW_REGISTRY_URI", uri)
         patch.delenv("MLFLOW_RUN_ID", raising=False)
+        patch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)  # as in conftest's `tracking`
+        patch.setattr("mlflow.tracking.fluent._active_experiment_id", None)
         patch.delenv("MLFLOW_TRACKING_USERNAME", raising=False)
         patch.chdir(root)
         mlflow.set_tracking_uri(uri)
