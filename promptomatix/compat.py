@@ -142,17 +142,18 @@ def translate_options(options: dict[str, Any]) -> dict[str, Any]:
 
 def backend_name(name: Any) -> str:
     """Our backend for the guide's name (`simple_meta_prompt` -> `meta_prompt`); our own names
-    and registered plugins pass; anything else is a ConfigError naming the guide's choices."""
+    and registered plugins pass; anything else is the registry's ConfigError, with the guide's names."""
     from promptomatix.backends import BACKENDS
 
     if not isinstance(name, str):
         raise ConfigError(f"backend must be text, got {name!r}")
     if name in GUIDE_BACKENDS:
         return GUIDE_BACKENDS[name]
-    if name in BACKENDS.names():
-        return name
-    raise ConfigError(f"unknown backend {name!r}; the guide's backends are simple_meta_prompt and dspy "
-                      f"(registered here: {', '.join(BACKENDS.names())})")
+    try:
+        BACKENDS.get(name)  # our registry's error names the choices, and a failed plugin's reason
+    except ConfigError as exc:
+        raise ConfigError(f"{exc} (the guide's names: simple_meta_prompt, dspy)") from None
+    return name
 
 
 def guide_backend_name(name: str) -> str:

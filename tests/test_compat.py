@@ -204,8 +204,8 @@ def test_the_optimizer_model_takes_the_guides_config_model_keywords():
 # --- typed errors, never {"error": ...} ---------------------------------------------------------
 
 @pytest.mark.parametrize("options, error, message", [
-    ({"backend": "simple_meta"}, ConfigError, "unknown backend 'simple_meta'; the guide's backends are "
-                                              "simple_meta_prompt and dspy"),
+    ({"backend": "simple_meta"}, ConfigError, "unknown backend 'simple_meta'; choose one of: dspy, meta_prompt "
+                                              "(the guide's names: simple_meta_prompt, dspy)"),
     ({"search_type": "fast_search"}, ConfigError, "unknown search type 'fast_search'; choose one of quick_search"),
     ({"model_api_key": "sk-123"}, ConfigError, "model_api_key is not accepted: API keys are read from the environment"),
     ({"session_id": "abc"}, ConfigError, "session_id is not accepted"),
@@ -304,8 +304,8 @@ def test_guide_flags_are_folded_into_ours_before_the_command_runs():
 
 
 @pytest.mark.parametrize("args, message", [
-    ("--backend simple_meta", "Error: unknown backend 'simple_meta'; the guide's backends are simple_meta_prompt "
-                              "and dspy (registered here: dspy, meta_prompt)"),
+    ("--backend simple_meta", "Error: unknown backend 'simple_meta'; choose one of: dspy, meta_prompt "
+                              "(the guide's names: simple_meta_prompt, dspy)"),
     ("--load_data_local", "Error: --load_data_local needs --local_train_data_path"),
     ("--search_type fast_search", "Invalid value for '--search' / '--search_type'"),
     ("--model_name m --model_provider no_such_provider", "Error: unknown model provider in 'no_such_provider/m'"),

@@ -72,6 +72,6 @@ def test_a_plugin_command_runs_and_naming_the_broken_backend_says_why(site, tmp_
     broken = cli(site, tmp_path, "optimize", "--raw-input", "x", "--model", "canned/v1", "--backend", "broken")
     assert broken.returncode == 2
     assert "Traceback" not in broken.stderr
-    assert broken.stderr.strip().splitlines()[-1] == (
+    assert broken.stderr.strip().splitlines()[-1].startswith(
         "Error: unknown backend 'broken' (its plugin failed: ModuleNotFoundError: No module named "
         "'pmx_demo_plugins.not_there'); choose one of: dspy, meta_prompt")
