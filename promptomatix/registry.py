@@ -81,11 +81,11 @@ def register(name: str, prompt: Prompt, settings: ModelSettings, *, tags: dict[s
     signature = ModelSignature(inputs=Schema([ColSpec("string", f) for f in prompt.input_fields]),
                                outputs=Schema([ColSpec("string", f) for f in prompt.output_fields]))
     model_existed = _model_exists(client, name)
-    prompt_version = mlflow.genai.register_prompt(
+    prompt_version = _register_prompt(
         name=prompt_name_for(name), template=prompt.template, commit_message=description[:500],
-        tags=dict(tags), model_config={"model_name": settings.model, "temperature": settings.temperature,
-                                       "max_tokens": settings.max_tokens},
-    )  # (register_prompt adds its own keys to the tags dict it is given: pass a copy)
+        tags=tags, model_config={"model_name": settings.model, "temperature": settings.temperature,
+                                 "max_tokens": settings.max_tokens},
+    )
     try:
         with warnings.catch_warnings():  # no input example on purpose: it would call the model
             warnings.filterwarnings("ignore", message=".*input example was not provided.*")
@@ -127,6 +127,19 @@ def remove_run_versions(name: str, run_id: str) -> list[str]:
             if not token:
                 break
     return removed
+
+
+def _register_prompt(*, tags: dict[str, str], **details):
+    """`mlflow.genai.register_prompt`, asked again when another process created the same new
+    prompt between MLflow's check and its insert (two first versions at once on a shared server)."""
+    for attempt in range(3):
+        try:  # register_prompt adds its own keys to the tags dict it is given: pass a copy
+            return mlflow.genai.register_prompt(tags=dict(tags), **details)
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS" or attempt == 2:
+                raise
+            log.info("prompt %s was created meanwhile by another process; registering the version again",
+                     details["name"])
 
 
 def _undo(client: MlflowClient, name: str, prompt_version, model_existed: bool, model_version) -> None:
