@@ -8,6 +8,7 @@ callable `f(predictions, references) -> dict`. The built-in modules live in the 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib.resources import files
@@ -113,8 +114,13 @@ def build_metric(default: str, default_key: str, weights: dict[str, float] | Non
     return CompositeMetric(parts)
 
 
+_WORD = re.compile(r"[^\W_]+")
+
+
 def prompt_words(text: str) -> int:
-    return len(text.split())
+    """Words for the length penalty: runs of letters and digits, so that a model cannot make a
+    long prompt look short by gluing words with underscores or punctuation."""
+    return len(_WORD.findall(text))
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from promptomatix.backends.base import Candidate
 from promptomatix.callbacks import Callback
 from promptomatix.errors import ConfigError
 from promptomatix.models.usage import UsageMeter
+from promptomatix.scoring import prompt_words
 from promptomatix.spec import Example
 
 PARAM_PREFIX = "promptomatix."
@@ -90,7 +91,7 @@ class MLflowTracker(Callback):
         mlflow.log_text(candidate.prompt.template, path)
         self.rows.append({"step": step, "candidate": index, "score": candidate.score,
                           "objective": candidate.objective, "demos": len(candidate.prompt.demos),
-                          "words": len(candidate.prompt.template.split()),
+                          "words": prompt_words(candidate.prompt.template),
                           "instruction": candidate.prompt.instruction, "artifact": path})
 
     def on_iteration_end(self, step: int, best: Candidate, candidates: Sequence[Candidate]) -> None:

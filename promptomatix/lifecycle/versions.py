@@ -240,4 +240,8 @@ def _prompt_words(uri: str) -> int | None:
         prompt = MlflowClient().get_prompt_version(match["name"], match["version"])
     except MlflowException:
         return None
-    return len(prompt.template.split()) if prompt is not None and isinstance(prompt.template, str) else None
+    if prompt is None or not isinstance(prompt.template, str):
+        return None
+    from promptomatix.scoring import prompt_words
+
+    return prompt_words(prompt.template)

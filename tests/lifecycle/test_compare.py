@@ -22,6 +22,7 @@ import promptomatix
 from promptomatix.cli import cli
 from promptomatix.cli_lifecycle import add_to
 from promptomatix.lifecycle import compare, evaluate
+from promptomatix.scoring import prompt_words
 
 INTAKE = {"description": "Classify the sentiment of a movie review.", "task_type": "classification",
           "input_fields": ["review"], "output_fields": ["sentiment"], "labels": ["positive", "negative"]}
@@ -127,7 +128,7 @@ def test_compare_json_is_for_scripts(make_versions, files):
     assert row["version"] == "1" and row["aliases"] == [] and row["parent_version"] is None
     assert row["validation_score"] == 0.5 and row["test_score"] == report.score == 0.5
     assert row["test_data_digest"] == report.data_digest
-    assert row["prompt_words"] == len(prompt.template.split())
+    assert row["prompt_words"] == prompt_words(prompt.template)
     assert row["cost"] > 0 and row["backend"] == "meta_prompt" and row["task_type"] == "classification"
     assert row["created"].endswith("+00:00")
     assert compare("reviews") == [row]  # the Python API returns the same rows

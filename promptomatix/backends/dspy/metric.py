@@ -21,7 +21,7 @@ import dspy
 from dspy.utils.callback import BaseCallback
 
 from promptomatix.backends.dspy.program import predictors_text, program_text
-from promptomatix.scoring import Metric, Objective
+from promptomatix.scoring import Metric, Objective, prompt_words
 
 PROGRAM_TEXT = "_promptomatix_program_text"  # the attribute ProgramTagger sets on predictions
 
@@ -101,6 +101,6 @@ class FeedbackMetric:
         parts = [f"{name}: expected {_text(gold[name])!r}, got {_text(getattr(pred, name, None))!r} "
                  f"(score {scores[name]:.2f})." for name in self.metric.output_fields]
         if quality > 0 and score < quality:
-            parts.append(f"The prompt's {len(text.split())} words cost {quality - score:.3f} of the score: "
+            parts.append(f"The prompt's {prompt_words(text)} words cost {quality - score:.3f} of the score: "
                          f"a shorter instruction that is as good scores higher.")
         return dspy.Prediction(score=score, feedback=" ".join(parts))
