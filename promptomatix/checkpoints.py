@@ -9,6 +9,7 @@ run from there. A checkpoint cut short by a kill fails to parse and the one befo
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import random
@@ -60,7 +61,8 @@ class Saved:
     spec: TaskSpec | None
     train: list[Example] | None
     valid: list[Example] | None
-    checkpoint: dict | None
+    checkpoint: dict | None = None
+    resumed_by: str | None = None
 
 
 def load(run_id: str) -> Saved:
@@ -69,15 +71,15 @@ def load(run_id: str) -> Saved:
     saved = read_saved(run_id)
     if saved.status == "FINISHED":
         raise ConfigError(f"run {run_id} finished; there is nothing to resume (re-run it with --config-from)")
-    resumed_by = MlflowClient().get_run(run_id).data.tags.get(RESUMED_BY)
-    if resumed_by:
-        raise ConfigError(f"run {run_id} was resumed already, by run {resumed_by}")
-    return saved
+    if saved.resumed_by:
+        raise ConfigError(f"run {run_id} was resumed already, by run {saved.resumed_by}")
+    # the checkpoint only once the data step completed: without data the run starts over
+    return dataclasses.replace(saved, checkpoint=latest_checkpoint(run_id) if saved.train is not None else None)
 
 
 def read_saved(run_id: str) -> Saved:
-    """What run `run_id` saved, whatever its state; `ConfigError` for an unknown run or one that
-    did not get as far as saving its options."""
+    """What run `run_id` saved, whatever its state (its checkpoint aside: see `load`);
+    `ConfigError` for an unknown run or one that did not get as far as saving its options."""
     client = MlflowClient()
     try:
         run = client.get_run(run_id)
@@ -91,7 +93,7 @@ def read_saved(run_id: str) -> Saved:
     if train is None or valid is None:
         train = valid = None  # the data step did not complete
     return Saved(run_id, run.info.status, options, spec_from_dict(spec) if spec else None, train, valid,
-                 latest_checkpoint(run_id) if train is not None else None)
+                 resumed_by=run.data.tags.get(RESUMED_BY))
 
 
 def latest_checkpoint(run_id: str) -> dict | None:

@@ -171,15 +171,13 @@ def optimize(config_file, config_from, from_, resume, quiet, **flags) -> None:
         return
     if config_from and from_:
         raise ConfigError("--from takes its options from the version's run: drop --config-from")
-    if from_:
-        from promptomatix import lineage
-
-        saved = lineage.load(from_).options
+    chosen = (load_options(config_file) if config_file else {}) | given
+    if from_:  # the version's run's options, then these (the flags' defaults are the config's)
+        result = run_optimization(from_=from_, show_progress=not quiet, **chosen)
     else:
         saved = options_from_run(config_from) if config_from else {}
-    # Precedence: the flags' defaults < an earlier run's options < the config file < flags given.
-    config = config_from_options(**(defaults | saved | (load_options(config_file) if config_file else {}) | given))
-    result = run_optimization(config, from_=from_, show_progress=not quiet)
+        # Precedence: the flags' defaults < an earlier run's options < the config file < flags given.
+        result = run_optimization(config_from_options(**(defaults | saved | chosen)), show_progress=not quiet)
     click.echo(summary(result))
 
 

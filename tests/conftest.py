@@ -25,6 +25,7 @@ os.environ["PROMPTOMATIX_CACHE"] = "off"
 import litellm  # noqa: E402
 import pytest  # noqa: E402
 
+from promptomatix.callbacks import Callback  # noqa: E402
 from promptomatix.models.providers import PROVIDERS, import_litellm  # noqa: E402
 
 FAKE_MODEL = "scripted/fake"
@@ -63,6 +64,21 @@ class FakeLLM(litellm.CustomLLM):
                 return answer if isinstance(answer, str) else json.dumps(answer)
         schema = _schema_of(params.get("response_format"))
         return json.dumps(fill_schema(schema, len(self.calls))) if schema else "ok"
+
+
+class Recorder(Callback):
+    """A callback that keeps what a backend reports: (step, candidate) pairs and, per iteration,
+    (step, best, candidates)."""
+
+    def __init__(self):
+        self.candidates = []
+        self.iterations = []
+
+    def on_candidate(self, step, candidate):
+        self.candidates.append((step, candidate))
+
+    def on_iteration_end(self, step, best, candidates):
+        self.iterations.append((step, best, list(candidates)))
 
 
 def one_error_line(result, *needles: str) -> str:

@@ -17,7 +17,7 @@ import dspy
 import mlflow
 import pandas as pd
 import pytest
-from conftest import FAKE_MODEL
+from conftest import FAKE_MODEL, Recorder
 from mlflow import MlflowClient
 
 import promptomatix
@@ -112,18 +112,6 @@ def scripted(fake_llm):
 @pytest.fixture(scope="module")
 def accuracy():
     return Metric("classification", "accuracy")
-
-
-class Recorder(Callback):
-    def __init__(self):
-        self.candidates = []
-        self.iterations = []
-
-    def on_candidate(self, step, candidate):
-        self.candidates.append((step, candidate))
-
-    def on_iteration_end(self, step, best, candidates):
-        self.iterations.append((step, best, list(candidates)))
 
 
 def make_task(accuracy, *, meter=None, **options) -> OptimizationTask:

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from conftest import FAKE_MODEL
+from conftest import FAKE_MODEL, Recorder
 from promptomatix.backends import get_backend
 from promptomatix.backends.base import OptimizationTask
 from promptomatix.backends.metaprompt import MetaPromptBackend
@@ -58,18 +58,6 @@ def rewrites(*instructions):
             return json.dumps({"instruction": next(cycle)})
 
     return answer
-
-
-class Recorder(Callback):
-    def __init__(self):
-        self.candidates = []
-        self.iterations = []
-
-    def on_candidate(self, step, candidate):
-        self.candidates.append((step, candidate))
-
-    def on_iteration_end(self, step, best, candidates):
-        self.iterations.append((step, best, list(candidates)))
 
 
 def make_task(accuracy, start_instruction, *, iterations=2, candidates=2, num_demos=2, seed=0,
