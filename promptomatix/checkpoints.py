@@ -130,27 +130,15 @@ def spec_from_dict(data: dict) -> TaskSpec:
 
 def candidate_to_dict(candidate: Candidate) -> dict:
     p, e = candidate.prompt, candidate.evaluation
-    return {"prompt": prompt_to_dict(p), "objective": candidate.objective, "program": candidate.program,
-            "evaluation": {"score": e.score, "per_example": list(e.per_example), "predictions": list(e.predictions)}}
+    return {"prompt": p.to_dict(), "objective": candidate.objective, "program": candidate.program,
+            "evaluation": e.to_dict()}
 
 
 def candidate_from_dict(data: dict) -> Candidate:
     from promptomatix.backends.base import Candidate
 
-    e = data["evaluation"]
-    evaluation = Evaluation(e["score"], tuple(e["per_example"]), tuple(e["predictions"]))
-    return Candidate(prompt_from_dict(data["prompt"]), evaluation, data["objective"], data.get("program"))
-
-
-def prompt_to_dict(prompt: Prompt) -> dict:
-    return {"instruction": prompt.instruction, "input_fields": list(prompt.input_fields),
-            "output_fields": list(prompt.output_fields), "demos": [dict(d) for d in prompt.demos],
-            "single_line": prompt.single_line}
-
-
-def prompt_from_dict(data: dict) -> Prompt:
-    return Prompt(data["instruction"], tuple(data["input_fields"]), tuple(data["output_fields"]),
-                  tuple(dict(d) for d in data.get("demos", ())), bool(data.get("single_line", False)))
+    return Candidate(Prompt.from_dict(data["prompt"]), Evaluation.from_dict(data["evaluation"]), data["objective"],
+                     data.get("program"))
 
 
 def rng_state(rng: random.Random) -> list:

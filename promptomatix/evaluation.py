@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from promptomatix.answers import batch_calibration, best_label, label_probability
 from promptomatix.models.lm import LM
 from promptomatix.progress import progress_bar
 from promptomatix.prompts import Prompt
@@ -14,12 +15,53 @@ from promptomatix.spec import Example
 
 
 @dataclass(frozen=True)
+class Answer:
+    """A prompt's answer to one input: the output fields, and for a label prompt each label's
+    score where the model gave them (uncalibrated) and whether the answer named no label."""
+
+    outputs: Example
+    scores: tuple[float, ...] | None = None
+    unmapped: bool = False
+
+
+def answer(prompt: Prompt, lm: LM, inputs: Example, *, salt: str = "") -> Answer:
+    """Ask `lm` for `prompt` filled with `inputs`, read back as the prompt's output fields. A
+    label prompt's answer is one of its labels (calibrated when the prompt carries offsets and
+    the model scores labels) or, when the model named none, empty."""
+    text = prompt.render(inputs)
+    if not prompt.labels:
+        return Answer(prompt.parse(lm.complete(text, stop=prompt.stop, salt=salt)))
+    choice = lm.choose(text, prompt.labels, stop=prompt.stop, salt=salt)
+    label = choice.label
+    if choice.scores is not None and prompt.calibration:
+        label = best_label(prompt.labels, choice.scores, prompt.calibration)
+    return Answer({prompt.output_fields[0]: label or ""}, choice.scores, label is None)
+
+
+@dataclass(frozen=True)
 class Evaluation:
-    """Quality on a set of examples, without the length penalty."""
+    """Quality on a set of examples, without the length penalty. For a label prompt, `scores`
+    holds each example's label scores (None where the model gave none), `unmapped` counts the
+    answers that named no label, and `soft` is the mean probability given the right label (a
+    finer score than accuracy, to tell apart prompts that answer equally many right)."""
 
     score: float
     per_example: tuple[float, ...]
     predictions: tuple[Example, ...]
+    scores: tuple[tuple[float, ...] | None, ...] = ()
+    unmapped: int = 0
+    soft: float | None = None
+
+    def to_dict(self) -> dict:
+        return {"score": self.score, "per_example": list(self.per_example), "predictions": list(self.predictions),
+                "scores": [list(s) if s is not None else None for s in self.scores], "unmapped": self.unmapped,
+                "soft": self.soft}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Evaluation:
+        return cls(data["score"], tuple(data["per_example"]), tuple(data["predictions"]),
+                   tuple(tuple(s) if s is not None else None for s in data.get("scores") or ()),
+                   int(data.get("unmapped") or 0), data.get("soft"))
 
 
 class Evaluator:
@@ -31,15 +73,17 @@ class Evaluator:
         self.metric = metric
         self.num_threads = num_threads
         self.show_progress = show_progress
-        self._cache: dict[str, Example] = {}  # rendered prompt -> parsed answer
+        self._cache: dict[tuple, Answer] = {}  # (rendered prompt, labels) -> answer
 
     def predict(self, prompt: Prompt, inputs: Example) -> Example:
-        return self._answer(prompt, prompt.render(inputs))
+        return self._answer(prompt, inputs).outputs
 
-    def _answer(self, prompt: Prompt, text: str) -> Example:
-        if text not in self._cache:
-            self._cache[text] = prompt.parse(self.lm.complete(text, stop=prompt.stop))
-        return self._cache[text]
+    def _answer(self, prompt: Prompt, inputs: Example) -> Answer:
+        # Uncalibrated answers are kept: a calibration is applied to them without asking again.
+        key = (prompt.render(inputs), prompt.labels)
+        if key not in self._cache:
+            self._cache[key] = answer(prompt.with_(calibration=()), self.lm, inputs)
+        return self._cache[key]
 
     def evaluate(self, prompt: Prompt, examples: Sequence[Example], desc: str = "scoring") -> Evaluation:
         return self.evaluate_many([prompt], examples, desc=desc)[0]
@@ -48,23 +92,59 @@ class Evaluator:
                       desc: str = "scoring") -> list[Evaluation]:
         """Each prompt's evaluation on `examples`, the answers for all of them asked in one pool
         of `num_threads` (so several short prompts keep every thread busy)."""
-        texts = [[prompt.render(e) for e in examples] for prompt in prompts]
-        # repeated inputs are asked once, even in parallel
-        unique = list(dict.fromkeys((i, t) for i, rendered in enumerate(texts) for t in rendered))
+        self._ask([(prompt, e) for prompt in prompts for e in examples], desc)
+        return [self.score(prompt, examples, [self._answer(prompt, e) for e in examples]) for prompt in prompts]
+
+    def answers(self, prompt: Prompt, inputs: Sequence[Example], desc: str = "answering") -> list[Answer]:
+        """`prompt`'s (uncalibrated) answers to `inputs`, asked in parallel, each once."""
+        self._ask([(prompt, e) for e in inputs], desc)
+        return [self._answer(prompt, e) for e in inputs]
+
+    def _ask(self, jobs: Sequence[tuple[Prompt, Example]], desc: str) -> None:
+        # Work goes in order, prompt by prompt, so a local model reuses each prompt's shared
+        # prefix (its instruction and demos) from one answer to the next.
+        unique = list({(p.render(e), p.labels): (p, e) for p, e in jobs
+                       if (p.render(e), p.labels) not in self._cache}.values())
+        if not unique:
+            return
         with progress_bar(total=len(unique), desc=desc, unit="ex", enabled=self.show_progress) as bar, \
                 ThreadPoolExecutor(max_workers=self.num_threads) as pool:
-            def run(item):
-                index, text = item
-                answer = self._answer(prompts[index], text)
+            def run(job):
+                self._answer(*job)
                 bar.update(1)
-                return answer
 
-            answers = dict(zip(unique, pool.map(run, unique)))
-        return [self._score(prompt, examples, [answers[(i, t)] for t in texts[i]]) for i, prompt in enumerate(prompts)]
+            list(pool.map(run, unique))
 
-    def _score(self, prompt: Prompt, examples: Sequence[Example], predictions: list[Example]) -> Evaluation:
+    def score(self, prompt: Prompt, examples: Sequence[Example], answers: Sequence[Answer]) -> Evaluation:
+        """The evaluation of `answers` (uncalibrated) to `examples`, read with `prompt`'s
+        calibration."""
+        predictions = [_read(prompt, a) for a in answers]
         per_field = [
             self.metric.score([p[f] for p in predictions], [e[f] for e in examples]) for f in prompt.output_fields
         ]
         per_example = tuple(sum(s.per_example[i] for s in per_field) / len(per_field) for i in range(len(examples)))
-        return Evaluation(sum(s.score for s in per_field) / len(per_field), per_example, tuple(predictions))
+        scores = tuple(a.scores for a in answers)
+        soft = None
+        if prompt.labels and examples and all(s is not None for s in scores):
+            field = prompt.output_fields[0]
+            soft = sum(label_probability(prompt.labels, s, prompt.calibration, e[field])
+                       for s, e in zip(scores, examples)) / len(examples)
+        return Evaluation(sum(s.score for s in per_field) / len(per_field), per_example, tuple(predictions),
+                          scores if prompt.labels else (), sum(a.unmapped for a in answers), soft)
+
+    def calibrated(self, prompt: Prompt, examples: Sequence[Example],
+                   evaluation: Evaluation) -> tuple[Prompt, Evaluation] | None:
+        """`prompt` with batch calibration estimated from the label scores of `evaluation` (its
+        answers to `examples`), and its evaluation from the same answers: no model call. None
+        when the model gave no label scores."""
+        if not prompt.labels or not evaluation.scores or any(s is None for s in evaluation.scores):
+            return None
+        calibrated = prompt.with_(calibration=batch_calibration(evaluation.scores))
+        answers = [self._answer(prompt, e) for e in examples]
+        return calibrated, self.score(calibrated, examples, answers)
+
+
+def _read(prompt: Prompt, answer: Answer) -> Example:
+    if prompt.labels and prompt.calibration and answer.scores is not None:
+        return {prompt.output_fields[0]: best_label(prompt.labels, answer.scores, prompt.calibration)}
+    return answer.outputs

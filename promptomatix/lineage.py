@@ -73,5 +73,5 @@ def load(ref: str) -> Origin:
         raise RegistryError(f"{name} version {number} was not made by a promptomatix optimization "
                             f"(its run lacks the prompt, task spec or data)")
     options = {k: v for k, v in saved.options.items() if k not in ("train_data", "valid_data", "field_map")}
-    return Origin(name, number, version.run_id, options | {"name": name}, checkpoints.prompt_from_dict(prompt),
+    return Origin(name, number, version.run_id, options | {"name": name}, Prompt.from_dict(prompt),
                   saved.spec, saved.train, saved.valid, list_feedback(f"{name}@{number}", resolved=False))

@@ -10,6 +10,10 @@
 
 The format suits base models (they continue the pattern) and chat models alike. `template`
 is the text stored in the Prompt Registry, with `{{field}}` placeholders for the inputs.
+
+A classification prompt has `labels`: its answer is one of them (see `LM.choose`), and
+`calibration` holds the per-label offsets subtracted from the model's label scores before the
+best label is taken (`answers.batch_calibration`); both travel with the registered version.
 """
 
 from __future__ import annotations
@@ -39,9 +43,30 @@ class Prompt:
     output_fields: tuple[str, ...]
     demos: tuple[Example, ...] = ()
     single_line: bool = False
+    labels: tuple[str, ...] = ()
+    calibration: tuple[float, ...] = ()
+
+    def __post_init__(self):
+        if self.labels and len(self.output_fields) != 1:
+            raise ValueError("a prompt with labels has exactly one output field")
+        if self.calibration and len(self.calibration) != len(self.labels):
+            raise ValueError("calibration needs one offset per label")
 
     def with_(self, **changes) -> Prompt:
         return replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        """Plain JSON data; `from_dict` reads it back (checkpoints, the registered model)."""
+        return {"instruction": self.instruction, "input_fields": list(self.input_fields),
+                "output_fields": list(self.output_fields), "demos": [dict(d) for d in self.demos],
+                "single_line": self.single_line, "labels": list(self.labels),
+                "calibration": list(self.calibration)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Prompt:
+        return cls(data["instruction"], tuple(data["input_fields"]), tuple(data["output_fields"]),
+                   tuple(dict(d) for d in data.get("demos", ())), bool(data.get("single_line", False)),
+                   tuple(data.get("labels") or ()), tuple(float(x) for x in data.get("calibration") or ()))
 
     @property
     def template(self) -> str:

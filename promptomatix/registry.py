@@ -61,9 +61,7 @@ def model_config(prompt: Prompt, settings: ModelSettings, prompt_uri: str | None
                  program: dict | None = None) -> dict:
     """What the registered pyfunc model (promptomatix/serving.py) reads back to serve."""
     return {
-        "prompt": {"instruction": prompt.instruction, "input_fields": list(prompt.input_fields),
-                   "output_fields": list(prompt.output_fields), "demos": [dict(d) for d in prompt.demos],
-                   "single_line": prompt.single_line},
+        "prompt": prompt.to_dict(),
         "model": {"model": settings.model, "temperature": settings.temperature,
                   "max_tokens": settings.max_tokens,
                   # MLflow logs a model's config as run params: no credentials in it (keys come

@@ -127,7 +127,7 @@ def prompt_words(text: str) -> int:
 class Objective:
     """What optimizers maximize: quality x exp(-lambda x prompt words). Reports use the quality."""
 
-    lambda_penalty: float = 0.005
+    lambda_penalty: float = 0.0001  # as `OptimizationConfig.lambda_penalty`
 
     def __call__(self, quality: float, prompt_text: str) -> float:
         return quality * math.exp(-self.lambda_penalty * prompt_words(prompt_text))

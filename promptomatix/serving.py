@@ -12,16 +12,19 @@ the optimized program's own. `PROGRAM_RUNNERS` names, per program `kind`, the mo
 
 from __future__ import annotations
 
+import logging
 from importlib import import_module
 
 import mlflow
 import pandas as pd
 
 from promptomatix.config import ModelSettings
+from promptomatix.evaluation import answer
 from promptomatix.models.lm import LM
 from promptomatix.models.usage import UsageMeter
 from promptomatix.prompts import Prompt
 
+log = logging.getLogger(__name__)
 PROGRAM_RUNNERS = {"dspy": "promptomatix.backends.dspy.program"}
 
 
@@ -36,9 +39,7 @@ def load_program_runner(program: dict, settings: ModelSettings, meter: UsageMete
 class PromptModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context):
         config = context.model_config
-        spec = config["prompt"]
-        self.prompt = Prompt(spec["instruction"], tuple(spec["input_fields"]), tuple(spec["output_fields"]),
-                             tuple(spec["demos"]), spec["single_line"])
+        self.prompt = Prompt.from_dict(config["prompt"])
         settings = ModelSettings(**config["model"])
         self.meter = UsageMeter()
         self.lm = LM(settings, self.meter)
@@ -50,8 +51,12 @@ class PromptModel(mlflow.pyfunc.PythonModel):
         if self.runner is not None:
             outputs = [self.runner(row) for row in rows]
         else:
-            outputs = [self.prompt.parse(self.lm.complete(self.prompt.render(row), stop=self.prompt.stop))
-                       for row in rows]
+            answers = [answer(self.prompt, self.lm, row) for row in rows]
+            outputs = [a.outputs for a in answers]
+            unmapped = sum(a.unmapped for a in answers)
+            if unmapped:  # an empty label, never a guess: say how many
+                log.warning("%d of %d answers named none of the labels %s; left empty", unmapped, len(rows),
+                            ", ".join(self.prompt.labels))
         return pd.DataFrame(outputs, columns=list(self.prompt.output_fields))
 
 

@@ -8,9 +8,9 @@ import json
 import mlflow
 import pytest
 from click.testing import CliRunner
-from conftest import FAKE_MODEL
+from conftest import FAKE_MODEL, written_inputs
 from mlflow import MlflowClient
-from test_api import BETTER, INTAKE, answer_task, synthetic
+from test_api import BETTER, INTAKE, answer_task, synthetic, written
 
 import promptomatix
 from promptomatix.cli import cli
@@ -27,7 +27,8 @@ def reviewed(tracking, fake_llm):
     """Version 1 of `reviews` (a plain instruction that scores 0) with two open comments."""
     synthetic.counter = 0
     fake_llm.rules = [("Request:", INTAKE), ("new, varied and realistic examples", synthetic),
-                      ("Improved instruction", {"instruction": PLAIN}), ("Sentiment:", answer_task)]
+                      ("Improved instruction", {"instruction": PLAIN}), written_inputs(written, "Sentiment"),
+                      ("Sentiment:", answer_task)]
     first = promptomatix.optimize(raw_input="Classify the sentiment of a movie review as positive or negative",
                                   model=FAKE_MODEL, synthetic_data_size=8, iterations=1, candidates=1,
                                   num_threads=2, show_progress=False, name="reviews")

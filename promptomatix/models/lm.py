@@ -11,11 +11,14 @@ import re
 import socket
 import time
 import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 import openai
 
+from promptomatix.answers import best_label, read_label
 from promptomatix.config import ModelSettings, redact_url
 from promptomatix.errors import ConfigError, LLMError, ParseError
 from promptomatix.models.cache import ResponseCache
@@ -93,6 +96,44 @@ class LM:
     def complete(self, prompt: str, *, max_tokens: int | None = None, stop: list[str] | None = None,
                  temperature: float | None = None, response_format: dict | None = None,
                  frequency_penalty: float | None = None, salt: str = "") -> str:
+        return self._send(prompt, max_tokens=max_tokens, stop=stop, temperature=temperature,
+                          response_format=response_format, frequency_penalty=frequency_penalty, salt=salt)[0]
+
+    def choose(self, prompt: str, labels: Sequence[str], *, stop: list[str] | None = None, salt: str = "") -> Choice:
+        """The model's answer to `prompt` as one of `labels`. A provider that scores options
+        (the embedded model) returns every label's log-probability; a model that supports
+        structured output answers under a schema whose only values are the labels; any other
+        answers in a few words of text, mapped to the label it names (`answers.read_label`).
+        An answer naming no label has `label` None and is counted in `unmapped_answers`."""
+        labels = list(labels)
+        mode = choice_mode(self.settings.model)
+        if mode == "score":
+            schema = {"type": "string", "enum": labels}
+            text, scores = self._send(prompt, max_tokens=1, temperature=0.0, salt=salt, scores=True,
+                                      response_format={"type": "json_schema",
+                                                       "json_schema": {"name": "label", "schema": schema}})
+        elif mode == "schema":
+            schema = {"type": "object", "properties": {"label": {"type": "string", "enum": labels}},
+                      "required": ["label"], "additionalProperties": False}
+            text, scores = self._send(prompt, max_tokens=_label_tokens(labels) + 16, salt=salt,
+                                      response_format={"type": "json_schema",
+                                                       "json_schema": {"name": "label", "schema": schema, "strict": True}})
+        else:
+            text, scores = self._send(prompt, max_tokens=_label_tokens(labels), stop=stop, salt=salt)
+        if scores is not None and len(scores) == len(labels):
+            return Choice(best_label(labels, scores), text, tuple(scores))
+        label = read_label(text, labels)
+        if label is None:
+            self.meter.add(unmapped_answers=1)
+            log.debug("%s: answer %r names none of the labels %s", self.model, _short(text), labels)
+        return Choice(label, text)
+
+    def _send(self, prompt: str, *, max_tokens: int | None = None, stop: list[str] | None = None,
+              temperature: float | None = None, response_format: dict | None = None,
+              frequency_penalty: float | None = None, salt: str = "", scores: bool = False,
+              ) -> tuple[str, list[float] | None]:
+        """One request: the answer's text and, with `scores`, the option scores a provider
+        returned as logprobs (None when it returned none)."""
         litellm = import_litellm()
         transient = (litellm.exceptions.RateLimitError, litellm.exceptions.APIConnectionError,
                      litellm.exceptions.Timeout, litellm.exceptions.InternalServerError,
@@ -124,12 +165,16 @@ class LM:
         # Repeatable requests (greedy, or seeded) are answered from the cache when asked before.
         request = None
         if self.cache is not None and (kwargs["temperature"] == 0 or "seed" in kwargs):
-            request = {k: v for k, v in kwargs.items() if k != "max_retries"}
+            request = {k: v for k, v in kwargs.items() if k != "max_retries"} | ({"scores": True} if scores else {})
             request["api_base"] = redact_url(self.settings.api_base) if self.settings.api_base else None
             cached = self.cache.get(request)
             if cached is not None:
                 self.meter.add(cache_hits=1)
-                return cached
+                if scores:
+                    kept = json.loads(cached)
+                    return kept["text"], kept["scores"]
+                return cached, None
+        self.meter.take()  # the budget: BudgetExhausted once a limit is reached
         for attempt in range(self.max_retries + 1):
             try:
                 response = litellm.completion(**kwargs)
@@ -153,9 +198,10 @@ class LM:
             cost=float(response._hidden_params.get("response_cost") or 0.0),
         )
         answer = response.choices[0].message.content or ""
+        option_scores = _option_scores(response) if scores else None
         if request is not None and answer.strip():  # an empty answer is a fault, not worth keeping
-            self.cache.put(request, answer)
-        return answer
+            self.cache.put(request, json.dumps({"text": answer, "scores": option_scores}) if scores else answer)
+        return answer, option_scores
 
     def complete_json(self, prompt: str, schema: dict, *, max_tokens: int | None = None,
                       temperature: float | None = None, frequency_penalty: float | None = None,
@@ -178,6 +224,60 @@ class LM:
             self.meter.add(parse_failures=1)
             log.warning("%s: unparseable JSON answer (attempt %d/%d)", self.model, attempt + 1, attempts)
         raise ParseError(f"{self.model}: no valid JSON after {attempts} attempts; last answer: {_short(last)!r}")
+
+
+@dataclass(frozen=True)
+class Choice:
+    """An answer that must be one of a task's labels: `label` (None when the answer named none),
+    the model's `text`, and each label's log-probability (in the order asked) where the
+    provider scores labels, for calibration."""
+
+    label: str | None
+    text: str
+    scores: tuple[float, ...] | None = None
+
+
+def choice_mode(model: str) -> str:
+    """How `model` answers a choice among labels: `score` (its provider scores each option:
+    a LiteLLM custom handler with `scores_options = True`, such as the embedded model),
+    `schema` (structured output, per LiteLLM's model table) or `text`."""
+    litellm = import_litellm()
+    provider = model.split("/", 1)[0]
+    handler = next((e["custom_handler"] for e in litellm.custom_provider_map if e["provider"] == provider), None)
+    if handler is not None:
+        return "score" if getattr(handler, "scores_options", False) else "text"
+    return "schema" if litellm.supports_response_schema(model) else "text"
+
+
+DEFAULT_CONTEXT_TOKENS = 8192  # for a model LiteLLM's table does not know
+
+
+def context_tokens(model: str) -> int:
+    """How many prompt tokens `model` takes (LiteLLM's model table, where the embedded model
+    enters its own), or a cautious default for a model the table does not know."""
+    litellm = import_litellm()
+    try:
+        info = litellm.get_model_info(model)
+    except Exception:  # LiteLLM raises a bare Exception for a model it does not know
+        return DEFAULT_CONTEXT_TOKENS
+    return int(info.get("max_input_tokens") or info.get("max_tokens") or DEFAULT_CONTEXT_TOKENS)
+
+
+def _label_tokens(labels: Sequence[str]) -> int:
+    """Tokens for a label answer: the longest label (about 3 characters a token) and a margin,
+    never the general answer cap (a base model rarely stops on its own)."""
+    return max(len(label) for label in labels) // 3 + 6
+
+
+def _option_scores(response) -> list[float] | None:
+    """The option scores a provider put in the answer's logprobs (`top_logprobs`, one per
+    option, in the order asked), or None."""
+    logprobs = getattr(response.choices[0], "logprobs", None)
+    content = getattr(logprobs, "content", None) if logprobs is not None else None
+    if not content:
+        return None
+    top = getattr(content[0], "top_logprobs", None) or []
+    return [float(entry.logprob) for entry in top] or None
 
 
 def _strip_fences(text: str) -> str:

@@ -126,3 +126,35 @@ def test_registering_twice_keeps_one_handler(handler):
     entries = [entry for entry in litellm.custom_provider_map if entry["provider"] == embedded.PROVIDER]
     assert again is handler
     assert len(entries) == 1
+
+
+LABELS = {"type": "json_schema", "json_schema": {"name": "label",
+                                                 "schema": {"type": "string", "enum": ["positive", "negative"]}}}
+
+
+def label_scores(content):
+    response = complete(content, response_format=LABELS, max_tokens=1)
+    top = response.choices[0].logprobs.content[0].top_logprobs
+    return json.loads(response.choices[0].message.content), [entry.logprob for entry in top]
+
+
+def test_a_label_request_scores_every_label_and_answers_the_most_likely(handler):
+    label, scores = label_scores(SENTIMENT_PROMPT)
+    assert label == "positive" and len(scores) == 2
+    assert scores[0] > scores[1] and all(s < 0 for s in scores)  # log-probabilities
+    negative, others = label_scores(SENTIMENT_PROMPT.replace("wonderful and the story moving", "awful and dull"))
+    assert negative == "negative" and others[1] > others[0]
+
+
+def test_answers_do_not_depend_on_what_was_asked_before(handler):
+    # The same request, first on a fresh context, then after others that share its demos or
+    # nothing at all: llama.cpp's numbers vary with how a prompt is batched, so the handler
+    # evaluates every prompt in the same aligned blocks whatever its cache holds.
+    handler.close()
+    fresh = label_scores(SENTIMENT_PROMPT)
+    fresh_text = complete("Tell me a story about a film.", max_tokens=12, temperature=0).choices[0].message.content
+    for other in (SENTIMENT_PROMPT.replace("moving", "slow"), "Review: fine\nSentiment:", "x " * 300):
+        label_scores(other)
+        assert label_scores(SENTIMENT_PROMPT) == fresh
+        assert complete("Tell me a story about a film.", max_tokens=12,
+                        temperature=0).choices[0].message.content == fresh_text

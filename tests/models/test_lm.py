@@ -10,7 +10,7 @@ import litellm
 import pytest
 
 import promptomatix.models.lm as lm_module
-from conftest import FAKE_MODEL
+from conftest import FAKE_MODEL, SCORING_MODEL
 from promptomatix.config import ModelSettings
 from promptomatix.errors import ConfigError, LLMError
 from promptomatix.models.lm import LM, check_model
@@ -232,3 +232,76 @@ def test_check_model_passes_a_hosted_model_with_its_api_key(monkeypatch):
 @pytest.mark.parametrize("model", [FAKE_MODEL, "embedded/gemma-3-270m"])
 def test_check_model_passes_registered_custom_providers(fake_llm, model):
     check_model(ModelSettings(model=model))
+
+
+# --- answers that are labels, and the budget ------------------------------------------------------
+
+def test_a_provider_that_scores_labels_answers_with_the_best_and_every_score(scoring):
+    scoring.score = lambda prompt, option: {"positive": -0.2, "negative": -1.9}[option]
+    meter = UsageMeter()
+    choice = LM(ModelSettings(model=SCORING_MODEL), meter).choose("Review: fine\nSentiment:", ["positive", "negative"])
+
+    assert (choice.label, choice.scores) == ("positive", (-0.2, -1.9))
+    request = scoring.calls[-1]["params"]
+    assert request["response_format"]["json_schema"]["schema"] == {"type": "string", "enum": ["positive", "negative"]}
+    assert meter.snapshot().calls == 1 and meter.snapshot().unmapped_answers == 0
+
+
+def test_free_text_answers_map_to_the_label_they_name_and_others_are_counted(fake_llm):
+    fake_llm.rules = [("one", "Negative, I would say"), ("two", "I don't know")]
+    meter = UsageMeter()
+    lm = make_lm(meter)
+
+    assert lm.choose("one", ["positive", "negative"]).label == "negative"
+    unmapped = lm.choose("two", ["positive", "negative"])
+
+    assert unmapped.label is None and unmapped.text == "I don't know"
+    assert meter.snapshot().unmapped_answers == 1
+    # a label answer is asked for in a few tokens, not the general answer cap
+    assert all(call["params"]["max_tokens"] <= 10 for call in fake_llm.calls)
+
+
+def test_a_model_with_structured_output_answers_under_a_schema_of_the_labels(fake_llm, monkeypatch):
+    monkeypatch.setattr(lm_module, "choice_mode", lambda model: "schema")
+    fake_llm.rules = [("Review", '{"label": "negative"}')]
+
+    assert make_lm().choose("Review: dull\nSentiment:", ["positive", "negative"]).label == "negative"
+    schema = fake_llm.calls[-1]["params"]["response_format"]["json_schema"]["schema"]
+    assert schema["properties"]["label"]["enum"] == ["positive", "negative"]
+
+
+def test_the_call_budget_refuses_the_call_past_it_and_names_the_limit(fake_llm):
+    from promptomatix.errors import BudgetExhausted
+    from promptomatix.models.usage import Limits
+
+    fake_llm.rules = [("", "fine")]
+    meter = UsageMeter(Limits(calls=2))
+    lm = make_lm(meter)
+    lm.complete("a")
+    lm.complete("b")
+    with pytest.raises(BudgetExhausted, match="2 model calls") as caught:
+        lm.complete("c")
+    assert caught.value.limit == meter.stopped_by == "max_calls"
+    assert len(fake_llm.calls) == 2
+
+
+def test_the_cost_and_time_budgets_stop_calls_too(fake_llm):
+    from promptomatix.errors import BudgetExhausted
+    from promptomatix.models.usage import Limits
+
+    fake_llm.rules = [("", "fine")]  # each scripted call costs $0.001
+    meter = UsageMeter(Limits(cost=0.0015))
+    lm = make_lm(meter)
+    lm.complete("a")
+    lm.complete("b")  # the total was below the limit when it started
+    with pytest.raises(BudgetExhausted):
+        lm.complete("c")
+    assert meter.stopped_by == "max_cost"
+
+    now = {"t": 0.0}
+    timed = UsageMeter(Limits(seconds=10), clock=lambda: now["t"])
+    make_lm(timed).complete("d")
+    now["t"] = 10.0
+    with pytest.raises(BudgetExhausted):
+        make_lm(timed).complete("e")
+    assert timed.stopped_by == "max_seconds"
