@@ -34,7 +34,7 @@ PROJECT = str(Path(__file__).resolve().parents[1])
 DATA_OPTIONS = ("train_data", "test_ratio", "train_ratio", "seed")
 OPTIMIZE_OPTIONS = ("raw_input", "name", "backend", "task_type", "input_fields", "output_fields", "model",
                     "optimizer_model", "max_tokens", "search", "synthetic_data_size", "iterations", "candidates",
-                    "lambda_penalty", "seed")
+                    "lambda_penalty", "max_calls", "max_cost", "max_seconds", "seed")
 
 
 class StepFailed(PromptomatixError):

@@ -11,6 +11,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "optimize": "promptomatix.api",
+    "plan": "promptomatix.api",
     "OptimizationResult": "promptomatix.api",
     "OptimizationConfig": "promptomatix.config",
     "ModelSettings": "promptomatix.config",
@@ -20,6 +21,7 @@ _EXPORTS = {
     "DataError": "promptomatix.errors",
     "LLMError": "promptomatix.errors",
     "RegistryError": "promptomatix.errors",
+    "BudgetExhausted": "promptomatix.errors",
     # Feedback on registered prompts, and machine critiques (MLflow is the store).
     "Feedback": "promptomatix.feedback",
     "add_feedback": "promptomatix.feedback",

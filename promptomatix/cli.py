@@ -125,7 +125,13 @@ def _mapping(values: tuple[str, ...]) -> dict[str, str]:
               help="Cap on each optimizer-model answer; synthetic batches shrink to fit [default: 1024]")
 @click.option("--optimizer-api-base", help="Optimizer model API base URL.")
 @click.option("--search", type=click.Choice(list(SEARCH_PRESETS)), default="quick", show_default=True,
-              help="Preset sizes: quick 30, moderate 100, heavy 300 synthetic examples.")
+              help="Preset budgets: " + "; ".join(
+                  f"{name} at most {p.max_calls} model calls, {p.synthetic_data_size} synthetic examples, "
+                  f"{p.iterations} iterations of {p.candidates} candidates" for name, p in SEARCH_PRESETS.items()) + ".")
+@click.option("--max-calls", type=int, help="Budget: model calls in all, task and optimizer (overrides --search).")
+@click.option("--max-cost", type=float, help="Budget: US dollars of model calls (as LiteLLM prices them).")
+@click.option("--max-seconds", type=float, help="Budget: seconds of optimization.")
+@click.option("--dry-run", is_flag=True, help="Print the planned model calls and the budget, make none, and exit.")
 @click.option("--synthetic-data-size", type=int, help="Number of synthetic examples (overrides --search).")
 @click.option("--train-ratio", type=float, default=0.5, show_default=True, help="Share of examples used to train.")
 @click.option("--batch-size", type=int, default=5, show_default=True, help="Synthetic examples per model call.")
@@ -134,8 +140,8 @@ def _mapping(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--field-map", multiple=True, metavar="COLUMN=FIELD", help="Rename a data column to a field (repeatable).")
 @click.option("--iterations", type=int, help="Optimization rounds (overrides --search).")
 @click.option("--candidates", type=int, help="New prompts per round (overrides --search).")
-@click.option("--num-demos", type=int, default=3, show_default=True, help="Few-shot demos a candidate may carry.")
-@click.option("--lambda-penalty", type=float, default=0.005, show_default=True,
+@click.option("--num-demos", type=int, default=8, show_default=True, help="Few-shot demos a candidate may carry.")
+@click.option("--lambda-penalty", type=float, default=0.0001, show_default=True,
               help="Length penalty: objective = score x exp(-lambda x prompt words).")
 @click.option("--num-threads", type=int, default=4, show_default=True, help="Parallel scoring calls.")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -151,10 +157,10 @@ def _mapping(values: tuple[str, ...]) -> dict[str, str]:
               help="Preprocess/validate every example with a registered step, in order (repeatable): "
                    "strip, known_label, no_duplicates or a plugin's.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def optimize(config_file, config_from, from_, resume, quiet, **flags) -> None:
+def optimize(config_file, config_from, from_, resume, quiet, dry_run, **flags) -> None:
     """Optimize a prompt for a task and register it (one MLflow run)."""
     from promptomatix.api import optimize as run_optimization
-    from promptomatix.api import options_from_run
+    from promptomatix.api import options_from_run, plan
     from promptomatix.config import config_from_options, load_options
     from promptomatix.errors import ConfigError
 
@@ -172,6 +178,12 @@ def optimize(config_file, config_from, from_, resume, quiet, **flags) -> None:
     if config_from and from_:
         raise ConfigError("--from takes its options from the version's run: drop --config-from")
     chosen = (load_options(config_file) if config_file else {}) | given
+    if dry_run:
+        if from_ or resume:
+            raise ConfigError("--dry-run plans a new optimization: drop --from and --resume")
+        saved = options_from_run(config_from) if config_from else {}
+        click.echo(plan(config_from_options(**(defaults | saved | chosen))))
+        return
     if from_:  # the version's run's options, then these (the flags' defaults are the config's)
         result = run_optimization(from_=from_, show_progress=not quiet, **chosen)
     else:
@@ -214,8 +226,9 @@ def summary(result) -> str:
         f"data:            {result.train_size} train / {result.valid_size} validation examples",
         f"score:           {result.initial_score:.3f} (initial) -> {result.optimized_score:.3f} (optimized), on validation",
         f"cost:            ${usage.cost:.4f}, {usage.tokens} tokens in {usage.calls} LLM calls "
-        f"({usage.retries} retries, {usage.parse_failures} parse failures, {usage.cache_hits} cached), "
-        f"{result.seconds:.1f} s",
+        f"({usage.retries} retries, {usage.parse_failures} parse failures, {usage.cache_hits} cached, "
+        f"{usage.unmapped_answers} answers naming no label), {result.seconds:.1f} s",
+        f"stopped by:      {result.extra.get('stopped_by', 'search_complete')}",
         f"run id:          {result.run_id}",
     ]
     if result.model_version:

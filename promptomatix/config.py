@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from promptomatix.errors import ConfigError
+from promptomatix.models.usage import Limits
 
 DEFAULT_MODEL = "embedded/gemma-3-270m"
 # The optimizer model's cap per answer: room for a batch of five two-field synthetic examples.
@@ -20,16 +21,21 @@ OPTIMIZER_MAX_TOKENS = 1024
 
 @dataclass(frozen=True)
 class SearchPreset:
+    """A budget a user can read: at most `max_calls` model calls in all (intake, data, search),
+    `synthetic_data_size` examples when there is no data, `iterations` of `candidates` new
+    prompts each (fewer when the calls left would not pay for them)."""
+
+    max_calls: int
     synthetic_data_size: int
     iterations: int
     candidates: int
 
 
-# The sizes follow the original Promptomatix (quick 30, moderate 100, heavy 300 examples).
+# The data sizes follow the original Promptomatix (quick 30, moderate 100, heavy 300 examples).
 SEARCH_PRESETS = {
-    "quick": SearchPreset(synthetic_data_size=30, iterations=2, candidates=3),
-    "moderate": SearchPreset(synthetic_data_size=100, iterations=3, candidates=4),
-    "heavy": SearchPreset(synthetic_data_size=300, iterations=5, candidates=5),
+    "quick": SearchPreset(max_calls=250, synthetic_data_size=30, iterations=2, candidates=8),
+    "moderate": SearchPreset(max_calls=1000, synthetic_data_size=100, iterations=3, candidates=12),
+    "heavy": SearchPreset(max_calls=3000, synthetic_data_size=300, iterations=5, candidates=16),
 }
 
 
@@ -84,8 +90,13 @@ class OptimizationConfig:
     field_map: dict[str, str] = field(default_factory=dict)
     iterations: int | None = None
     candidates: int | None = None
-    num_demos: int = 3
-    lambda_penalty: float = 0.005
+    num_demos: int = 8
+    # One point of accuracy is worth about 125 prompt words: long prompts lose ties, demos that
+    # help still win.
+    lambda_penalty: float = 0.0001
+    max_calls: int | None = None  # the preset's when None
+    max_cost: float | None = None
+    max_seconds: float | None = None
     num_threads: int = 4
     max_retries: int = 3
     seed: int = 0
@@ -102,10 +113,14 @@ class OptimizationConfig:
         if self.search not in SEARCH_PRESETS:
             raise ConfigError(f"unknown search preset {self.search!r}; choose one of {', '.join(SEARCH_PRESETS)}")
         preset = SEARCH_PRESETS[self.search]
-        for key in ("synthetic_data_size", "iterations", "candidates"):
+        for key in PRESET_KEYS:
             if getattr(self, key) is None:
                 set_(key, getattr(preset, key))
-        _positive(self, "synthetic_data_size", "iterations", "candidates", "batch_size", "num_threads")
+        _positive(self, "synthetic_data_size", "iterations", "candidates", "batch_size", "num_threads", "max_calls")
+        for key in ("max_cost", "max_seconds"):
+            value = getattr(self, key)
+            if value is not None and not value > 0:
+                raise ConfigError(f"{key.replace('_', ' ')} must be positive, got {value!r}")
         if self.synthetic_data_size < 2:
             raise ConfigError(f"synthetic data size must be at least 2, got {self.synthetic_data_size}")
         _non_negative(self, "num_demos", "max_retries", "lambda_penalty")
@@ -130,6 +145,11 @@ class OptimizationConfig:
                 raise ConfigError(f"metric weight for {spec!r} must be a positive number, got {weight!r}")
         _check_registered(self)
 
+    @property
+    def limits(self) -> Limits:
+        """The budget: every model call of the optimization counts against it."""
+        return Limits(calls=self.max_calls, cost=self.max_cost, seconds=self.max_seconds)
+
     def changed(self, *keys: str) -> list[str]:
         """Which of `keys` differ from their defaults: what the user chose."""
         defaults = {f.name: f.default for f in dataclasses.fields(self)}
@@ -146,7 +166,7 @@ class OptimizationConfig:
         # Sizes equal to the preset's and optimizer settings equal to what the task model
         # implies are left out, so that a re-run with another --search or --model moves them.
         preset = SEARCH_PRESETS[self.search]
-        for key in ("synthetic_data_size", "iterations", "candidates"):
+        for key in PRESET_KEYS:
             if options[key] == getattr(preset, key):
                 del options[key]
         options |= dataclasses.asdict(self.task_model)
@@ -177,6 +197,7 @@ class OptimizationConfig:
 
 
 MODEL_KEYS = ("model", "temperature", "max_tokens", "api_base")
+PRESET_KEYS = ("max_calls", "synthetic_data_size", "iterations", "candidates")
 
 
 def config_from_options(**options) -> OptimizationConfig:
@@ -207,7 +228,7 @@ def config_from_options(**options) -> OptimizationConfig:
 _NUMBERS = {"temperature": float, "optimizer_temperature": float, "max_tokens": int, "optimizer_max_tokens": int,
             "train_ratio": float, "lambda_penalty": float, "synthetic_data_size": int, "batch_size": int,
             "iterations": int, "candidates": int, "num_demos": int, "num_threads": int, "max_retries": int,
-            "seed": int}
+            "seed": int, "max_calls": int, "max_cost": float, "max_seconds": float}
 _TEXTS = ("raw_input", "name", "backend", "optimizer", "dspy_module", "meta_prompt", "task_type", "search",
           "train_data", "valid_data", "experiment", "model", "optimizer_model", "api_base", "optimizer_api_base")
 

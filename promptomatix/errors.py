@@ -39,3 +39,13 @@ class ParseError(LLMError):
 
 class PluginError(PromptomatixError):
     """A plugin that cannot be loaded or does not implement its interface."""
+
+
+class BudgetExhausted(PromptomatixError):  # noqa: N818 (a signal to stop, like StopIteration)
+    """A model call was refused because a limit of the budget was reached. Backends stop their
+    search on it and keep the best prompt so far; `limit` names the limit (`max_calls`,
+    `max_cost` or `max_seconds`)."""
+
+    def __init__(self, limit: str, message: str):
+        super().__init__(message)
+        self.limit = limit

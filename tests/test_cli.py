@@ -5,9 +5,9 @@ from __future__ import annotations
 import mlflow
 import pytest
 from click.testing import CliRunner
-from conftest import FAKE_MODEL
+from conftest import FAKE_MODEL, written_inputs
 from mlflow import MlflowClient
-from test_api import INTAKE, answer_task, synthetic
+from test_api import INTAKE, answer_task, synthetic, written
 
 from promptomatix.cli import cli
 
@@ -19,6 +19,7 @@ BASE = ["optimize", "--raw-input", "Classify the sentiment of a movie review", "
 def scripted(fake_llm):
     synthetic.counter = 0
     fake_llm.rules = [("Request:", INTAKE), ("new, varied and realistic examples", synthetic),
+                      written_inputs(written, "Sentiment"),
                       ("Improved instruction", {"instruction": "Read the review CAREFULLY."}),
                       ("Sentiment:", answer_task)]
     return fake_llm
@@ -152,3 +153,11 @@ def test_a_rerun_with_another_search_preset_takes_its_sizes(tracking, scripted):
     saved = options_from_run(run.info.run_id)
     assert "iterations" not in saved  # filled by the preset, so not pinned
     assert config_from_options(**(saved | {"search": "heavy"})).iterations == 5
+
+
+def test_dry_run_prints_the_planned_calls_and_the_budget_and_calls_nothing(tracking, scripted):
+    result = invoke(*BASE, "--max-calls", "120", "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert "planned model calls" in result.stdout and "budget: 120 calls" in result.stdout
+    assert scripted.calls == []
+    assert mlflow.search_runs(output_format="list", search_all_experiments=True) == []

@@ -9,12 +9,22 @@ TASK = "Classify the sentiment of a movie review as positive or negative"
 
 
 @pytest.mark.parametrize(
-    "search, size, iterations, candidates",
-    [("quick", 30, 2, 3), ("moderate", 100, 3, 4), ("heavy", 300, 5, 5)],
+    "search, calls, size, iterations, candidates",
+    [("quick", 250, 30, 2, 8), ("moderate", 1000, 100, 3, 12), ("heavy", 3000, 300, 5, 16)],
 )
-def test_search_preset_fills_sizes(search, size, iterations, candidates):
+def test_search_preset_fills_sizes_and_a_call_budget(search, calls, size, iterations, candidates):
     config = OptimizationConfig(TASK, search=search)
-    assert (config.synthetic_data_size, config.iterations, config.candidates) == (size, iterations, candidates)
+    assert (config.max_calls, config.synthetic_data_size, config.iterations, config.candidates) == \
+        (calls, size, iterations, candidates)
+    assert config.limits.calls == calls
+
+
+def test_budget_limits_are_checked_and_given_ones_replace_the_preset():
+    config = OptimizationConfig(TASK, max_calls=40, max_cost=0.5, max_seconds=60)
+    assert (config.limits.calls, config.limits.cost, config.limits.seconds) == (40, 0.5, 60)
+    for bad in ({"max_calls": 0}, {"max_cost": 0}, {"max_seconds": -1}):
+        with pytest.raises(ConfigError):
+            OptimizationConfig(TASK, **bad)
 
 
 def test_default_preset_is_quick():

@@ -1,9 +1,25 @@
-"""Counting what model calls cost: calls, tokens, money, retries, parse failures and cache hits."""
+"""Counting what model calls cost (calls, tokens, money, retries, parse failures, cache hits,
+answers that named no label) and holding an optimization to its budget."""
 
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, fields
+
+from promptomatix.errors import BudgetExhausted
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one optimization may spend, task and optimizer model calls alike; None: no limit.
+    `calls` counts requests sent to a model (answers from the cache are free); `cost` is checked
+    before each call, so the calls in flight may take the total a little past it; `seconds` counts
+    from the start of the optimization."""
+
+    calls: int | None = None
+    cost: float | None = None
+    seconds: float | None = None
 
 
 @dataclass
@@ -15,6 +31,7 @@ class Usage:
     retries: int = 0
     parse_failures: int = 0
     cache_hits: int = 0  # answers from the cache: not calls, no tokens, no cost
+    unmapped_answers: int = 0  # classification answers that named none of the labels (scored wrong)
 
     @property
     def tokens(self) -> int:
@@ -29,11 +46,48 @@ class Usage:
 
 
 class UsageMeter:
-    """A thread-safe running total of `Usage`, shared by the LMs of one optimization."""
+    """A thread-safe running total of `Usage`, shared by the LMs of one optimization, and the
+    keeper of its `Limits`: every model request first takes a permit (`take`), which raises
+    `BudgetExhausted` once a limit is reached; `stopped_by` then names the limit."""
 
-    def __init__(self):
+    def __init__(self, limits: Limits | None = None, *, clock=time.monotonic):
         self._lock = threading.Lock()
         self._usage = Usage()
+        self.limits = limits or Limits()
+        self._clock = clock
+        self._started = clock()
+        self._taken = 0
+        self.stopped_by: str | None = None
+
+    def take(self) -> None:
+        """A permit for one model request, or `BudgetExhausted` naming the limit reached."""
+        with self._lock:
+            limits = self.limits
+            if limits.calls is not None and self._taken >= limits.calls:
+                self._stop("max_calls", f"the budget of {limits.calls} model calls is spent")
+            if limits.cost is not None and self._usage.cost >= limits.cost:
+                self._stop("max_cost", f"the budget of ${limits.cost:g} is spent (${self._usage.cost:.4f})")
+            if limits.seconds is not None and self._clock() - self._started >= limits.seconds:
+                self._stop("max_seconds", f"the time budget of {limits.seconds:g} s is spent")
+            self._taken += 1
+
+    def _stop(self, limit: str, message: str):
+        self.stopped_by = self.stopped_by or limit
+        raise BudgetExhausted(limit, message)
+
+    def stop(self, limit: str, message: str):
+        """Raise `BudgetExhausted` for `limit` now: what is left of it cannot pay for the next
+        step (a search that knows its step's cost stops before starting it)."""
+        with self._lock:
+            self._stop(limit, message)
+
+    def remaining_calls(self) -> int | None:
+        """Permits left under `limits.calls` (None: no call limit)."""
+        with self._lock:
+            return None if self.limits.calls is None else max(0, self.limits.calls - self._taken)
+
+    def elapsed(self) -> float:
+        return self._clock() - self._started
 
     def add(self, **counts) -> None:
         with self._lock:

@@ -300,7 +300,8 @@ def test_steps_start_with_the_uncompiled_program_and_report_each_candidate(scrip
     assert best.score == 1.0 and best.objective == max(c.objective for _, c in recorder.candidates)
     # scores are the plain quality; the objective carries the length penalty of the program
     learned = program_from_dict(best.program)
-    assert best.objective == pytest.approx(best.score * math.exp(-0.005 * len(program_text(learned).split())))
+    assert best.objective == pytest.approx(best.score * math.exp(-task.objective.lambda_penalty
+                                                                 * len(program_text(learned).split())))
 
 
 def test_a_hook_stopping_after_the_start_skips_the_optimizer(scripted, accuracy):

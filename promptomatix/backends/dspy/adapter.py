@@ -18,7 +18,12 @@ shows how often):
       Text: {query}
       Label:
 
-`adapter_spec(model, single_line)` picks one for a model (`ADAPTER_BY_PROVIDER`: `embedded/`
+For a label field (`labels`: a classification's answer on one line) whose model scores options
+(the embedded model), the text adapter asks for the answer as one JSON string out of the labels
+(`LM.choose`'s scoring request), so every answer is a label; a free-text answer is mapped to the
+label it names (`answers.read_label`), and one naming none is a parse failure, scored wrong.
+
+`adapter_spec(model, single_line, labels)` picks one for a model (`ADAPTER_BY_PROVIDER`: `embedded/`
 models are base models); the spec is a small JSON dict that serving turns back into the adapter.
 One adapter serves every DSPy call of an optimization, the optimizer model's proposals too.
 """
@@ -33,6 +38,8 @@ import dspy
 from dspy.adapters.utils import parse_value
 from dspy.utils.exceptions import AdapterParseError
 
+from promptomatix.answers import read_label
+from promptomatix.models.lm import choice_mode
 from promptomatix.models.usage import UsageMeter
 from promptomatix.prompts import field_label
 
@@ -92,12 +99,22 @@ class TextCompletion(dspy.Adapter):
     with them written into the prompt, ending at the next field's label: each call settles at
     least one more field, so a signature of k outputs takes at most k calls."""
 
-    def __init__(self, *, single_line: Sequence[str] = ()):
+    def __init__(self, *, single_line: Sequence[str] = (), labels: Sequence[str] = ()):
         super().__init__()
         self.single_line = tuple(single_line)
+        self.labels = tuple(labels)
+
+    def _kwargs(self, lm, lm_kwargs, signature) -> dict:
+        kwargs = {"stop": self.stop(signature), **lm_kwargs}
+        if self.labels and self.one_line(signature) and choice_mode(lm.model) == "score":
+            schema = {"type": "string", "enum": list(self.labels)}
+            kwargs |= {"response_format": {"type": "json_schema", "json_schema": {"name": "label", "schema": schema}},
+                       "max_tokens": 1, "temperature": 0.0}
+            kwargs.pop("stop")
+        return kwargs
 
     def __call__(self, lm, lm_kwargs, signature, demos, inputs):
-        lm_kwargs = {"stop": self.stop(signature), **lm_kwargs}
+        lm_kwargs = self._kwargs(lm, lm_kwargs, signature)
         try:
             return super().__call__(lm, lm_kwargs, signature, demos, inputs)
         except AdapterParseError as exc:
@@ -106,7 +123,7 @@ class TextCompletion(dspy.Adapter):
             return [{**known, **values} for values in more]
 
     async def acall(self, lm, lm_kwargs, signature, demos, inputs):
-        lm_kwargs = {"stop": self.stop(signature), **lm_kwargs}
+        lm_kwargs = self._kwargs(lm, lm_kwargs, signature)
         try:
             return await super().acall(lm, lm_kwargs, signature, demos, inputs)
         except AdapterParseError as exc:
@@ -189,6 +206,13 @@ class TextCompletion(dspy.Adapter):
                 line = rest
             values[current].append(line)
         texts = {name: "\n".join(parts).strip() for name, parts in values.items()}
+        if self.labels and self.one_line(signature) and texts.get(names[0]):
+            label = read_label(texts[names[0]], self.labels)
+            if label is None:
+                raise AdapterParseError(adapter_name=type(self).__name__, signature=signature, lm_response=completion,
+                                        message=f"the answer names none of the labels {', '.join(self.labels)}",
+                                        parsed_result={})
+            texts[names[0]] = label
         missing = [name for name in names if not texts.get(name)]
         if missing:
             raise AdapterParseError(adapter_name=type(self).__name__, signature=signature, lm_response=completion,
@@ -204,19 +228,23 @@ class TextCompletion(dspy.Adapter):
 class TextAdapter(CountsParseFailures, TextCompletion):
     """`TextCompletion` counting the answers it cannot parse, even after continuing, in `meter`."""
 
-    def __init__(self, meter: UsageMeter | None = None, *, single_line: Sequence[str] = ()):
-        super().__init__(single_line=single_line)
+    def __init__(self, meter: UsageMeter | None = None, *, single_line: Sequence[str] = (),
+                 labels: Sequence[str] = ()):
+        super().__init__(single_line=single_line, labels=labels)
         self.meter = meter
 
 
 ADAPTERS = {"chat": MeteredChatAdapter, "text": TextAdapter}
 
 
-def adapter_spec(model: str, *, single_line: Sequence[str] = ()) -> dict:
+def adapter_spec(model: str, *, single_line: Sequence[str] = (), labels: Sequence[str] = ()) -> dict:
     """The adapter for `model` as a JSON-serializable spec: `{"name": ..., options...}`;
-    `single_line`: the output fields answered on one line (for the text adapter)."""
+    `single_line`: the output fields answered on one line, `labels`: the labels such a field
+    answers with (for the text adapter)."""
     name = ADAPTER_BY_PROVIDER.get(model.split("/", 1)[0], DEFAULT_ADAPTER)
-    return {"name": name, "single_line": list(single_line)} if name == "text" else {"name": name}
+    if name != "text":
+        return {"name": name}
+    return {"name": name, "single_line": list(single_line)} | ({"labels": list(labels)} if labels else {})
 
 
 def make_adapter(spec: dict, meter: UsageMeter | None = None) -> dspy.Adapter:

@@ -14,7 +14,10 @@
 
 A hook's request to stop (`callbacks.should_stop`) is honoured between steps: after step 0 the
 optimizer does not run; after a later step the remaining candidates are not scored. DSPy's
-`compile` itself is one call and runs to its budget.
+`compile` itself is one call and runs to its budget. When the optimization's call, cost or time
+budget runs out inside `compile` (DSPy may report it as its own error after counting it), the
+search ends there and the best candidate scored so far (the start) is kept; when it runs out
+while the candidates are scored, those scored so far are kept.
 
 Everything runs inside one `dspy.context` (the LMs, the adapter, a callback tagging predictions
 with their program): no global DSPy settings change. DSPy's model errors, and answers an
@@ -24,10 +27,14 @@ unparseable answer of the program on one example only fails that example (and is
 
 from __future__ import annotations
 
+import logging
+
 from promptomatix.backends.base import Backend, Candidate, OptimizationTask
 from promptomatix.callbacks import Callback
 from promptomatix.config import OptimizationConfig
-from promptomatix.errors import ConfigError, LLMError
+from promptomatix.errors import BudgetExhausted, ConfigError, LLMError
+
+log = logging.getLogger(__name__)
 
 
 class DSPyBackend(Backend):
@@ -57,7 +64,8 @@ class DSPyBackend(Backend):
         optimizer_lm = MeteredLM(task.optimizer_lm.settings, meter, num_retries=config.max_retries)
         spec = SignatureSpec(task.start.instruction, task.start.input_fields, task.start.output_fields,
                              task.spec.labels)
-        adapter = adapter_spec(task_lm.model, single_line=spec.output_fields[:1] if task.start.single_line else ())
+        adapter = adapter_spec(task_lm.model, single_line=spec.output_fields[:1] if task.start.single_line else (),
+                               labels=task.start.labels)
         module, _ = resolve_module(config.dspy_module)
         scorer = _Scorer(task, spec, module, adapter)
         metric = ProgramMetric(task.evaluator.metric, spec.output_fields, task.objective)
@@ -75,12 +83,23 @@ class DSPyBackend(Backend):
                 callbacks.on_iteration_end(0, best, [])
                 if _stopped(callbacks):
                     return best
-                compiled = recipe.compile(student, setup)
+                try:
+                    compiled = recipe.compile(student, setup)
+                except Exception:
+                    if meter.stopped_by is None:
+                        raise
+                    log.info("DSPy's %s stopped: the budget (%s) ran out; keeping the start", config.optimizer,
+                             meter.stopped_by)
+                    return best
                 rounds = recipe.rounds(compiled)
                 if scorer.key(compiled) not in {scorer.key(p) for programs in rounds for p in programs}:
                     rounds.append([compiled])
                 for step, programs in enumerate(rounds, start=1):
-                    scored = [scorer(program) for program in programs]
+                    try:
+                        scored = [scorer(program) for program in programs]
+                    except BudgetExhausted as exc:
+                        log.info("scoring DSPy's candidates stopped: %s; keeping the best so far", exc)
+                        break
                     for candidate in scored:
                         callbacks.on_candidate(step, candidate)
                     # Ties keep the incumbent: a change must earn its place.
@@ -120,7 +139,8 @@ class _Scorer:
                                           num_threads=task.config.num_threads,
                                           show_progress=task.evaluator.show_progress)
             self._scored[key] = Candidate(
-                prompt=program_prompt(program, self.spec, single_line=task.start.single_line),
+                prompt=program_prompt(program, self.spec, single_line=task.start.single_line,
+                                      labels=task.start.labels),
                 evaluation=evaluation,
                 objective=task.objective(evaluation.score, program_text(program)),
                 program=program_to_dict(program, self.module, self.spec, self.adapter),

@@ -52,6 +52,7 @@ class MeteredLM(dspy.LM):
         known = self._known(key)
         if known is not None:
             return known
+        self.meter.take()  # the optimization's budget: BudgetExhausted once a limit is reached
         return self._record(key, super().forward(prompt=prompt, messages=messages, **kwargs))
 
     async def aforward(self, prompt=None, messages=None, **kwargs):
@@ -59,6 +60,7 @@ class MeteredLM(dspy.LM):
         known = self._known(key)
         if known is not None:
             return known
+        self.meter.take()
         return self._record(key, await super().aforward(prompt=prompt, messages=messages, **kwargs))
 
     def _key(self, prompt, messages, kwargs) -> str:

@@ -186,13 +186,13 @@ def program_text(program) -> str:
     return predictors_text(p for _, p in program.named_predictors())
 
 
-def program_prompt(program, spec: SignatureSpec, *, single_line: bool) -> Prompt:
+def program_prompt(program, spec: SignatureSpec, *, single_line: bool, labels: tuple[str, ...] = ()) -> Prompt:
     """The program as a promptomatix `Prompt`: its main predictor's instructions and the demos it
     learned (their task fields), which is the text the Prompt Registry shows."""
     predictor = main_predictor(program, spec.output_fields)
     demos = tuple({name: _text(demo.get(name)) for name in spec.fields} for demo in predictor.demos
                   if all(demo.get(name) is not None for name in spec.fields))
-    return Prompt(predictor.signature.instructions, spec.input_fields, spec.output_fields, demos, single_line)
+    return Prompt(predictor.signature.instructions, spec.input_fields, spec.output_fields, demos, single_line, labels)
 
 
 def program_to_dict(program, module: str, spec: SignatureSpec, adapter: dict) -> dict:

@@ -1,0 +1,91 @@
+"""What an optimization will ask of its models, before it asks: the data size that fits a call
+budget, and the plan `--dry-run` prints.
+
+The numbers are upper bounds of model calls (answers from the cache are free). The budget is the
+hard limit whatever the plan says: when it is spent the search stops and keeps the best prompt
+so far.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+from promptomatix.backends.search import race_cost
+from promptomatix.config import OptimizationConfig
+
+log = logging.getLogger(__name__)
+
+TEACHERS = 2  # few-shot prompts whose consensus labels synthetic inputs (data.selflabel)
+DATA_SHARE = 0.6  # of a call budget, at most this much goes to writing and labelling synthetic data
+WRITE_ATTEMPTS = 2  # requests per synthetic input at most (some answers are dropped as repeats)
+
+
+def calls_per_example(config: OptimizationConfig, labelled: bool) -> float:
+    """Calls one synthetic example costs at most: written and labelled by the starting prompt and
+    each teacher (classification), or a share of a batch of JSON examples (other tasks)."""
+    return WRITE_ATTEMPTS + 1 + TEACHERS if labelled else 1 / config.batch_size
+
+
+def data_size(config: OptimizationConfig, labelled: bool, labels: int) -> int:
+    """`config.synthetic_data_size`, lowered when writing and labelling that many would take more
+    than `DATA_SHARE` of the call budget (never below two examples a label)."""
+    wanted = config.synthetic_data_size
+    if config.max_calls is None:
+        return wanted
+    fits = int(DATA_SHARE * config.max_calls / calls_per_example(config, labelled))
+    size = max(2 * max(1, labels), min(wanted, fits))
+    if size < wanted:
+        log.warning("synthetic data size lowered from %d to %d to fit the budget of %d calls", wanted, size,
+                    config.max_calls)
+    return size
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Planned model calls, step by step (at most), and the budget that bounds them all."""
+
+    steps: tuple[tuple[str, int], ...]
+    config: OptimizationConfig
+
+    @property
+    def total(self) -> int:
+        return sum(calls for _, calls in self.steps)
+
+    def __str__(self) -> str:
+        width = max(len(what) for what, _ in self.steps) + 2
+        lines = ["planned model calls (at most; answers from the answer cache are free):"]
+        lines += [f"  {what:<{width}}{calls:>6}" for what, calls in self.steps]
+        lines.append(f"  {'total':<{width}}{self.total:>6}")
+        limits = self.config.limits
+        budget = [f"{limits.calls} calls" if limits.calls else None,
+                  f"${limits.cost:g}" if limits.cost else None, f"{limits.seconds:g} s" if limits.seconds else None]
+        lines.append(f"budget: {', '.join(b for b in budget if b)} (the search stops, keeping the best prompt "
+                     f"so far, when a limit is reached)")
+        return "\n".join(lines)
+
+
+def plan(config: OptimizationConfig, *, valid_size: int | None = None, labels: int = 2,
+         classification: bool = True) -> Plan:
+    """The calls `config` plans for. `valid_size` is the validation set of the user's data (None:
+    synthetic data); `labels`/`classification` say what intake is expected to find."""
+    steps: list[tuple[str, int]] = [("intake (reading the task)", 3)]
+    if valid_size is None:
+        size = data_size(config, classification, labels)
+        valid_size = max(1, size - min(max(1, round(size * config.train_ratio)), size - 1))
+        if classification:
+            steps += [(f"writing {size} synthetic inputs", WRITE_ATTEMPTS * size),
+                      (f"labelling them (starting prompt and {TEACHERS} teachers)", (1 + TEACHERS) * size),
+                      ("scoring the starting prompt (answers from labelling)", 0)]
+        else:
+            steps += [(f"writing {size} synthetic examples", math.ceil(size / config.batch_size) * 3),
+                      (f"scoring the starting prompt on {valid_size} examples", valid_size)]
+    else:
+        steps.append((f"scoring the starting prompt on {valid_size} examples", valid_size))
+    if config.backend == "meta_prompt":
+        race = race_cost(config.candidates, valid_size) + max(1, config.candidates // 4)
+        steps.append((f"search: {config.iterations} iterations x {config.candidates} candidates", race * config.iterations))
+    else:
+        steps.append((f"search: DSPy's {config.optimizer} (stopped by the budget)", config.max_calls or 0))
+    return Plan(tuple(steps), config)
