@@ -21,13 +21,16 @@ from promptomatix.callbacks import HOOKS, Callback, CallbackList, ProgressPrinte
 from promptomatix.config import OptimizationConfig, config_from_options
 from promptomatix.data.loaders import check_fields, load_examples
 from promptomatix.data.steps import DataSteps
+from promptomatix.data.selflabel import self_label, write_inputs
 from promptomatix.data.synthetic import generate_examples
-from promptomatix.errors import ConfigError, DataError, PluginError, PromptomatixError
+from promptomatix.errors import BudgetExhausted, ConfigError, DataError, PluginError, PromptomatixError
 from promptomatix.evaluation import Evaluator
 from promptomatix.intake import extract_task_spec, parse_markers, starting_instruction
 from promptomatix.models.cache import default_cache
 from promptomatix.models.lm import LM, check_model, redact
 from promptomatix.models.usage import Usage, UsageMeter
+from promptomatix.planning import TEACHERS, WRITE_ATTEMPTS, Plan, data_size
+from promptomatix.planning import plan as plan_calls
 from promptomatix.prompts import Prompt
 from promptomatix.scoring import Objective, build_metric, prompt_words
 from promptomatix.spec import Example, TaskSpec
@@ -36,6 +39,7 @@ from promptomatix.tracking import MLflowTracker, check_store, log_config, log_ex
 
 log = logging.getLogger(__name__)
 CONFIG_ARTIFACT = checkpoints.CONFIG_ARTIFACT  # the effective options, re-runnable with --config-from
+STOPPED_BY = "promptomatix.stopped_by"  # why the search ended: a limit of the budget, a hook, or done
 
 
 @dataclass(frozen=True)
@@ -156,6 +160,23 @@ def optimize(config: OptimizationConfig | None = None, *, from_: str | None = No
     return result
 
 
+def plan(config: OptimizationConfig | None = None, **options) -> Plan:
+    """The model calls `optimize` with the same options plans to make, step by step, without
+    making any (`--dry-run`). The user's data is read to size the validation set; intake has not
+    run, so a task of unknown type is planned as a two-label classification."""
+    config = config if config is not None else config_from_options(**options)
+    valid_size, labels = None, 2
+    if config.train_data:
+        rows = load_examples(config.train_data, config.field_map)
+        valid_rows = load_examples(config.valid_data, config.field_map) if config.valid_data else None
+        valid_size = len(valid_rows) if valid_rows is not None else \
+            len(rows) - min(max(1, round(len(rows) * config.train_ratio)), len(rows) - 1)
+        if config.output_fields:
+            labels = len({row.get(config.output_fields[0]) for row in rows})
+    return plan_calls(config, valid_size=valid_size, labels=labels,
+                      classification=config.task_type in (None, "classification"))
+
+
 def _take_over(old_run_id: str, new_run_id: str, name: str | None) -> None:
     """Link the resumed run and its successor both ways; a run left RUNNING by a kill is
     marked KILLED, with the reason."""
@@ -203,7 +224,7 @@ def _run(config: OptimizationConfig, run, name: str, user_data: list[Example] | 
          valid_data: list[Example] | None, hooks: list[Callback], show_progress: bool,
          backend: Backend, head: Head) -> OptimizationResult:
     started = time.monotonic()
-    meter = UsageMeter()
+    meter = UsageMeter(config.limits)
     cache = default_cache() if config.cache else None
     task_lm = LM(config.task_model, meter, max_retries=config.max_retries, seed=config.seed, cache=cache)
     optimizer_lm = LM(config.optimizer_model, meter, max_retries=config.max_retries, seed=config.seed, cache=cache)
@@ -211,16 +232,14 @@ def _run(config: OptimizationConfig, run, name: str, user_data: list[Example] | 
     mlflow.log_text(yaml.safe_dump(config.to_options(), sort_keys=True, allow_unicode=True), CONFIG_ARTIFACT)
     log_config(config.to_params())
     mlflow.log_text(config.raw_input, "raw_input.txt")
-
     if head.origin:
         origin = head.origin
         mlflow.set_tags({lineage.PARENT_RUN: origin.run_id, lineage.PARENT_VERSION: origin.uri})
         if origin.feedback:
             mlflow.set_tag(lineage.FEEDBACK_USED, ",".join(f.id for f in origin.feedback))
-    columns = list(user_data[0]) if user_data else None
-    spec = head.spec or extract_task_spec(config.raw_input, optimizer_lm, task_type=config.task_type,
-                                          input_fields=config.input_fields, output_fields=config.output_fields,
-                                          columns=columns)
+
+    spec = head.spec or _intake(config, optimizer_lm, user_data)
+    train = valid = None
     if user_data:
         train, valid = _user_split(spec, user_data, valid_data, config)
         values = sorted({e[spec.output_fields[0]] for e in train + valid})
@@ -231,29 +250,20 @@ def _run(config: OptimizationConfig, run, name: str, user_data: list[Example] | 
         train, valid = steps.apply(train, "train"), steps.apply(valid, "valid")
     mlflow.log_dict(spec.to_dict(), checkpoints.SPEC_ARTIFACT)
     mlflow.set_tags({"promptomatix.task_type": spec.task_type, "promptomatix.backend": config.backend})
-    if not user_data and head.data:  # the data of the version started from, or of the killed run
+
+    task_type = get_task_type(spec.task_type)
+    evaluator = Evaluator(task_lm, build_metric(task_type.metric, task_type.score_key, config.metric_weights),
+                          num_threads=config.num_threads, show_progress=show_progress)
+    start = head.origin.prompt if head.origin else starting_prompt(spec)
+    if train is None and head.data:  # the data of the version started from, or of the killed run
         train, valid = head.data
-    elif not user_data:
-        examples, report = generate_examples(spec, optimizer_lm, config.synthetic_data_size,
-                                             batch_size=config.batch_size, show_progress=show_progress,
-                                             accept=(lambda e: steps(e, "synthetic")) if steps else None)
-        mlflow.log_metrics({"synthetic_accepted": report.accepted, "synthetic_rejected": report.rejected,
-                            "synthetic_duplicates": report.duplicates, "synthetic_failed_batches": report.failed_batches})
-        # The user's own examples are the starting demos: keep them out of validation.
-        samples = [e for e in examples if e in spec.sample_examples]
-        train, valid = data.split([e for e in examples if e not in samples], config.train_ratio, config.seed)
-        train = samples + train
+    elif train is None:
+        train, valid = _synthetic_data(config, spec, start, optimizer_lm, evaluator, steps, show_progress)
     if steps:
         _log_rejections(steps)
     log_examples(train, "train", "training")
     log_examples(valid, "valid", "validation")
 
-    task_type = get_task_type(spec.task_type)
-    evaluator = Evaluator(task_lm, build_metric(task_type.metric, task_type.score_key, config.metric_weights),
-                          num_threads=config.num_threads, show_progress=show_progress)
-    start = head.origin.prompt if head.origin else Prompt(
-        spec.instructions or spec.description, spec.input_fields, spec.output_fields,
-        demos=tuple(spec.sample_examples), single_line=spec.task_type == "classification")
     checkpoint = head.saved.checkpoint if head.saved else None
     task = OptimizationTask(spec, start, train, valid, evaluator, Objective(config.lambda_penalty),
                             optimizer_lm, config, feedback=head.origin.feedback_text() if head.origin else "",
@@ -266,7 +276,11 @@ def _run(config: OptimizationConfig, run, name: str, user_data: list[Example] | 
     events = CallbackList([tracker, checkpoints.CheckpointLogger(tracker.rows), ProgressPrinter()], hooks)
     events.on_hook_error = lambda hook, error: mlflow.set_tag(f"promptomatix.hook_error.{hook}", error[:5000])
     events.on_optimization_start(task)
-    best = backend.optimize(task, events)
+    try:
+        best = backend.optimize(task, events)
+    except BudgetExhausted as exc:  # before the starting prompt was scored: nothing to keep
+        raise BudgetExhausted(exc.limit, f"{exc} before the starting prompt was scored; raise the budget "
+                                         f"(--max-calls, --max-cost, --max-seconds)") from None
     initial = next((r for r in tracker.rows if r["step"] == 0), None)
     if initial is None:
         raise PluginError(f"backend {config.backend!r} did not report its starting prompt as step 0")
@@ -280,9 +294,12 @@ def _run(config: OptimizationConfig, run, name: str, user_data: list[Example] | 
                                ensure_ascii=False, indent=1), "valid_predictions.json")
     usage = meter.snapshot()
     seconds = time.monotonic() - started
+    stopped_by = meter.stopped_by or ("hook" if events.should_stop else "search_complete")
+    mlflow.set_tag(STOPPED_BY, stopped_by)
     mlflow.log_metrics({"initial_score": initial["score"], "optimized_score": best.score,
                         "optimized_objective": best.objective, "prompt_words": prompt_words(best.prompt.template),
-                        "seconds": seconds, **usage.as_metrics("total_")})
+                        "seconds": seconds, "unmapped_answers": usage.unmapped_answers,
+                        "optimized_unmapped_answers": best.evaluation.unmapped, **usage.as_metrics("total_")})
     registered = None
     if config.register:
         parent = {"parent_version": head.origin.version, "parent_run_id": head.origin.run_id} if head.origin else {}
@@ -304,10 +321,61 @@ def _run(config: OptimizationConfig, run, name: str, user_data: list[Example] | 
         usage=usage, seconds=seconds, train_size=len(train), valid_size=len(valid),
         model_name=registered and registered.model_name, model_version=registered and registered.model_version,
         prompt_name=registered and registered.prompt_name, prompt_version=registered and registered.prompt_version,
-        extra={"hook_errors": dict(events.errors), "stopped_early": events.should_stop},
+        extra={"hook_errors": dict(events.errors), "stopped_early": events.should_stop, "stopped_by": stopped_by,
+               "change": best.change},
     )
     events.on_optimization_end(result)
     return result
+
+
+def starting_prompt(spec: TaskSpec) -> Prompt:
+    """The user's own words as the first prompt, with the examples they wrote as demos; a
+    classification with a known label set answers with one of its labels."""
+    labelled = spec.task_type == "classification" and spec.labels and len(spec.output_fields) == 1
+    return Prompt(spec.instructions or spec.description, spec.input_fields, spec.output_fields,
+                  demos=tuple(spec.sample_examples), single_line=spec.task_type == "classification",
+                  labels=tuple(spec.labels) if labelled else ())
+
+
+def _intake(config: OptimizationConfig, lm: LM, user_data: list[Example] | None) -> TaskSpec:
+    try:
+        return extract_task_spec(config.raw_input, lm, task_type=config.task_type, input_fields=config.input_fields,
+                                 output_fields=config.output_fields, columns=list(user_data[0]) if user_data else None)
+    except BudgetExhausted as exc:
+        raise BudgetExhausted(exc.limit, f"{exc} before intake finished; raise the budget") from None
+
+
+def _synthetic_data(config: OptimizationConfig, spec: TaskSpec, start: Prompt, optimizer_lm: LM,
+                    evaluator: Evaluator, steps: DataSteps, show_progress: bool) -> tuple[list[Example], list[Example]]:
+    """Train and validation examples written for the task (see `data.selflabel` for label
+    prompts, `data.synthetic` for the others), with what was made and dropped logged."""
+    accept = (lambda e: steps(e, "synthetic")) if steps else None
+    size = data_size(config, spec.task_type == "classification" and bool(spec.labels), len(spec.labels))
+    try:
+        if start.labels:
+            seeds = [e for e in spec.sample_examples if e.get(spec.output_fields[0]) in start.labels]
+            inputs, asked, written = write_inputs(spec, optimizer_lm, size, seeds=seeds, show_progress=show_progress,
+                                                  accept=accept, attempts=WRITE_ATTEMPTS * size)
+            train, valid, labelled = self_label(spec, inputs, asked, start, evaluator, train_ratio=config.train_ratio,
+                                                seed=config.seed, teachers=TEACHERS)
+            train = seeds + train  # the user's own examples: demos to draw, never validation
+            mlflow.log_metrics({"synthetic_accepted": written.written, "synthetic_rejected": written.rejected,
+                                "synthetic_duplicates": written.duplicates, "synthetic_write_calls": written.calls,
+                                "synthetic_label_agreement": labelled.agreement,
+                                "synthetic_asked_label_agreement": labelled.asked_agreement,
+                                **{f"synthetic_labels.{k}": v for k, v in labelled.per_label.items()}})
+            return train, valid
+        examples, report = generate_examples(spec, optimizer_lm, size, batch_size=config.batch_size,
+                                             show_progress=show_progress, accept=accept)
+    except BudgetExhausted as exc:
+        raise BudgetExhausted(exc.limit, f"{exc} while writing synthetic data; raise the budget or lower "
+                                         f"--synthetic-data-size") from None
+    mlflow.log_metrics({"synthetic_accepted": report.accepted, "synthetic_rejected": report.rejected,
+                        "synthetic_duplicates": report.duplicates, "synthetic_failed_batches": report.failed_batches})
+    # The user's own examples are the starting demos: keep them out of validation.
+    samples = [e for e in examples if e in spec.sample_examples]
+    train, valid = data.split([e for e in examples if e not in samples], config.train_ratio, config.seed)
+    return samples + train, valid
 
 
 def _log_rejections(steps: DataSteps) -> None:

@@ -1,6 +1,7 @@
 """Meta-prompts: the text templates the optimizer model reads (`string.Template`, `$name`).
 
-Built in: `intake`, `synthetic`, `rewrite` (the meta-prompt backend's) and `critique`. A user adds one
+Built in: `intake`, `synthetic` (examples as JSON), `inputs` (inputs as plain text, for
+classification), `rewrite` (the meta-prompt backend's) and `critique`. A user adds one
 with `register_meta_prompt(name, path)` or an entry point in `promptomatix.meta_prompts`
 (naming a template file), or passes a `.txt` file path wherever a name is accepted
 (`--meta-prompt my_rewrite.txt`).
@@ -17,7 +18,7 @@ from promptomatix.plugins import Registry
 
 
 def _builtins(registry: Registry[str]) -> None:
-    for name in ("intake", "synthetic", "rewrite", "critique"):
+    for name in ("intake", "synthetic", "inputs", "rewrite", "critique"):
         registry.register(name, str(files("promptomatix.templates").joinpath(f"{name}.txt")))
 
 

@@ -2,9 +2,13 @@
 
 The fake is a LiteLLM custom provider (`scripted/<anything>`), so every call still goes through
 LiteLLM and our model layer; only the answers are scripted. A test sets `fake_llm.rules`:
-a list of `(substring, answer)` pairs, where `answer` is a string, an exception to raise, or a
-callable `(prompt, params) -> str`. The first rule whose substring is in the prompt answers;
-without a match, structured calls get JSON filled in from their schema and plain calls "ok".
+a list of `(needle, answer)` pairs, where `needle` is a substring of the prompt or a predicate
+`prompt -> bool`, and `answer` is a string, an exception to raise, or a callable
+`(prompt, params) -> str`. The first rule whose needle matches answers; without a match,
+structured calls get JSON filled in from their schema and plain calls "ok".
+
+`input_request(prompt)` tells the optimizer model's request for a synthetic classification input
+(the `inputs` meta-prompt) apart, and `written_inputs(make)` is a rule answering it.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from promptomatix.callbacks import Callback  # noqa: E402
 from promptomatix.models.providers import PROVIDERS, import_litellm  # noqa: E402
 
 FAKE_MODEL = "scripted/fake"
+SCORING_MODEL = "scoring/fake"  # answers label requests with each label's score, as the embedded model does
 
 
 class FakeLLM(litellm.CustomLLM):
@@ -54,7 +59,7 @@ class FakeLLM(litellm.CustomLLM):
 
     def answer(self, prompt: str, params: dict) -> str:
         for needle, answer in self.rules:
-            if needle in prompt:
+            if needle(prompt) if callable(needle) else needle in prompt:
                 if isinstance(answer, BaseException):
                     raise answer
                 if callable(answer):
@@ -91,6 +96,27 @@ def one_error_line(result, *needles: str) -> str:
     return lines[0]
 
 
+from reliability.reliability_support import input_request  # noqa: E402  (one copy, workers use it too)
+
+
+def written_inputs(make, output: str):
+    """A rule answering the input requests of a task whose output field reads `output` with
+    `make(label, number)`, `number` counting the requests from 0."""
+    count = {"n": 0}
+
+    def answer(prompt, params):
+        count["n"] += 1
+        return make(input_request(prompt, output), count["n"] - 1)
+
+    return (lambda prompt: input_request(prompt, output) is not None, answer)
+
+
+def sample_text(word: str, number: int) -> str:
+    """A scripted input with `word` in it, distinct enough from every other number's to pass
+    the synthetic data's near-duplicate check."""
+    return f"a {word} film, notes w{number}a w{number}b w{number}c w{number}d"
+
+
 def _schema_of(response_format):
     if isinstance(response_format, dict) and response_format.get("type") == "json_schema":
         return response_format["json_schema"]["schema"]
@@ -110,6 +136,48 @@ def fill_schema(schema: dict, salt: int = 0):
         text = f"value {salt} " + "word " * max(0, schema.get("minLength", 1) // 5)
         return text.strip()[: schema.get("maxLength", 1000)]
     return None
+
+
+class ScoringLLM(FakeLLM):
+    """The scripted fake, except that a request for one string out of a fixed set (the label
+    request of `LM.choose`) is answered as the embedded model answers it: every option scored,
+    by `score(prompt, option) -> log-probability`, the best as the answer."""
+
+    scores_options = True
+
+    def __init__(self):
+        super().__init__()
+        self.score = lambda prompt, option: -1.0
+
+    def completion(self, model, messages, model_response=None, optional_params=None, **kwargs):
+        from promptomatix.models.embedded import _fill_choice, enum_options
+
+        params = dict(optional_params or {})
+        options = enum_options(params.get("response_format"))
+        if not options:
+            return super().completion(model, messages, model_response=model_response,
+                                      optional_params=optional_params, **kwargs)
+        prompt = "\n\n".join(str(m.get("content", "")) for m in messages)
+        self.calls.append({"prompt": prompt, "params": params})
+        return _fill_choice(model_response or litellm.ModelResponse(), model, options,
+                            [self.score(prompt, option) for option in options], prompt_tokens=len(prompt.split()))
+
+
+@pytest.fixture(scope="session")
+def _scoring_handler():
+    handler = ScoringLLM()
+    PROVIDERS.register("scoring", lambda: handler, replace=True)
+    import_litellm()
+    return handler
+
+
+@pytest.fixture
+def scoring(_scoring_handler):
+    """A provider scoring labels (`SCORING_MODEL`), reset for this test: set `score`, and `rules`
+    for its other answers."""
+    _scoring_handler.rules, _scoring_handler.calls = [], []
+    _scoring_handler.score = lambda prompt, option: -1.0
+    return _scoring_handler
 
 
 @pytest.fixture(scope="session")

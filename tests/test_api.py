@@ -8,7 +8,7 @@ import litellm
 import mlflow
 import pandas as pd
 import pytest
-from conftest import FAKE_MODEL
+from conftest import FAKE_MODEL, input_request, sample_text, written_inputs
 from mlflow import MlflowClient
 
 import promptomatix
@@ -38,12 +38,25 @@ def synthetic(prompt: str, params: dict) -> str:
                                     for i in range(n)]})
 
 
+def summaries(prompt: str, params: dict) -> str:
+    n = params["response_format"]["json_schema"]["schema"]["properties"]["examples"]["minItems"]
+    start = synthetic.counter
+    synthetic.counter += n
+    return json.dumps({"examples": [{"review": f"a long review number {start + i}", "summary": f"review {start + i}"}
+                                    for i in range(n)]})
+
+
+def written(label: str, number: int) -> str:
+    return sample_text("good" if label == "positive" else "bad", number)
+
+
 @pytest.fixture
 def scripted(fake_llm):
     synthetic.counter = 0
     fake_llm.rules = [
         ("Request:", INTAKE),
         ("new, varied and realistic examples", synthetic),
+        written_inputs(written, "Sentiment"),
         ("Improved instruction", {"instruction": BETTER}),
         ("Sentiment:", answer_task),
     ]
@@ -111,6 +124,7 @@ def test_result_never_scores_below_the_start_when_rewrites_are_worse(tracking, f
     fake_llm.rules = [
         ("Request:", INTAKE),
         ("Improved instruction", {"instruction": "Answer with anything at all, whatever comes to mind."}),
+        written_inputs(written, "Sentiment"),
         ("Sentiment:", lambda prompt, params: "positive" if "whatever" not in prompt else "no"),
     ]
     result = run_optimize(num_demos=0)
@@ -200,17 +214,89 @@ def test_an_experiment_option_files_the_run_there_without_changing_the_callers_e
         assert later.info.experiment_id == before
 
 
-def test_optimizer_max_tokens_caps_every_optimizer_call_and_batches_shrink_to_fit(tracking, scripted):
+def test_optimizer_max_tokens_caps_every_optimizer_call_and_label_answers_are_short(tracking, scripted):
     result = run_optimize(optimizer_max_tokens=300, max_tokens=20)
 
-    by_kind = {kind: [c["params"] for c in scripted.calls if kind in c["prompt"]]
-               for kind in ("Request:", "new, varied", "Improved instruction", "Sentiment:")}
-    assert all(by_kind.values())
-    for kind in ("Request:", "new, varied", "Improved instruction"):
-        assert all(p["max_tokens"] <= 300 for p in by_kind[kind]), kind
-    assert {p["max_tokens"] for p in by_kind["Sentiment:"]} == {20}
-    # two fields at up to ~92 tokens each: one example a batch fits in 300 tokens
-    sizes = {p["response_format"]["json_schema"]["schema"]["properties"]["examples"]["minItems"]
-             for p in by_kind["new, varied"]}
-    assert sizes == {1} and len(by_kind["new, varied"]) >= 8
+    def kind(call):
+        if input_request(call["prompt"], "Sentiment"):
+            return "input"
+        return next((k for k in ("Request:", "Improved instruction", "Sentiment:") if k in call["prompt"]), None)
+
+    by_kind = {}
+    for call in scripted.calls:
+        by_kind.setdefault(kind(call), []).append(call["params"])
+    assert {"Request:", "input", "Improved instruction", "Sentiment:"} <= by_kind.keys()
+    for name in ("Request:", "input", "Improved instruction"):
+        assert all(p["max_tokens"] <= 300 for p in by_kind[name]), name
+    # a label answer asks for the few tokens a label needs, under the task model's cap
+    assert {p["max_tokens"] for p in by_kind["Sentiment:"]} == {8}
     assert result.train_size + result.valid_size == 8
+
+
+def test_synthetic_json_batches_shrink_to_fit_the_optimizer_cap(tracking, fake_llm):
+    fake_llm.rules = [("Request:", {"description": "Summarize a review in a few words.", "task_type": "summarization",
+                                    "input_fields": ["review"], "output_fields": ["summary"], "labels": []}),
+                      ("new, varied and realistic examples", summaries), ("Improved instruction", {"instruction": BETTER})]
+    result = run_optimize(raw_input="Summarize a movie review in a few words", optimizer_max_tokens=300)
+    batches = [c["params"] for c in fake_llm.calls if "new, varied" in c["prompt"]]
+    # two fields at up to ~92 tokens each: one example a batch fits in 300 tokens
+    assert {p["response_format"]["json_schema"]["schema"]["properties"]["examples"]["minItems"]
+            for p in batches} == {1}
+    assert all(p["max_tokens"] <= 300 for p in batches) and len(batches) >= 8
+    assert result.train_size + result.valid_size == 8
+
+
+@pytest.fixture
+def reviews(tmp_path):
+    path = tmp_path / "reviews.jsonl"
+    path.write_text("".join(json.dumps({"review": f"a {'good' if i % 2 else 'bad'} film {i}",
+                                        "sentiment": "positive" if i % 2 else "negative"}) + "\n" for i in range(16)))
+    return str(path)
+
+
+def test_a_call_budget_shapes_the_search_and_one_too_small_for_it_stops_it(tracking, scripted, reviews):
+    unlimited = run_optimize(register=False, iterations=3, candidates=4, train_data=reviews)
+    assert mlflow.get_run(unlimited.run_id).data.tags["promptomatix.stopped_by"] == "search_complete"
+    # the calls left after intake and the start's 8 validation examples pay for no race
+    scripted.calls.clear()
+    limited = run_optimize(iterations=3, candidates=4, train_data=reviews, max_calls=1 + 8 + 2)
+
+    run = mlflow.get_run(limited.run_id)
+    assert run.info.status == "FINISHED" and limited.model_version == "1"
+    assert run.data.tags["promptomatix.stopped_by"] == "max_calls"
+    assert run.data.params["promptomatix.max_calls"] == "11"
+    assert run.data.metrics["total_calls"] == len(scripted.calls) <= 11
+    assert limited.prompt == limited.initial_prompt  # the best so far: the start
+
+
+def test_a_cost_budget_stops_the_search_mid_iteration_and_keeps_the_best_so_far(tracking, scripted, reviews):
+    # each scripted call costs $0.001: intake, the start's 8 examples and 6 more calls
+    result = run_optimize(iterations=3, candidates=4, train_data=reviews, max_cost=0.015)
+    run = mlflow.get_run(result.run_id)
+    assert run.info.status == "FINISHED" and result.model_version == "1"
+    assert run.data.tags["promptomatix.stopped_by"] == "max_cost"
+    assert run.data.metrics["total_cost"] <= 0.015 + 2 * 0.001 + 1e-9  # checked before a call: 2 in flight
+    assert result.optimized_score >= result.initial_score
+
+
+def test_a_budget_too_small_for_the_data_fails_naming_the_limit_and_registers_nothing(tracking, scripted):
+    with pytest.raises(promptomatix.BudgetExhausted, match="budget of 5 model calls is spent while writing"):
+        run_optimize(max_calls=5)
+    (run,) = mlflow.search_runs(output_format="list", search_all_experiments=True)
+    assert run.info.status == "FAILED" and "budget of 5 model calls" in run.data.tags["promptomatix.error"]
+    assert MlflowClient().search_registered_models() == []
+    assert len(scripted.calls) == 5
+
+
+def test_a_plan_counts_the_calls_and_makes_none(tracking, scripted, tmp_path):
+    plan = promptomatix.plan(raw_input="Classify the sentiment of a movie review", model=FAKE_MODEL)
+    text = str(plan)
+    assert "writing 30 synthetic inputs" in text and "budget: 250 calls" in text
+    assert plan.total == sum(calls for _, calls in plan.steps) > 0
+    path = tmp_path / "reviews.jsonl"
+    path.write_text("".join(json.dumps({"review": f"film {i}", "sentiment": "positive" if i % 2 else "negative"}) + "\n"
+                            for i in range(40)))
+    with_data = promptomatix.plan(raw_input="Classify", model=FAKE_MODEL, train_data=str(path), max_calls=100,
+                                  output_fields=["sentiment"])
+    assert "scoring the starting prompt on 20 examples" in str(with_data) and "budget: 100 calls" in str(with_data)
+    assert scripted.calls == []

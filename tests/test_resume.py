@@ -15,7 +15,8 @@ import mlflow
 import pytest
 from click.testing import CliRunner
 from mlflow import MlflowClient
-from test_api import BETTER, INTAKE, answer_task, synthetic
+from conftest import written_inputs
+from test_api import BETTER, INTAKE, answer_task, synthetic, written
 
 import promptomatix
 from promptomatix.cli import cli
@@ -36,6 +37,7 @@ marker, mode = sys.argv[1], sys.argv[2]
 def block():
     open(marker, "w").write(mode)
     time.sleep(600)
+import conftest
 from conftest import FAKE_MODEL, FakeLLM
 from promptomatix.models.providers import PROVIDERS, import_litellm
 import test_api
@@ -48,7 +50,7 @@ rewrites = []
 
 def rewrite(prompt, params):
     rewrites.append(1)
-    if len(rewrites) > {CANDIDATES} and mode == "iteration":  # iteration 2 has begun
+    if len(rewrites) > 1 and mode == "iteration":  # one rewrite an iteration: iteration 2 has begun
         block()
     return json.dumps({{"instruction": "Answer positive or negative."}})
 
@@ -59,7 +61,8 @@ def slow(answer):
     return answer_slowly
 
 handler.rules = [("Request:", slow(test_api.INTAKE)), ("new, varied and realistic examples", slow(test_api.synthetic)),
-                 ("Improved instruction", slow(rewrite)), ("Sentiment:", slow(test_api.answer_task))]
+                 ("Improved instruction", slow(rewrite)), conftest.written_inputs(test_api.written, "Sentiment"),
+                 ("Sentiment:", slow(test_api.answer_task))]
 import mlflow
 import promptomatix
 if mode == "register":
@@ -104,7 +107,8 @@ def _saved_options() -> bool:
 def resume_rules(fake_llm):
     synthetic.counter = 0  # a job killed before its data was saved makes it again on resume
     fake_llm.rules = [("Request:", INTAKE), ("new, varied", synthetic),
-                      ("Improved instruction", {"instruction": BETTER}), ("Sentiment:", answer_task)]
+                      ("Improved instruction", {"instruction": BETTER}), written_inputs(written, "Sentiment"),
+                      ("Sentiment:", answer_task)]
 
 
 @pytest.fixture
@@ -133,7 +137,7 @@ def test_a_killed_run_is_completed_by_resume_with_one_version(killed, fake_llm):
 
     # it went on after iteration 1: no intake, no new data, only iterations 2 and 3's rewrites
     assert not any(k in c["prompt"] for c in fake_llm.calls for k in ("Request:", "new, varied"))
-    assert sum("Improved instruction" in c["prompt"] for c in fake_llm.calls) == CANDIDATES * (ITERATIONS - 1)
+    assert sum("Improved instruction" in c["prompt"] for c in fake_llm.calls) == ITERATIONS - 1  # one an iteration
     for part in ("train", "valid"):
         assert mlflow.artifacts.load_text(f"runs:/{killed}/data/{part}.jsonl") == \
             mlflow.artifacts.load_text(f"runs:/{result.run_id}/data/{part}.jsonl")

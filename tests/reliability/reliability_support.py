@@ -41,6 +41,16 @@ def _schema_of(params: dict) -> dict | None:
     return None
 
 
+def input_request(prompt: str, output: str) -> str | None:
+    """The label a synthetic-input request asks for (as conftest.input_request; this module is
+    also imported by worker processes, outside pytest)."""
+    lines = prompt.rstrip().split("\n")
+    if len(lines) < 2 or not lines[-1].endswith(":") or lines[-1] == f"{output}:" \
+            or not lines[-2].startswith(f"{output}: "):
+        return None
+    return lines[-2][len(output) + 2:].strip()
+
+
 def scripted_answer(prompt: str, params: dict) -> str:
     """Intake names the sentiment task; synthetic batches are reviews that say "good" or "bad"
     (unique per prompt); rewrites give `BETTER`; the task model is right only when the prompt
@@ -56,6 +66,11 @@ def scripted_answer(prompt: str, params: dict) -> str:
                                         for i in range(examples["minItems"])]})
     if "Improved instruction" in prompt:
         return json.dumps({"instruction": BETTER})
+    asked = input_request(prompt, "Sentiment")
+    if asked is not None:  # a synthetic input, unique per request
+        seed = params.get("seed")
+        return f"a {'good' if asked == 'positive' else 'bad'} film, take {_digest(prompt, seed) % 10**8} " \
+               f"w{_digest(prompt, seed, 1) % 10**6} w{_digest(prompt, seed, 2) % 10**6}"
     if "Sentiment:" in prompt:
         if "CAREFULLY" not in prompt:
             return "maybe"
@@ -87,8 +102,9 @@ class FaultyLLM(litellm.CustomLLM):
     (so that retries can succeed):
 
     - structured calls (a JSON schema in `response_format`; made one at a time, by intake, the
-      synthetic data and the rewrites): every `1/rate`-th fails, taking the kinds in turn, bad
-      JSON first: truncated, malformed, empty, then 429, 500, 503, timeout;
+      synthetic data and the rewrites): every `structured_period`-th (default `1/rate`) fails,
+      taking the kinds in turn, bad JSON first: truncated, malformed, empty, then 429, 500, 503,
+      timeout;
     - plain-text calls (the task model, scored in threads): those whose hash of (salt, request,
       times sent before) falls under `rate` fail, with the exception kinds in turn. A truncated
       or empty plain answer cannot be told from a real one, so these get no content faults.
@@ -97,10 +113,11 @@ class FaultyLLM(litellm.CustomLLM):
     faults to those kinds. Counts what it injected in `injected` (kind -> count), calls in `calls`."""
 
     def __init__(self, answer=scripted_answer, *, rate: float = 0.1, max_in_a_row: int = 2, salt: str = "",
-                 kinds: tuple[str, ...] | None = None):
+                 kinds: tuple[str, ...] | None = None, structured_period: int | None = None):
         super().__init__()
         self.answer = answer
         self.rate = rate
+        self.structured_period = structured_period
         self.max_in_a_row = max_in_a_row
         self.salt = salt
         self.kinds = kinds
@@ -118,7 +135,7 @@ class FaultyLLM(litellm.CustomLLM):
         if not self.rate or not kinds or attempt >= self.max_in_a_row:
             return None
         if structured:
-            period = max(1, round(1 / self.rate))
+            period = self.structured_period or max(1, round(1 / self.rate))
             number, self._structured = self._structured, self._structured + 1
             if number % period != period // 2:
                 return None

@@ -105,7 +105,9 @@ def test_an_optimization_against_a_provider_failing_one_call_in_ten_matches_the_
     clean = _optimize("clean")
     assert clean.usage.retries == clean.usage.parse_failures == 0
 
-    faulty = FaultyLLM(rate=0.1, salt="ci")
+    # Structured answers (intake, rewrites) are few: each is failed twice, so that every kind of
+    # fault comes up; about one plain answer in ten fails.
+    faulty = FaultyLLM(rate=0.1, salt="ci", structured_period=1)
     install("flaky", faulty)
     with caplog.at_level(logging.WARNING, logger="promptomatix.models.lm"):
         flaky = _optimize("flaky")
