@@ -96,14 +96,17 @@ def _name(hook: Callback) -> str:
 
 
 class ProgressPrinter(Callback):
-    """One line per iteration on stderr."""
+    """One line per iteration on stderr: what was tried (each candidate's change, its score and
+    on how many validation examples) and what is best so far."""
 
     def on_iteration_end(self, step, best, candidates):
-        if candidates:
-            scores = ", ".join(f"{c.score:.3f}" for c in candidates)
-            log.info("iteration %d: candidates scored %s; best %.3f", step, scores, best.score)
-        else:
-            log.info("starting prompt scored %.3f", best.score)
+        if not candidates:
+            log.info("starting prompt scored %.3f on %d examples", best.score, len(best.evaluation.per_example))
+            return
+        tried = "; ".join(f"{c.change or 'candidate'} {c.score:.3f}/{len(c.evaluation.per_example)}"
+                          for c in candidates)
+        won = f"{best.change or 'the incumbent'}" if any(best is c for c in candidates) else "the incumbent stays"
+        log.info("iteration %d tried (score/examples): %s. Best %.3f (%s)", step, tried, best.score, won)
 
 
 HOOKS: Registry[Callable[[], Callback]] = Registry("hooks")

@@ -89,8 +89,11 @@ class MLflowTracker(Callback):
         index = sum(1 for r in self.rows if r["step"] == step)
         path = f"prompts/step_{step:02d}_candidate_{index:02d}.txt"
         mlflow.log_text(candidate.prompt.template, path)
-        self.rows.append({"step": step, "candidate": index, "score": candidate.score,
-                          "objective": candidate.objective, "demos": len(candidate.prompt.demos),
+        self.rows.append({"step": step, "candidate": index, "change": candidate.change,
+                          "score": candidate.score, "objective": candidate.objective,
+                          "examples": len(candidate.evaluation.per_example),
+                          "soft_score": candidate.evaluation.soft, "calibrated": bool(candidate.prompt.calibration),
+                          "unmapped": candidate.evaluation.unmapped, "demos": len(candidate.prompt.demos),
                           "words": prompt_words(candidate.prompt.template),
                           "instruction": candidate.prompt.instruction, "artifact": path})
 

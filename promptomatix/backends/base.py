@@ -20,12 +20,14 @@ class Candidate:
     """A prompt with its validation quality (`score`, no penalty) and `objective` (penalized).
 
     `program` is what serving needs beyond the prompt text to reproduce the candidate's outputs
-    (for example a compiled DSPy program's state); JSON-serializable, None for a plain prompt."""
+    (for example a compiled DSPy program's state); JSON-serializable, None for a plain prompt.
+    `change` says in a few words how it differs from the prompt it was made from."""
 
     prompt: Prompt
     evaluation: Evaluation
     objective: float
     program: dict | None = None
+    change: str = ""
 
     @property
     def score(self) -> float:
@@ -53,8 +55,10 @@ class OptimizationTask:
     checkpoint: dict | None = None
 
     def score(self, prompt: Prompt, desc: str = "scoring") -> Candidate:
-        evaluation = self.evaluator.evaluate(prompt, self.valid, desc=desc)
-        return Candidate(prompt, evaluation, self.objective(evaluation.score, prompt.template))
+        return self.candidate(prompt, self.evaluator.evaluate(prompt, self.valid, desc=desc))
+
+    def candidate(self, prompt: Prompt, evaluation: Evaluation, change: str = "") -> Candidate:
+        return Candidate(prompt, evaluation, self.objective(evaluation.score, prompt.template), change=change)
 
 
 class Backend(ABC):

@@ -1,6 +1,18 @@
-"""Meta-prompt backend: the optimizer model rewrites the instruction, candidates are scored on
-validation, the best is kept. Candidates also try fresh few-shot demos from the training set,
-which is where a small base model gains most."""
+"""Meta-prompt backend: each iteration proposes variants of the best prompt so far, races them
+on the validation set, and keeps the winner only when it beats the incumbent.
+
+Variants, in the order a small model gains most from them (see `backends/search.py`):
+- new few-shot demo sets from the training examples, label-balanced, of a size from a small
+  ladder; from the second iteration on, half of them change a third of the incumbent's demos;
+- the incumbent's demos in another order;
+- instructions rewritten by the optimizer model (`config.meta_prompt`), from the incumbent's
+  failures and reviewers' feedback, keeping the incumbent's demos;
+- for a label prompt whose model scores labels, the calibrated variant of each (free).
+
+Iterations race `config.candidates` new prompts each (fewer when the call budget left would not
+pay for them), for `config.iterations` iterations or until the budget is spent; the best prompt
+found so far is returned, never one worse than the start.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +23,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 from promptomatix import checkpoints
 from promptomatix.backends.base import Backend, Candidate, OptimizationTask
+from promptomatix.backends.search import Race, beats, demo_counts, draw_demos, fits, race_cost, rank
 from promptomatix.callbacks import Callback
 from promptomatix.config import OptimizationConfig
-from promptomatix.errors import ConfigError, ParseError
+from promptomatix.errors import BudgetExhausted, ConfigError, ParseError
 from promptomatix.metaprompts import fill, load_template
+from promptomatix.models.lm import context_tokens
 from promptomatix.prompts import Prompt
 
 log = logging.getLogger(__name__)
@@ -54,29 +68,27 @@ class MetaPromptBackend(Backend):
             best = task.score(task.start, desc="scoring the starting prompt")
             callbacks.on_candidate(0, best)
             callbacks.on_iteration_end(0, best, [])
-            tried, first = {best.prompt.template}, 1
+            tried, first = {_key(best.prompt)}, 1
             callbacks.on_checkpoint(0, self._state(best, tried, rng))
         for step in range(first, task.config.iterations + 1):
-            # The rewrites of an iteration depend only on the incumbent: they are asked together,
-            # and all new candidates are scored in one pool (num_threads calls in flight).
-            demos = [self.draw_demos(task, index, rng) for index in range(task.config.candidates)]
-            with ThreadPoolExecutor(max_workers=max(1, min(task.config.num_threads, task.config.candidates))) as pool:
-                rewrites = list(pool.map(lambda index: self.try_rewrite(task, best, step, index),
-                                         range(task.config.candidates)))
-            prompts = []
-            for instruction, drawn in zip(rewrites, demos):
-                if instruction is None:
-                    continue
-                prompt = best.prompt.with_(instruction=instruction, demos=best.prompt.demos if drawn is None else drawn)
-                if prompt.template not in tried:
-                    tried.add(prompt.template)
-                    prompts.append(prompt)
-            evaluations = task.evaluator.evaluate_many(prompts, task.valid, desc=f"iteration {step}") if prompts else []
-            scored = [Candidate(p, e, task.objective(e.score, p.template)) for p, e in zip(prompts, evaluations)]
+            try:
+                size = self.affordable(task, task.config.iterations - step + 1)
+                if size < 1:
+                    task.evaluator.lm.meter.stop("max_calls", "the calls left in the budget do not pay for "
+                                                              "another iteration")
+                proposals = self.propose(task, best, step, size, rng, tried)
+                stages = Race(task).run([best.prompt, *(p for p, _ in proposals)], desc=f"iteration {step}",
+                                        changes=["", *(c for _, c in proposals)]) if proposals else []
+            except BudgetExhausted as exc:
+                log.info("iteration %d stopped: %s; keeping the best prompt so far", step, exc)
+                break
+            scored = _new_candidates(stages, best.prompt)
             for candidate in scored:
                 callbacks.on_candidate(step, candidate)
-            # Ties keep the incumbent: a change must earn its place.
-            best = max([best, *scored], key=lambda c: c.objective)
+            finalists = [c for c in stages[-1] if len(c.evaluation.per_example) == len(task.valid)] if stages else []
+            challenger = max((c for c in finalists if c.score >= best.score), key=rank, default=None)
+            if challenger is not None and beats(challenger, best):
+                best = challenger
             callbacks.on_iteration_end(step, best, scored)
             callbacks.on_checkpoint(step, self._state(best, tried, rng))
             if getattr(callbacks, "should_stop", False):
@@ -88,24 +100,90 @@ class MetaPromptBackend(Backend):
         return {"best": checkpoints.candidate_to_dict(best), "tried": sorted(tried), "rng": checkpoints.rng_state(rng)}
 
     @staticmethod
-    def draw_demos(task: OptimizationTask, index: int, rng: random.Random) -> tuple | None:
-        """Fresh few-shot demos for even-numbered candidates; None keeps the incumbent's."""
-        if index % 2 or not task.config.num_demos or not task.train:
-            return None
-        return tuple(rng.sample(list(task.train), min(task.config.num_demos, len(task.train))))
+    def affordable(task: OptimizationTask, iterations_left: int) -> int:
+        """New prompts this iteration can race: `config.candidates`, fewer when the calls left
+        in the budget, shared by the iterations left, would not pay for that many."""
+        wanted = task.config.candidates
+        remaining = task.evaluator.lm.meter.remaining_calls()
+        if remaining is None:
+            return wanted
+        share = remaining // max(1, iterations_left)
+        while wanted > 0 and race_cost(wanted, len(task.valid)) + 1 > share:
+            wanted -= 1
+        return wanted
+
+    def propose(self, task: OptimizationTask, best: Candidate, step: int, size: int, rng: random.Random,
+                tried: set[str]) -> list[tuple[Prompt, str]]:
+        """Up to `size` new prompts with what changed in each (see the module's doc), none tried
+        before, each fitting the task model's context."""
+        config, incumbent = task.config, best.prompt.with_(calibration=())
+        if not config.num_demos or not task.train:
+            rewrites, orders = size, 0
+        else:
+            # One rewrite an iteration (a quarter of a large one): a strong optimizer model gains
+            # most from rewrites, a small one from demos. A single candidate alternates.
+            rewrites = max(1, size // 4) if size >= 2 else step % 2
+            orders = 1 if len(incumbent.demos) >= 2 and size >= 4 else 0
+        proposals: list[tuple[Prompt, str]] = []
+        label_field = task.spec.output_fields[0] if incumbent.labels else None
+        counts = demo_counts(config.num_demos, incumbent.labels)
+        for index in range(size - rewrites - orders):
+            if step > 1 and index % 2 and incumbent.demos:
+                demos = self.mutate(incumbent.demos, task.train, label_field, rng)
+                change = "demos changed"
+            else:
+                demos = draw_demos(task.train, counts[index % len(counts)], label_field, incumbent.labels, rng)
+                change = f"{len(demos)} new demos"
+            proposals.append((incumbent.with_(demos=demos), change))
+        for _ in range(orders):
+            demos = list(incumbent.demos)
+            rng.shuffle(demos)
+            proposals.append((incumbent.with_(demos=tuple(demos)), "demos reordered"))
+        for instruction in self.rewrites(task, best, step, rewrites):
+            proposals.append((incumbent.with_(instruction=instruction), "instruction rewritten"))
+        limit = context_tokens(task.evaluator.lm.model)
+        fresh = []
+        for prompt, change in proposals:
+            if _key(prompt) in tried or not fits(prompt, task.valid, limit):
+                continue
+            tried.add(_key(prompt))
+            fresh.append((prompt, change))
+        return fresh
+
+    @staticmethod
+    def mutate(demos: tuple, train, label_field: str | None, rng: random.Random) -> tuple:
+        """`demos` with a third of them (at least one) swapped for other training examples of
+        the same label."""
+        demos = list(demos)
+        for index in rng.sample(range(len(demos)), max(1, len(demos) // 3)):
+            label = demos[index].get(label_field) if label_field else None
+            pool = [e for e in train if e not in demos and (label is None or e.get(label_field) == label)]
+            if pool:
+                demos[index] = rng.choice(pool)
+        return tuple(demos)
+
+    def rewrites(self, task: OptimizationTask, best: Candidate, step: int, count: int) -> list[str]:
+        """`count` rewritten instructions, asked together (they depend only on the incumbent);
+        an unreadable answer is skipped (counted in the meter)."""
+        if count < 1:
+            return []
+        with ThreadPoolExecutor(max_workers=max(1, min(task.config.num_threads, count))) as pool:
+            answers = list(pool.map(lambda index: self.try_rewrite(task, best, step, index), range(count)))
+        return [a for a in answers if a is not None]
 
     def try_rewrite(self, task: OptimizationTask, best: Candidate, step: int, index: int) -> str | None:
         try:
             return self.rewrite(task, best, salt=f"{step}:{index}")
         except ParseError as exc:  # counted in the meter; the other candidates go on
-            log.warning("iteration %d, candidate %d: no usable rewrite (%s)", step, index + 1, exc)
+            log.warning("iteration %d, rewrite %d: no usable rewrite (%s)", step, index + 1, exc)
             return None
 
     def rewrite(self, task: OptimizationTask, best: Candidate, salt: str = "") -> str:
         prompt = best.prompt
+        rows = task.valid[: len(best.evaluation.per_example)]
         failures = [
             (example, predicted)
-            for example, predicted, score in zip(task.valid, best.evaluation.predictions, best.evaluation.per_example)
+            for example, predicted, score in zip(rows, best.evaluation.predictions, best.evaluation.per_example)
             if score < 1.0
         ][: self.max_failures]
         shown = "\n".join(
@@ -118,3 +196,22 @@ class MetaPromptBackend(Backend):
                     score=f"{best.score:.3f}", failures=shown, feedback=task.feedback or "(none)")
         answer = task.optimizer_lm.complete_json(text, REWRITE_SCHEMA, max_tokens=400, salt=salt)
         return " ".join(str(answer["instruction"]).split()) or prompt.instruction
+
+
+def _key(prompt: Prompt) -> str:
+    return prompt.template
+
+
+def _new_candidates(stages: list[list[Candidate]], incumbent: Prompt) -> list[Candidate]:
+    """What an iteration tried: each new prompt's candidate from the last stage it reached, and
+    the incumbent's calibrated variant when calibration is what changed it."""
+    last: dict[str, Candidate] = {}
+    for stage in stages:
+        for candidate in stage:
+            last[_key(candidate.prompt)] = candidate
+    same = last.pop(_key(incumbent), None)
+    found = list(last.values())
+    if same is not None and bool(same.prompt.calibration) != bool(incumbent.calibration) \
+            and len(same.evaluation.per_example) == len(stages[-1][0].evaluation.per_example):
+        found.insert(0, same)
+    return found

@@ -104,7 +104,7 @@ def test_harmful_rewrites_keep_the_starting_prompt(fake_llm, accuracy):
     fake_llm.rules = [(REWRITE_MARK, rewrites("Just say ok.", "Answer with whatever comes to mind first.")),
                       (MAGIC, right_answer)]
     recorder = Recorder()
-    task = make_task(accuracy, start_instruction, iterations=3, candidates=2)
+    task = make_task(accuracy, start_instruction, iterations=3, candidates=2, num_demos=0)
 
     result = MetaPromptBackend().optimize(task, recorder)
 
@@ -121,7 +121,7 @@ def test_steps_are_reported_start_as_zero_then_each_iteration(fake_llm, accuracy
     distinct = [f"Instruction number {i} for labelling the sentiment of reviews." for i in range(20)]
     fake_llm.rules = [(REWRITE_MARK, rewrites(*distinct))]
     recorder = Recorder()
-    task = make_task(accuracy, "Classify the sentiment.", iterations=iterations, candidates=candidates)
+    task = make_task(accuracy, "Classify the sentiment.", iterations=iterations, candidates=candidates, num_demos=0)
 
     MetaPromptBackend().optimize(task, recorder)
 
@@ -134,14 +134,18 @@ def test_steps_are_reported_start_as_zero_then_each_iteration(fake_llm, accuracy
         assert [c for s, c in recorder.candidates if s == step] == scored
 
 
-def test_one_rewrite_call_per_candidate(fake_llm, accuracy):
+def test_without_demos_every_candidate_is_a_rewrite_and_with_them_one_an_iteration(fake_llm, accuracy):
     iterations, candidates = 2, 3
     fake_llm.rules = [(REWRITE_MARK, rewrites(*[f"Variant {i} of the sentiment instruction." for i in range(20)]))]
 
-    MetaPromptBackend().optimize(make_task(accuracy, "Classify.", iterations=iterations, candidates=candidates),
-                                 Callback())
-
+    MetaPromptBackend().optimize(make_task(accuracy, "Classify.", iterations=iterations, candidates=candidates,
+                                           num_demos=0), Callback())
     assert len(rewrite_calls(fake_llm)) == iterations * candidates
+
+    fake_llm.calls.clear()
+    MetaPromptBackend().optimize(make_task(accuracy, "Classify.", iterations=iterations, candidates=candidates,
+                                           num_demos=2), Callback())
+    assert len(rewrite_calls(fake_llm)) == iterations  # the other candidates try demos
 
 
 def test_duplicate_candidates_are_not_scored_twice(fake_llm, accuracy):
@@ -228,9 +232,9 @@ def test_demos_come_from_the_training_set_and_are_rendered(fake_llm, accuracy):
                                  recorder)
 
     with_demos = [c for step, c in recorder.candidates if step == 1 and c.prompt.demos]
-    assert with_demos, "an even-indexed candidate draws demos"
+    assert with_demos, "a candidate draws demos"
     for candidate in with_demos:
-        assert len(candidate.prompt.demos) == 2
+        assert len(candidate.prompt.demos) in (1, 2) and candidate.change.endswith("new demos")
         assert all(demo in TRAIN for demo in candidate.prompt.demos)
         assert all(f"Text: {demo['text']}\nLabel: {demo['label']}" in candidate.prompt.template
                    for demo in candidate.prompt.demos)
@@ -252,7 +256,7 @@ def test_same_seed_gives_the_same_result(fake_llm, accuracy):
 def test_an_unreadable_rewrite_skips_that_candidate_and_the_search_goes_on(fake_llm, accuracy):
     answers = itertools.chain(["not JSON"] * 3, itertools.repeat(json.dumps({"instruction": f"Answer {MAGIC} now."})))
     fake_llm.rules = [(REWRITE_MARK, lambda prompt, params: next(answers)), (MAGIC, right_answer)]
-    task = make_task(accuracy, "Say something.", iterations=1, candidates=2, num_threads=1)  # in turn
+    task = make_task(accuracy, "Say something.", iterations=1, candidates=2, num_threads=1, num_demos=0)  # in turn
     recorder = Recorder()
 
     best = MetaPromptBackend().optimize(task, recorder)
@@ -280,10 +284,79 @@ def test_the_rewrites_of_an_iteration_are_asked_at_once(fake_llm, accuracy):
         return json.dumps({"instruction": f"Answer {MAGIC} now, variant {next(variants)}."})
 
     fake_llm.rules = [(REWRITE_MARK, rewrite), (MAGIC, right_answer)]
-    task = make_task(accuracy, "Say something.", iterations=1, candidates=3, num_threads=3)
+    task = make_task(accuracy, "Say something.", iterations=1, candidates=3, num_threads=3, num_demos=0)
     recorder = Recorder()
 
     best = MetaPromptBackend().optimize(task, recorder)  # would time out (BrokenBarrierError) one at a time
 
     assert [step for step, _ in recorder.candidates] == [0, 1, 1, 1]
     assert MAGIC in best.prompt.instruction
+
+
+# --- label prompts on a model that scores labels, and the budget ------------------------------------
+
+def labelled_task(accuracy, meter, *, valid=VALID, iterations=1, candidates=4, num_demos=2, bias=1.5):
+    """A label prompt on `SCORING_MODEL`: it reads the review's words but prefers `positive` by
+    `bias`, as a small model prefers some labels whatever the input."""
+    from conftest import SCORING_MODEL
+
+    lm = LM(ModelSettings(model=SCORING_MODEL), meter, backoff=0)
+    evaluator = Evaluator(lm, accuracy, num_threads=2, show_progress=False)
+    config = OptimizationConfig(raw_input=SPEC.description, iterations=iterations, candidates=candidates,
+                                num_demos=num_demos, num_threads=2)
+    start = Prompt("Classify the sentiment.", SPEC.input_fields, SPEC.output_fields, single_line=True,
+                   labels=SPEC.labels)
+    return OptimizationTask(SPEC, start, TRAIN, list(valid), evaluator, Objective(0.0001), lm, config)
+
+
+def biased(bias):
+    def score(prompt, option):
+        right = TRUTH[query_text(prompt)]
+        return (0.0 if option == right else -1.0) + (bias if option == "positive" else 0.0)
+    return score
+
+
+def test_a_biased_model_is_calibrated_and_the_calibrated_prompt_wins(scoring, accuracy):
+    scoring.score = biased(1.5)
+    scoring.rules = [(REWRITE_MARK, rewrites("Classify the sentiment, carefully."))]
+    recorder = Recorder()
+
+    result = MetaPromptBackend().optimize(labelled_task(accuracy, UsageMeter(), num_demos=0), recorder)
+
+    start = recorder.candidates[0][1]
+    assert start.score == 0.5  # says "positive" to everything
+    assert result.score == 1.0 and result.prompt.calibration and "calibrated" in result.change
+    assert result.prompt.instruction == "Classify the sentiment."  # calibration alone did it: no rewrite needed
+    assert len(result.prompt.calibration) == 2
+
+
+def test_demo_sets_of_a_label_prompt_hold_every_label(scoring, accuracy):
+    scoring.score = biased(0.0)
+    scoring.rules = [(REWRITE_MARK, rewrites("Classify the sentiment, carefully."))]
+    recorder = Recorder()
+
+    MetaPromptBackend().optimize(labelled_task(accuracy, UsageMeter(), candidates=6, num_demos=4), recorder)
+
+    demo_sets = [c.prompt.demos for _, c in recorder.candidates if c.prompt.demos]
+    assert demo_sets
+    for demos in demo_sets:
+        labels = [d["label"] for d in demos]
+        assert labels.count("positive") == labels.count("negative")
+
+
+def test_the_budget_shrinks_an_iteration_and_a_spent_one_keeps_the_best_so_far(scoring, accuracy):
+    from promptomatix.models.usage import Limits
+
+    scoring.score = biased(1.5)
+    scoring.rules = [(REWRITE_MARK, rewrites(*[f"Variant {i} of the instruction." for i in range(50)]))]
+    meter = UsageMeter(Limits(calls=len(VALID) + 6))  # the start's answers, then 6 calls
+    task = labelled_task(accuracy, meter, iterations=3, candidates=8, num_demos=2)
+    recorder = Recorder()
+
+    result = MetaPromptBackend().optimize(task, recorder)
+
+    assert meter.snapshot().calls <= len(VALID) + 6
+    assert meter.stopped_by == "max_calls"
+    assert result.score >= recorder.candidates[0][1].score
+    # each iteration raced only what its share of the calls left pays for
+    assert len([1 for step, _ in recorder.candidates if step == 1]) < 8

@@ -1,0 +1,143 @@
+"""What the meta-prompt backend searches over, and how it spends calls on it.
+
+- `demo_sets`: few-shot demo sets drawn from the training examples, label-balanced for
+  classification, in a size from a small ladder (`demo_counts`) and in random order, never
+  longer than the model's context allows.
+- `Race`: successive halving. Every candidate is scored on the first few validation examples;
+  the better half goes on to twice as many, and so on until the survivors are scored on the
+  whole validation set. A candidate that is clearly worse costs a few calls, not a full pass.
+  Answers already given (the first rows of a survivor) are never asked again.
+- Calibration is free: for a label prompt whose model scores labels, the calibrated variant of
+  every scored prompt is read from the same answers (`Evaluator.calibrated`), and the better of
+  the two stands for it.
+
+Ranking: by the objective (quality with the length penalty), where for a label prompt whose
+model scores labels the quality is the mean of accuracy and the probability the prompt gives the
+right labels (`Evaluation.soft`). On a few dozen validation examples many prompts answer equally
+many right; the probability of the right answer tells them apart with far less noise (a proper
+scoring rule), and a prompt that is right by luck is seldom also sure. A challenger replaces the
+incumbent only when it ranks higher and answers at least as many right (`beats`), so the
+reported score never goes down.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+
+from promptomatix.backends.base import Candidate, OptimizationTask
+from promptomatix.prompts import Prompt
+from promptomatix.spec import Example
+
+CHARS_PER_TOKEN = 3.5  # a cautious estimate: prompts are checked against the context before any call
+ANSWER_ROOM = 512  # tokens kept free for the query and the answer
+
+
+def rank(candidate: Candidate) -> float:
+    """The objective, with the soft score averaged into the quality where there is one."""
+    soft = candidate.evaluation.soft
+    if soft is None:
+        return candidate.objective
+    score = candidate.evaluation.score
+    # The objective is quality x length factor; the same factor applies to the blended quality.
+    factor = candidate.objective / score if score > 0 else 1.0
+    return (score + soft) / 2 * factor
+
+
+def beats(challenger: Candidate, incumbent: Candidate) -> bool:
+    """Whether `challenger` should replace `incumbent`: it ranks higher and is at least as good
+    on the reported score. Ties keep the incumbent: a change must earn its place."""
+    return rank(challenger) > rank(incumbent) and challenger.score >= incumbent.score
+
+
+def demo_counts(num_demos: int, labels: Sequence[str]) -> list[int]:
+    """Demo set sizes to try: for classification, whole rounds of the labels (the same number of
+    demos for each), half of `num_demos` and all of it; otherwise half and all."""
+    if num_demos < 1:
+        return [0]
+    if labels:
+        per_label = max(1, num_demos // len(labels))
+        return sorted({len(labels) * max(1, per_label // 2), len(labels) * per_label})
+    return sorted({max(1, num_demos // 2), num_demos})
+
+
+def draw_demos(train: Sequence[Example], count: int, label_field: str | None, labels: Sequence[str],
+               rng: random.Random) -> tuple[Example, ...]:
+    """`count` training examples in random order; for classification the same number of each
+    label (as far as the training set has them)."""
+    if not labels or label_field is None:
+        return tuple(rng.sample(list(train), min(count, len(train))))
+    pools = {label: [e for e in train if e.get(label_field) == label] for label in labels}
+    for pool in pools.values():
+        rng.shuffle(pool)
+    chosen: list[Example] = []
+    while len(chosen) < count and any(pools.values()):
+        for label in labels:
+            if pools[label] and len(chosen) < count:
+                chosen.append(pools[label].pop())
+    rng.shuffle(chosen)
+    return tuple(chosen)
+
+
+def fits(prompt: Prompt, examples: Sequence[Example], context_tokens: int) -> bool:
+    """Whether `prompt` filled with the longest of `examples` fits the model's context, with room
+    for the answer."""
+    longest = max((len(prompt.render(e)) for e in examples), default=len(prompt.template))
+    return longest / CHARS_PER_TOKEN + ANSWER_ROOM <= context_tokens
+
+
+def rungs(valid_size: int, first: int = 4) -> list[int]:
+    """The validation rows scored at each stage of a race: doubling from `first` (at least a
+    quarter of the set) up to all of them."""
+    sizes = [min(valid_size, max(first, math.ceil(valid_size / 4)))]
+    while sizes[-1] < valid_size:
+        sizes.append(min(valid_size, sizes[-1] * 2))
+    return sizes
+
+
+def race_cost(candidates: int, valid_size: int) -> int:
+    """Model calls a race of `candidates` prompts costs at most (one call per new row)."""
+    total, alive, done = 0, candidates, 0
+    for size in rungs(valid_size):
+        total += alive * (size - done)
+        done, alive = size, max(1, math.ceil(alive / 2))
+    return total
+
+
+class Race:
+    """Successive halving of `prompts` on `task.valid` (see the module's doc). `run` returns the
+    candidates scored at each stage (stage 0 first), the survivors of the last stage scored on
+    the whole validation set."""
+
+    def __init__(self, task: OptimizationTask):
+        self.task = task
+
+    def run(self, prompts: Sequence[Prompt], desc: str, changes: Sequence[str] = ()) -> list[list[Candidate]]:
+        """`changes[i]` says how `prompts[i]` was made (kept on its candidates)."""
+        valid = list(self.task.valid)
+        change = dict(zip((p.template for p in prompts), changes))
+        alive = [p.with_(calibration=()) for p in prompts]  # calibration is re-estimated on the rows
+        stages: list[list[Candidate]] = []
+        for size in rungs(len(valid)):
+            rows = valid[:size]
+            evaluations = self.task.evaluator.evaluate_many(alive, rows, desc=f"{desc}, {size} rows")
+            scored = [self.best_variant(p, rows, e, change.get(p.template, "")) for p, e in zip(alive, evaluations)]
+            stages.append(scored)
+            if size == len(valid):
+                break
+            keep = max(1, math.ceil(len(scored) / 2))
+            ordered = sorted(range(len(scored)), key=lambda i: rank(scored[i]), reverse=True)
+            alive = [alive[i] for i in sorted(ordered[:keep])]
+        return stages
+
+    def best_variant(self, prompt: Prompt, rows: Sequence[Example], evaluation, change: str = "") -> Candidate:
+        """The (uncalibrated) prompt as scored, or its calibrated variant, read from the same
+        answers, when that ranks higher."""
+        best = self.task.candidate(prompt, evaluation, change)
+        calibrated = self.task.evaluator.calibrated(prompt, rows, evaluation)
+        if calibrated is not None:
+            other = self.task.candidate(*calibrated, ", ".join(filter(None, (change, "calibrated"))))
+            if rank(other) > rank(best):
+                best = other
+        return best

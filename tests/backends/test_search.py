@@ -1,0 +1,89 @@
+"""What the meta-prompt backend searches over (demo sets) and how it spends calls (races)."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+import pytest
+
+from conftest import FAKE_MODEL
+from promptomatix.backends.base import OptimizationTask
+from promptomatix.backends.search import Race, demo_counts, draw_demos, fits, race_cost, rungs
+from promptomatix.config import ModelSettings, OptimizationConfig
+from promptomatix.evaluation import Evaluator
+from promptomatix.models.lm import LM
+from promptomatix.models.usage import UsageMeter
+from promptomatix.prompts import Prompt
+from promptomatix.scoring import Metric, Objective
+from promptomatix.spec import TaskSpec
+
+TRAIN = [{"text": f"review {i}", "label": label} for i, label in enumerate(["a", "b", "c"] * 6)]
+
+
+@pytest.mark.parametrize("num_demos, labels, counts", [
+    (8, ("a", "b"), [4, 8]), (8, ("a", "b", "c", "d"), [4, 8]), (8, tuple("abcdef"), [6]),
+    (8, (), [4, 8]), (1, (), [1]), (0, ("a", "b"), [0]),
+])
+def test_demo_set_sizes_are_whole_rounds_of_the_labels(num_demos, labels, counts):
+    assert demo_counts(num_demos, labels) == counts
+
+
+def test_demo_sets_are_label_balanced_drawn_from_training_and_shuffled():
+    rng = random.Random(0)
+    sets = [draw_demos(TRAIN, 6, "label", ("a", "b", "c"), rng) for _ in range(20)]
+    for demos in sets:
+        assert Counter(d["label"] for d in demos) == {"a": 2, "b": 2, "c": 2}
+        assert all(d in TRAIN for d in demos) and len({d["text"] for d in demos}) == 6
+    assert len({tuple(d["label"] for d in demos) for demos in sets}) > 1  # the order varies
+
+
+def test_a_label_with_too_few_examples_gives_what_it_has():
+    train = TRAIN[:4]  # a, b, c, a
+    demos = draw_demos(train, 6, "label", ("a", "b", "c"), random.Random(1))
+    assert Counter(d["label"] for d in demos) == {"a": 2, "b": 1, "c": 1}
+
+
+def test_a_prompt_too_long_for_the_context_does_not_fit():
+    prompt = Prompt("Classify.", ("text",), ("label",), demos=tuple({"text": "word " * 2000, "label": "a"}
+                                                                     for _ in range(2)))
+    assert not fits(prompt, [{"text": "short"}], context_tokens=4096)
+    assert fits(prompt.with_(demos=()), [{"text": "short"}], context_tokens=4096)
+
+
+def test_races_double_the_rows_and_end_on_the_whole_validation_set():
+    assert rungs(25) == [7, 14, 25]
+    assert rungs(4) == [4]
+    assert rungs(100) == [25, 50, 100]
+    # 8 prompts on 25 rows: 8 x 7, then 4 x 7 more, then 2 x 11 more
+    assert race_cost(8, 25) == 8 * 7 + 4 * 7 + 2 * 11 < 8 * 25
+
+
+def test_a_race_drops_the_worse_half_early_and_scores_survivors_on_everything(fake_llm):
+    valid = [{"text": f"film {i}", "label": "positive" if i % 2 else "negative"} for i in range(16)]
+    truth = {e["text"]: e["label"] for e in valid}
+    # a prompt saying RIGHT is always right; WRONG always wrong; others right on even films only
+    def answer(prompt, params):
+        query = prompt.rsplit("Text: ", 1)[-1].split("\n")[0]
+        if "RIGHT" in prompt or ("WRONG" not in prompt and int(query.split()[-1]) % 2 == 0):
+            return truth[query]
+        return "positive" if truth[query] == "negative" else "negative"
+
+    fake_llm.rules = [("Text:", answer)]
+    meter = UsageMeter()
+    evaluator = Evaluator(LM(ModelSettings(FAKE_MODEL), meter), Metric("classification", "accuracy"),
+                          show_progress=False)
+    spec = TaskSpec("Classify.", ("text",), ("label",), "classification", ("positive", "negative"))
+    start = Prompt("Classify.", ("text",), ("label",), single_line=True, labels=spec.labels)
+    task = OptimizationTask(spec, start, [], valid, evaluator, Objective(0.0), evaluator.lm,
+                            OptimizationConfig(raw_input="x"))
+    prompts = [start.with_(instruction=f"{word} classify.") for word in ("RIGHT", "WRONG", "MAYBE", "WRONG again")]
+
+    stages = Race(task).run(prompts, "test")
+
+    # 4 prompts on 4 rows, the better 2 on 8, the best on all 16
+    assert [len(stage) for stage in stages] == [4, 2, 1]
+    assert {c.prompt.instruction for c in stages[1]} == {"RIGHT classify.", "MAYBE classify."}
+    assert [(c.prompt.instruction, c.score, len(c.evaluation.per_example)) for c in stages[-1]] == \
+        [("RIGHT classify.", 1.0, 16)]
+    assert meter.snapshot().calls == 4 * 4 + 2 * 4 + 1 * 8 < 4 * 16
