@@ -106,6 +106,16 @@ class CallCounter:
         self.budget = Budget(limit)
         return self.budget
 
+    @contextmanager
+    def suspended(self):
+        """Calls inside the block count against no budget (a measurement beside a method)."""
+        kept = self.budget
+        self.budget = Budget(None)
+        try:
+            yield
+        finally:
+            self.budget = kept
+
     def __enter__(self) -> CallCounter:
         import litellm
 

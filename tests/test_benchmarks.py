@@ -103,9 +103,12 @@ def test_throughput_reports_wall_time_against_the_limit(tracking, capsys):
     table = capsys.readouterr().out
 
     assert [r["concurrency"] for r in rows] == [1, 4]
+    # the same job at any concurrency: the same calls
+    assert rows[0]["calls"] == rows[1]["calls"]
     for row in rows:
-        # intake, start, and per candidate a rewrite plus the validation set
-        assert row["calls"] == 1 + 8 + 2 * (1 + 8)
+        # intake and the start on the validation set, then racing: candidates meet a minibatch
+        # first, so two of them never cost a rewrite each plus the whole validation set
+        assert 1 + 8 < row["calls"] < 1 + 8 + 2 * (1 + 8)
         # an identical re-run never costs more; with promptomatix's answer cache it costs less
         assert 0 <= row["rerun_calls"] <= row["calls"]
         assert row["limit"] == pytest.approx(row["calls"] * latency / row["concurrency"], abs=0.01)
