@@ -7,9 +7,8 @@
 Each is started by the test session and stopped when its `with` ends, also when a test fails.
 PostgreSQL is Debian's (package `postgresql`): a throwaway cluster made with its `initdb` in a
 temporary folder, so nothing touches the machine's own cluster. A service that cannot be
-started here raises `Unavailable` with the reason; the tests skip on it, except when
-PROMPTOMATIX_REQUIRE_SERVICES is set (`.ci/run` sets it): there it is a failure, so that CI
-cannot pass by skipping what it is meant to run.
+started here raises `Unavailable` with the reason; the tests then call conftest's
+`skip_or_fail` (a skip, or a failure in CI).
 
 Kept out of a conftest.py for the reason given in reliability_support.py.
 """
@@ -31,23 +30,13 @@ import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
-
 # mlflow server answers /health after ~15 s on an idle 2-core machine, ~60 s on a busy one; a
 # fresh PostgreSQL database adds MLflow's schema migrations to that.
 SERVER_STARTUP_LIMIT = 300
-REQUIRE = "PROMPTOMATIX_REQUIRE_SERVICES"
 
 
 class Unavailable(RuntimeError):
     """A service that cannot run on this machine; the message says why."""
-
-
-def skip_or_fail(reason: str):
-    """Skip the test with `reason`, or fail it where the services are required (CI)."""
-    if os.environ.get(REQUIRE):
-        pytest.fail(f"{reason} ({REQUIRE} is set: this run must not skip it)", pytrace=False)
-    pytest.skip(reason)
 
 
 def free_port() -> int:

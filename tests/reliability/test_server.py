@@ -21,6 +21,7 @@ from types import SimpleNamespace
 import mlflow
 import pandas as pd
 import pytest
+from conftest import skip_or_fail
 from mlflow import MlflowClient
 
 import reliability_support as support
@@ -44,7 +45,7 @@ def team_server(request, tmp_path_factory):
                      else stack.enter_context(services.postgres()))
             url = stack.enter_context(services.mlflow_server(store, folder / "artifacts", folder / "server.log"))
         except services.Unavailable as exc:
-            services.skip_or_fail(f"{request.param} tracking server: {exc}")
+            skip_or_fail(f"{request.param} tracking server: {exc}")
         yield SimpleNamespace(url=url, store=request.param, artifacts=folder / "artifacts")
 
 
