@@ -5,6 +5,9 @@
             ...                                   # http://127.0.0.1:PORT, /health answered
 
 Each is started by the test session and stopped when its `with` ends, also when a test fails.
+Where PROMPTOMATIX_SERVICE_DIR names a folder (`.ci/run` sets it), the clusters are made in it
+and each server's process group id is written there, so that a run killed before its clean-up
+can still have them stopped by id.
 PostgreSQL is Debian's (package `postgresql`): a throwaway cluster made with its `initdb` in a
 temporary folder, so nothing touches the machine's own cluster. A service that cannot be
 started here raises `Unavailable` with the reason; the tests then call conftest's
@@ -33,6 +36,9 @@ from pathlib import Path
 # mlflow server answers /health after ~15 s on an idle 2-core machine, ~60 s on a busy one; a
 # fresh PostgreSQL database adds MLflow's schema migrations to that.
 SERVER_STARTUP_LIMIT = 300
+
+
+SERVICE_DIR = "PROMPTOMATIX_SERVICE_DIR"
 
 
 class Unavailable(RuntimeError):
@@ -80,7 +86,8 @@ def postgres(prefix: str = "pmx-pg-"):
     """A new PostgreSQL cluster on a free loopback port with a database `mlflow` owned by the
     password-protected user `mlflow`; yields its SQLAlchemy URI. Removed afterwards."""
     bindir = _postgres_bin()
-    folder = Path(tempfile.mkdtemp(prefix=prefix))  # not pytest's tmp_path: the postgres user must enter it
+    # Not pytest's tmp_path: the postgres user must be able to enter it.
+    folder = Path(tempfile.mkdtemp(prefix=prefix, dir=os.environ.get(SERVICE_DIR) or None))
     data, log = folder / "data", folder / "server.log"
     password = secrets.token_hex(12)
     (folder / "pw").write_text(password + "\n")
@@ -126,6 +133,9 @@ def mlflow_server(backend_store_uri: str, artifacts: Path, log_path: Path):
              "--artifacts-destination", str(artifacts), "--serve-artifacts",
              "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
             cwd=log_path.parent, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        record = Path(os.environ[SERVICE_DIR]) / f"mlflow-server-{process.pid}.pid" if os.environ.get(SERVICE_DIR) else None
+        if record:
+            record.write_text(f"{process.pid}\n")  # its process group id (a session of its own)
         try:
             deadline = time.monotonic() + SERVER_STARTUP_LIMIT
             while not healthy(url):
@@ -140,3 +150,5 @@ def mlflow_server(backend_store_uri: str, artifacts: Path, log_path: Path):
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+            if record:
+                record.unlink(missing_ok=True)
