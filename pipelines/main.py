@@ -5,11 +5,9 @@ MLproject cannot leave an option out, so `--flag=` (an empty value) means "not g
 
 import sys
 
+from step_utils import given
+
 from promptomatix.cli import cli
-
-
-def given(argv: list[str]) -> list[str]:
-    return [arg for arg in argv if not (arg.startswith("--") and arg.endswith("="))]
 
 
 if __name__ == "__main__":

@@ -8,12 +8,30 @@ a script named like a package (`evaluate.py`, `data.py`) would shadow it.
 
 from __future__ import annotations
 
+import shlex
+
 URI_PREFIXES = ("runs:/", "mlflow-artifacts:/", "file://")
 
 
 def given(argv: list[str]) -> list[str]:
-    """`argv` without the `--flag=` items whose value is empty."""
-    return [arg for arg in argv if not (arg.startswith("--") and arg.endswith("="))]
+    """`argv` without the `--flag=` items whose value is empty (and each unquoted, see below)."""
+    return [arg for arg in map(unquote, argv) if not (arg.startswith("--") and arg.endswith("="))]
+
+
+def unquote(arg: str) -> str:
+    """`arg` without the shell quoting MLflow's Kubernetes backend leaves on it. That backend
+    splits the entry point's command into words, shell-quotes each one again and hands the list
+    to Kubernetes, which runs it without a shell: `--raw-input=a b` arrives as
+    `'--raw-input=a b'`, quotes included (mlflow/projects/kubernetes.py, `_get_run_command`).
+    Our options all start with `--`, so an argument that is one quoted shell word is that."""
+    if arg.startswith("'"):
+        try:
+            words = shlex.split(arg)
+        except ValueError:  # not shell quoting after all
+            return arg
+        if len(words) == 1:
+            return words[0]
+    return arg
 
 
 def local(value: str) -> str:

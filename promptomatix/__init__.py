@@ -30,6 +30,9 @@ _EXPORTS = {
     "feedback_summary": "promptomatix.feedback",
     "export_feedback": "promptomatix.feedback",
     "critique": "promptomatix.critiques",
+    # Applying a registered version to a table (locally or on Spark).
+    "score": "promptomatix.batch",
+    "ScoreReport": "promptomatix.batch",
     # The original Promptomatix guide's interface (translated onto ours in promptomatix/compat.py).
     "process_input": "promptomatix.compat",
     "optimize_with_feedback": "promptomatix.compat",

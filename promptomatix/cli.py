@@ -8,6 +8,7 @@ import sys
 
 import click
 
+from promptomatix.cli_batch import add_to as add_batch_commands
 from promptomatix.cli_feedback import add_to as add_feedback_commands
 from promptomatix.cli_lifecycle import add_to as add_lifecycle_commands
 from promptomatix.compat import add_guide_aliases
@@ -242,6 +243,7 @@ def summary(result) -> str:
 add_guide_aliases(optimize)  # the original Promptomatix's flag spellings (--raw_input, ...)
 add_lifecycle_commands(cli)
 add_feedback_commands(cli)
+add_batch_commands(cli)
 
 
 def main() -> None:

@@ -117,6 +117,18 @@ def sample_text(word: str, number: int) -> str:
     return f"a {word} film, notes w{number}a w{number}b w{number}c w{number}d"
 
 
+REQUIRE_SERVICES = "PROMPTOMATIX_REQUIRE_SERVICES"
+
+
+def skip_or_fail(reason: str):
+    """Skip a test whose service (a database, a Java runtime) cannot run here, with `reason`;
+    fail it instead where PROMPTOMATIX_REQUIRE_SERVICES is set (`.ci/run` sets it), so that CI
+    cannot pass by skipping what it is meant to run."""
+    if os.environ.get(REQUIRE_SERVICES):
+        pytest.fail(f"{reason} ({REQUIRE_SERVICES} is set: this run must not skip it)", pytrace=False)
+    pytest.skip(reason)
+
+
 def _schema_of(response_format):
     if isinstance(response_format, dict) and response_format.get("type") == "json_schema":
         return response_format["json_schema"]["schema"]

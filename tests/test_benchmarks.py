@@ -129,3 +129,21 @@ def test_stub_answers_schemas_and_labels():
         assert stub.requests == 2
     assert len(json.loads(structured.choices[0].message.content)["instruction"]) >= 30
     assert label.choices[0].message.content == "positive"
+
+
+def test_batch_scoring_reports_rows_per_second_against_the_latency_limit(tracking, capsys):
+    from benchmarks import batch
+
+    latency = 0.02
+    args = batch.parse_args(["--rows", "60", "--latency", str(latency), "--batch-size", "16",
+                             "--concurrency", "1,6", "--spark-concurrency", ""])
+    rows = batch.run(args)
+
+    assert [(r["engine"], r["concurrency"]) for r in rows] == [("local", 1), ("local", 6)]
+    for row in rows:
+        assert row["rows"] == row["calls"] == 60  # one call per row
+        assert row["limit"] == pytest.approx(60 * latency / row["concurrency"], abs=0.01)
+        assert row["wall"] >= row["limit"]  # the latency limit is a floor
+        assert row["rows_per_s"] == pytest.approx(60 / row["wall"], rel=0.05)
+    assert rows[1]["wall"] < rows[0]["wall"]  # concurrency pays
+    assert "### batch scoring: 60 rows" in capsys.readouterr().out

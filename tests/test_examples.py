@@ -371,6 +371,6 @@ def test_config_file_and_custom_command_from_the_cli(tracking, scripted, example
     # demos reach 1.0 in the first iteration, so the hook ends the search there
     assert [m.step for m in MlflowClient().get_metric_history(run.info.run_id, "best_score")] == [0, 1]
 
-    assert "score" in runner.invoke(cli, ["--help"]).output
-    scored = runner.invoke(cli, ["score", run.info.run_id], catch_exceptions=False)
+    assert "run-scores" in runner.invoke(cli, ["--help"]).output
+    scored = runner.invoke(cli, ["run-scores", run.info.run_id], catch_exceptions=False)
     assert scored.exit_code == 0 and scored.output.strip() == f"{run.info.run_id}: 0.000 -> 1.000"

@@ -89,7 +89,7 @@ def prepare(version, data: str | Sequence[Example]) -> Prepared:
         task_type = get_task_type(task_name)
     except ConfigError as exc:
         raise RegistryError(f"version {version.version} of {version.name!r}: {exc}") from None
-    inputs, outputs = _fields(version)
+    inputs, outputs = model_fields(version)
     if isinstance(data, str):
         source, examples = data, load_examples(data)
     else:
@@ -107,7 +107,7 @@ def digest(examples: Sequence[Example]) -> str:
     return mlflow.data.from_pandas(pd.DataFrame(list(examples))).digest
 
 
-def _fields(version) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def model_fields(version) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """Input and output fields from the logged model's signature."""
     from mlflow.models import get_model_info
 

@@ -1,6 +1,6 @@
 """The metric DSPy's optimizers maximize: promptomatix's quality times the length penalty.
 
-    metric = ProgramMetric(Metric("classification", "accuracy"), ("label",), Objective(0.005))
+    metric = ProgramMetric(Metric("classification", "accuracy"), ("label",), Objective(0.0001))
     metric(example, prediction)            # DSPy's form: metric(example, pred, trace=None) -> float
     FeedbackMetric(metric)(gold, pred, trace, pred_name, pred_trace)   # GEPA's: Prediction(score, feedback)
 

@@ -1,0 +1,154 @@
+"""Real services for the team tests: a private PostgreSQL on loopback and `mlflow server`.
+
+    with postgres(folder) as uri:                 # postgresql://mlflow:...@127.0.0.1:PORT/mlflow
+        with mlflow_server(uri, folder / "artifacts", folder / "server.log") as url:
+            ...                                   # http://127.0.0.1:PORT, /health answered
+
+Each is started by the test session and stopped when its `with` ends, also when a test fails.
+Where PROMPTOMATIX_SERVICE_DIR names a folder (`.ci/run` sets it), the clusters are made in it
+and each server's process group id is written there, so that a run killed before its clean-up
+can still have them stopped by id.
+PostgreSQL is Debian's (package `postgresql`): a throwaway cluster made with its `initdb` in a
+temporary folder, so nothing touches the machine's own cluster. A service that cannot be
+started here raises `Unavailable` with the reason; the tests then call conftest's
+`skip_or_fail` (a skip, or a failure in CI).
+
+Kept out of a conftest.py for the reason given in reliability_support.py.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+# mlflow server answers /health after ~15 s on an idle 2-core machine, ~60 s on a busy one; a
+# fresh PostgreSQL database adds MLflow's schema migrations to that.
+SERVER_STARTUP_LIMIT = 300
+
+
+SERVICE_DIR = "PROMPTOMATIX_SERVICE_DIR"
+
+
+class Unavailable(RuntimeError):
+    """A service that cannot run on this machine; the message says why."""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def _postgres_bin() -> Path:
+    # Debian keeps the server's programs out of PATH, one folder per major version (a link to
+    # one of them on PATH may be all there is of it).
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(p.split("/")[4]))
+    found = candidates[-1] if candidates else shutil.which("initdb")
+    if not found:
+        raise Unavailable("PostgreSQL is not installed (Debian: apt-get install postgresql)")
+    return Path(os.path.realpath(found)).parent
+
+
+def _as_server_user(command: list[str]) -> list[str]:
+    """PostgreSQL refuses to run as root: as root, run it as the `postgres` user the Debian
+    package creates."""
+    if os.geteuid() != 0:
+        return command
+    try:
+        pwd.getpwnam("postgres")
+    except KeyError:
+        raise Unavailable("running as root and there is no 'postgres' user to run PostgreSQL as") from None
+    return ["runuser", "-u", "postgres", "--", *command]
+
+
+@contextmanager
+def postgres(prefix: str = "pmx-pg-"):
+    """A new PostgreSQL cluster on a free loopback port with a database `mlflow` owned by the
+    password-protected user `mlflow`; yields its SQLAlchemy URI. Removed afterwards."""
+    bindir = _postgres_bin()
+    # Not pytest's tmp_path: the postgres user must be able to enter it.
+    folder = Path(tempfile.mkdtemp(prefix=prefix, dir=os.environ.get(SERVICE_DIR) or None))
+    data, log = folder / "data", folder / "server.log"
+    password = secrets.token_hex(12)
+    (folder / "pw").write_text(password + "\n")
+    if os.geteuid() == 0:
+        shutil.chown(folder, "postgres")
+        shutil.chown(folder / "pw", "postgres")
+    port = free_port()
+    started = False
+
+    def run(*command: str, env: dict | None = None) -> None:
+        done = subprocess.run(_as_server_user([str(bindir / command[0]), *command[1:]]), capture_output=True,
+                              text=True, timeout=120, env=env)
+        if done.returncode != 0:
+            raise Unavailable(f"PostgreSQL {command[0]} failed: {(done.stderr or done.stdout).strip()[-500:]}")
+
+    try:
+        run("initdb", "-D", str(data), "-U", "mlflow", "--pwfile", str(folder / "pw"), "-A", "scram-sha-256",
+            "-E", "UTF8", "--no-sync")
+        # Loopback only, socket in our folder; fsync off: a test database need not survive a crash.
+        run("pg_ctl", "-D", str(data), "-l", str(log), "-w", "-t", "60", "-o",
+            f"-c listen_addresses=127.0.0.1 -p {port} -k {folder} -c fsync=off -c max_connections=200", "start")
+        started = True
+        run("createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "mlflow", "mlflow",
+            env=os.environ | {"PGPASSWORD": password})
+        yield f"postgresql://mlflow:{password}@127.0.0.1:{port}/mlflow"
+    finally:
+        if started:
+            subprocess.run(_as_server_user([str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"]),
+                           capture_output=True, timeout=60)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextmanager
+def mlflow_server(backend_store_uri: str, artifacts: Path, log_path: Path):
+    """`mlflow server` on a free loopback port with the given backend store, serving the
+    artifacts under `artifacts` itself (--serve-artifacts): clients reach artifacts through the
+    server only. Yields its URL once /health answers; its whole process group is stopped after."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend_store_uri,
+             "--artifacts-destination", str(artifacts), "--serve-artifacts",
+             "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
+            cwd=log_path.parent, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        record = Path(os.environ[SERVICE_DIR]) / f"mlflow-server-{process.pid}.pid" if os.environ.get(SERVICE_DIR) else None
+        if record:
+            record.write_text(f"{process.pid}\n")  # its process group id (a session of its own)
+        try:
+            deadline = time.monotonic() + SERVER_STARTUP_LIMIT
+            while not healthy(url):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise Unavailable(f"mlflow server did not come up: {log_path.read_text()[-2000:]}")
+                time.sleep(1)
+            yield url
+        finally:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+            if record:
+                record.unlink(missing_ok=True)
