@@ -43,7 +43,8 @@ def test_bootstrap_few_shot_with_the_embedded_model_registers_a_version_no_worse
     assert result.optimized_score >= result.initial_score
     assert result.model_version == "1" and result.prompt_version == "1"
     program = json.loads(mlflow.artifacts.load_text(f"runs:/{result.run_id}/program.json"))
-    assert program["adapter"] == {"name": "text", "single_line": ["label"]}
+    # the saved program answers with the task's labels (scored per label by the embedded model)
+    assert program["adapter"] == {"name": "text", "single_line": ["label"], "labels": ["negative", "positive"]}
     run = MlflowClient().get_run(result.run_id)
     assert run.data.metrics["total_calls"] == result.usage.calls > 0
     # the served model answers with a label for a new review
