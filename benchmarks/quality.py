@@ -311,19 +311,16 @@ class Methods:
         """How many of the run's synthetic labels a reference classifier agrees with: the
         embedded model with three 8-demo sets of real training examples, batch-calibrated on 25
         real inputs, averaged; its own accuracy on the first 100 test rows beside."""
-        import mlflow
 
-        from promptomatix.answers import batch_calibration, log_softmax
+        from promptomatix.answers import batch_calibration, calibrated
+        from promptomatix.checkpoints import read_saved
         from promptomatix.backends.search import draw_demos
         from promptomatix.evaluation import Evaluator
         from promptomatix.scoring import Metric
 
-        rows = []
-        for part in ("train", "valid"):
-            text = mlflow.artifacts.load_text(f"runs:/{run_id}/data/{part}.jsonl")
-            rows += [json.loads(line) for line in text.splitlines() if line.strip()]
-        spec = json.loads(mlflow.artifacts.load_text(f"runs:/{run_id}/task_spec.json"))
-        text_field, label_field = spec["input_fields"][0], spec["output_fields"][0]
+        saved = read_saved(run_id)
+        rows = list(saved.train) + list(saved.valid)
+        text_field, label_field = saved.spec.input_fields[0], saved.spec.output_fields[0]
         rng = random.Random(self.seed + 1)
         evaluator = Evaluator(self._lm(), Metric("classification", "accuracy"), show_progress=False)
         unlabelled = [{"text": r["text"]} for r in rng.sample(self.data.pool, min(25, len(self.data.pool)))]
@@ -337,7 +334,7 @@ class Methods:
             totals = [[0.0] * len(self.data.labels) for _ in texts]
             for prompt in judges:
                 for total, answer in zip(totals, evaluator.answers(prompt, [{"text": t} for t in texts])):
-                    for i, value in enumerate(log_softmax([s - c for s, c in zip(answer.scores, prompt.calibration)])):
+                    for i, value in enumerate(calibrated(answer.scores, prompt.calibration)):
                         total[i] += value
             return [self.data.labels[max(range(len(t)), key=t.__getitem__)] for t in totals]
 

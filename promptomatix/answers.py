@@ -82,10 +82,16 @@ def batch_calibration(rows: Sequence[Sequence[float]]) -> tuple[float, ...]:
     return tuple(sum(column) / len(normalized) for column in zip(*normalized))
 
 
+def calibrated(scores: Sequence[float], calibration: Sequence[float] = ()) -> list[float]:
+    """`scores` less `calibration` (none: as they are), normalized to log-probabilities."""
+    offsets = calibration or [0.0] * len(scores)
+    return log_softmax([s - o for s, o in zip(scores, offsets)])
+
+
 def best_label(labels: Sequence[str], scores: Sequence[float], calibration: Sequence[float] = ()) -> str:
     """The label with the highest score after subtracting `calibration` (none: raw scores)."""
-    offsets = calibration or [0.0] * len(labels)
-    return labels[max(range(len(labels)), key=lambda i: scores[i] - offsets[i])]
+    normalized = calibrated(scores, calibration)
+    return labels[max(range(len(labels)), key=normalized.__getitem__)]
 
 
 def label_probability(labels: Sequence[str], scores: Sequence[float], calibration: Sequence[float],
@@ -94,6 +100,4 @@ def label_probability(labels: Sequence[str], scores: Sequence[float], calibratio
     tell candidates apart that answer equally many right."""
     if label not in labels:
         return 0.0
-    offsets = calibration or [0.0] * len(labels)
-    normalized = log_softmax([s - o for s, o in zip(scores, offsets)])
-    return math.exp(normalized[list(labels).index(label)])
+    return math.exp(calibrated(scores, calibration)[list(labels).index(label)])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import contextlib
 import json
 import logging
 import os
@@ -29,7 +30,7 @@ from promptomatix.intake import extract_task_spec, parse_markers, starting_instr
 from promptomatix.models.cache import default_cache
 from promptomatix.models.lm import LM, check_model, redact
 from promptomatix.models.usage import Usage, UsageMeter
-from promptomatix.planning import TEACHERS, WRITE_ATTEMPTS, Plan, data_size
+from promptomatix.planning import Plan, data_size
 from promptomatix.planning import plan as plan_calls
 from promptomatix.prompts import Prompt
 from promptomatix.scoring import Objective, build_metric, prompt_words
@@ -40,6 +41,7 @@ from promptomatix.tracking import MLflowTracker, check_store, log_config, log_ex
 log = logging.getLogger(__name__)
 CONFIG_ARTIFACT = checkpoints.CONFIG_ARTIFACT  # the effective options, re-runnable with --config-from
 STOPPED_BY = "promptomatix.stopped_by"  # why the search ended: a limit of the budget, a hook, or done
+SEARCH_COMPLETE = "search_complete"  # its value when the search ran its course
 
 
 @dataclass(frozen=True)
@@ -165,16 +167,12 @@ def plan(config: OptimizationConfig | None = None, **options) -> Plan:
     making any (`--dry-run`). The user's data is read to size the validation set; intake has not
     run, so a task of unknown type is planned as a two-label classification."""
     config = config if config is not None else config_from_options(**options)
-    valid_size, labels = None, 2
+    if config.valid_data:
+        return plan_calls(config, valid_size=len(load_examples(config.valid_data, config.field_map)))
     if config.train_data:
         rows = load_examples(config.train_data, config.field_map)
-        valid_rows = load_examples(config.valid_data, config.field_map) if config.valid_data else None
-        valid_size = len(valid_rows) if valid_rows is not None else \
-            len(rows) - min(max(1, round(len(rows) * config.train_ratio)), len(rows) - 1)
-        if config.output_fields:
-            labels = len({row.get(config.output_fields[0]) for row in rows})
-    return plan_calls(config, valid_size=valid_size, labels=labels,
-                      classification=config.task_type in (None, "classification"))
+        return plan_calls(config, valid_size=len(data.split(rows, config.train_ratio, config.seed)[1]))
+    return plan_calls(config, classification=config.task_type in (None, "classification"))
 
 
 def _take_over(old_run_id: str, new_run_id: str, name: str | None) -> None:
@@ -238,7 +236,13 @@ def _run(config: OptimizationConfig, run, name: str, user_data: list[Example] | 
         if origin.feedback:
             mlflow.set_tag(lineage.FEEDBACK_USED, ",".join(f.id for f in origin.feedback))
 
-    spec = head.spec or _intake(config, optimizer_lm, user_data)
+    if head.spec is None:
+        with _spent_before("intake finished"):
+            spec = extract_task_spec(config.raw_input, optimizer_lm, task_type=config.task_type,
+                                     input_fields=config.input_fields, output_fields=config.output_fields,
+                                     columns=list(user_data[0]) if user_data else None)
+    else:
+        spec = head.spec
     train = valid = None
     if user_data:
         train, valid = _user_split(spec, user_data, valid_data, config)
@@ -276,11 +280,8 @@ def _run(config: OptimizationConfig, run, name: str, user_data: list[Example] | 
     events = CallbackList([tracker, checkpoints.CheckpointLogger(tracker.rows), ProgressPrinter()], hooks)
     events.on_hook_error = lambda hook, error: mlflow.set_tag(f"promptomatix.hook_error.{hook}", error[:5000])
     events.on_optimization_start(task)
-    try:
+    with _spent_before("the starting prompt was scored"):  # later, a backend keeps its best so far
         best = backend.optimize(task, events)
-    except BudgetExhausted as exc:  # before the starting prompt was scored: nothing to keep
-        raise BudgetExhausted(exc.limit, f"{exc} before the starting prompt was scored; raise the budget "
-                                         f"(--max-calls, --max-cost, --max-seconds)") from None
     initial = next((r for r in tracker.rows if r["step"] == 0), None)
     if initial is None:
         raise PluginError(f"backend {config.backend!r} did not report its starting prompt as step 0")
@@ -294,7 +295,7 @@ def _run(config: OptimizationConfig, run, name: str, user_data: list[Example] | 
                                ensure_ascii=False, indent=1), "valid_predictions.json")
     usage = meter.snapshot()
     seconds = time.monotonic() - started
-    stopped_by = meter.stopped_by or ("hook" if events.should_stop else "search_complete")
+    stopped_by = meter.stopped_by or ("hook" if events.should_stop else SEARCH_COMPLETE)
     mlflow.set_tag(STOPPED_BY, stopped_by)
     mlflow.log_metrics({"initial_score": initial["score"], "optimized_score": best.score,
                         "optimized_objective": best.objective, "prompt_words": prompt_words(best.prompt.template),
@@ -337,12 +338,15 @@ def starting_prompt(spec: TaskSpec) -> Prompt:
                   labels=tuple(spec.labels) if labelled else ())
 
 
-def _intake(config: OptimizationConfig, lm: LM, user_data: list[Example] | None) -> TaskSpec:
+@contextlib.contextmanager
+def _spent_before(what: str):
+    """A budget spent before `what`: there is no prompt worth keeping yet, so the run fails with
+    a message that says when, and what to raise."""
     try:
-        return extract_task_spec(config.raw_input, lm, task_type=config.task_type, input_fields=config.input_fields,
-                                 output_fields=config.output_fields, columns=list(user_data[0]) if user_data else None)
+        yield
     except BudgetExhausted as exc:
-        raise BudgetExhausted(exc.limit, f"{exc} before intake finished; raise the budget") from None
+        raise BudgetExhausted(exc.limit, f"{exc} before {what}; raise the budget (--max-calls, --max-cost, "
+                                         f"--max-seconds)") from None
 
 
 def _synthetic_data(config: OptimizationConfig, spec: TaskSpec, start: Prompt, optimizer_lm: LM,
@@ -350,26 +354,24 @@ def _synthetic_data(config: OptimizationConfig, spec: TaskSpec, start: Prompt, o
     """Train and validation examples written for the task (see `data.selflabel` for label
     prompts, `data.synthetic` for the others), with what was made and dropped logged."""
     accept = (lambda e: steps(e, "synthetic")) if steps else None
-    size = data_size(config, spec.task_type == "classification" and bool(spec.labels), len(spec.labels))
-    try:
+    size = data_size(config, bool(start.labels), len(spec.labels))
+    with _spent_before("the synthetic data was written"):
         if start.labels:
             seeds = [e for e in spec.sample_examples if e.get(spec.output_fields[0]) in start.labels]
             inputs, asked, written = write_inputs(spec, optimizer_lm, size, seeds=seeds, show_progress=show_progress,
-                                                  accept=accept, attempts=WRITE_ATTEMPTS * size)
+                                                  accept=accept)
             train, valid, labelled = self_label(spec, inputs, asked, start, evaluator, train_ratio=config.train_ratio,
-                                                seed=config.seed, teachers=TEACHERS)
+                                                seed=config.seed)
             train = seeds + train  # the user's own examples: demos to draw, never validation
             mlflow.log_metrics({"synthetic_accepted": written.written, "synthetic_rejected": written.rejected,
                                 "synthetic_duplicates": written.duplicates, "synthetic_write_calls": written.calls,
                                 "synthetic_label_agreement": labelled.agreement,
                                 "synthetic_asked_label_agreement": labelled.asked_agreement,
+                                "synthetic_label_teachers": labelled.teachers,
                                 **{f"synthetic_labels.{k}": v for k, v in labelled.per_label.items()}})
             return train, valid
         examples, report = generate_examples(spec, optimizer_lm, size, batch_size=config.batch_size,
                                              show_progress=show_progress, accept=accept)
-    except BudgetExhausted as exc:
-        raise BudgetExhausted(exc.limit, f"{exc} while writing synthetic data; raise the budget or lower "
-                                         f"--synthetic-data-size") from None
     mlflow.log_metrics({"synthetic_accepted": report.accepted, "synthetic_rejected": report.rejected,
                         "synthetic_duplicates": report.duplicates, "synthetic_failed_batches": report.failed_batches})
     # The user's own examples are the starting demos: keep them out of validation.

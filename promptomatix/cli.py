@@ -218,6 +218,8 @@ def plugins() -> None:
 def summary(result) -> str:
     import mlflow
 
+    from promptomatix.api import SEARCH_COMPLETE
+
     usage = result.usage
     lines = [
         "",
@@ -229,7 +231,7 @@ def summary(result) -> str:
         f"cost:            ${usage.cost:.4f}, {usage.tokens} tokens in {usage.calls} LLM calls "
         f"({usage.retries} retries, {usage.parse_failures} parse failures, {usage.cache_hits} cached, "
         f"{usage.unmapped_answers} answers naming no label), {result.seconds:.1f} s",
-        f"stopped by:      {result.extra.get('stopped_by', 'search_complete')}",
+        f"stopped by:      {result.extra.get('stopped_by', SEARCH_COMPLETE)}",
         f"run id:          {result.run_id}",
     ]
     if result.model_version:

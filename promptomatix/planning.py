@@ -14,12 +14,11 @@ from dataclasses import dataclass
 
 from promptomatix.backends.search import race_cost
 from promptomatix.config import OptimizationConfig
+from promptomatix.data.selflabel import TEACHERS, WRITE_ATTEMPTS
 
 log = logging.getLogger(__name__)
 
-TEACHERS = 2  # few-shot prompts whose consensus labels synthetic inputs (data.selflabel)
 DATA_SHARE = 0.6  # of a call budget, at most this much goes to writing and labelling synthetic data
-WRITE_ATTEMPTS = 2  # requests per synthetic input at most (some answers are dropped as repeats)
 
 
 def calls_per_example(config: OptimizationConfig, labelled: bool) -> float:

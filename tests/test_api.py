@@ -280,7 +280,7 @@ def test_a_cost_budget_stops_the_search_mid_iteration_and_keeps_the_best_so_far(
 
 
 def test_a_budget_too_small_for_the_data_fails_naming_the_limit_and_registers_nothing(tracking, scripted):
-    with pytest.raises(promptomatix.BudgetExhausted, match="budget of 5 model calls is spent while writing"):
+    with pytest.raises(promptomatix.BudgetExhausted, match="budget of 5 model calls is spent before the synthetic data was written"):
         run_optimize(max_calls=5)
     (run,) = mlflow.search_runs(output_format="list", search_all_experiments=True)
     assert run.info.status == "FAILED" and "budget of 5 model calls" in run.data.tags["promptomatix.error"]

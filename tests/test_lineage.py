@@ -3,7 +3,6 @@ feedback, with the lineage on the run, the version and in `compare`."""
 
 from __future__ import annotations
 
-import json
 
 import mlflow
 import pytest

@@ -68,7 +68,7 @@ class MetaPromptBackend(Backend):
             best = task.score(task.start, desc="scoring the starting prompt")
             callbacks.on_candidate(0, best)
             callbacks.on_iteration_end(0, best, [])
-            tried, first = {_key(best.prompt)}, 1
+            tried, first = {best.prompt.template}, 1
             callbacks.on_checkpoint(0, self._state(best, tried, rng))
         for step in range(first, task.config.iterations + 1):
             try:
@@ -144,9 +144,9 @@ class MetaPromptBackend(Backend):
         limit = context_tokens(task.evaluator.lm.model)
         fresh = []
         for prompt, change in proposals:
-            if _key(prompt) in tried or not fits(prompt, task.valid, limit):
+            if prompt.template in tried or not fits(prompt, task.valid, limit):
                 continue
-            tried.add(_key(prompt))
+            tried.add(prompt.template)
             fresh.append((prompt, change))
         return fresh
 
@@ -198,18 +198,14 @@ class MetaPromptBackend(Backend):
         return " ".join(str(answer["instruction"]).split()) or prompt.instruction
 
 
-def _key(prompt: Prompt) -> str:
-    return prompt.template
-
-
 def _new_candidates(stages: list[list[Candidate]], incumbent: Prompt) -> list[Candidate]:
     """What an iteration tried: each new prompt's candidate from the last stage it reached, and
     the incumbent's calibrated variant when calibration is what changed it."""
     last: dict[str, Candidate] = {}
     for stage in stages:
         for candidate in stage:
-            last[_key(candidate.prompt)] = candidate
-    same = last.pop(_key(incumbent), None)
+            last[candidate.prompt.template] = candidate
+    same = last.pop(incumbent.template, None)
     found = list(last.values())
     if same is not None and bool(same.prompt.calibration) != bool(incumbent.calibration) \
             and len(same.evaluation.per_example) == len(stages[-1][0].evaluation.per_example):

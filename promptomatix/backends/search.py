@@ -1,6 +1,6 @@
 """What the meta-prompt backend searches over, and how it spends calls on it.
 
-- `demo_sets`: few-shot demo sets drawn from the training examples, label-balanced for
+- `draw_demos`: few-shot demo sets drawn from the training examples, label-balanced for
   classification, in a size from a small ladder (`demo_counts`) and in random order, never
   longer than the model's context allows.
 - `Race`: successive halving. Every candidate is scored on the first few validation examples;

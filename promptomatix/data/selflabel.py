@@ -31,7 +31,8 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from promptomatix.answers import batch_calibration, log_softmax
+from promptomatix.answers import batch_calibration, best_label, calibrated
+from promptomatix.data import split
 from promptomatix.errors import LLMError
 from promptomatix.evaluation import Answer, Evaluator
 from promptomatix.metaprompts import fill
@@ -45,6 +46,8 @@ log = logging.getLogger(__name__)
 INPUT_TEMPERATURE = 0.9  # varied inputs: the labels come from reading them, not from this call
 MAX_INPUT_TOKENS = 64
 NEAR_DUPLICATE = 0.6  # share of content words in common (Jaccard) at which an input counts as a repeat
+TEACHERS = 2  # few-shot prompts whose consensus labels the inputs
+WRITE_ATTEMPTS = 2  # requests per input at most (some answers are dropped as repeats)
 
 
 @dataclass
@@ -58,10 +61,10 @@ class InputReport:
 
 @dataclass
 class LabelReport:
-    """`agreement`: share of inputs whose final label is the starting prompt's own answer;
+    """`teachers`: teachers whose votes counted (one giving every input the same label does not);
+    `agreement`: share of inputs whose final label is the starting prompt's own answer;
     `asked_agreement`: share whose final label is the one the writer was asked for."""
 
-    labelled: int
     teachers: int
     agreement: float
     asked_agreement: float
@@ -72,12 +75,12 @@ def write_inputs(spec: TaskSpec, lm: LM, count: int, *, seeds: Sequence[Example]
                  accept: Callable[[Example], Example | None] | None = None, attempts: int | None = None,
                  ) -> tuple[list[Example], list[str], InputReport]:
     """`count` inputs (examples holding the input fields) and, for each, the label asked for,
-    in at most `attempts` requests (default: twice `count`)."""
+    in at most `attempts` requests (default: `WRITE_ATTEMPTS` per input)."""
     report = InputReport(requested=count)
     inputs: list[Example] = []
     asked: list[str] = []
     words: list[set[str]] = [_words(spec.description)]
-    attempts = attempts or 2 * count
+    attempts = attempts or WRITE_ATTEMPTS * count
     with progress_bar(total=count, desc="writing inputs", unit="ex", enabled=show_progress) as bar:
         while len(inputs) < count and report.calls < attempts:
             label = spec.labels[report.calls % len(spec.labels)]
@@ -151,15 +154,12 @@ def _overlap(a: set[str], b: set[str]) -> float:
 
 
 def self_label(spec: TaskSpec, inputs: Sequence[Example], asked: Sequence[str], start: Prompt,
-               evaluator: Evaluator, *, train_ratio: float, seed: int, teachers: int = 3, demos_per_label: int = 2,
+               evaluator: Evaluator, *, train_ratio: float, seed: int, teachers: int = TEACHERS, demos_per_label: int = 2,
                ) -> tuple[list[Example], list[Example], LabelReport]:
     """(train, valid, report): `inputs` labelled by the task model, as the module's doc says."""
     field = spec.output_fields[0]
     labels = tuple(spec.labels)
-    order = list(range(len(inputs)))
-    random.Random(seed).shuffle(order)
-    cut = min(max(1, round(len(order) * train_ratio)), len(order) - 1)
-    train_ids, valid_ids = order[:cut], order[cut:]
+    train_ids, valid_ids = split(range(len(inputs)), train_ratio, seed)
     first = evaluator.answers(start, inputs, desc="labelling inputs")
     calibration = _calibration(first)
     # An answer naming no label (a model that cannot read the task yet) leaves the label asked for.
@@ -186,7 +186,7 @@ def self_label(spec: TaskSpec, inputs: Sequence[Example], asked: Sequence[str], 
              for i, vs in enumerate(votes)]
     examples = [{**inputs[i], field: final[i]} for i in range(len(inputs))]
     report = LabelReport(
-        labelled=len(examples), teachers=min(teachers, max((len(v) for v in votes), default=0)),
+        teachers=min(teachers, max((len(v) for v in votes), default=0)),
         agreement=sum(a == b for a, b in zip(final, zero_shot)) / len(final),
         asked_agreement=sum(a == b for a, b in zip(final, asked)) / len(final),
         per_label={label: final.count(label) for label in labels})
@@ -210,7 +210,7 @@ def _calibration(answers: Sequence[Answer]) -> tuple[float, ...]:
 
 def _label(labels: Sequence[str], answer: Answer, calibration: Sequence[float]) -> str:
     if answer.scores is not None and calibration:
-        return labels[max(range(len(labels)), key=lambda j: answer.scores[j] - calibration[j])]
+        return best_label(labels, answer.scores, calibration)
     return next(iter(answer.outputs.values())) or ""
 
 
@@ -219,14 +219,14 @@ def _margin(answer: Answer, calibration: Sequence[float]) -> float:
     answer without scores."""
     if answer.scores is None or not calibration or len(answer.scores) < 2:
         return 0.0
-    ranked = sorted((s - c for s, c in zip(answer.scores, calibration)), reverse=True)
+    ranked = sorted(calibrated(answer.scores, calibration), reverse=True)
     return ranked[0] - ranked[1]
 
 
 def _vote(labels: Sequence[str], answer: Answer, calibration: Sequence[float]) -> list[float]:
     """A teacher's vote: its calibrated label distribution (log scale), or one vote for its label."""
     if answer.scores is not None and calibration:
-        return log_softmax([s - c for s, c in zip(answer.scores, calibration)])
+        return calibrated(answer.scores, calibration)
     label = next(iter(answer.outputs.values()))
     return [1.0 if candidate == label else 0.0 for candidate in labels]
 

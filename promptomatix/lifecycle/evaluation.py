@@ -147,9 +147,9 @@ def run(prepared: Prepared, *, show_progress: bool = True) -> EvaluationReport:
             mlflow.set_tag("promptomatix.error", reason[:5000])
             raise
         mlflow.log_metric("test_score", score)
-        # A label prompt's answer that named no label is served empty (never a guessed label).
-        mlflow.log_metric("unmapped_answers", sum(1 for r in rows if any(
-            r[f"predicted_{f}"] in ("", "None", "nan") for f in prepared.output_fields)))
+        if task.name == "classification":  # an answer naming no label is served empty, never guessed
+            mlflow.log_metric("unmapped_answers", sum(1 for r in rows if any(
+                r[f"predicted_{f}"] in ("", "None", "nan") for f in prepared.output_fields)))
         _log_data(prepared)
         mlflow.log_table(pd.DataFrame(rows), RESULTS_ARTIFACT)
         run_id = active.info.run_id

@@ -108,10 +108,7 @@ class LM:
         labels = list(labels)
         mode = choice_mode(self.settings.model)
         if mode == "score":
-            schema = {"type": "string", "enum": labels}
-            text, scores = self._send(prompt, max_tokens=1, temperature=0.0, salt=salt, scores=True,
-                                      response_format={"type": "json_schema",
-                                                       "json_schema": {"name": "label", "schema": schema}})
+            text, scores = self._send(prompt, salt=salt, scores=True, **score_request(labels))
         elif mode == "schema":
             schema = {"type": "object", "properties": {"label": {"type": "string", "enum": labels}},
                       "required": ["label"], "additionalProperties": False}
@@ -235,6 +232,14 @@ class Choice:
     label: str | None
     text: str
     scores: tuple[float, ...] | None = None
+
+
+def score_request(labels: Sequence[str]) -> dict:
+    """The request options asking a provider that scores options (`choice_mode` "score") for
+    every label's log-probability: a string schema whose only values are the labels."""
+    schema = {"type": "string", "enum": list(labels)}
+    return {"response_format": {"type": "json_schema", "json_schema": {"name": "label", "schema": schema}},
+            "max_tokens": 1, "temperature": 0.0}
 
 
 def choice_mode(model: str) -> str:

@@ -86,9 +86,6 @@ class UsageMeter:
         with self._lock:
             return None if self.limits.calls is None else max(0, self.limits.calls - self._taken)
 
-    def elapsed(self) -> float:
-        return self._clock() - self._started
-
     def add(self, **counts) -> None:
         with self._lock:
             for key, value in counts.items():

@@ -39,7 +39,7 @@ from dspy.adapters.utils import parse_value
 from dspy.utils.exceptions import AdapterParseError
 
 from promptomatix.answers import read_label
-from promptomatix.models.lm import choice_mode
+from promptomatix.models.lm import choice_mode, score_request
 from promptomatix.models.usage import UsageMeter
 from promptomatix.prompts import field_label
 
@@ -107,9 +107,7 @@ class TextCompletion(dspy.Adapter):
     def _kwargs(self, lm, lm_kwargs, signature) -> dict:
         kwargs = {"stop": self.stop(signature), **lm_kwargs}
         if self.labels and self.one_line(signature) and choice_mode(lm.model) == "score":
-            schema = {"type": "string", "enum": list(self.labels)}
-            kwargs |= {"response_format": {"type": "json_schema", "json_schema": {"name": "label", "schema": schema}},
-                       "max_tokens": 1, "temperature": 0.0}
+            kwargs |= score_request(self.labels)
             kwargs.pop("stop")
         return kwargs
 

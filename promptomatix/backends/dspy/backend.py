@@ -85,11 +85,11 @@ class DSPyBackend(Backend):
                     return best
                 try:
                     compiled = recipe.compile(student, setup)
-                except Exception:
+                except Exception as exc:  # DSPy wraps what its threads raise: the meter says if it was us
                     if meter.stopped_by is None:
                         raise
-                    log.info("DSPy's %s stopped: the budget (%s) ran out; keeping the start", config.optimizer,
-                             meter.stopped_by)
+                    log.warning("DSPy's %s stopped when the budget (%s) ran out (%s: %s); keeping the start",
+                                config.optimizer, meter.stopped_by, type(exc).__name__, str(exc)[:200])
                     return best
                 rounds = recipe.rounds(compiled)
                 if scorer.key(compiled) not in {scorer.key(p) for programs in rounds for p in programs}:
