@@ -108,6 +108,7 @@ class MetaPromptBackend(Backend):
         if remaining is None:
             return wanted
         share = remaining // max(1, iterations_left)
+        wanted = min(wanted, share)  # each candidate costs a call at least: fewer steps down, however large
         while wanted > 0 and race_cost(wanted, len(task.valid)) + 1 > share:
             wanted -= 1
         return wanted

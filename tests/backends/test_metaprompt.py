@@ -360,3 +360,18 @@ def test_the_budget_shrinks_an_iteration_and_a_spent_one_keeps_the_best_so_far(s
     assert result.score >= recorder.candidates[0][1].score
     # each iteration raced only what its share of the calls left pays for
     assert len([1 for step, _ in recorder.candidates if step == 1]) < 8
+
+
+def test_a_candidate_count_no_budget_pays_for_is_cut_to_the_calls_left_at_once(scoring, accuracy):
+    from promptomatix.models.usage import Limits
+
+    scoring.score = biased(0.0)
+    scoring.rules = [(REWRITE_MARK, rewrites(*[f"Variant {i} of the instruction." for i in range(50)]))]
+    meter = UsageMeter(Limits(calls=len(VALID) + 20))
+    task = labelled_task(accuracy, meter, candidates=10**23, num_demos=2)
+    recorder = Recorder()
+
+    MetaPromptBackend().optimize(task, recorder)  # returns: it does not count down from 10**23
+
+    assert meter.snapshot().calls <= len(VALID) + 20
+    assert 1 <= len([1 for step, _ in recorder.candidates if step == 1]) <= 20
