@@ -50,7 +50,7 @@ def test_mlflow_run_finishes_with_a_summary(mlflow_run):
     assert "models:/classify-the-sentiment-of-a-movie/1" in out
     assert "prompts:/classify-the-sentiment-of-a-movie-prompt/1" in out
     assert "mlflow ui --backend-store-uri" in out
-    assert "generating examples" in mlflow_run.stderr  # progress on the terminal
+    assert "writing inputs" in mlflow_run.stderr and "labelling inputs" in mlflow_run.stderr  # progress shown
 
 
 def test_the_run_holds_params_artifacts_and_per_step_metrics(mlflow_run):
