@@ -323,7 +323,7 @@ def _run(config: OptimizationConfig, run, name: str, user_data: list[Example] | 
         model_name=registered and registered.model_name, model_version=registered and registered.model_version,
         prompt_name=registered and registered.prompt_name, prompt_version=registered and registered.prompt_version,
         extra={"hook_errors": dict(events.errors), "stopped_early": events.should_stop, "stopped_by": stopped_by,
-               "change": best.change},
+               "change": best.change, "scored_rows": len(best.evaluation.per_example)},
     )
     events.on_optimization_end(result)
     return result

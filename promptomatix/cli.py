@@ -215,6 +215,11 @@ def plugins() -> None:
             click.echo(f"  failed plugin {name!r}: {error}")
 
 
+def _scored(result) -> str:
+    rows = result.extra.get("scored_rows", result.valid_size)
+    return "validation" if rows >= result.valid_size else f"the first {rows} validation examples (the budget's)"
+
+
 def summary(result) -> str:
     import mlflow
 
@@ -227,7 +232,8 @@ def summary(result) -> str:
         f"task:            {result.spec.task_type}: {result.spec.description}",
         f"fields:          {', '.join(result.spec.input_fields)} -> {', '.join(result.spec.output_fields)}",
         f"data:            {result.train_size} train / {result.valid_size} validation examples",
-        f"score:           {result.initial_score:.3f} (initial) -> {result.optimized_score:.3f} (optimized), on validation",
+        f"score:           {result.initial_score:.3f} (initial) -> {result.optimized_score:.3f} (optimized), on "
+        f"{_scored(result)}",
         f"cost:            ${usage.cost:.4f}, {usage.tokens} tokens in {usage.calls} LLM calls "
         f"({usage.retries} retries, {usage.parse_failures} parse failures, {usage.cache_hits} cached, "
         f"{usage.unmapped_answers} answers naming no label), {result.seconds:.1f} s",

@@ -12,7 +12,7 @@ import logging
 import math
 from dataclasses import dataclass
 
-from promptomatix.backends.search import race_cost
+from promptomatix.backends.search import race_cost, search_rows
 from promptomatix.config import OptimizationConfig
 from promptomatix.data.selflabel import TEACHERS, WRITE_ATTEMPTS
 
@@ -81,10 +81,16 @@ def plan(config: OptimizationConfig, *, valid_size: int | None = None, labels: i
             steps += [(f"writing {size} synthetic examples", math.ceil(size / config.batch_size) * 3),
                       (f"scoring the starting prompt on {valid_size} examples", valid_size)]
     else:
+        if config.backend == "meta_prompt" and config.max_calls is not None:  # as the backend narrows it
+            valid_size = search_rows(valid_size, config.max_calls - sum(c for _, c in steps), config.candidates)
         steps.append((f"scoring the starting prompt on {valid_size} examples", valid_size))
     if config.backend == "meta_prompt":
         race = race_cost(config.candidates, valid_size) + max(1, config.candidates // 4)
-        steps.append((f"search: {config.iterations} iterations x {config.candidates} candidates", race * config.iterations))
+        what, calls = f"search: {config.iterations} iterations x {config.candidates} candidates", race * config.iterations
+        left = None if config.max_calls is None else max(0, config.max_calls - sum(c for _, c in steps))
+        if left is not None and left < calls:
+            what, calls = f"{what} (as far as the {left} calls left go)", left
+        steps.append((what, calls))
     else:
         steps.append((f"search: DSPy's {config.optimizer} (stopped by the budget)", config.max_calls or 0))
     return Plan(tuple(steps), config)

@@ -16,6 +16,7 @@ found so far is returned, never one worse than the start.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import random
@@ -23,7 +24,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from promptomatix import checkpoints
 from promptomatix.backends.base import Backend, Candidate, OptimizationTask
-from promptomatix.backends.search import Race, beats, demo_counts, draw_demos, fits, race_cost, rank
+from promptomatix.backends.search import (MIN_RACE, Race, beats, demo_counts, draw_demos, fits, race_fits, rank,
+                                          search_rows)
 from promptomatix.callbacks import Callback
 from promptomatix.config import OptimizationConfig
 from promptomatix.errors import BudgetExhausted, ConfigError, ParseError
@@ -64,12 +66,15 @@ class MetaPromptBackend(Backend):
             best, tried = checkpoints.candidate_from_dict(state["best"]), set(state["tried"])
             checkpoints.set_rng_state(rng, state["rng"])
             first = task.checkpoint["step"] + 1
+            task = self.narrow(task, state.get("rows", len(task.valid)))
         else:
+            task = self.narrow(task, search_rows(len(task.valid), task.evaluator.lm.meter.remaining_calls(),
+                                                 task.config.candidates))
             best = task.score(task.start, desc="scoring the starting prompt")
             callbacks.on_candidate(0, best)
             callbacks.on_iteration_end(0, best, [])
             tried, first = {best.prompt.template}, 1
-            callbacks.on_checkpoint(0, self._state(best, tried, rng))
+            callbacks.on_checkpoint(0, self._state(task, best, tried, rng))
         for step in range(first, task.config.iterations + 1):
             try:
                 size = self.affordable(task, task.config.iterations - step + 1)
@@ -90,26 +95,41 @@ class MetaPromptBackend(Backend):
             if challenger is not None and beats(challenger, best):
                 best = challenger
             callbacks.on_iteration_end(step, best, scored)
-            callbacks.on_checkpoint(step, self._state(best, tried, rng))
+            callbacks.on_checkpoint(step, self._state(task, best, tried, rng))
             if getattr(callbacks, "should_stop", False):
                 break
         return best
 
     @staticmethod
-    def _state(best: Candidate, tried: set[str], rng: random.Random) -> dict:
-        return {"best": checkpoints.candidate_to_dict(best), "tried": sorted(tried), "rng": checkpoints.rng_state(rng)}
+    def _state(task: OptimizationTask, best: Candidate, tried: set[str], rng: random.Random) -> dict:
+        return {"best": checkpoints.candidate_to_dict(best), "tried": sorted(tried), "rng": checkpoints.rng_state(rng),
+                "rows": len(task.valid)}
+
+    @staticmethod
+    def narrow(task: OptimizationTask, rows: int) -> OptimizationTask:
+        """`task` searching on its first `rows` validation examples (see `search_rows`)."""
+        if rows >= len(task.valid):
+            return task
+        log.warning("the call budget pays for a search on %d of the %d validation examples: the first %d are used",
+                    rows, len(task.valid), rows)
+        return dataclasses.replace(task, valid=task.valid[:rows])
 
     @staticmethod
     def affordable(task: OptimizationTask, iterations_left: int) -> int:
         """New prompts this iteration can race: `config.candidates`, fewer when the calls left
-        in the budget, shared by the iterations left, would not pay for that many."""
+        in the budget, shared by the iterations left, would not pay for that many. A share too
+        thin for a race of `MIN_RACE` goes whole to this iteration: one race worth running beats
+        several that one lucky row decides."""
         wanted = task.config.candidates
         remaining = task.evaluator.lm.meter.remaining_calls()
         if remaining is None:
             return wanted
+        rows = len(task.valid)
         share = remaining // max(1, iterations_left)
+        if not race_fits(min(wanted, MIN_RACE), rows, share):
+            share = remaining
         wanted = min(wanted, share)  # each candidate costs a call at least: fewer steps down, however large
-        while wanted > 0 and race_cost(wanted, len(task.valid)) + 1 > share:
+        while wanted > 0 and not race_fits(wanted, rows, share):
             wanted -= 1
         return wanted
 

@@ -32,6 +32,8 @@ from promptomatix.spec import Example
 
 CHARS_PER_TOKEN = 3.5  # a cautious estimate: prompts are checked against the context before any call
 ANSWER_ROOM = 512  # tokens kept free for the query and the answer
+# New prompts a race needs to be worth its calls: with fewer, one lucky row picks the winner.
+MIN_RACE = 3
 
 
 def rank(candidate: Candidate) -> float:
@@ -103,6 +105,27 @@ def race_cost(candidates: int, valid_size: int) -> int:
         total += alive * (size - done)
         done, alive = size, max(1, math.ceil(alive / 2))
     return total
+
+
+def race_fits(candidates: int, valid_size: int, calls: int) -> bool:
+    """Whether `calls` pay for racing `candidates` new prompts on `valid_size` rows, with one
+    call to spare for a rewrite."""
+    return race_cost(candidates, valid_size) + 1 <= calls
+
+
+def search_rows(valid_size: int, calls: int | None, candidates: int) -> int:
+    """Validation rows a search with `calls` model calls left can use: all of them when the calls
+    pay for scoring the starting prompt on them and one race of `MIN_RACE` new prompts (fewer if
+    fewer are asked for); else the most rows that do, down to a race's first stage. A race on
+    fewer rows beats no race on all of them, the only other outcome of such a budget; below the
+    first stage the rows could not tell prompts apart, and all of them at least score the start."""
+    if calls is None:
+        return valid_size
+    race = max(1, min(candidates, MIN_RACE))
+    for rows in range(valid_size, rungs(valid_size)[0] - 1, -1):
+        if race_fits(race, rows, calls - rows):
+            return rows
+    return valid_size
 
 
 class Race:

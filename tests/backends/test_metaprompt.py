@@ -375,3 +375,47 @@ def test_a_candidate_count_no_budget_pays_for_is_cut_to_the_calls_left_at_once(s
 
     assert meter.snapshot().calls <= len(VALID) + 20
     assert 1 <= len([1 for step, _ in recorder.candidates if step == 1]) <= 20
+
+
+WIDE_VALID = [{"text": f"film {i} was {'great' if i % 2 else 'awful'}", "label": "positive" if i % 2 else "negative"}
+              for i in range(24)]
+
+
+def reads_the_word(prompt, option):
+    """Scores the right label of a WIDE_VALID review higher (as a model that reads it would)."""
+    right = "positive" if "great" in query_text(prompt) else "negative"
+    return 0.0 if option == right else -1.0
+
+
+def test_a_budget_too_small_for_the_whole_validation_set_still_races_prompts(scoring, accuracy):
+    from promptomatix.backends.search import MIN_RACE
+    from promptomatix.models.usage import Limits
+
+    scoring.score = reads_the_word
+    scoring.rules = [(REWRITE_MARK, rewrites(*[f"Variant {i} of the instruction." for i in range(50)]))]
+    budget = len(WIDE_VALID) + 16  # the start on every row, then too little for any race on all of them
+    meter = UsageMeter(Limits(calls=budget))
+    task = labelled_task(accuracy, meter, valid=WIDE_VALID, iterations=3, candidates=8)
+    recorder = Recorder()
+
+    result = MetaPromptBackend().optimize(task, recorder)
+
+    start = recorder.candidates[0][1]
+    assert len(start.evaluation.per_example) < len(WIDE_VALID)  # searched on the rows the budget pays for
+    assert len(result.evaluation.per_example) == len(start.evaluation.per_example)  # compared like with like
+    # the calls went to one race worth running, not to thin shares that pay for none
+    assert len([1 for step, _ in recorder.candidates if step == 1]) >= MIN_RACE
+    assert meter.snapshot().calls <= budget
+
+
+@pytest.mark.parametrize("rows, calls, candidates, expected", [
+    (25, None, 8, 25),   # no budget: every row
+    (25, 250, 8, 25),    # the budget pays for a race on every row
+    (25, 47, 8, 16),     # it does not: the most rows on which it pays for one
+    (25, 47, 1, 23),     # a race of one prompt is cheaper
+    (25, 20, 8, 25),     # not even on a race's first stage (7 rows): all rows, for the start
+])
+def test_search_rows_fit_the_calls_left(rows, calls, candidates, expected):
+    from promptomatix.backends.search import search_rows
+
+    assert search_rows(rows, calls, candidates) == expected
