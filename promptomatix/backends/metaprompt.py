@@ -24,8 +24,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from promptomatix import checkpoints
 from promptomatix.backends.base import Backend, Candidate, OptimizationTask
-from promptomatix.backends.search import (MIN_RACE, Race, beats, demo_counts, draw_demos, fits, race_fits, rank,
-                                          search_rows)
+from promptomatix.backends.search import (MIN_RACE, Race, beats, demo_counts, draw_demos, fits, race_cost, race_fits,
+                                          rank, search_rows)
 from promptomatix.callbacks import Callback
 from promptomatix.config import OptimizationConfig
 from promptomatix.errors import BudgetExhausted, ConfigError, ParseError
@@ -81,9 +81,9 @@ class MetaPromptBackend(Backend):
                 if size < 1:
                     task.evaluator.lm.meter.stop("max_calls", "the calls left in the budget do not pay for "
                                                               "another iteration")
-                proposals = self.propose(task, best, step, size, rng, tried)
+                proposals = self.within_budget(task, self.propose(task, best, step, size, rng, tried))
                 stages = Race(task).run([best.prompt, *(p for p, _ in proposals)], desc=f"iteration {step}",
-                                        changes=["", *(c for _, c in proposals)]) if proposals else []
+                                        changes=["", *(c for _, c in proposals)], incumbent=True) if proposals else []
             except BudgetExhausted as exc:
                 log.info("iteration %d stopped: %s; keeping the best prompt so far", step, exc)
                 break
@@ -132,6 +132,16 @@ class MetaPromptBackend(Backend):
         while wanted > 0 and not race_fits(wanted, rows, share):
             wanted -= 1
         return wanted
+
+    @staticmethod
+    def within_budget(task: OptimizationTask, proposals: list) -> list:
+        """`proposals` cut (from the end) to what the calls left pay for in a race: a rewrite
+        may have cost more calls than planned (unreadable answers are asked again), and a race
+        the budget stops half-way decides nothing."""
+        remaining = task.evaluator.lm.meter.remaining_calls()
+        while remaining is not None and proposals and race_cost(len(proposals), len(task.valid)) > remaining:
+            proposals = proposals[:-1]
+        return proposals
 
     def propose(self, task: OptimizationTask, best: Candidate, step: int, size: int, rng: random.Random,
                 tried: set[str]) -> list[tuple[Prompt, str]]:

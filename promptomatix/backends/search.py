@@ -136,8 +136,12 @@ class Race:
     def __init__(self, task: OptimizationTask):
         self.task = task
 
-    def run(self, prompts: Sequence[Prompt], desc: str, changes: Sequence[str] = ()) -> list[list[Candidate]]:
-        """`changes[i]` says how `prompts[i]` was made (kept on its candidates)."""
+    def run(self, prompts: Sequence[Prompt], desc: str, changes: Sequence[str] = (),
+            incumbent: bool = False) -> list[list[Candidate]]:
+        """`changes[i]` says how `prompts[i]` was made (kept on its candidates). With `incumbent`,
+        `prompts[0]` is the prompt to beat, already answered on every row: it runs in every stage
+        (its calibration re-read on the rows) and takes no survivor's place, so the race costs
+        `race_cost` of the others."""
         valid = list(self.task.valid)
         change = dict(zip((p.template for p in prompts), changes))
         alive = [p.with_(calibration=()) for p in prompts]  # calibration is re-estimated on the rows
@@ -149,9 +153,10 @@ class Race:
             stages.append(scored)
             if size == len(valid):
                 break
-            keep = max(1, math.ceil(len(scored) / 2))
-            ordered = sorted(range(len(scored)), key=lambda i: rank(scored[i]), reverse=True)
-            alive = [alive[i] for i in sorted(ordered[:keep])]
+            fixed = 1 if incumbent else 0
+            racing = range(fixed, len(scored))
+            ordered = sorted(racing, key=lambda i: rank(scored[i]), reverse=True)
+            alive = [alive[i] for i in [*range(fixed), *sorted(ordered[:max(1, math.ceil(len(racing) / 2))])]]
         return stages
 
     def best_variant(self, prompt: Prompt, rows: Sequence[Example], evaluation, change: str = "") -> Candidate:

@@ -419,3 +419,28 @@ def test_search_rows_fit_the_calls_left(rows, calls, candidates, expected):
     from promptomatix.backends.search import search_rows
 
     assert search_rows(rows, calls, candidates) == expected
+
+
+def test_rewrites_that_cost_more_than_planned_do_not_leave_a_race_half_run(scoring, accuracy):
+    from promptomatix.models.usage import Limits
+
+    scoring.score = reads_the_word
+    answers = itertools.cycle(["not json", "still not json", json.dumps({"instruction": "Read the review and label it."})])
+    lock = threading.Lock()
+
+    def unreadable_twice(prompt, params):  # every rewrite takes three calls
+        with lock:
+            return next(answers)
+
+    scoring.rules = [(REWRITE_MARK, unreadable_twice)]
+    budget = len(WIDE_VALID) + 20
+    meter = UsageMeter(Limits(calls=budget))
+    task = labelled_task(accuracy, meter, valid=WIDE_VALID, iterations=1, candidates=8)
+    recorder = Recorder()
+
+    MetaPromptBackend().optimize(task, recorder)
+
+    rows = len(recorder.candidates[0][1].evaluation.per_example)
+    raced = [c for step, c in recorder.candidates if step == 1]
+    assert raced and any(len(c.evaluation.per_example) == rows for c in raced)  # a race that finished
+    assert meter.snapshot().calls <= budget

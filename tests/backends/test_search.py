@@ -87,3 +87,33 @@ def test_a_race_drops_the_worse_half_early_and_scores_survivors_on_everything(fa
     assert [(c.prompt.instruction, c.score, len(c.evaluation.per_example)) for c in stages[-1]] == \
         [("RIGHT classify.", 1.0, 16)]
     assert meter.snapshot().calls == 4 * 4 + 2 * 4 + 1 * 8 < 4 * 16
+
+
+def test_the_incumbent_runs_in_every_stage_without_taking_a_survivors_place(fake_llm):
+    valid = [{"text": f"film {i}", "label": "positive" if i % 2 else "negative"} for i in range(16)]
+    truth = {e["text"]: e["label"] for e in valid}
+
+    def answer(prompt, params):  # RIGHT always right, WRONG always wrong, others on even films only
+        query = prompt.rsplit("Text: ", 1)[-1].split("\n")[0]
+        if "RIGHT" in prompt or ("WRONG" not in prompt and int(query.split()[-1]) % 2 == 0):
+            return truth[query]
+        return "positive" if truth[query] == "negative" else "negative"
+
+    fake_llm.rules = [("Text:", answer)]
+    meter = UsageMeter()
+    evaluator = Evaluator(LM(ModelSettings(FAKE_MODEL), meter), Metric("classification", "accuracy"),
+                          show_progress=False)
+    spec = TaskSpec("Classify.", ("text",), ("label",), "classification", ("positive", "negative"))
+    start = Prompt("WRONG start.", ("text",), ("label",), single_line=True, labels=spec.labels)
+    task = OptimizationTask(spec, start, [], valid, evaluator, Objective(0.0), evaluator.lm,
+                            OptimizationConfig(raw_input="x"))
+    task.score(start)  # the incumbent: answered on every row before the race
+    before = meter.snapshot().calls
+    prompts = [start, *(start.with_(instruction=f"{w} classify.") for w in ("RIGHT", "WRONG", "MAYBE", "WRONG too"))]
+
+    stages = Race(task).run(prompts, "test", incumbent=True)
+
+    # the (worst) incumbent is in every stage; of the 4 others the better 2, then the best, go on
+    assert [c.prompt.instruction for c in stages[1]][0] == "WRONG start." and len(stages[1]) == 3
+    assert [c.prompt.instruction for c in stages[-1]] == ["WRONG start.", "RIGHT classify."]
+    assert meter.snapshot().calls - before == race_cost(4, 16)
