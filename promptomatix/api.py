@@ -31,7 +31,7 @@ from promptomatix.models.cache import default_cache
 from promptomatix.models.lm import LM, check_model, redact
 from promptomatix.models.usage import Usage, UsageMeter
 from promptomatix.options import call_with_options
-from promptomatix.planning import Plan, data_size
+from promptomatix.planning import Plan, data_size, upfront_note
 from promptomatix.planning import plan as plan_calls
 from promptomatix.prompts import Prompt
 from promptomatix.scoring import Objective, build_metric, eval_metrics, prompt_words
@@ -141,6 +141,9 @@ def optimize(config: OptimizationConfig | None = None, *, from_: str | None = No
     chosen = backend if isinstance(backend, Backend) else call_with_options(get_backend(config.backend),
                                                                             config.plugin_options)
     chosen.check(config)
+    note = upfront_note(config)
+    if note:
+        log.warning("%s", note)
     reload = config.train_data and head.data is None  # a resumed run's data is the data it logged
     user_data = load_examples(config.train_data, config.field_map) if reload else None
     valid_data = load_examples(config.valid_data, config.field_map) if reload and config.valid_data else None
