@@ -364,20 +364,19 @@ def _check_registered(config: OptimizationConfig) -> None:
     from promptomatix.intake import INTAKE_FIELDS
     from promptomatix.metaprompts import check_source
     from promptomatix.options import resolve
-    from promptomatix.scoring import METRICS
+    from promptomatix.scoring import METRICS, metric_shape
 
     object.__setattr__(config, "plugin_options", resolve(config.plugin_options))
     for key, allowed in (("intake_prompt", INTAKE_FIELDS), ("synthetic_prompt", SYNTHETIC_FIELDS),
                          ("inputs_prompt", INPUTS_FIELDS)):
         check_source(getattr(config, key), allowed, key.replace("_", " "))
-    for spec in config.eval_metrics:
-        METRICS.get(spec.partition(":")[0])
+    for spec in (*config.metric_weights, *config.eval_metrics):  # an entry point's metric too
+        name = spec.partition(":")[0]
+        metric_shape(name, METRICS.get(name))
     get_backend(config.backend)
     for hook in config.hooks:
         HOOKS.get(hook)
     for step in config.data_steps:
         DATA_STEPS.get(step)
-    for spec in config.metric_weights:
-        METRICS.get(spec.partition(":")[0])
     if config.task_type is not None:
         get_task_type(config.task_type)

@@ -240,3 +240,25 @@ def test_a_data_step_gets_the_plugin_options_it_names(options, monkeypatch):
     strict = DataSteps(["long_enough_test"], spec, options={"min_words": 5})
     assert strict({"text": "two words", "label": "x"}, "train") is None
     assert strict.rejections[0].reason == "fewer than 5 words"
+
+
+def test_a_metric_gets_the_plugin_options_it_names_and_a_bad_plugin_metric_is_refused_up_front(options, monkeypatch):
+    from promptomatix.config import config_from_options
+    from promptomatix.options import PluginOption, register_option
+    from promptomatix.scoring import METRICS, Metric, register_metric
+
+    METRICS.names()
+    monkeypatch.setattr(METRICS, "_items", dict(METRICS._items))
+    register_option(PluginOption("min_chars", int, 1))
+
+    def long_answer(example, pred, trace=None, min_chars=1):
+        return float(len(pred["answer"]) >= min_chars)
+
+    register_metric("long_answer", long_answer)
+    preds, golds = [{"answer": "abc"}, {"answer": "abcdef"}], [{"answer": "x"}, {"answer": "y"}]
+    assert Metric("long_answer", "long_answer", {"min_chars": 5}).score_records(preds, golds, ["answer"]).score == 0.5
+    assert Metric("long_answer", "long_answer", {"min_chars": 1}).score_records(preds, golds, ["answer"]).score == 1.0
+    # an entry point's metric is not seen by register_metric: its shape is checked with the config
+    METRICS._items["entry_point_metric"] = lambda text: 1.0
+    with pytest.raises(ConfigError, match="metric 'entry_point_metric' has the signature"):
+        config_from_options(raw_input="Classify reviews", metric_weights={"entry_point_metric": 1})
