@@ -240,11 +240,12 @@ def plugins() -> None:
     from promptomatix.data.steps import DATA_STEPS
     from promptomatix.metaprompts import META_PROMPTS
     from promptomatix.models.providers import PROVIDERS
+    from promptomatix.options import OPTIONS
     from promptomatix.scoring import METRICS
     from promptomatix.tasks import TASK_TYPES
 
     for registry in (BACKENDS, DSPY_OPTIMIZERS, DSPY_MODULES, TASK_TYPES, METRICS, META_PROMPTS, DATA_SOURCES,
-                     DATA_STEPS, PROVIDERS, HOOKS, COMMANDS):
+                     DATA_STEPS, PROVIDERS, HOOKS, COMMANDS, OPTIONS):
         click.echo(f"{registry.kind} (entry points: {registry.group}): {', '.join(registry.names()) or '(none)'}")
         for name, error in sorted(registry.errors.items()):
             click.echo(f"  failed plugin {name!r}: {error}")

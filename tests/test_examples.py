@@ -413,13 +413,14 @@ def test_plugins_lists_the_new_extension_points(examples):
 
     from promptomatix.cli import cli
 
-    for name in ("custom_data_source", "custom_data_step", "custom_dspy_optimizer"):
+    for name in ("custom_data_source", "custom_data_step", "custom_dspy_optimizer", "custom_hook"):
         examples(name).register(replace=True)
     out = CliRunner().invoke(cli, ["plugins"]).output
     lines = {line.split(" ", 1)[0]: line for line in out.splitlines() if not line.startswith(" ")}
     assert "sqlite" in lines["data_sources"] and "jsonl" in lines["data_sources"]
     assert "min_words" in lines["data_steps"] and "known_label" in lines["data_steps"]
     assert "LabeledFewShot" in lines["dspy_optimizers"] and "MIPROv2" in lines["dspy_optimizers"]
+    assert "stop_target" in lines["options"]
 
 
 # --- the CLI: a plugin command and a config file naming the examples' plugins --------------------
