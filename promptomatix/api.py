@@ -30,10 +30,11 @@ from promptomatix.intake import extract_task_spec, parse_markers, starting_instr
 from promptomatix.models.cache import default_cache
 from promptomatix.models.lm import LM, check_model, redact
 from promptomatix.models.usage import Usage, UsageMeter
-from promptomatix.planning import Plan, data_size
+from promptomatix.options import call_with_options
+from promptomatix.planning import Plan, data_size, upfront_note
 from promptomatix.planning import plan as plan_calls
 from promptomatix.prompts import Prompt
-from promptomatix.scoring import Objective, build_metric, prompt_words
+from promptomatix.scoring import Objective, build_metric, eval_metrics, prompt_words
 from promptomatix.spec import Example, TaskSpec
 from promptomatix.tasks import get_task_type
 from promptomatix.tracking import MLflowTracker, check_store, log_config, log_examples
@@ -42,6 +43,8 @@ log = logging.getLogger(__name__)
 CONFIG_ARTIFACT = checkpoints.CONFIG_ARTIFACT  # the effective options, re-runnable with --config-from
 STOPPED_BY = "promptomatix.stopped_by"  # why the search ended: a limit of the budget, a hook, or done
 SEARCH_COMPLETE = "search_complete"  # its value when the search ran its course
+EVAL_METRICS_RUN_TAG = "promptomatix.eval_metrics"  # the final evaluation's metrics, on the run
+EVAL_METRICS_TAG = "eval_metrics"  # the same on the registered version, read by `evaluate`
 
 
 @dataclass(frozen=True)
@@ -134,9 +137,13 @@ def optimize(config: OptimizationConfig | None = None, *, from_: str | None = No
     name = config.name or default_name(config.raw_input)
     if config.register:  # before any work: a taken name would waste the whole run
         registry.check_name(name)
-    hooks = [*callbacks, *(_make_hook(hook) for hook in config.hooks)]
-    chosen = backend if isinstance(backend, Backend) else get_backend(config.backend)()
+    hooks = [*callbacks, *(_make_hook(hook, config.plugin_options) for hook in config.hooks)]
+    chosen = backend if isinstance(backend, Backend) else call_with_options(get_backend(config.backend),
+                                                                            config.plugin_options)
     chosen.check(config)
+    note = upfront_note(config)
+    if note:
+        log.warning("%s", note)
     reload = config.train_data and head.data is None  # a resumed run's data is the data it logged
     user_data = load_examples(config.train_data, config.field_map) if reload else None
     valid_data = load_examples(config.valid_data, config.field_map) if reload and config.valid_data else None
@@ -209,9 +216,10 @@ def _experiment_id(name: str) -> str:
     return experiment.experiment_id if experiment else client.create_experiment(name)
 
 
-def _make_hook(name: str) -> Callback:
+def _make_hook(name: str, options: dict) -> Callback:
+    """The hook `name` from its factory, given the plugin options it names."""
     try:
-        return HOOKS.get(name)()
+        return call_with_options(HOOKS.get(name), options)
     except PromptomatixError:
         raise
     except Exception as exc:  # a plugin's constructor: say which one failed
@@ -240,7 +248,8 @@ def _run(config: OptimizationConfig, run, name: str, user_data: list[Example] | 
         with _spent_before("intake finished"):
             spec = extract_task_spec(config.raw_input, optimizer_lm, task_type=config.task_type,
                                      input_fields=config.input_fields, output_fields=config.output_fields,
-                                     columns=list(user_data[0]) if user_data else None)
+                                     columns=list(user_data[0]) if user_data else None,
+                                     template=config.intake_prompt)
     else:
         spec = head.spec
     train = valid = None
@@ -249,14 +258,15 @@ def _run(config: OptimizationConfig, run, name: str, user_data: list[Example] | 
         values = sorted({e[spec.output_fields[0]] for e in train + valid})
         if spec.task_type == "classification":  # the data's labels, not the model's guesses
             spec = dataclasses.replace(spec, labels=tuple(values) if len(values) <= 20 else ())
-    steps = DataSteps(config.data_steps, spec)
+    steps = DataSteps(config.data_steps, spec, options=config.plugin_options)
     if user_data and steps:
         train, valid = steps.apply(train, "train"), steps.apply(valid, "valid")
     mlflow.log_dict(spec.to_dict(), checkpoints.SPEC_ARTIFACT)
     mlflow.set_tags({"promptomatix.task_type": spec.task_type, "promptomatix.backend": config.backend})
 
     task_type = get_task_type(spec.task_type)
-    evaluator = Evaluator(task_lm, build_metric(task_type.metric, task_type.score_key, config.metric_weights),
+    evaluator = Evaluator(task_lm, build_metric(task_type.metric, task_type.score_key, config.metric_weights,
+                                                config.plugin_options),
                           num_threads=config.num_threads, show_progress=show_progress)
     start = head.origin.prompt if head.origin else starting_prompt(spec)
     if train is None and head.data:  # the data of the version started from, or of the killed run
@@ -293,6 +303,7 @@ def _run(config: OptimizationConfig, run, name: str, user_data: list[Example] | 
     mlflow.log_text(json.dumps([{"example": e, "prediction": p, "score": s} for e, p, s in
                                 zip(valid, best.evaluation.predictions, best.evaluation.per_example)],
                                ensure_ascii=False, indent=1), "valid_predictions.json")
+    final = _final_evaluation(config, task_type, best, valid[:len(best.evaluation.predictions)])
     usage = meter.snapshot()
     seconds = time.monotonic() - started
     stopped_by = meter.stopped_by or ("hook" if events.should_stop else SEARCH_COMPLETE)
@@ -308,7 +319,8 @@ def _run(config: OptimizationConfig, run, name: str, user_data: list[Example] | 
             name, best.prompt, config.task_model, program=best.program, description=spec.description,
             tags={"run_id": run.info.run_id, "validation_score": f"{best.score:.4f}",
                   "initial_score": f"{initial['score']:.4f}", "backend": config.backend,
-                  "task_type": spec.task_type, "cost": f"{usage.cost:.6f}", "tokens": str(usage.tokens), **parent},
+                  "task_type": spec.task_type, "cost": f"{usage.cost:.6f}", "tokens": str(usage.tokens), **parent,
+                  **({EVAL_METRICS_TAG: ",".join(config.eval_metrics or task_type.eval_metrics)} if final else {})},
         )
         mlflow.set_tags({"promptomatix.model_uri": registered.model_uri,
                          "promptomatix.prompt_uri": registered.prompt_uri})
@@ -323,10 +335,27 @@ def _run(config: OptimizationConfig, run, name: str, user_data: list[Example] | 
         model_name=registered and registered.model_name, model_version=registered and registered.model_version,
         prompt_name=registered and registered.prompt_name, prompt_version=registered and registered.prompt_version,
         extra={"hook_errors": dict(events.errors), "stopped_early": events.should_stop, "stopped_by": stopped_by,
-               "change": best.change, "scored_rows": len(best.evaluation.per_example)},
+               "change": best.change, "scored_rows": len(best.evaluation.per_example), "final_scores": final},
     )
     events.on_optimization_end(result)
     return result
+
+
+def _final_evaluation(config: OptimizationConfig, task_type, best, valid: list[Example]) -> dict[str, float]:
+    """The best candidate's validation answers scored by the final-evaluation metrics (the
+    run's `eval_metrics`, else its task type's), no model call: logged as `final.<metric>`.
+    Empty when neither names any (the optimization metric is then the final word)."""
+    specs = config.eval_metrics or task_type.eval_metrics
+    if not specs:
+        return {}
+    metrics = eval_metrics(specs, task_type.metric, task_type.score_key, config.plugin_options)
+    prompt = best.prompt
+    fields = prompt.output_fields
+    final = {label: metric.score_records(best.evaluation.predictions, valid, fields, prompt=prompt.template).score
+             for label, metric in metrics.items()}
+    mlflow.log_metrics({f"final.{label}": score for label, score in final.items()})
+    mlflow.set_tag(EVAL_METRICS_RUN_TAG, ",".join(specs))
+    return final
 
 
 def starting_prompt(spec: TaskSpec) -> Prompt:
@@ -359,7 +388,7 @@ def _synthetic_data(config: OptimizationConfig, spec: TaskSpec, start: Prompt, o
         if start.labels:
             seeds = [e for e in spec.sample_examples if e.get(spec.output_fields[0]) in start.labels]
             inputs, asked, written = write_inputs(spec, optimizer_lm, size, seeds=seeds, show_progress=show_progress,
-                                                  accept=accept)
+                                                  accept=accept, template=config.inputs_prompt)
             train, valid, labelled = self_label(spec, inputs, asked, start, evaluator, train_ratio=config.train_ratio,
                                                 seed=config.seed)
             train = seeds + train  # the user's own examples: demos to draw, never validation
@@ -371,7 +400,8 @@ def _synthetic_data(config: OptimizationConfig, spec: TaskSpec, start: Prompt, o
                                 **{f"synthetic_labels.{k}": v for k, v in labelled.per_label.items()}})
             return train, valid
         examples, report = generate_examples(spec, optimizer_lm, size, batch_size=config.batch_size,
-                                             show_progress=show_progress, accept=accept)
+                                             show_progress=show_progress, accept=accept,
+                                             template=config.synthetic_prompt)
     mlflow.log_metrics({"synthetic_accepted": report.accepted, "synthetic_rejected": report.rejected,
                         "synthetic_duplicates": report.duplicates, "synthetic_failed_batches": report.failed_batches})
     # The user's own examples are the starting demos: keep them out of validation.

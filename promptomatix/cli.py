@@ -96,7 +96,32 @@ def _mapping(values: tuple[str, ...]) -> dict[str, str]:
     return pairs
 
 
-@cli.command()
+class _OptimizeCommand(click.Command):
+    """`optimize`, with a flag for every option a plugin declares (promptomatix/options.py),
+    added when the command is used (so that importing the CLI loads no plugin)."""
+
+    def get_params(self, ctx):
+        return with_plugin_options(super().get_params(ctx))
+
+
+def with_plugin_options(params: list) -> list:
+    """`params` and a click option for each declared plugin option they lack."""
+    from promptomatix.options import OPTIONS
+
+    taken = {p.name for p in params}
+    return params + [_plugin_param(OPTIONS.get(name)) for name in OPTIONS.names() if name not in taken]
+
+
+def _plugin_param(option) -> click.Option:
+    flag = "--" + option.name.replace("_", "-")
+    kind = click.Choice([str(c) for c in option.choices]) if option.choices and option.type is str else option.type
+    help_ = f"{option.help} [plugin option; default: {option.default}]".strip()
+    if option.type is bool:
+        return click.Option([f"{flag}/--no-{flag[2:]}", ], default=None, help=help_)
+    return click.Option([flag], type=kind, default=None, help=help_)
+
+
+@cli.command(cls=_OptimizeCommand)
 @click.option("--raw-input", help="The task in plain language (markers such as [TASK] allowed).")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False),
               help="YAML file of options (keys as these flags, with '_'); flags given here override it.")
@@ -108,7 +133,14 @@ def _mapping(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--name", help="Registry name (default: from the task's first words).")
 @click.option("--backend", default="meta_prompt", show_default=True, help="Optimization backend.")
 @click.option("--meta-prompt", default="rewrite", show_default=True,
-              help="Rewrite template of the meta-prompt backend: a registered name or a .txt file.")
+              help="Rewrite template of the meta-prompt backend: a registered name, a .txt file or "
+                   "package.module:function returning the text.")
+@click.option("--intake-prompt", default="intake", show_default=True,
+              help="Template that reads the task (as --meta-prompt: name, .txt file or module:function).")
+@click.option("--synthetic-prompt", default="synthetic", show_default=True,
+              help="Template that writes synthetic examples as JSON (as --meta-prompt).")
+@click.option("--inputs-prompt", default="inputs", show_default=True,
+              help="Template that writes the inputs of a classification's synthetic examples (as --meta-prompt).")
 @click.option("--optimizer", default="MIPROv2", show_default=True,
               help="DSPy optimizer for --backend dspy (MIPROv2, GEPA, BootstrapFewShot, ...).")
 @click.option("--dspy-module", default="Predict", show_default=True,
@@ -153,6 +185,9 @@ def _mapping(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--metric", "metric_weights", multiple=True, metavar="NAME[:KEY]=WEIGHT",
               help="Score with a weighted mix of metrics instead of the task type's (repeatable), "
                    "e.g. --metric classification=0.7 --metric brevity=0.3.")
+@click.option("--eval-metric", "eval_metrics", multiple=True, metavar="NAME[:KEY]",
+              help="Final-evaluation metric, reported on the run as final.NAME and used by `promptomatix "
+                   "evaluate` (repeatable; default: the task type's).")
 @click.option("--hook", "hooks", multiple=True, metavar="NAME", help="Run a registered hook (repeatable).")
 @click.option("--data-step", "data_steps", multiple=True, metavar="NAME",
               help="Preprocess/validate every example with a registered step, in order (repeatable): "
@@ -205,11 +240,12 @@ def plugins() -> None:
     from promptomatix.data.steps import DATA_STEPS
     from promptomatix.metaprompts import META_PROMPTS
     from promptomatix.models.providers import PROVIDERS
+    from promptomatix.options import OPTIONS
     from promptomatix.scoring import METRICS
     from promptomatix.tasks import TASK_TYPES
 
     for registry in (BACKENDS, DSPY_OPTIMIZERS, DSPY_MODULES, TASK_TYPES, METRICS, META_PROMPTS, DATA_SOURCES,
-                     DATA_STEPS, PROVIDERS, HOOKS, COMMANDS):
+                     DATA_STEPS, PROVIDERS, HOOKS, COMMANDS, OPTIONS):
         click.echo(f"{registry.kind} (entry points: {registry.group}): {', '.join(registry.names()) or '(none)'}")
         for name, error in sorted(registry.errors.items()):
             click.echo(f"  failed plugin {name!r}: {error}")
@@ -238,6 +274,8 @@ def summary(result) -> str:
         f"({usage.retries} retries, {usage.parse_failures} parse failures, {usage.cache_hits} cached, "
         f"{usage.unmapped_answers} answers naming no label), {result.seconds:.1f} s",
         f"stopped by:      {result.extra.get('stopped_by', SEARCH_COMPLETE)}",
+        *(["final eval:      " + ", ".join(f"{k} {v:.3f}" for k, v in result.extra["final_scores"].items())]
+          if result.extra.get("final_scores") else []),
         f"run id:          {result.run_id}",
     ]
     if result.model_version:

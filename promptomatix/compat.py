@@ -29,7 +29,7 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from promptomatix.config import SEARCH_PRESETS
+from promptomatix.config import DEFAULT_MODEL, SEARCH_PRESETS
 from promptomatix.errors import ConfigError, PromptomatixError, RegistryError, UsageError
 
 # --- the guide's names and ours --------------------------------------------------------------
@@ -101,6 +101,10 @@ _WRAPPED = "__promptomatix_guide__"  # marks a callback add_guide_aliases has wr
 def translate_options(options: dict[str, Any]) -> dict[str, Any]:
     """The guide's keywords (ours may be mixed in) as `promptomatix.optimize` options.
 
+    `model_name`/`model_provider` set the task model only, as in the guide: the optimizer model
+    is then `config_model_name` (+ `config_model_provider`) or, without them, the default
+    (`DEFAULT_MODEL`, the embedded model).
+
     Raises ConfigError for a guide value with no meaning here (an unknown backend or search
     type, an API key, a keyword given twice under both names); options that are ours pass
     through unchanged and are checked by `config_from_options`."""
@@ -137,6 +141,11 @@ def translate_options(options: dict[str, Any]) -> dict[str, Any]:
         if api_base and "optimizer_api_base" not in out:
             out["optimizer_api_base"] = api_base
     _check_local_data(load_local, out)
+    guide_model = "model_name" in options or provider is not None
+    if guide_model and "optimizer_model" not in out:
+        # The guide's model_name/model_provider name the task model only; the optimizer model
+        # (intake, data, rewrites) stays promptomatix's default unless config_model_name says.
+        out["optimizer_model"] = DEFAULT_MODEL
     return out
 
 
@@ -433,7 +442,13 @@ def _guide_callback(callback):
 
 
 class _GuideCommand(click.Command):
-    """A top-level command: typed errors become one line and the error's exit status."""
+    """A top-level command: typed errors become one line and the error's exit status; plugin
+    options are flags as on `promptomatix optimize`."""
+
+    def get_params(self, ctx):
+        from promptomatix.cli import with_plugin_options
+
+        return with_plugin_options(super().get_params(ctx))
 
     def invoke(self, ctx):
         logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)

@@ -70,10 +70,17 @@ class OptimizationConfig:
     backend: str = "meta_prompt"
     optimizer: str = "MIPROv2"
     dspy_module: str = "Predict"
-    meta_prompt: str = "rewrite"
+    # Templates of the optimizer model's work: a registered name, a .txt file, `module:function`
+    # or a function returning the text (see promptomatix/metaprompts.py).
+    meta_prompt: Any = "rewrite"
+    intake_prompt: Any = "intake"
+    synthetic_prompt: Any = "synthetic"
+    inputs_prompt: Any = "inputs"
     hooks: tuple[str, ...] = ()
     data_steps: tuple[str, ...] = ()
     metric_weights: dict[str, float] = field(default_factory=dict)
+    eval_metrics: tuple[str, ...] = ()  # final evaluation (NAME[:KEY]); empty: the task type's
+    plugin_options: dict[str, Any] = field(default_factory=dict)  # promptomatix/options.py
     task_type: str | None = None
     input_fields: tuple[str, ...] | None = None
     output_fields: tuple[str, ...] | None = None
@@ -140,6 +147,7 @@ class OptimizationConfig:
         set_("hooks", tuple(self.hooks))
         set_("data_steps", tuple(self.data_steps))
         set_("metric_weights", dict(self.metric_weights))
+        set_("eval_metrics", tuple(self.eval_metrics))
         for spec, weight in self.metric_weights.items():
             if not isinstance(weight, (int, float)) or isinstance(weight, bool) or weight <= 0:
                 raise ConfigError(f"metric weight for {spec!r} must be a positive number, got {weight!r}")
@@ -161,8 +169,14 @@ class OptimizationConfig:
     def to_options(self) -> dict[str, Any]:
         """The flat options (`promptomatix optimize` flags, `optimize(**options)` keywords and
         `--config` file keys) that rebuild this config with `config_from_options`."""
+        from promptomatix.metaprompts import source_name
+        from promptomatix.options import OPTIONS
+
         options = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-                   if f.name not in ("task_model", "optimizer_model")}
+                   if f.name not in ("task_model", "optimizer_model", "plugin_options")}
+        options |= {k: source_name(options[k]) for k in TEMPLATE_KEYS}
+        # Plugin options flat, as they are given; those at their default left out.
+        options |= {k: v for k, v in self.plugin_options.items() if k in OPTIONS.names() and v != OPTIONS.get(k).default}
         # Sizes equal to the preset's and optimizer settings equal to what the task model
         # implies are left out, so that a re-run with another --search or --model moves them.
         preset = SEARCH_PRESETS[self.search]
@@ -180,9 +194,16 @@ class OptimizationConfig:
 
     def to_params(self) -> dict[str, str]:
         """Flat key/value pairs for MLflow params (long text such as the raw input excluded)."""
+        from promptomatix.metaprompts import source_name
+
         params: dict[str, str] = {}
         for key, value in dataclasses.asdict(self).items():
             if key == "raw_input":
+                continue
+            if key in TEMPLATE_KEYS:
+                value = source_name(getattr(self, key))
+            if key == "plugin_options":  # each its own param, as a built-in option's
+                params.update({k: str(v) for k, v in value.items()})
                 continue
             if isinstance(value, dict) and key.endswith("model"):
                 value = value | {"api_base": redact_url(value["api_base"]) if value["api_base"] else None}
@@ -198,17 +219,30 @@ class OptimizationConfig:
 
 MODEL_KEYS = ("model", "temperature", "max_tokens", "api_base")
 PRESET_KEYS = ("max_calls", "synthetic_data_size", "iterations", "candidates")
+TEMPLATE_KEYS = ("meta_prompt", "intake_prompt", "synthetic_prompt", "inputs_prompt")
+
+
+def builtin_option_names() -> set[str]:
+    """The options promptomatix itself defines: plugin options may not reuse them."""
+    return ({f.name for f in dataclasses.fields(OptimizationConfig)} | set(MODEL_KEYS)
+            | {f"optimizer_{k}" for k in MODEL_KEYS} | {"config", "config_from", "from", "resume", "dry_run", "quiet"})
 
 
 def config_from_options(**options) -> OptimizationConfig:
     """Build the config from flat options. `model`, `temperature`, `max_tokens` and `api_base`
     set the task model, the same names prefixed `optimizer_` the optimizer model, which
     otherwise follows the task model (and its API base) but samples warmer. None means unset."""
+    from promptomatix.options import OPTIONS
+
     options = {k: v for k, v in options.items() if v is not None}
     known = {f.name for f in dataclasses.fields(OptimizationConfig)} | set(MODEL_KEYS) | {f"optimizer_{k}" for k in MODEL_KEYS}
+    plugin = {k: options.pop(k) for k in list(options) if k not in known and k in OPTIONS.names()}
     unknown = sorted(set(options) - known)
     if unknown:
-        raise ConfigError(f"unknown option {unknown[0]!r}; known options: {', '.join(sorted(known - {'task_model', 'optimizer_model'}))}")
+        choices = (known - {"task_model", "optimizer_model", "plugin_options"}) | set(OPTIONS.names())
+        raise ConfigError(f"unknown option {unknown[0]!r}; known options: {', '.join(sorted(choices))}")
+    if plugin:
+        options["plugin_options"] = {**options.get("plugin_options", {}), **plugin}
     if "raw_input" not in options:
         raise ConfigError("raw input is empty: describe the task, e.g. 'Classify the sentiment of a movie review'")
     options = {k: _coerce(k, v) for k, v in options.items()}
@@ -229,7 +263,7 @@ _NUMBERS = {"temperature": float, "optimizer_temperature": float, "max_tokens": 
             "train_ratio": float, "lambda_penalty": float, "synthetic_data_size": int, "batch_size": int,
             "iterations": int, "candidates": int, "num_demos": int, "num_threads": int, "max_retries": int,
             "seed": int, "max_calls": int, "max_cost": float, "max_seconds": float}
-_TEXTS = ("raw_input", "name", "backend", "optimizer", "dspy_module", "meta_prompt", "task_type", "search",
+_TEXTS = ("raw_input", "name", "backend", "optimizer", "dspy_module", "task_type", "search",
           "train_data", "valid_data", "experiment", "model", "optimizer_model", "api_base", "optimizer_api_base")
 
 
@@ -249,12 +283,14 @@ def _coerce(key: str, value: Any) -> Any:
         return kind(number)
     if key in _TEXTS and not isinstance(value, str):
         raise ConfigError(f"{label} must be text, got {value!r}")
-    if key in ("input_fields", "output_fields", "hooks", "data_steps"):
+    if key in TEMPLATE_KEYS and not (isinstance(value, str) or callable(value)):
+        raise ConfigError(f"{label} must be a template name, a .txt file, module:function or a function, got {value!r}")
+    if key in ("input_fields", "output_fields", "hooks", "data_steps", "eval_metrics"):
         items = value.split(",") if isinstance(value, str) and key in ("input_fields", "output_fields") else value
         if isinstance(items, str) or not isinstance(items, (list, tuple)) or not all(isinstance(i, str) for i in items):
             raise ConfigError(f"{label} must be a list of names, got {value!r}")
         return tuple(items)
-    if key in ("field_map", "metric_weights") and not isinstance(value, dict):
+    if key in ("field_map", "metric_weights", "plugin_options") and not isinstance(value, dict):
         raise ConfigError(f"{label} must be a mapping, got {value!r}")
     if key in ("register", "cache") and not isinstance(value, bool):
         raise ConfigError(f"{key} must be true or false, got {value!r}")
@@ -322,15 +358,25 @@ def _check_registered(config: OptimizationConfig) -> None:
     from promptomatix.tasks import get_task_type
 
     from promptomatix.callbacks import HOOKS
+    from promptomatix.data.selflabel import INPUTS_FIELDS
     from promptomatix.data.steps import DATA_STEPS
-    from promptomatix.scoring import METRICS
+    from promptomatix.data.synthetic import SYNTHETIC_FIELDS
+    from promptomatix.intake import INTAKE_FIELDS
+    from promptomatix.metaprompts import check_source
+    from promptomatix.options import resolve
+    from promptomatix.scoring import METRICS, metric_shape
 
+    object.__setattr__(config, "plugin_options", resolve(config.plugin_options))
+    for key, allowed in (("intake_prompt", INTAKE_FIELDS), ("synthetic_prompt", SYNTHETIC_FIELDS),
+                         ("inputs_prompt", INPUTS_FIELDS)):
+        check_source(getattr(config, key), allowed, key.replace("_", " "))
+    for spec in (*config.metric_weights, *config.eval_metrics):  # an entry point's metric too
+        name = spec.partition(":")[0]
+        metric_shape(name, METRICS.get(name))
     get_backend(config.backend)
     for hook in config.hooks:
         HOOKS.get(hook)
     for step in config.data_steps:
         DATA_STEPS.get(step)
-    for spec in config.metric_weights:
-        METRICS.get(spec.partition(":")[0])
     if config.task_type is not None:
         get_task_type(config.task_type)

@@ -119,17 +119,15 @@ class Evaluator:
         """The evaluation of `answers` (uncalibrated) to `examples`, read with `prompt`'s
         calibration."""
         predictions = [_read(prompt, a) for a in answers]
-        per_field = [
-            self.metric.score([p[f] for p in predictions], [e[f] for e in examples]) for f in prompt.output_fields
-        ]
-        per_example = tuple(sum(s.per_example[i] for s in per_field) / len(per_field) for i in range(len(examples)))
+        scored = self.metric.score_records(predictions, examples, prompt.output_fields, prompt=prompt.template)
+        per_example = tuple(scored.per_example)
         scores = tuple(a.scores for a in answers)
         soft = None
         if prompt.labels and examples and all(s is not None for s in scores):
             field = prompt.output_fields[0]
             soft = sum(label_probability(prompt.labels, s, prompt.calibration, e[field])
                        for s, e in zip(scores, examples)) / len(examples)
-        return Evaluation(sum(s.score for s in per_field) / len(per_field), per_example, tuple(predictions),
+        return Evaluation(scored.score, per_example, tuple(predictions),
                           scores if prompt.labels else (), sum(a.unmapped for a in answers), soft)
 
     def calibrated(self, prompt: Prompt, examples: Sequence[Example],

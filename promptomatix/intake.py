@@ -11,7 +11,7 @@ import re
 from collections.abc import Sequence
 
 from promptomatix.errors import ConfigError, LLMError
-from promptomatix.metaprompts import fill
+from promptomatix.metaprompts import TemplateSource, fill
 from promptomatix.models.lm import LM
 from promptomatix.spec import Example, TaskSpec
 from promptomatix.tasks import TASK_TYPES, get_task_type
@@ -21,6 +21,8 @@ log = logging.getLogger(__name__)
 MARKERS = ("TASK", "FEW_SHOT_EXAMPLES", "CONTEXT", "QUESTION", "INSTRUCTIONS", "RULES", "OUTPUT_FORMAT")
 _MARKER_RE = re.compile(r"^\s*\[(" + "|".join(MARKERS) + r")\]\s*:?", re.MULTILINE)
 _FIELD_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+# What an intake template (the `intake_prompt` option) may name.
+INTAKE_FIELDS = {"task_types", "request", "hints"}
 
 
 def parse_markers(raw_input: str) -> dict[str, str]:
@@ -61,7 +63,8 @@ def starting_instruction(sections: dict[str, str]) -> str:
 
 def extract_task_spec(raw_input: str, lm: LM, *, task_type: str | None = None,
                       input_fields: Sequence[str] | None = None, output_fields: Sequence[str] | None = None,
-                      columns: Sequence[str] | None = None, labels: Sequence[str] | None = None) -> TaskSpec:
+                      columns: Sequence[str] | None = None, labels: Sequence[str] | None = None,
+                      template: TemplateSource = "intake") -> TaskSpec:
     """Ask `lm` for the task's description, type, fields and labels; explicit arguments win.
 
     `columns` (the user's data columns) restricts field names to them; `labels` (the label
@@ -72,7 +75,7 @@ def extract_task_spec(raw_input: str, lm: LM, *, task_type: str | None = None,
         raise ConfigError("raw input has no task text: add a sentence saying what the task is")
     hints = _hints(sections, columns)
     answer = lm.complete_json(
-        fill("intake", task_types=", ".join(TASK_TYPES.names()), request=_one_line(instruction), hints=hints),
+        fill(template, task_types=", ".join(TASK_TYPES.names()), request=_one_line(instruction), hints=hints),
         _schema(task_type, columns),
         max_tokens=300,
         temperature=0.0,  # reading, not writing: greedy follows the pattern best

@@ -36,7 +36,7 @@ from promptomatix.backends.metaprompt import REWRITE_FIELDS, MetaPromptBackend
 from promptomatix.config import DEFAULT_MODEL, ModelSettings, config_from_options
 from promptomatix.errors import ConfigError
 from promptomatix.evaluation import Evaluation
-from promptomatix.metaprompts import load_template
+from promptomatix.metaprompts import check_source
 from promptomatix.models.lm import LM, check_model
 from promptomatix.models.usage import Usage, UsageMeter
 from promptomatix.prompts import Prompt, field_label
@@ -64,7 +64,7 @@ class PromptomatixOptimizer(BasePromptOptimizer):
             raw_input=description, meta_prompt=meta_prompt, iterations=iterations, candidates=candidates,
             lambda_penalty=lambda_penalty, seed=seed, num_demos=0, register=False, optimizer_model=model,
             optimizer_temperature=temperature, optimizer_max_tokens=max_tokens, optimizer_api_base=api_base)
-        load_template(meta_prompt, allowed=REWRITE_FIELDS)
+        check_source(meta_prompt, REWRITE_FIELDS)
         self.settings: ModelSettings = self.config.optimizer_model
         self.backend = MetaPromptBackend(max_failures=max_failures)
         self.usage = Usage()

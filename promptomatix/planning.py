@@ -65,6 +65,22 @@ class Plan:
         return "\n".join(lines)
 
 
+def upfront_note(config: OptimizationConfig) -> str | None:
+    """What a run whose search is bounded only by the budget will cost, said before it starts
+    (DSPy's optimizers run to their own schedule, which the call budget cuts short)."""
+    if config.backend != "dspy":
+        return None
+    limits = config.limits
+    bound = [f"{limits.calls} model calls" if limits.calls else None,
+             f"${limits.cost:g}" if limits.cost else None, f"{limits.seconds:g} s" if limits.seconds else None]
+    time_note = "" if limits.seconds else (
+        "; no time limit is set, and on a local model (the embedded one) each call of DSPy's chat format can "
+        "take seconds, so this may run for many minutes: bound it with --max-seconds / max_seconds")
+    return (f"DSPy's {config.optimizer} runs until its schedule ends or the budget is spent: at most "
+            f"{', '.join(b for b in bound if b)} ({config.search} preset){time_note}. "
+            f"`--dry-run` prints the plan.")
+
+
 def plan(config: OptimizationConfig, *, valid_size: int | None = None, labels: int = 2,
          classification: bool = True) -> Plan:
     """The calls `config` plans for. `valid_size` is the validation set of the user's data (None:

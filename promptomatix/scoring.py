@@ -1,15 +1,26 @@
 """Metrics and the training objective.
 
-A metric is an `evaluate` module (a folder path, loaded with `evaluate.load`) or a plain
-callable `f(predictions, references) -> dict`. The built-in modules live in the project's
-`metrics/` folder, installed inside the package as `promptomatix.builtin_metrics`.
+A metric comes in one of three shapes, told apart when it is registered (`metric_shape`):
+
+- an `evaluate` module: a folder path (loaded with `evaluate.load`) or a loaded module object;
+- a batch callable `f(predictions, references) -> dict` (lists of strings, one output field at
+  a time), the result holding the score key and optionally `per_example`;
+- DSPy's per-example callable `f(example, pred, trace=None) -> float` (or bool), where `example`
+  and `pred` are records of every field (read as `example.review` or `example["review"]`).
+
+Either callable may also take a keyword `prompt` (the prompt's text, instruction and demos, as
+the task model reads it: for prompt-quality metrics and custom length penalties) and keywords
+named after plugin options (`promptomatix.options`), which receive the run's values.
+The built-in modules live in the project's `metrics/` folder, installed inside the package as
+`promptomatix.builtin_metrics`.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
@@ -35,10 +46,56 @@ METRICS: Registry[MetricSource] = Registry("metrics", _builtins)
 
 
 def register_metric(name: str, source: MetricSource, *, replace: bool = False) -> MetricSource:
-    """Register an `evaluate` module path or a callable under `name`."""
-    if isinstance(source, str) and not _is_module(source):
-        raise ConfigError(f"metric {name!r}: {source} is not an evaluate module folder")
+    """Register a metric under `name`: an `evaluate` module (folder path or loaded module), a
+    batch callable `f(predictions, references) -> dict` or DSPy's `f(example, pred, trace=None)`.
+    Any other shape is a one-line `ConfigError` here, before any run."""
+    metric_shape(name, source)
     return METRICS.register(name, source, replace=replace)
+
+
+BATCH, PER_EXAMPLE, MODULE = "batch", "per_example", "module"
+_SHAPES = ("an evaluate module, f(predictions, references) -> dict, or f(example, pred, trace=None) -> float "
+           "(either callable may add a keyword prompt=None)")
+
+
+def metric_shape(name: str, source) -> str:
+    """`module`, `batch` or `per_example`: how `source` is called. ConfigError for anything else."""
+    if isinstance(source, str):
+        if not _is_module(source):
+            raise ConfigError(f"metric {name!r}: {source} is not an evaluate module folder")
+        return MODULE
+    if callable(getattr(source, "compute", None)):  # a loaded `evaluate` module
+        return MODULE
+    if not callable(source):
+        raise ConfigError(f"metric {name!r} is a {type(source).__name__}; a metric is {_SHAPES}")
+    try:
+        params = inspect.signature(source).parameters
+    except (TypeError, ValueError):
+        raise ConfigError(f"metric {name!r}: cannot read its signature; a metric is {_SHAPES}") from None
+    positional = [p for p in params.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    required = [p.name for p in params.values()
+                if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    if {"predictions", "references"} <= set(params):
+        shape, data = BATCH, {"predictions", "references"}
+    elif len(positional) >= 2 and not {"predictions", "references"} & {p.name for p in positional[:2]}:
+        shape, data = PER_EXAMPLE, {positional[0].name, positional[1].name}
+    else:
+        raise ConfigError(f"metric {name!r} has the signature {name}{inspect.signature(source)}; a metric is {_SHAPES}")
+    extra = [r for r in required if r not in data]
+    if extra:
+        raise ConfigError(f"metric {name!r}: {name}{inspect.signature(source)} requires {', '.join(extra)}, "
+                          f"which promptomatix cannot give; a metric is {_SHAPES}")
+    return shape
+
+
+class Record(dict):
+    """One example's fields for a per-example metric: `record["review"]` or `record.review`."""
+
+    def __getattr__(self, key):
+        try:
+            return self[key]
+        except KeyError:
+            raise AttributeError(key) from None
 
 
 def _is_module(path: str) -> bool:
@@ -56,28 +113,76 @@ class Scores:
 class Metric:
     """One metric, loaded once, scoring lists of predictions against references."""
 
-    def __init__(self, name: str, score_key: str):
+    def __init__(self, name: str, score_key: str, options: Mapping[str, object] | None = None):
         self.name = name
         self.score_key = score_key
         source = name if name not in METRICS.names() and _is_module(name) else METRICS.get(name)
-        if callable(source):
-            self._compute = source
-        else:
-            import evaluate
+        self.shape = metric_shape(name, source)
+        self._asks: set[str] = set()
+        self._options: dict = {}
+        if self.shape == MODULE:
+            module = source
+            if isinstance(source, str):
+                import evaluate
 
-            module = evaluate.load(source, keep_in_memory=True)
+                module = evaluate.load(source, keep_in_memory=True)
             self._compute = lambda predictions, references: module.compute(
                 predictions=predictions, references=references
             )
+        else:
+            params = inspect.signature(source).parameters
+            self._asks = {k for k in params if k == "prompt"}
+            self._options = {k: v for k, v in (options or {}).items() if k in params}
+            self._compute = source
 
-    def score(self, predictions: Sequence[str], references: Sequence[str]) -> Scores:
-        result = dict(self._compute(predictions=list(predictions), references=list(references)))
+    @property
+    def asks_prompt(self) -> bool:
+        return "prompt" in self._asks
+
+    @property
+    def per_example(self) -> bool:
+        """True for DSPy's shape: it scores whole examples, not one output field at a time."""
+        return self.shape == PER_EXAMPLE
+
+    def _extra(self, prompt: str) -> dict:
+        extra = dict(self._options)
+        if "prompt" in self._asks:
+            extra["prompt"] = prompt
+        return extra
+
+    def score_records(self, predictions: Sequence[Mapping], examples: Sequence[Mapping],
+                      fields: Sequence[str], *, prompt: str = "") -> Scores:
+        """The score of whole predictions against whole examples: each output field scored and
+        averaged (module and batch shapes), or each example scored once (DSPy's shape)."""
+        if self.shape == PER_EXAMPLE:
+            extra = self._extra(prompt)
+            per_example = []
+            for p, e in zip(predictions, examples):
+                value = self._compute(Record(e), Record(p), **extra)
+                value = getattr(value, "score", value)  # a dspy.Prediction(score=..., feedback=...)
+                if isinstance(value, bool):
+                    value = float(value)
+                if not isinstance(value, (int, float)):
+                    raise ConfigError(f"metric {self.name!r} returned {value!r:.80}; a per-example metric returns a number")
+                per_example.append(float(value))
+            return Scores(sum(per_example) / max(len(per_example), 1), per_example, {})
+        per_field = [self.score([p[f] for p in predictions], [e[f] for e in examples], prompt=prompt) for f in fields]
+        per_example = [sum(s.per_example[i] for s in per_field) / len(per_field) for i in range(len(examples))]
+        return Scores(sum(s.score for s in per_field) / len(per_field), per_example,
+                      per_field[0].details if len(per_field) == 1 else {})
+
+    def score(self, predictions: Sequence[str], references: Sequence[str], *, prompt: str = "") -> Scores:
+        """One output field's predictions against its references (module and batch shapes)."""
+        if self.shape == PER_EXAMPLE:
+            raise ConfigError(f"metric {self.name!r} scores whole examples; call score_records")
+        extra = self._extra(prompt)
+        result = dict(self._compute(predictions=list(predictions), references=list(references), **extra))
         if self.score_key not in result:
             raise ConfigError(f"metric {self.name!r} returned no {self.score_key!r} (keys: {', '.join(result)})")
         per_example = result.pop("per_example", None)
         if per_example is None:  # a user's module without per-example scores
             per_example = [
-                float(self._compute(predictions=[p], references=[r])[self.score_key])
+                float(self._compute(predictions=[p], references=[r], **extra)[self.score_key])
                 for p, r in zip(predictions, references)
             ]
         return Scores(float(result[self.score_key]), [float(s) for s in per_example], result)
@@ -92,26 +197,56 @@ class CompositeMetric:
         self.total = sum(weight for _, weight in self.parts)
         self.name = " + ".join(f"{w:g}*{m.name}:{m.score_key}" for m, w in self.parts)
 
-    def score(self, predictions: Sequence[str], references: Sequence[str]) -> Scores:
-        results = [(metric.score(predictions, references), weight, metric) for metric, weight in self.parts]
+    @property
+    def per_example(self) -> bool:
+        return any(m.per_example for m, _ in self.parts)
+
+    @property
+    def asks_prompt(self) -> bool:
+        return any(m.asks_prompt for m, _ in self.parts)
+
+    def score(self, predictions: Sequence[str], references: Sequence[str], *, prompt: str = "") -> Scores:
+        results = [(metric.score(predictions, references, prompt=prompt), weight, metric) for metric, weight in self.parts]
+        return self._combine(results, len(predictions))
+
+    def score_records(self, predictions: Sequence[Mapping], examples: Sequence[Mapping],
+                      fields: Sequence[str], *, prompt: str = "") -> Scores:
+        results = [(metric.score_records(predictions, examples, fields, prompt=prompt), weight, metric)
+                   for metric, weight in self.parts]
+        return self._combine(results, len(examples))
+
+    def _combine(self, results, size: int) -> Scores:
         score = sum(r.score * w for r, w, _ in results) / self.total
-        per_example = [sum(r.per_example[i] * w for r, w, _ in results) / self.total for i in range(len(predictions))]
+        per_example = [sum(r.per_example[i] * w for r, w, _ in results) / self.total for i in range(size)]
         return Scores(score, per_example, {f"{m.name}:{m.score_key}": r.score for r, _, m in results})
 
 
-def build_metric(default: str, default_key: str, weights: dict[str, float] | None = None) -> Metric | CompositeMetric:
+def build_metric(default: str, default_key: str, weights: dict[str, float] | None = None,
+                 options: Mapping[str, object] | None = None) -> Metric | CompositeMetric:
     """The task type's metric (`default`, maximizing `default_key`), or the weighted combination
     `weights` maps out: `{"classification": 0.7, "brevity": 0.3}`, a part named `metric:key` to
     choose the key (the default key is the task type's for its own metric, else the name)."""
     if not weights:
-        return Metric(default, default_key)
+        return Metric(default, default_key, options)
     parts = []
     for spec, weight in weights.items():
         name, _, key = spec.partition(":")
         if not isinstance(weight, (int, float)) or weight <= 0:
             raise ConfigError(f"metric weight for {spec!r} must be a positive number, got {weight!r}")
-        parts.append((Metric(name, key or (default_key if name == default else name)), float(weight)))
+        parts.append((Metric(name, key or (default_key if name == default else name), options), float(weight)))
     return CompositeMetric(parts)
+
+
+def eval_metrics(specs: Sequence[str], default: str, default_key: str,
+                 options: Mapping[str, object] | None = None) -> dict[str, Metric]:
+    """The final-evaluation metrics `specs` name (`name` or `name:key`; the key defaults as in
+    `build_metric`), by label (`name` or `name.key`, fit for an MLflow metric name)."""
+    metrics = {}
+    for spec in specs:
+        name, _, key = spec.partition(":")
+        metrics[f"{name}.{key}" if key else name] = Metric(name, key or (default_key if name == default else name),
+                                                           options)
+    return metrics
 
 
 _WORD = re.compile(r"[^\W_]+")

@@ -10,7 +10,9 @@ from promptomatix.plugins import Registry
 @dataclass(frozen=True)
 class TaskType:
     """A kind of task. `metric` names an entry of the metric registry and `score_key` the key of
-    its result that the optimizer maximizes; `hint` tells the intake model what the type means."""
+    its result that the optimizer maximizes; `hint` tells the intake model what the type means.
+    `eval_metrics` (`name` or `name:key` each) are the final evaluation's metrics, reported on
+    the run and used by `promptomatix evaluate`; empty, the final evaluation uses `metric`."""
 
     name: str
     metric: str
@@ -18,6 +20,7 @@ class TaskType:
     input_fields: tuple[str, ...]
     output_fields: tuple[str, ...]
     hint: str
+    eval_metrics: tuple[str, ...] = ()
 
 
 def _builtins(registry: Registry[TaskType]) -> None:

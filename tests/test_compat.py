@@ -85,6 +85,7 @@ def runs() -> list:
 def test_process_input_honours_the_guide_keywords_and_returns_the_original_dict(tracking, scripted):
     result = promptomatix.process_input(
         human_input=TASK, backend="simple_meta_prompt", model_name="fake", model_provider="scripted",
+        config_model_name="fake", config_model_provider="scripted",
         temperature=0.1, max_tokens=64, synthetic_data_size=8, train_ratio=0.75, search_type="moderate_search",
         lambda_penalty=0.01, task_type="classification", input_fields=["review"], output_fields="['sentiment']",
         **FAST)
@@ -131,7 +132,8 @@ def test_process_input_honours_the_guide_keywords_and_returns_the_original_dict(
 
 @pytest.mark.parametrize("key", ["human_input", "raw_input"])
 def test_human_input_and_raw_input_both_name_the_task(tracking, scripted, key):
-    result = compat.process_input(**{key: TASK}, model_name=FAKE_MODEL, synthetic_data_size=6, **FAST)
+    result = compat.process_input(**{key: TASK}, model_name=FAKE_MODEL, config_model_name=FAKE_MODEL, synthetic_data_size=6,
+                                  **FAST)
     assert mlflow.artifacts.load_text(f"runs:/{result['session_id']}/raw_input.txt") == TASK
     assert result["backend"] == "simple_meta_prompt"  # the guide's default backend, in its spelling
 
@@ -165,12 +167,25 @@ def chat_answer(prompt: str, params: dict) -> str:
     return "\n\n".join(f"[[ ## {k} ## ]]\n{v}" for k, v in values.items()) + "\n\n[[ ## completed ## ]]"
 
 
+def test_the_guides_dspy_call_says_up_front_what_it_may_cost(tracking, fake_llm, caplog):
+    # As the guide writes it: MIPROv2 (the default) on the quick preset, bounded by its call budget.
+    fake_llm.rules = [("", RuntimeError("stop here"))]
+    with caplog.at_level("WARNING", logger="promptomatix.api"), pytest.raises(Exception):
+        compat.process_input(human_input=TASK, backend="dspy", dspy_module="dspy.ChainOfThought",
+                             model_name=FAKE_MODEL, config_model_name=FAKE_MODEL, show_progress=False)
+    note = next(r.getMessage() for r in caplog.records if "DSPy's MIPROv2" in r.getMessage())
+    assert "at most 250 model calls (quick preset)" in note and "--max-seconds" in note
+    (run,) = runs()
+    assert run.info.status == "FAILED"  # ended by the error, never left RUNNING
+    assert params_of(run.info.run_id)["promptomatix.max_calls"] == "250"  # the preset's budget applies
+
+
 def test_dspy_backend_module_trainer_and_local_data(tracking, fake_llm, tmp_path):
     fake_llm.rules = [("Request:", INTAKE | {"input_fields": ["text"], "output_fields": ["label"]}), ("", chat_answer)]
     train, test = write_data(tmp_path)
     result = compat.process_input(
         raw_input="Classify the sentiment of a movie review.", backend="dspy", dspy_module="dspy.ChainOfThought",
-        trainer="BootstrapFewShot", model_name=FAKE_MODEL, load_data_local=True,
+        trainer="BootstrapFewShot", model_name=FAKE_MODEL, config_model_name=FAKE_MODEL, load_data_local=True,
         local_train_data_path=train, local_test_data_path=test, num_demos=2, **FAST)
 
     params = params_of(result["session_id"])
@@ -196,6 +211,17 @@ def test_dspy_backend_module_trainer_and_local_data(tracking, fake_llm, tmp_path
 def test_model_name_and_provider_become_one_litellm_model(name, provider, model, api_base):
     options = compat.translate_options({"raw_input": "x", "model_name": name, "model_provider": provider})
     assert options["model"] == model and options.get("api_base") == api_base
+
+
+def test_the_guides_model_keywords_set_the_task_model_only():
+    from promptomatix.config import DEFAULT_MODEL, config_from_options
+
+    options = compat.translate_options({"raw_input": "x", "model_name": "positive", "model_provider": "echo"})
+    assert options["model"] == "echo/positive" and options["optimizer_model"] == DEFAULT_MODEL
+    config = config_from_options(**options)
+    assert (config.task_model.model, config.optimizer_model.model) == ("echo/positive", DEFAULT_MODEL)
+    # ours still sets both, the optimizer following the task model
+    assert config_from_options(raw_input="x", model="echo/positive").optimizer_model.model == "echo/positive"
 
 
 def test_the_optimizer_model_takes_the_guides_config_model_keywords():
@@ -234,7 +260,7 @@ def test_a_failing_model_raises_instead_of_returning_an_error_dict(tracking, fak
 
     fake_llm.rules = [("", litellm.AuthenticationError(message="invalid key", llm_provider="scripted", model="fake"))]
     with pytest.raises(promptomatix.LLMError, match="authentication failed"):
-        compat.process_input(human_input=TASK, model_name=FAKE_MODEL, **FAST)
+        compat.process_input(human_input=TASK, model_name=FAKE_MODEL, config_model_name=FAKE_MODEL, **FAST)
     (run,) = runs()
     assert run.info.status == "FAILED"
 
@@ -358,7 +384,8 @@ def test_pyproject_declares_the_promtomatic_script():
 # --- feedback: sessions are runs, feedback lives on their registered version ---------------------
 
 def optimized(**options):
-    return compat.process_input(human_input=TASK, model_name=FAKE_MODEL, synthetic_data_size=6, **(FAST | options))
+    return compat.process_input(human_input=TASK, model_name=FAKE_MODEL, config_model_name=FAKE_MODEL, synthetic_data_size=6,
+                                **(FAST | options))
 
 
 def test_a_session_is_the_run_and_its_registered_version(tracking, scripted):

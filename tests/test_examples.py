@@ -36,11 +36,12 @@ def restore_registries(monkeypatch):
     from promptomatix.data.steps import DATA_STEPS
     from promptomatix.metaprompts import META_PROMPTS
     from promptomatix.models.providers import PROVIDERS
+    from promptomatix.options import OPTIONS
     from promptomatix.scoring import METRICS
     from promptomatix.tasks import TASK_TYPES
 
     for registry in (BACKENDS, OPTIMIZERS, MODULES, HOOKS, COMMANDS, DATA_SOURCES, DATA_STEPS, META_PROMPTS,
-                     PROVIDERS, METRICS, TASK_TYPES):
+                     PROVIDERS, METRICS, TASK_TYPES, OPTIONS):
         registry.names()  # load the built-ins and entry points first
         monkeypatch.setattr(registry, "_items", dict(registry._items))
     monkeypatch.setattr(litellm, "custom_provider_map", list(litellm.custom_provider_map))
@@ -171,6 +172,38 @@ def test_custom_meta_prompt_is_what_the_optimizer_model_reads(tracking, scripted
     assert "CAREFULLY" in result.prompt and result.optimized_score == 1.0
 
 
+@pytest.mark.parametrize("given", ["function", "import path"])
+def test_a_meta_prompt_written_as_a_function(tracking, scripted, examples, given):
+    example = examples("custom_meta_prompt")
+    source = example.terse_meta_prompt if given == "function" else "custom_meta_prompt:terse_meta_prompt"
+    result = run_optimize(meta_prompt=source, num_demos=0)
+
+    rewrites = [c["prompt"] for c in scripted.calls if "Terse instruction:" in c["prompt"]]
+    assert rewrites and rewrites[0].startswith("Task: Classify the sentiment of a movie review.")
+    assert "Write a terser instruction that fixes them." in rewrites[0]
+    assert params_of(result)["promptomatix.meta_prompt"] == "custom_meta_prompt:terse_meta_prompt"
+    assert "CAREFULLY" in result.prompt and result.optimized_score == 1.0
+
+
+def test_intake_and_synthetic_templates_are_chosen_per_run(tracking, scripted, tmp_path):
+    intake = tmp_path / "intake.txt"
+    intake.write_text("MY INTAKE. Types: $task_types\nRequest: $request\nSpec:")
+
+    def inputs(description, label, input_label):  # the classification's synthetic inputs
+        return f"MY INPUTS for {description}\nSentiment: {label}\n{input_label}:"
+
+    result = run_optimize(intake_prompt=str(intake), inputs_prompt=inputs)
+    assert any(c["prompt"].startswith("MY INTAKE. Types: classification") for c in scripted.calls)
+    assert any(c["prompt"].startswith("MY INPUTS for Classify the sentiment") for c in scripted.calls)
+    params = params_of(result)
+    assert params["promptomatix.intake_prompt"] == str(intake)
+    assert params["promptomatix.inputs_prompt"].endswith("inputs")
+    bad = tmp_path / "bad.txt"
+    bad.write_text("Request: $request for $audience")
+    with pytest.raises(promptomatix.ConfigError, match=re.escape("unknown placeholders $audience")):
+        run_optimize(intake_prompt=str(bad))
+
+
 def test_custom_meta_prompt_with_an_unknown_placeholder_is_refused(tracking, scripted, tmp_path, examples):
     from promptomatix.backends.metaprompt import REWRITE_FIELDS
     from promptomatix.metaprompts import load_template
@@ -196,13 +229,50 @@ def test_custom_provider_answers_as_the_task_model(tracking, scripted, examples)
 
 
 def test_custom_hook_stops_the_search_at_the_target(tracking, scripted, examples):
-    examples("custom_hook").register(target=1.0, replace=True)
+    examples("custom_hook").register(replace=True)
     result = run_optimize(hooks=["stop_at_target"], iterations=3)
 
     assert result.extra["stopped_early"] is True and result.optimized_score == 1.0
     steps = [m.step for m in MlflowClient().get_metric_history(result.run_id, "best_score")]
     assert steps == [0, 1]  # iterations 2 and 3 never ran
     assert sum("Improved instruction" in c["prompt"] for c in scripted.calls) == 1
+
+
+def test_a_plugin_option_sets_the_hooks_target_per_run(tracking, scripted, examples):
+    examples("custom_hook").register(replace=True)
+    # A target no run reaches: the hook never stops the search, all three iterations run.
+    result = run_optimize(hooks=["stop_at_target"], iterations=3, stop_target=1.5)
+    assert result.extra["stopped_early"] is False
+    assert [m.step for m in MlflowClient().get_metric_history(result.run_id, "best_score")] == [0, 1, 2, 3]
+    assert params_of(result)["promptomatix.stop_target"] == "1.5"
+    # re-runnable: the effective options name it
+    assert "stop_target: 1.5" in mlflow.artifacts.load_text(f"runs:/{result.run_id}/config.yaml")
+
+
+def test_a_plugin_option_is_a_flag_and_a_config_key_checked_like_a_builtin(tracking, scripted, examples, tmp_path):
+    from click.testing import CliRunner
+
+    from promptomatix.cli import cli
+
+    examples("custom_hook").register(replace=True)
+    runner = CliRunner()
+    assert "--stop-target" in runner.invoke(cli, ["optimize", "--help"]).output
+    bad = runner.invoke(cli, ["optimize", "--raw-input", "Classify reviews", "--hook", "stop_at_target",
+                              "--stop-target", "high"])
+    assert bad.exit_code == 2 and "high" in bad.output and "Traceback" not in bad.output
+    with pytest.raises(promptomatix.ConfigError, match="stop target must be a number, got 'high'"):
+        run_optimize(hooks=["stop_at_target"], stop_target="high")
+    assert scripted.calls == []
+    config = tmp_path / "run.yaml"
+    config.write_text("raw_input: Classify the sentiment of a movie review as positive or negative\n"
+                      "hooks: [stop_at_target]\nstop_target: 1.5\nsynthetic_data_size: 6\niterations: 2\n"
+                      "candidates: 1\nregister: false\n")
+    out = runner.invoke(cli, ["optimize", "--config", str(config), "--model", FAKE_MODEL, "--num-threads", "2",
+                              "--quiet"], catch_exceptions=False)
+    assert out.exit_code == 0, out.output
+    (run,) = mlflow.search_runs(output_format="list", search_all_experiments=True)
+    assert run.data.params["promptomatix.stop_target"] == "1.5"
+    assert [m.step for m in MlflowClient().get_metric_history(run.info.run_id, "best_score")] == [0, 1, 2]
 
 
 # --- the DSPy module: the dspy backend with answers in DSPy's chat format ----------------------
@@ -343,13 +413,14 @@ def test_plugins_lists_the_new_extension_points(examples):
 
     from promptomatix.cli import cli
 
-    for name in ("custom_data_source", "custom_data_step", "custom_dspy_optimizer"):
+    for name in ("custom_data_source", "custom_data_step", "custom_dspy_optimizer", "custom_hook"):
         examples(name).register(replace=True)
     out = CliRunner().invoke(cli, ["plugins"]).output
     lines = {line.split(" ", 1)[0]: line for line in out.splitlines() if not line.startswith(" ")}
     assert "sqlite" in lines["data_sources"] and "jsonl" in lines["data_sources"]
     assert "min_words" in lines["data_steps"] and "known_label" in lines["data_steps"]
     assert "LabeledFewShot" in lines["dspy_optimizers"] and "MIPROv2" in lines["dspy_optimizers"]
+    assert "stop_target" in lines["options"]
 
 
 # --- the CLI: a plugin command and a config file naming the examples' plugins --------------------
@@ -374,3 +445,121 @@ def test_config_file_and_custom_command_from_the_cli(tracking, scripted, example
     assert "run-scores" in runner.invoke(cli, ["--help"]).output
     scored = runner.invoke(cli, ["run-scores", run.info.run_id], catch_exceptions=False)
     assert scored.exit_code == 0 and scored.output.strip() == f"{run.info.run_id}: 0.000 -> 1.000"
+
+
+# --- metrics in each shape, a metric reading the prompt, the final-evaluation metric ------------
+
+@pytest.mark.parametrize("metric", ["starts_with_label", "label_in_answer", "exact_label"])
+def test_each_metric_shape_scores_the_run(tracking, scripted, examples, metric):
+    examples("custom_metric.custom_metric").register(replace=True)
+    examples("custom_metric_shapes").register(replace=True)
+    if metric != "exact_label":  # a trailing remark: only these two metrics forgive it
+        scripted.rules[-1] = ("Sentiment:", lambda p, q: answer_task(p, q) + " (sure)")
+    result = run_optimize(metric_weights={metric: 1.0})
+
+    assert params_of(result)["promptomatix.metric_weights"] == f"{metric}=1.0"
+    assert result.initial_score == 0.0 and result.optimized_score == 1.0
+
+
+def test_a_metric_of_no_known_shape_is_refused_when_registered():
+    from promptomatix.scoring import register_metric
+
+    def guide_metric(example, pred, instructions, trace):  # the original guide's signature
+        return 1.0
+
+    with pytest.raises(promptomatix.ConfigError) as refused:
+        register_metric("guide_metric", guide_metric)
+    assert "requires instructions" in str(refused.value) and "prompt=None" in str(refused.value)
+    assert "\n" not in str(refused.value)
+    with pytest.raises(promptomatix.ConfigError, match="a metric is an evaluate module"):
+        register_metric("one_argument", lambda text: 1.0)
+    with pytest.raises(promptomatix.ConfigError, match="is a float"):
+        register_metric("a_number", 0.5)
+
+
+def test_a_metric_that_reads_the_prompt_penalizes_length(tracking, scripted, examples):
+    examples("custom_metric_shapes").register(replace=True)
+    seen = []
+
+    def words_of_prompt(example, pred, trace=None, prompt=""):
+        seen.append(prompt)
+        return 1.0 - min(1.0, len(prompt.split()) / 1000)
+
+    promptomatix.scoring.register_metric("words_of_prompt", words_of_prompt, replace=True)
+    result = run_optimize(metric_weights={"words_of_prompt": 1.0})
+    assert seen and all("Classify the sentiment" in p or "CAREFULLY" in p for p in seen)
+    assert 0.9 < result.initial_score < 1.0  # the score came from the prompt, not the answers
+
+
+def test_a_final_evaluation_metric_is_reported_and_used_by_evaluate(tracking, scripted, examples, tmp_path):
+    from click.testing import CliRunner
+
+    from promptomatix.cli import cli
+
+    examples("custom_metric_shapes").register(replace=True)
+    result = run_optimize(eval_metrics=["short_and_right", "label_in_answer"], register=True, name="final-eval")
+
+    metrics = mlflow.get_run(result.run_id).data.metrics
+    assert metrics["final.short_and_right"] == 1.0 and metrics["final.label_in_answer"] == 1.0
+    assert result.extra["final_scores"] == {"short_and_right": 1.0, "label_in_answer": 1.0}
+    test = tmp_path / "test.jsonl"
+    test.write_text("".join(json.dumps({"review": f"a {w} film", "sentiment": s}) + "\n"
+                            for w, s in (("good", "positive"), ("bad", "negative"))))
+    out = CliRunner().invoke(cli, ["evaluate", "final-eval@1", "--data", str(test), "--quiet"],
+                             catch_exceptions=False)
+    assert out.exit_code == 0, out.output
+    assert "short_and_right" in out.output
+    version = MlflowClient().get_model_version("final-eval", "1")
+    assert version.tags["test_metric"] == "short_and_right"
+    run = mlflow.get_run(version.tags["test_run_id"])
+    assert run.data.metrics["test_score.label_in_answer"] == 1.0
+
+
+def test_a_dspy_shaped_metric_scores_the_dspy_backend(tracking, dspy_scripted, tmp_path, examples):
+    examples("custom_dspy_module").register(replace=True)
+    examples("custom_metric_shapes").register(replace=True)
+    train, valid = write_data(tmp_path)
+    result = run_optimize(backend="dspy", optimizer="BootstrapFewShot", dspy_module="Labeler",
+                          train_data=train, valid_data=valid, task_type="classification",
+                          input_fields="review", output_fields="sentiment", num_demos=2,
+                          metric_weights={"exact_label": 1.0})
+
+    assert params_of(result)["promptomatix.metric_weights"] == "exact_label=1.0"
+    assert result.initial_score == 0.5 and result.optimized_score == 1.0
+
+
+# --- docs/customizing.md: its examples exist, are run above, and say what they show ------------
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "customizing.md"
+
+
+def test_every_example_the_guide_table_names_exists_and_is_run_here():
+    text = DOC.read_text()
+    linked = set(re.findall(r"\(\.\./examples/([\w./]+?)/?\)", text))
+    assert {"custom_metric_shapes.py", "custom_hook.py", "custom_meta_prompt.py", "custom_metric"} <= linked
+    tests = Path(__file__).read_text()
+    for name in linked:
+        assert (EXAMPLES / name).exists(), name
+        module = name.removesuffix(".py").replace("/", ".")
+        if name.endswith((".py", "custom_metric")):
+            assert f'"{module}' in tests, f"{name} is linked from the docs but no test runs it"
+
+
+def test_the_guide_table_says_what_replaces_paths_parsing_and_settings():
+    rows = {line.split("|")[1].strip(): line for line in DOC.read_text().splitlines()
+            if line.startswith("| ") and line.count("|") >= 4}
+    assert "MLFLOW_TRACKING_URI" in rows["Custom Path and Directory Management (`utils/paths.py`)"]
+    assert "data step" in rows["Custom Parsing and Text Processing (`utils/parsing.py`)"]
+    assert "plugin options" in rows["Custom configuration settings (`custom_settings`, `optimization_strategy`)"]
+    assert "`examples/`" in rows["Getting Help: `examples/scripts/`, `docs/api/`"] or "examples/" in \
+        rows["Getting Help: `examples/scripts/`, `docs/api/`"]
+
+
+def test_the_functions_the_docs_show_are_the_examples_own():
+    """A `def` or assignment shown in a docs snippet is a line of the example it comes from."""
+    text = DOC.read_text()
+    sources = "\n".join(p.read_text() for p in EXAMPLES.rglob("*.py"))
+    shown = re.findall(r"^(def \w+\(.*\):|[A-Z_]+ = PluginOption\(.*\))(?:\s+#.*)?$", text, re.MULTILINE)
+    assert len(shown) >= 6
+    for line in shown:
+        assert line in sources, line

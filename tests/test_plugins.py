@@ -178,3 +178,87 @@ def test_a_plugin_adds_a_command_to_the_cli(tmp_path, monkeypatch):
     listing = runner.invoke(cli_module.cli, ["plugins"]).output
     assert "commands (entry points: promptomatix.commands): hello" in listing
     assert "failed plugin 'broken': ImportError: needs a missing package" in listing
+
+
+# --- plugin options ------------------------------------------------------------------------------
+
+@pytest.fixture
+def options(monkeypatch):
+    from promptomatix.options import OPTIONS
+
+    OPTIONS.names()
+    monkeypatch.setattr(OPTIONS, "_items", dict(OPTIONS._items))
+    return OPTIONS
+
+
+def test_a_plugin_option_is_converted_checked_and_logged_like_a_builtin(options):
+    from promptomatix.config import config_from_options
+    from promptomatix.options import PluginOption, register_option
+
+    register_option(PluginOption("min_len", int, 3, "Shortest input kept.", choices=(1, 3, 5)))
+    config = config_from_options(raw_input="Classify reviews", min_len="5")
+    assert config.plugin_options["min_len"] == 5
+    assert config.to_params()["min_len"] == "5" and config.to_options()["min_len"] == 5
+    assert config_from_options(raw_input="Classify reviews").plugin_options["min_len"] == 3  # the default
+    assert "min_len" not in config_from_options(raw_input="Classify reviews").to_options()
+    with pytest.raises(ConfigError, match="min len must be a whole number, got '2.5'"):
+        config_from_options(raw_input="Classify reviews", min_len="2.5")
+    with pytest.raises(ConfigError, match="min len must be one of 1, 3, 5, got 4"):
+        config_from_options(raw_input="Classify reviews", min_len=4)
+    with pytest.raises(ConfigError, match="unknown option 'max_len'; known options: .*min_len"):
+        config_from_options(raw_input="Classify reviews", max_len=4)
+
+
+def test_a_plugin_option_cannot_take_a_builtin_name_or_an_odd_type(options):
+    from promptomatix.options import PluginOption, register_option
+
+    with pytest.raises(ConfigError, match="'seed' is a built-in option's name"):
+        register_option(PluginOption("seed", int, 1))
+    with pytest.raises(ConfigError, match="type must be one of str, int, float, bool"):
+        PluginOption("weights", list)
+
+
+def test_a_data_step_gets_the_plugin_options_it_names(options, monkeypatch):
+    from promptomatix.data.steps import DATA_STEPS, DataSteps, Rejected, register_data_step
+
+    DATA_STEPS.names()
+    monkeypatch.setattr(DATA_STEPS, "_items", dict(DATA_STEPS._items))
+    from promptomatix.options import PluginOption, register_option
+    from promptomatix.spec import TaskSpec
+
+    register_option(PluginOption("min_words", int, 3))
+
+    def long_enough(example, spec, min_words=3):
+        if len(example["text"].split()) < min_words:
+            raise Rejected(f"fewer than {min_words} words")
+        return example
+
+    register_data_step("long_enough_test", long_enough)
+    spec = TaskSpec("d", ("text",), ("label",), "classification")
+    steps = DataSteps(["long_enough_test"], spec, options={"min_words": 2})
+    assert steps({"text": "two words", "label": "x"}, "train") is not None
+    strict = DataSteps(["long_enough_test"], spec, options={"min_words": 5})
+    assert strict({"text": "two words", "label": "x"}, "train") is None
+    assert strict.rejections[0].reason == "fewer than 5 words"
+
+
+def test_a_metric_gets_the_plugin_options_it_names_and_a_bad_plugin_metric_is_refused_up_front(options, monkeypatch):
+    from promptomatix.config import config_from_options
+    from promptomatix.options import PluginOption, register_option
+    from promptomatix.scoring import METRICS, Metric, register_metric
+
+    METRICS.names()
+    monkeypatch.setattr(METRICS, "_items", dict(METRICS._items))
+    register_option(PluginOption("min_chars", int, 1))
+
+    def long_answer(example, pred, trace=None, min_chars=1):
+        return float(len(pred["answer"]) >= min_chars)
+
+    register_metric("long_answer", long_answer)
+    preds, golds = [{"answer": "abc"}, {"answer": "abcdef"}], [{"answer": "x"}, {"answer": "y"}]
+    assert Metric("long_answer", "long_answer", {"min_chars": 5}).score_records(preds, golds, ["answer"]).score == 0.5
+    assert Metric("long_answer", "long_answer", {"min_chars": 1}).score_records(preds, golds, ["answer"]).score == 1.0
+    # an entry point's metric is not seen by register_metric: its shape is checked with the config
+    METRICS._items["entry_point_metric"] = lambda text: 1.0
+    with pytest.raises(ConfigError, match="metric 'entry_point_metric' has the signature"):
+        config_from_options(raw_input="Classify reviews", metric_weights={"entry_point_metric": 1})

@@ -29,7 +29,7 @@ from promptomatix.backends.search import (MIN_RACE, Race, beats, demo_counts, dr
 from promptomatix.callbacks import Callback
 from promptomatix.config import OptimizationConfig
 from promptomatix.errors import BudgetExhausted, ConfigError, ParseError
-from promptomatix.metaprompts import fill, load_template
+from promptomatix.metaprompts import check_source, fill
 from promptomatix.models.lm import context_tokens
 from promptomatix.prompts import Prompt
 
@@ -53,7 +53,7 @@ class MetaPromptBackend(Backend):
         self.max_failures = max_failures
 
     def check(self, config: OptimizationConfig) -> None:
-        load_template(config.meta_prompt, allowed=REWRITE_FIELDS)
+        check_source(config.meta_prompt, REWRITE_FIELDS)
         ignored = config.changed("optimizer", "dspy_module")
         if ignored:
             raise ConfigError(f"{' and '.join(ignored)} apply to --backend dspy; the meta_prompt backend would "

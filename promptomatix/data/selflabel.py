@@ -35,7 +35,10 @@ from promptomatix.answers import batch_calibration, best_label, calibrated
 from promptomatix.data import split
 from promptomatix.errors import LLMError
 from promptomatix.evaluation import Answer, Evaluator
-from promptomatix.metaprompts import fill
+from promptomatix.metaprompts import TemplateSource, fill
+
+# What a label task's input-writing template (the `inputs_prompt` option) may name.
+INPUTS_FIELDS = {"description", "examples", "output_label", "label", "input_label"}
 from promptomatix.models.lm import LM
 from promptomatix.progress import progress_bar
 from promptomatix.prompts import Prompt, field_label
@@ -73,7 +76,7 @@ class LabelReport:
 
 def write_inputs(spec: TaskSpec, lm: LM, count: int, *, seeds: Sequence[Example] = (), show_progress: bool = True,
                  accept: Callable[[Example], Example | None] | None = None, attempts: int | None = None,
-                 ) -> tuple[list[Example], list[str], InputReport]:
+                 template: TemplateSource = "inputs") -> tuple[list[Example], list[str], InputReport]:
     """`count` inputs (examples holding the input fields) and, for each, the label asked for,
     in at most `attempts` requests (default: `WRITE_ATTEMPTS` per input)."""
     report = InputReport(requested=count)
@@ -85,7 +88,7 @@ def write_inputs(spec: TaskSpec, lm: LM, count: int, *, seeds: Sequence[Example]
         while len(inputs) < count and report.calls < attempts:
             label = spec.labels[report.calls % len(spec.labels)]
             report.calls += 1
-            text = lm.complete(_pattern(spec, label, seeds, report.calls), max_tokens=MAX_INPUT_TOKENS,
+            text = lm.complete(_pattern(spec, label, seeds, report.calls, template), max_tokens=MAX_INPUT_TOKENS,
                                stop=["\n\n"] if len(spec.input_fields) > 1 else ["\n"],
                                temperature=max(lm.settings.temperature, INPUT_TEMPERATURE), salt=f"input {report.calls}")
             example = _read_inputs(spec, text)
@@ -114,7 +117,8 @@ def write_inputs(spec: TaskSpec, lm: LM, count: int, *, seeds: Sequence[Example]
     return inputs, asked, report
 
 
-def _pattern(spec: TaskSpec, label: str, seeds: Sequence[Example], call: int) -> str:
+def _pattern(spec: TaskSpec, label: str, seeds: Sequence[Example], call: int,
+             template: TemplateSource = "inputs") -> str:
     output = field_label(spec.output_fields[0])
     shown = list(seeds)
     random.Random(call).shuffle(shown)
@@ -122,7 +126,7 @@ def _pattern(spec: TaskSpec, label: str, seeds: Sequence[Example], call: int) ->
                      "\n".join(f"{field_label(f)}: {seed[f]}" for f in spec.input_fields) + "\n\n"
                      for seed in shown[:3])
     # No line break after the last `Field:`: the model writes the value on that line.
-    return fill("inputs", description=spec.description, examples=blocks, output_label=output, label=label,
+    return fill(template, description=spec.description, examples=blocks, output_label=output, label=label,
                 input_label=field_label(spec.input_fields[0])).rstrip()
 
 

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from promptomatix.errors import DataError, PluginError, PromptomatixError
+from promptomatix.options import call_with_options, wanted
 from promptomatix.plugins import Registry
 from promptomatix.spec import Example, TaskSpec
 
@@ -86,21 +87,26 @@ class DataSteps:
     names: Sequence[str]
     spec: TaskSpec
     rejections: list[Rejection] = field(default_factory=list)
+    options: dict = field(default_factory=dict)  # the run's plugin options: each step gets those it names
 
     def __post_init__(self):
         self._steps = []
         for name in self.names:
             item = DATA_STEPS.get(name)
-            self._steps.append((name, item() if isinstance(item, type) else item))
+            if isinstance(item, type):  # a class: a fresh instance, its constructor given its options
+                step = call_with_options(item, self.options)
+                self._steps.append((name, step, wanted(step, self.options)))
+            else:
+                self._steps.append((name, item, wanted(item, self.options)))
 
     def __bool__(self) -> bool:
         return bool(self._steps)
 
     def __call__(self, example: Example, stage: str) -> Example | None:
         """The example after every step, or None (and a recorded rejection) if one rejected it."""
-        for name, step in self._steps:
+        for name, step, options in self._steps:
             try:
-                result = step(dict(example), self.spec)
+                result = step(dict(example), self.spec, **options)
             except Rejected as verdict:
                 self.rejections.append(Rejection(stage, name, str(verdict) or "rejected", example))
                 return None

@@ -8,7 +8,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from promptomatix.errors import LLMError, ParseError
-from promptomatix.metaprompts import fill
+from promptomatix.metaprompts import TemplateSource, fill
+
+# What a synthetic-data template (the `synthetic_prompt` option) may name.
+SYNTHETIC_FIELDS = {"description", "instructions", "count", "fields", "label_rule", "seen"}
 from promptomatix.models.lm import LM
 from promptomatix.progress import progress_bar
 from promptomatix.spec import Example, TaskSpec
@@ -29,7 +32,7 @@ class GenerationReport:
 def generate_examples(spec: TaskSpec, lm: LM, count: int, *, batch_size: int = 5,
                       max_batches: int | None = None, show_progress: bool = True,
                       accept: Callable[[Example], Example | None] | None = None,
-                      ) -> tuple[list[Example], GenerationReport]:
+                      template: TemplateSource = "synthetic") -> tuple[list[Example], GenerationReport]:
     """Ask `lm` for `count` examples of the task, `batch_size` at a time.
 
     Each batch is constrained to the task's fields by a JSON schema; for classification the
@@ -58,7 +61,7 @@ def generate_examples(spec: TaskSpec, lm: LM, count: int, *, batch_size: int = 5
             report.batches += 1
             # The frequency penalty keeps a model from writing one example n times over.
             try:
-                answer = lm.complete_json(_prompt(spec, n, label, examples), _schema(spec, n, label),
+                answer = lm.complete_json(_prompt(spec, n, label, examples, template), _schema(spec, n, label),
                                           max_tokens=_token_budget(spec, n), frequency_penalty=FREQUENCY_PENALTY,
                                           salt=f"batch {report.batches}")
             except ParseError as exc:  # counted in the meter; the examples so far are kept
@@ -91,14 +94,15 @@ def generate_examples(spec: TaskSpec, lm: LM, count: int, *, batch_size: int = 5
     return examples, report
 
 
-def _prompt(spec: TaskSpec, n: int, label: str | None, examples: list[Example]) -> str:
+def _prompt(spec: TaskSpec, n: int, label: str | None, examples: list[Example],
+            template: TemplateSource = "synthetic") -> str:
     label_rule = ""
     if spec.labels:
         label_rule = f" The {spec.output_fields[0]} is one of: {', '.join(spec.labels)}."
         if label:
             label_rule += f" In this batch every example has {spec.output_fields[0]} = {label}."
     seen = "\n".join(json.dumps(e, ensure_ascii=False) for e in examples[-5:]) or "(none yet)"
-    return fill("synthetic", description=spec.description, instructions=spec.instructions, count=n,
+    return fill(template, description=spec.description, instructions=spec.instructions, count=n,
                 fields=", ".join(spec.fields), label_rule=label_rule, seen=seen)
 
 

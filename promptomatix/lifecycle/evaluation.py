@@ -5,7 +5,10 @@ In: a version reference (`name@alias`, `name@3`, `models:/name/3`) and data (a p
 Out: an `EvaluationReport`. The run holds the per-example table (`evaluation/results.json`),
 the data (`data/test.jsonl` and a dataset input), the metric `test_score`, and tags naming the
 version; `mlflow.genai.evaluate` runs the version's pyfunc model as `predict_fn` with the task
-type's metric module wrapped as a `@scorer`. The version gets the tags `test_score`,
+type's metric module wrapped as a `@scorer`. The metric is the version's final-evaluation
+metric (its tag `eval_metrics`, from the run's `eval_metrics` or its task type's), else the task
+type's; with several, the first gives `test_score` and each is logged as `test_score.<name>`.
+The version gets the tags `test_score`,
 `test_data_digest`, `test_run_id`, `test_data`, `test_metric` and `test_score.<digest>`.
 
 `prepare` does every check (version, data, fields) without writing, so a caller can validate
@@ -125,12 +128,11 @@ def run(prepared: Prepared, *, show_progress: bool = True) -> EvaluationReport:
     """Run a prepared evaluation: a new MLflow run, then the version's tags."""
     import pandas as pd
 
-    from promptomatix.scoring import Metric
-
     version = prepared.version
     uri = f"models:/{version.name}/{version.version}"
     task = prepared.task_type
-    metric = Metric(task.metric, task.score_key)
+    metrics = final_metrics(version, task)
+    label, metric = next(iter(metrics.items()))
     model = mlflow.pyfunc.load_model(uri)
     experiment_id = experiment_of(version)
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"evaluate {version.name} v{version.version}",
@@ -139,9 +141,10 @@ def run(prepared: Prepared, *, show_progress: bool = True) -> EvaluationReport:
                          "promptomatix.model_version": str(version.version),
                          "promptomatix.data_digest": prepared.digest, "promptomatix.task_type": task.name})
         mlflow.log_params({"promptomatix.eval.data": prepared.source[:500],
-                           "promptomatix.eval.size": len(prepared.examples), "promptomatix.eval.metric": task.score_key})
+                           "promptomatix.eval.size": len(prepared.examples), "promptomatix.eval.metric": label})
         try:
             rows, score = score_rows(prepared, model, metric, show_progress)
+            _more_scores(prepared, rows, metrics)
         except BaseException as exc:
             reason = str(exc) if isinstance(exc, PromptomatixError) else f"{type(exc).__name__}: {exc}"
             mlflow.set_tag("promptomatix.error", reason[:5000])
@@ -156,11 +159,46 @@ def run(prepared: Prepared, *, show_progress: bool = True) -> EvaluationReport:
     client = MlflowClient()
     for key, value in {versions.TEST_SCORE: f"{score:.4f}", versions.TEST_DIGEST: prepared.digest,
                        versions.TEST_RUN: run_id, versions.TEST_DATA: prepared.source[:500],
-                       versions.TEST_METRIC: task.score_key,
+                       versions.TEST_METRIC: label,
                        versions.TEST_SCORE_PREFIX + prepared.digest: f"{score:.4f}"}.items():
         client.set_model_version_tag(version.name, str(version.version), key, value)
-    return EvaluationReport(version.name, str(version.version), task.score_key, score, len(prepared.examples),
+    return EvaluationReport(version.name, str(version.version), label, score, len(prepared.examples),
                             prepared.digest, prepared.source, run_id, tuple(rows))
+
+
+def final_metrics(version, task) -> dict:
+    """The final-evaluation metrics of `version` by label (see the module docstring)."""
+    from promptomatix.scoring import Metric, eval_metrics
+
+    specs = [s for s in ((version.tags or {}).get("eval_metrics") or "").split(",") if s] or list(task.eval_metrics)
+    if not specs:
+        return {task.score_key: Metric(task.metric, task.score_key)}
+    return eval_metrics(specs, task.metric, task.score_key)
+
+
+def _more_scores(prepared: Prepared, rows: list[dict], metrics: dict) -> None:
+    """Each final-evaluation metric's mean over the answers already in `rows` (no model call),
+    logged as `test_score.<name>` and added to the rows as `score.<name>`."""
+    if len(metrics) < 2:
+        return
+    outputs = prepared.output_fields
+    predictions = [{f: str(r[f"predicted_{f}"]) for f in outputs} for r in rows]
+    prompt = _prompt_of(prepared.version)
+    for label, metric in metrics.items():
+        scored = metric.score_records(predictions, prepared.examples, outputs, prompt=prompt)
+        mlflow.log_metric(f"test_score.{label}", scored.score)
+        for row, value in zip(rows, scored.per_example):
+            row[f"score.{label}"] = value
+
+
+def _prompt_of(version) -> str:
+    """The version's prompt text for metrics that ask for it ("" when it cannot be read)."""
+    from promptomatix.feedback import prompt_text
+
+    try:
+        return prompt_text(version)
+    except (PromptomatixError, MlflowException):
+        return ""
 
 
 def score_rows(prepared: Prepared, model, metric, show_progress: bool) -> tuple[list[dict], float]:
@@ -186,12 +224,14 @@ def score_rows(prepared: Prepared, model, metric, show_progress: bool) -> tuple[
             answers[key] = {f: str(frame.iloc[0][f]) for f in outputs}
         return answers[key]
 
+    prompt = _prompt_of(prepared.version) if metric.asks_prompt else ""
+
     @scorer(name=metric.score_key)
-    def task_metric(outputs: dict | None, expectations: dict) -> float:
+    def task_metric(inputs: dict, outputs: dict | None, expectations: dict) -> float:
+        predicted = {f: str((outputs or {}).get(f, "")) for f in expectations}
         with lock:
-            values = [metric.score([str((outputs or {}).get(f, ""))], [expectations[f]]).per_example[0]
-                      for f in expectations]
-        return sum(values) / len(values)
+            return metric.score_records([predicted], [{**inputs, **expectations}], list(expectations),
+                                        prompt=prompt).per_example[0]
 
     data = [{"inputs": {f: e[f] for f in inputs}, "expectations": {f: e[f] for f in outputs},
              "tags": {"promptomatix.row": str(i)}} for i, e in enumerate(prepared.examples)]

@@ -43,7 +43,8 @@ def evaluate_program(program, examples: Sequence, metric: Metric, output_fields:
          for name in output_fields}
         for prediction, _ in outcomes
     )
-    per_field = [metric.score([p[name] for p in predictions], [str(e[name]) for e in examples])
-                 for name in output_fields]
-    per_example = tuple(sum(s.per_example[i] for s in per_field) / len(per_field) for i in range(len(examples)))
-    return Evaluation(sum(s.score for s in per_field) / len(per_field), per_example, predictions)
+    from promptomatix.backends.dspy.program import program_text
+
+    records = [{k: str(v) for k, v in e.items()} for e in examples]
+    scored = metric.score_records(predictions, records, output_fields, prompt=program_text(program))
+    return Evaluation(scored.score, tuple(scored.per_example), predictions)

@@ -60,21 +60,29 @@ class ProgramMetric:
         self._lock = threading.Lock()  # `evaluate` modules are not safe to call from threads at once
 
     def __call__(self, example, pred, trace=None) -> float:
-        return self.objective(self.quality(example, pred), self.program_text(pred, trace))
+        text = self.program_text(pred, trace)
+        return self.objective(self.quality(example, pred, text), text)
 
-    def quality(self, example, pred) -> float:
+    def quality(self, example, pred, prompt: str = "") -> float:
         """The unpenalized score of one prediction, averaged over the output fields."""
-        scores = self.field_scores(example, pred)
+        scores = self.field_scores(example, pred, prompt)
         return sum(scores.values()) / len(scores)
 
-    def field_scores(self, example, pred) -> dict[str, float]:
-        """The metric's score of each output field (0 for a missing prediction)."""
+    def field_scores(self, example, pred, prompt: str = "") -> dict[str, float]:
+        """The metric's score of each output field (0 for a missing prediction); a metric of
+        DSPy's shape scores the whole example once, that score standing for every field."""
         if pred is None:
             return dict.fromkeys(self.output_fields, 0.0)
+        record = {k: _text(v) for k, v in example.items()}
+        predicted = {name: _text(getattr(pred, name, None)) for name in self.output_fields}
+        if self.metric.per_example:
+            with self._lock:
+                value = self.metric.score_records([predicted], [record], self.output_fields, prompt=prompt).score
+            return dict.fromkeys(self.output_fields, value)
         scores = {}
         for name in self.output_fields:
             with self._lock:
-                result = self.metric.score([_text(getattr(pred, name, None))], [_text(example[name])])
+                result = self.metric.score([predicted[name]], [record[name]], prompt=prompt)
             scores[name] = result.per_example[0]
         return scores
 
@@ -94,9 +102,9 @@ class FeedbackMetric:
         self.metric = metric
 
     def __call__(self, gold, pred, trace=None, pred_name=None, pred_trace=None):
-        scores = self.metric.field_scores(gold, pred)
-        quality = sum(scores.values()) / len(scores)
         text = self.metric.program_text(pred, trace)
+        scores = self.metric.field_scores(gold, pred, text)
+        quality = sum(scores.values()) / len(scores)
         score = self.metric.objective(quality, text)
         parts = [f"{name}: expected {_text(gold[name])!r}, got {_text(getattr(pred, name, None))!r} "
                  f"(score {scores[name]:.2f})." for name in self.metric.output_fields]
