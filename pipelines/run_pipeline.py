@@ -29,6 +29,7 @@ from mlflow.exceptions import ExecutionException
 from mlflow.utils import mlflow_tags
 
 from promptomatix.errors import PromptomatixError
+from promptomatix.signals import Terminated, exit_now, stop_on_signals, stop_with_parent
 
 PROJECT = str(Path(__file__).resolve().parents[1])
 DATA_OPTIONS = ("train_data", "test_ratio", "train_ratio", "seed")
@@ -87,6 +88,14 @@ def main(argv: list[str]) -> None:
         except PromptomatixError as exc:
             mlflow.set_tag("promptomatix.error", str(exc)[:5000])
             raise
+        except Terminated as exc:
+            # MLflow has cancelled the step under way (its child run ends KILLED on the SIGTERM
+            # MLflow sends it); the pipeline's own run ends KILLED too, not FAILED as the
+            # `with` block would end it.
+            exc.detail = f"pipeline run {parent.info.run_id} ended KILLED"
+            mlflow.set_tag("promptomatix.error", str(exc)[:5000])
+            mlflow.end_run("KILLED")
+            raise
     print(f"[pipeline] {model_uri}: test score {score:.4f}, alias {alias} set by run {promote_run.info.run_id}",
           flush=True)
 
@@ -113,7 +122,12 @@ def run_steps(parent, options: dict[str, str], alias: str):
 
 
 if __name__ == "__main__":
+    stop_with_parent()
     try:
-        main(given(sys.argv[1:]))
+        with stop_on_signals():
+            main(given(sys.argv[1:]))
     except PromptomatixError as exc:
         fail(exc)
+    except Terminated as exc:
+        print(f"Error: {exc}", file=sys.stderr, flush=True)
+        exit_now(exc.exit_code)

@@ -34,6 +34,7 @@ from promptomatix.planning import Plan, data_size
 from promptomatix.planning import plan as plan_calls
 from promptomatix.prompts import Prompt
 from promptomatix.scoring import Objective, build_metric, prompt_words
+from promptomatix.signals import Terminated
 from promptomatix.spec import Example, TaskSpec
 from promptomatix.tasks import get_task_type
 from promptomatix.tracking import MLflowTracker, check_store, log_config, log_examples
@@ -152,7 +153,13 @@ def optimize(config: OptimizationConfig | None = None, *, from_: str | None = No
             _take_over(resume, run.info.run_id, name if config.register else None)
         result = _run(config, run, name, user_data, valid_data, hooks, show_progress, chosen, head)
     except BaseException as exc:
-        reason = str(exc) if isinstance(exc, PromptomatixError) else f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, KeyboardInterrupt):  # Ctrl-C, or SIGTERM/SIGHUP (signals.Terminated)
+            hint = f"run {run.info.run_id} ended KILLED; resume with: promptomatix optimize --resume {run.info.run_id}"
+            if isinstance(exc, Terminated):
+                exc.detail = hint
+            reason = str(exc) if isinstance(exc, Terminated) else f"interrupted (Ctrl-C); {hint}"
+        else:
+            reason = str(exc) if isinstance(exc, PromptomatixError) else f"{type(exc).__name__}: {exc}"
         mlflow.set_tag("promptomatix.error", redact(reason)[:5000])  # a provider's message may echo a key
         if owned:
             mlflow.end_run("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")

@@ -15,6 +15,7 @@ from promptomatix.compat import add_guide_aliases
 from promptomatix.config import SEARCH_PRESETS
 from promptomatix.errors import PromptomatixError
 from promptomatix.plugins import Registry
+from promptomatix.signals import Terminated, exit_now, stop_on_signals
 
 
 # Commands contributed by plugins: click commands in the entry-point group
@@ -40,21 +41,33 @@ class _Group(click.Group):
         return command
 
     def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except PromptomatixError as exc:
-            click.echo(f"Error: {exc}", err=True)
-            _record_on_mlflow_run(str(exc))
-            sys.exit(exc.exit_code)
+        # SIGTERM/SIGHUP stop a command as Ctrl-C does (signals.py); the handlers stay set while
+        # the error is reported, so a second signal does not cut that short.
+        with stop_on_signals():
+            try:
+                return super().invoke(ctx)
+            except PromptomatixError as exc:
+                click.echo(f"Error: {exc}", err=True)
+                _record_on_mlflow_run(str(exc))
+                sys.exit(exc.exit_code)
+            except Terminated as exc:
+                click.echo(f"Error: {exc}", err=True)
+                _record_on_mlflow_run(str(exc), status="KILLED")
+                exit_now(exc.exit_code)
 
 
-def _record_on_mlflow_run(reason: str) -> None:
-    """Under `mlflow run`, the run exists before our code starts: say on it why it failed."""
+def _record_on_mlflow_run(reason: str, status: str | None = None) -> None:
+    """Under `mlflow run`, the run exists before our code starts: say on it why it failed, and
+    end it with `status` if nothing ended it yet (`mlflow run` itself may be gone: a SIGTERM
+    sent to it alone kills it at once)."""
     run_id = os.environ.get("MLFLOW_RUN_ID")
     if run_id:
         from mlflow import MlflowClient
 
-        MlflowClient().set_tag(run_id, "promptomatix.error", reason[:5000])
+        client = MlflowClient()
+        client.set_tag(run_id, "promptomatix.error", reason[:5000])
+        if status and client.get_run(run_id).info.status == "RUNNING":
+            client.set_terminated(run_id, status)
 
 
 @click.group(cls=_Group)
