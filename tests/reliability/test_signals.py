@@ -14,17 +14,21 @@ import time
 from pathlib import Path
 
 import mlflow
+from click.testing import CliRunner
 from mlflow import MlflowClient
 from reliability_support import RAW_INPUT
+
+from promptomatix.cli import cli
 
 HERE = Path(__file__).parent
 JOB = ["optimize", "--raw-input", RAW_INPUT, "--model", "reliable/fake", "--synthetic-data-size", "6",
        "--iterations", "2", "--candidates", "1", "--num-threads", "2", "--name", "reviews", "--quiet"]
 
 
-def signal_job(tmp_path: Path, block_at: str, signum: int) -> tuple[subprocess.CompletedProcess, float]:
-    """Run the job until the scripted model blocks at `block_at`, send `signum`, and return the
-    finished process and the seconds from the signal to its exit."""
+def signal_job(tmp_path: Path, block_at: str, signum: int, while_blocked=lambda: None
+               ) -> tuple[subprocess.CompletedProcess, float]:
+    """Run the job until the scripted model blocks at `block_at`, call `while_blocked`, send
+    `signum`, and return the finished process and the seconds from the signal to its exit."""
     marker = tmp_path / "blocked"
     env = dict(os.environ, RELIABILITY_BLOCK=f"{block_at}:{marker}")
     env.pop("MLFLOW_RUN_ID", None)
@@ -36,6 +40,7 @@ def signal_job(tmp_path: Path, block_at: str, signum: int) -> tuple[subprocess.C
             assert child.poll() is None, child.communicate()[1]
             assert time.monotonic() < deadline, f"the job never got to {block_at}"
             time.sleep(0.1)
+        while_blocked()
         sent = time.monotonic()
         child.send_signal(signum)
         stdout, stderr = child.communicate(timeout=60)
@@ -52,7 +57,12 @@ def only_run():
 
 
 def test_sigterm_mid_search_ends_the_run_killed_exit_143_and_resume_finishes_it(tracking, tmp_path):
-    done, seconds = signal_job(tmp_path, "rewrite", signal.SIGTERM)
+    def resume_while_alive():  # two processes would do one job: refused while the first one lives
+        refused = CliRunner().invoke(cli, ["optimize", "--resume", only_run().info.run_id])
+        assert refused.exit_code == 2
+        assert refused.stderr.startswith(f"Error: run {only_run().info.run_id} is still running, in process ")
+
+    done, seconds = signal_job(tmp_path, "rewrite", signal.SIGTERM, resume_while_alive)
 
     assert done.returncode == 143, done.stderr
     assert seconds < 10
