@@ -30,6 +30,11 @@ log = logging.getLogger(__name__)
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
+def is_stop_reason(reason: str) -> bool:
+    """Whether a run's `promptomatix.error` says a stop signal ended it (see `Terminated`)."""
+    return reason.startswith("stopped by SIG")
+
+
 class Terminated(KeyboardInterrupt):
     """The process was asked to stop by `signum` (SIGTERM or SIGHUP)."""
 
