@@ -76,8 +76,8 @@ def _uses_store(ctx: click.Context) -> bool:
     """Whether the command about to run opens the tracking store (not for help, nor for a
     command that does not)."""
     args = [*ctx._protected_args, *ctx.args]
-    if not args or any(arg in ctx.help_option_names for arg in args):
-        return False
+    if not args or any(arg in ctx.help_option_names or arg == "--dry-run" for arg in args):
+        return False  # a dry run makes no call and writes nothing: it must not create ./mlflow.db
     return args[0] not in NO_STORE_COMMANDS
 
 
