@@ -5,10 +5,7 @@ MLproject cannot leave an option out, so `--flag=` (an empty value) means "not g
 
 import sys
 
-from step_utils import given
-
-from promptomatix.cli import cli
-
+from step_utils import given, run_cli
 
 if __name__ == "__main__":
-    cli(["optimize", *given(sys.argv[1:])], prog_name="promptomatix")
+    run_cli(["optimize", *given(sys.argv[1:])])

@@ -29,6 +29,7 @@ from mlflow.exceptions import ExecutionException
 from mlflow.utils import mlflow_tags
 
 from promptomatix.errors import PromptomatixError
+from promptomatix.signals import Terminated, exit_now, is_stop_reason, stop_on_signals, stop_with_parent
 
 PROJECT = str(Path(__file__).resolve().parents[1])
 DATA_OPTIONS = ("train_data", "test_ratio", "train_ratio", "seed")
@@ -69,7 +70,21 @@ def step(entry_point: str, parameters: dict[str, str], parent) -> tuple[object, 
                                         env_manager="local", experiment_id=experiment_id, run_name=entry_point)
     except ExecutionException as exc:
         raise StepFailed(f"step {entry_point} failed: {str(exc).splitlines()[0]}") from None
+    except Terminated:
+        restore_killed(parent.info.run_id, experiment_id)
+        raise
     return MlflowClient().get_run(submitted.run_id), False
+
+
+def restore_killed(parent_run_id: str, experiment_id: str) -> None:
+    """The step a stop signal cancelled ends its own run KILLED; MLflow 3.17.2 then marks it
+    FAILED anyway (`_maybe_set_run_terminated` asks `RunStatus.is_terminated` about the status
+    as text, which it never recognizes). Put KILLED back on the steps that say why they stopped."""
+    client = MlflowClient()
+    for run in client.search_runs([experiment_id], f"tags.`{mlflow_tags.MLFLOW_PARENT_RUN_ID}` = '{parent_run_id}' "
+                                                   f"and attributes.status = 'FAILED'"):
+        if is_stop_reason(run.data.tags.get("promptomatix.error", "")):
+            client.set_terminated(run.info.run_id, "KILLED")
 
 
 def record(name: str, run, reused: bool) -> None:
@@ -86,6 +101,14 @@ def main(argv: list[str]) -> None:
             model_uri, score, promote_run = run_steps(MlflowClient().get_run(parent.info.run_id), options, alias)
         except PromptomatixError as exc:
             mlflow.set_tag("promptomatix.error", str(exc)[:5000])
+            raise
+        except Terminated as exc:
+            # MLflow has cancelled the step under way (its child run ends KILLED on the SIGTERM
+            # MLflow sends it); the pipeline's own run ends KILLED too, not FAILED as the
+            # `with` block would end it.
+            exc.detail = f"pipeline run {parent.info.run_id} ended KILLED"
+            mlflow.set_tag("promptomatix.error", str(exc)[:5000])
+            mlflow.end_run("KILLED")
             raise
     print(f"[pipeline] {model_uri}: test score {score:.4f}, alias {alias} set by run {promote_run.info.run_id}",
           flush=True)
@@ -113,7 +136,12 @@ def run_steps(parent, options: dict[str, str], alias: str):
 
 
 if __name__ == "__main__":
+    stop_with_parent()
     try:
-        main(given(sys.argv[1:]))
+        with stop_on_signals():
+            main(given(sys.argv[1:]))
     except PromptomatixError as exc:
         fail(exc)
+    except Terminated as exc:
+        print(f"Error: {exc}", file=sys.stderr, flush=True)
+        exit_now(exc.exit_code)

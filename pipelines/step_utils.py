@@ -59,9 +59,14 @@ def localize(argv: list[str], *flags: str) -> list[str]:
 
 
 def run_cli(args: list[str]) -> None:
-    """`promptomatix <args>`, with the CLI's one-line errors and exit statuses."""
+    """`promptomatix <args>`, with the CLI's one-line errors and exit statuses (SIGTERM and SIGHUP
+    included: the run ends KILLED, exit 128 + the signal). Stopped like that also when the
+    `mlflow run` that started it dies, since a SIGTERM sent to `mlflow run` alone kills it
+    without passing the signal on."""
     from promptomatix.cli import cli
+    from promptomatix.signals import stop_with_parent
 
+    stop_with_parent()
     cli(args, prog_name="promptomatix")
 
 

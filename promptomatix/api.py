@@ -28,13 +28,14 @@ from promptomatix.errors import BudgetExhausted, ConfigError, DataError, PluginE
 from promptomatix.evaluation import Evaluator
 from promptomatix.intake import extract_task_spec, parse_markers, starting_instruction
 from promptomatix.models.cache import default_cache
-from promptomatix.models.lm import LM, check_model, redact
+from promptomatix.models.lm import LM, check_model, context_tokens, redact
 from promptomatix.models.usage import Usage, UsageMeter
 from promptomatix.options import call_with_options
 from promptomatix.planning import Plan, data_size, upfront_note
 from promptomatix.planning import plan as plan_calls
 from promptomatix.prompts import Prompt
 from promptomatix.scoring import Objective, build_metric, eval_metrics, prompt_words
+from promptomatix.signals import Terminated
 from promptomatix.spec import Example, TaskSpec
 from promptomatix.tasks import get_task_type
 from promptomatix.tracking import MLflowTracker, check_store, log_config, log_examples
@@ -45,6 +46,7 @@ STOPPED_BY = "promptomatix.stopped_by"  # why the search ended: a limit of the b
 SEARCH_COMPLETE = "search_complete"  # its value when the search ran its course
 EVAL_METRICS_RUN_TAG = "promptomatix.eval_metrics"  # the final evaluation's metrics, on the run
 EVAL_METRICS_TAG = "eval_metrics"  # the same on the registered version, read by `evaluate`
+SAMPLE_TAG = "promptomatix.sample"  # per data file, when only a sample of it was used: "1000 of 50000"
 
 
 @dataclass(frozen=True)
@@ -134,6 +136,7 @@ def optimize(config: OptimizationConfig | None = None, *, from_: str | None = No
         config = config_from_options(**(config.to_options() | options))
     for settings in {config.task_model, config.optimizer_model}:
         check_model(settings)
+    check_fits_context(config)
     name = config.name or default_name(config.raw_input)
     if config.register:  # before any work: a taken name would waste the whole run
         registry.check_name(name)
@@ -159,7 +162,13 @@ def optimize(config: OptimizationConfig | None = None, *, from_: str | None = No
             _take_over(resume, run.info.run_id, name if config.register else None)
         result = _run(config, run, name, user_data, valid_data, hooks, show_progress, chosen, head)
     except BaseException as exc:
-        reason = str(exc) if isinstance(exc, PromptomatixError) else f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, KeyboardInterrupt):  # Ctrl-C, or SIGTERM/SIGHUP (signals.Terminated)
+            hint = f"run {run.info.run_id} ended KILLED; resume with: promptomatix optimize --resume {run.info.run_id}"
+            if isinstance(exc, Terminated):
+                exc.detail = hint
+            reason = str(exc) if isinstance(exc, Terminated) else f"interrupted (Ctrl-C); {hint}"
+        else:
+            reason = str(exc) if isinstance(exc, PromptomatixError) else f"{type(exc).__name__}: {exc}"
         mlflow.set_tag("promptomatix.error", redact(reason)[:5000])  # a provider's message may echo a key
         if owned:
             mlflow.end_run("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
@@ -167,6 +176,21 @@ def optimize(config: OptimizationConfig | None = None, *, from_: str | None = No
     if owned:
         mlflow.end_run()
     return result
+
+
+CHARS_PER_TOKEN = 4  # about, for English text; the estimate only has to catch what cannot fit
+
+
+def check_fits_context(config: OptimizationConfig) -> None:
+    """A ConfigError, before any work, when the raw input cannot fit the context of the
+    optimizer model that reads it (intake), with room left for its answer."""
+    model = config.optimizer_model
+    room = context_tokens(model.model) - model.max_tokens
+    tokens = len(config.raw_input) // CHARS_PER_TOKEN
+    if tokens > room:
+        raise ConfigError(f"raw input is about {tokens} tokens ({len(config.raw_input)} characters); model "
+                          f"{model.model!r} reads at most {room} tokens besides its answer: shorten the task "
+                          f"description or use a model with a longer context")
 
 
 def plan(config: OptimizationConfig | None = None, **options) -> Plan:
@@ -234,6 +258,7 @@ def _run(config: OptimizationConfig, run, name: str, user_data: list[Example] | 
     cache = default_cache() if config.cache else None
     task_lm = LM(config.task_model, meter, max_retries=config.max_retries, seed=config.seed, cache=cache)
     optimizer_lm = LM(config.optimizer_model, meter, max_retries=config.max_retries, seed=config.seed, cache=cache)
+    mlflow.set_tag(checkpoints.PROCESS, checkpoints.this_process())  # a resume is refused while it lives
     # The options first: with them saved, a run killed from here on can be resumed.
     mlflow.log_text(yaml.safe_dump(config.to_options(), sort_keys=True, allow_unicode=True), CONFIG_ARTIFACT)
     log_config(config.to_params())
@@ -256,6 +281,9 @@ def _run(config: OptimizationConfig, run, name: str, user_data: list[Example] | 
     if user_data:
         train, valid = _user_split(spec, user_data, valid_data, config)
         values = sorted({e[spec.output_fields[0]] for e in train + valid})
+        if spec.task_type == "classification" and len(values) < 2:  # nothing to tell apart, nothing to learn
+            raise DataError(f"{config.train_data}: every example has the label {values[0]!r}; a classification "
+                            f"needs examples of at least two labels")
         if spec.task_type == "classification":  # the data's labels, not the model's guesses
             spec = dataclasses.replace(spec, labels=tuple(values) if len(values) <= 20 else ())
     steps = DataSteps(config.data_steps, spec, options=config.plugin_options)
@@ -423,13 +451,26 @@ def _log_rejections(steps: DataSteps) -> None:
 
 def _user_split(spec: TaskSpec, user_data: list[Example], valid_data: list[Example] | None,
                 config: OptimizationConfig) -> tuple[list[Example], list[Example]]:
-    train = check_fields(user_data, spec.fields, config.train_data)
+    train = check_fields(_sampled(user_data, config.train_data, config.seed), spec.fields, config.train_data)
     if valid_data is not None:
-        return train, check_fields(valid_data, spec.fields, config.valid_data)
+        return train, check_fields(_sampled(valid_data, config.valid_data, config.seed), spec.fields,
+                                   config.valid_data)
     if len(train) < 2:
         raise DataError(f"{config.train_data}: one example cannot be split into train and validation; "
                         f"add examples or pass --valid-data")
     return data.split(train, config.train_ratio, config.seed)
+
+
+def _sampled(examples: list[Example], source: str, seed: int) -> list[Example]:
+    """`data.sample` of the examples of `source`, said in the log and on the run (tag
+    `promptomatix.sample.<file name>`: "1000 of 50000") when it is a sample."""
+    used = data.sample(examples, seed)
+    if len(used) < len(examples):
+        note = f"{len(used)} of {len(examples)}"
+        log.warning("%s: using a random sample of %s examples (seed %d; the limit is %d)", source, note, seed,
+                    data.SAMPLE_LIMIT)
+        mlflow.set_tag(f"{SAMPLE_TAG}.{os.path.basename(source)[:200]}", note)
+    return used
 
 
 def default_name(raw_input: str) -> str:

@@ -12,7 +12,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import random
+import socket
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -37,6 +39,9 @@ CONFIG_ARTIFACT = "config.yaml"
 SPEC_ARTIFACT = "task_spec.json"
 RESUMED_FROM = "promptomatix.resumed_from"
 RESUMED_BY = "promptomatix.resumed_by"
+# Which process runs the optimization: "<host> <pid> <start>" (start: the process's start time in
+# clock ticks since boot, from /proc, so that a pid used again by another process is told apart).
+PROCESS = "promptomatix.process"
 
 
 class CheckpointLogger(Callback):
@@ -63,6 +68,7 @@ class Saved:
     valid: list[Example] | None
     checkpoint: dict | None = None
     resumed_by: str | None = None
+    process: str | None = None
 
 
 def load(run_id: str) -> Saved:
@@ -73,6 +79,10 @@ def load(run_id: str) -> Saved:
         raise ConfigError(f"run {run_id} finished; there is nothing to resume (re-run it with --config-from)")
     if saved.resumed_by:
         raise ConfigError(f"run {run_id} was resumed already, by run {saved.resumed_by}")
+    if saved.status == "RUNNING" and is_alive(saved.process):  # two processes would do one job, both registering
+        pid = saved.process.split()[1]
+        raise ConfigError(f"run {run_id} is still running, in process {pid} on this host; stop it first "
+                          f"(kill -TERM {pid} ends it KILLED and resumable) or let it finish")
     # the checkpoint only once the data step completed: without data the run starts over
     return dataclasses.replace(saved, checkpoint=latest_checkpoint(run_id) if saved.train is not None else None)
 
@@ -93,7 +103,47 @@ def read_saved(run_id: str) -> Saved:
     if train is None or valid is None:
         train = valid = None  # the data step did not complete
     return Saved(run_id, run.info.status, options, spec_from_dict(spec) if spec else None, train, valid,
-                 resumed_by=run.data.tags.get(RESUMED_BY))
+                 resumed_by=run.data.tags.get(RESUMED_BY), process=run.data.tags.get(PROCESS))
+
+
+def this_process() -> str:
+    """The value of the PROCESS tag for the current process."""
+    return f"{socket.gethostname()} {os.getpid()} {_start_time(os.getpid())}"
+
+
+def is_alive(process: str | None) -> bool:
+    """Whether the process a PROCESS tag names still runs. Only a process on this host can be
+    seen: one elsewhere counts as gone (a run on another machine can still be taken over)."""
+    try:
+        host, pid, start = (process or "").split()
+        pid_number = int(pid)
+    except ValueError:
+        return False
+    if host != socket.gethostname() or pid_number == os.getpid():
+        return False
+    try:
+        os.kill(pid_number, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: it exists
+        pass
+    stat = _stat(pid_number)
+    return (not stat or stat[0] != "Z") and _start_time(pid_number) == start  # a zombie has ended
+
+
+def _start_time(pid: int) -> str:
+    stat = _stat(pid)
+    return stat[19] if len(stat) > 19 else "-"  # field 22 of /proc/<pid>/stat
+
+
+def _stat(pid: int) -> list[str]:
+    """/proc/<pid>/stat from field 3 (the state) on; the command name before it is in
+    parentheses and may hold spaces. Empty where there is no /proc."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return []
 
 
 def latest_checkpoint(run_id: str) -> dict | None:

@@ -15,6 +15,7 @@ from promptomatix.compat import add_guide_aliases
 from promptomatix.config import SEARCH_PRESETS
 from promptomatix.errors import PromptomatixError
 from promptomatix.plugins import Registry
+from promptomatix.signals import Terminated, exit_now, stop_on_signals
 
 
 # Commands contributed by plugins: click commands in the entry-point group
@@ -40,21 +41,58 @@ class _Group(click.Group):
         return command
 
     def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except PromptomatixError as exc:
-            click.echo(f"Error: {exc}", err=True)
-            _record_on_mlflow_run(str(exc))
-            sys.exit(exc.exit_code)
+        # SIGTERM/SIGHUP stop a command as Ctrl-C does (signals.py); the handlers stay set while
+        # the error is reported, so a second signal does not cut that short.
+        _configure_logging(ctx.params.get("verbose", False))
+        with stop_on_signals():
+            try:
+                if _uses_store(ctx):  # a server that is down, or a store that cannot be opened: one line, at once
+                    from promptomatix.servercheck import check_server
+
+                    check_server(os.environ.get("MLFLOW_TRACKING_URI", ""))  # before MLflow's slow import
+                    from promptomatix.tracking import check_store
+
+                    check_store()
+                return super().invoke(ctx)
+            except PromptomatixError as exc:
+                click.echo(f"Error: {exc}", err=True)
+                _record_on_mlflow_run(str(exc))
+                sys.exit(exc.exit_code)
+            except click.UsageError as exc:  # click would print the usage block first: one line here too
+                where = exc.ctx.command_path if exc.ctx else ctx.command_path
+                click.echo(f"Error: {exc.format_message()} (see '{where} --help')", err=True)
+                sys.exit(exc.exit_code)
+            except Terminated as exc:
+                click.echo(f"Error: {exc}", err=True)
+                _record_on_mlflow_run(str(exc), status="KILLED")
+                exit_now(exc.exit_code)
 
 
-def _record_on_mlflow_run(reason: str) -> None:
-    """Under `mlflow run`, the run exists before our code starts: say on it why it failed."""
+# Commands that never open the tracking store.
+NO_STORE_COMMANDS = frozenset({"plugins"})
+
+
+def _uses_store(ctx: click.Context) -> bool:
+    """Whether the command about to run opens the tracking store (not for help, nor for a
+    command that does not)."""
+    args = [*ctx._protected_args, *ctx.args]
+    if not args or any(arg in ctx.help_option_names or arg == "--dry-run" for arg in args):
+        return False  # a dry run makes no call and writes nothing: it must not create ./mlflow.db
+    return args[0] not in NO_STORE_COMMANDS
+
+
+def _record_on_mlflow_run(reason: str, status: str | None = None) -> None:
+    """Under `mlflow run`, the run exists before our code starts: say on it why it failed, and
+    end it with `status` if nothing ended it yet (`mlflow run` itself may be gone: a SIGTERM
+    sent to it alone kills it at once)."""
     run_id = os.environ.get("MLFLOW_RUN_ID")
     if run_id:
         from mlflow import MlflowClient
 
-        MlflowClient().set_tag(run_id, "promptomatix.error", reason[:5000])
+        client = MlflowClient()
+        client.set_tag(run_id, "promptomatix.error", reason[:5000])
+        if status and client.get_run(run_id).info.status == "RUNNING":
+            client.set_terminated(run_id, status)
 
 
 @click.group(cls=_Group)
@@ -64,9 +102,16 @@ def cli(verbose: bool) -> None:
 
     The tracking store is MLflow's: MLFLOW_TRACKING_URI, or ./mlflow.db when unset.
     """
+    # Logging is set up in _Group.invoke, before the store is checked (a new store logs at INFO).
+
+
+def _configure_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s", stream=sys.stderr)
     # MLflow sets its own loggers' levels when imported (later): tell it through its variable.
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "DEBUG" if verbose else "WARNING")
+    # MLflow draws a "Downloading artifacts" bar for every artifact read (the config and data of
+    # a resumed run, a checkpoint): noise around our own output, even under --quiet.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     for noisy in ("LiteLLM", "litellm", "httpx", "mlflow", "alembic", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
 

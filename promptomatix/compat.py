@@ -454,11 +454,17 @@ class _GuideCommand(click.Command):
         logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
         for noisy in ("LiteLLM", "litellm", "httpx", "mlflow", "alembic", "urllib3"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
-        try:
-            return super().invoke(ctx)
-        except PromptomatixError as exc:
-            click.echo(f"Error: {exc}", err=True)
-            sys.exit(exc.exit_code)
+        from promptomatix.signals import Terminated, exit_now, stop_on_signals
+
+        with stop_on_signals():  # SIGTERM/SIGHUP end the run KILLED, as under `promptomatix`
+            try:
+                return super().invoke(ctx)
+            except PromptomatixError as exc:
+                click.echo(f"Error: {exc}", err=True)
+                sys.exit(exc.exit_code)
+            except Terminated as exc:
+                click.echo(f"Error: {exc}", err=True)
+                exit_now(exc.exit_code)
 
 
 def guide_command(base: click.Command | None = None, name: str = "promtomatic") -> click.Command:

@@ -58,6 +58,14 @@ class ModelSettings:
             raise ConfigError(f"max tokens must be at least 1, got {self.max_tokens}")
 
 
+# Sizes no job can mean: each is far past what the largest preset uses (`heavy`: 300 synthetic
+# examples, 5 iterations of 16 candidates, 3000 calls) and past what one budget and one machine
+# serve. A typo (an extra digit, a pasted number) is refused in one line instead of starting a
+# job that never ends.
+SIZE_LIMITS = {"synthetic_data_size": 10_000, "iterations": 1_000, "candidates": 1_000, "batch_size": 100,
+               "num_threads": 256, "num_demos": 100, "max_calls": 1_000_000, "max_retries": 20}
+RAW_INPUT_LIMIT = 100_000  # characters; the model's context may allow less (api.check_fits_context)
+
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 
@@ -115,8 +123,8 @@ class OptimizationConfig:
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
         if not isinstance(self.raw_input, str) or not self.raw_input.strip():
             raise ConfigError("raw input is empty: describe the task, e.g. 'Classify the sentiment of a movie review'")
-        if len(self.raw_input) > 100_000:
-            raise ConfigError(f"raw input is {len(self.raw_input)} characters; the limit is 100000")
+        if len(self.raw_input) > RAW_INPUT_LIMIT:
+            raise ConfigError(f"raw input is {len(self.raw_input)} characters; the limit is {RAW_INPUT_LIMIT}")
         if self.search not in SEARCH_PRESETS:
             raise ConfigError(f"unknown search preset {self.search!r}; choose one of {', '.join(SEARCH_PRESETS)}")
         preset = SEARCH_PRESETS[self.search]
@@ -131,6 +139,10 @@ class OptimizationConfig:
         if self.synthetic_data_size < 2:
             raise ConfigError(f"synthetic data size must be at least 2, got {self.synthetic_data_size}")
         _non_negative(self, "num_demos", "max_retries", "lambda_penalty")
+        for key, limit in SIZE_LIMITS.items():
+            value = getattr(self, key)
+            if value is not None and value > limit:
+                raise ConfigError(f"{key.replace('_', ' ')} is {value}; the limit is {limit}")
         if not 0.0 < self.train_ratio < 1.0:
             raise ConfigError(f"train ratio must be strictly between 0 and 1, got {self.train_ratio}")
         if self.name is not None and not _NAME_RE.match(self.name):
@@ -280,6 +292,8 @@ def _coerce(key: str, value: Any) -> Any:
             raise ConfigError(f"{label} must be a number, got {value!r}") from None
         if kind is int and not number.is_integer():
             raise ConfigError(f"{label} must be a whole number, got {value!r}")
+        if kind is int and isinstance(value, int):
+            return value  # as given: through a float, 10**23 would become 99999999999999991611392
         return kind(number)
     if key in _TEXTS and not isinstance(value, str):
         raise ConfigError(f"{label} must be text, got {value!r}")

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from promptomatix.answers import batch_calibration, best_label, label_probability
 from promptomatix.models.lm import LM
 from promptomatix.progress import progress_bar
 from promptomatix.prompts import Prompt
+from promptomatix.signals import map_in_threads
 from promptomatix.scoring import Metric
 from promptomatix.spec import Example
 
@@ -107,13 +107,12 @@ class Evaluator:
                        if (p.render(e), p.labels) not in self._cache}.values())
         if not unique:
             return
-        with progress_bar(total=len(unique), desc=desc, unit="ex", enabled=self.show_progress) as bar, \
-                ThreadPoolExecutor(max_workers=self.num_threads) as pool:
+        with progress_bar(total=len(unique), desc=desc, unit="ex", enabled=self.show_progress) as bar:
             def run(job):
                 self._answer(*job)
                 bar.update(1)
 
-            list(pool.map(run, unique))
+            map_in_threads(run, unique, self.num_threads)
 
     def score(self, prompt: Prompt, examples: Sequence[Example], answers: Sequence[Answer]) -> Evaluation:
         """The evaluation of `answers` (uncalibrated) to `examples`, read with `prompt`'s

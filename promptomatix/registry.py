@@ -24,6 +24,7 @@ from promptomatix.prompts import Prompt
 
 log = logging.getLogger(__name__)
 PROMPT_SUFFIX = "-prompt"
+PROMPT_URI_TAG = "prompt_uri"  # on every model version promptomatix registers (or copies): its prompt version
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,12 @@ def check_name(name: str) -> None:
     if _model_exists(client, prompt_name_for(name)):
         raise RegistryError(f"the name {prompt_name_for(name)!r} is already used by a model in the registry; "
                             f"pass another --name")
+    if _model_exists(client, name):  # another tool's model (another flavor): our version would not serve like its
+        foreign = next((v for v in client.search_model_versions(f"name = '{name}'")
+                        if PROMPT_URI_TAG not in (v.tags or {})), None)
+        if foreign is not None:
+            raise RegistryError(f"the model {name!r} holds versions promptomatix did not register (version "
+                                f"{foreign.version}, from {foreign.source}); pass another --name")
 
 
 def model_config(prompt: Prompt, settings: ModelSettings, prompt_uri: str | None = None,
@@ -92,7 +99,7 @@ def register(name: str, prompt: Prompt, settings: ModelSettings, *, tags: dict[s
                 model_config=model_config(prompt, settings, prompt_version.uri, program), signature=signature,
                 pip_requirements=[f"mlflow=={mlflow.__version__}", "promptomatix"], prompts=[prompt_version.uri],
             )
-        version = mlflow.register_model(info.model_uri, name, tags=tags | {"prompt_uri": prompt_version.uri})
+        version = mlflow.register_model(info.model_uri, name, tags=tags | {PROMPT_URI_TAG: prompt_version.uri})
         client.set_prompt_version_tag(prompt_name_for(name), str(prompt_version.version), "model_version",
                                       str(version.version))
     except BaseException:

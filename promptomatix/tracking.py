@@ -3,7 +3,10 @@ helpers for params, data sets and text artifacts."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+import os
 import time
 from collections.abc import Sequence
 
@@ -13,32 +16,100 @@ import pandas as pd
 from promptomatix.backends.base import Candidate
 from promptomatix.callbacks import Callback
 from promptomatix.errors import ConfigError
+from promptomatix.servercheck import check_server
 from promptomatix.models.usage import UsageMeter
 from promptomatix.scoring import prompt_words
 from promptomatix.spec import Example
 
+log = logging.getLogger(__name__)
 PARAM_PREFIX = "promptomatix."
+
+
+# Creating a new sqlite store, several processes at once (MLflow's tracking and registry stores
+# each run the schema migrations, unlocked): held by one process at a time, beside the file.
+STORE_LOCK_SUFFIX = ".lock"
+STORE_LOCK_TIMEOUT = 300.0  # a migration takes seconds; this only bounds a stuck holder
 
 
 def check_store() -> None:
     """Fail early, with one line (a ConfigError naming the store), when the MLflow tracking store
-    cannot be opened or created (a sqlite file in a directory that cannot be written, a path
-    through a file, a database of another MLflow version), before any run is started."""
+    cannot be opened or created (a server that does not answer, a sqlite file in a directory
+    that cannot be written, a path through a file, a database of another MLflow version), before
+    any run is started. A new sqlite store is created by one process at a time."""
+    from alembic.util.exc import CommandError
     from mlflow.exceptions import MlflowException
     from sqlalchemy.exc import SQLAlchemyError
 
     from promptomatix.config import redact_url
 
     uri = mlflow.get_tracking_uri()
+    check_server(uri)
     try:
-        mlflow.MlflowClient().search_experiments(max_results=1)
+        with _creation_lock(uri):
+            _open_store()
     except OSError as exc:  # e.g. the sqlite file's directory cannot be created
         raise ConfigError(f"cannot use the MLflow tracking store {uri}: cannot create or open "
                           f"{exc.filename or 'the store'} ({exc.strerror or type(exc).__name__})") from None
-    except (MlflowException, SQLAlchemyError) as exc:
+    except (MlflowException, SQLAlchemyError, CommandError) as exc:
         reason = " ".join(str(exc).split()) or type(exc).__name__
         where = redact_url(uri) if uri.startswith(("http://", "https://")) else uri
         raise ConfigError(f"cannot use the MLflow tracking store {where}: {reason[:300]}") from None
+
+
+def _sqlite_path(uri: str) -> str | None:
+    if not uri.startswith("sqlite:"):
+        return None
+    from sqlalchemy.engine import make_url
+
+    database = make_url(uri).database
+    return database if database and database != ":memory:" else None
+
+
+@contextlib.contextmanager
+def _creation_lock(uri: str):
+    """Held while a sqlite store is opened (and, if new, created): two processes creating one
+    store at once would both run MLflow's schema migrations, and the slower fails
+    ("Online migration expected to match one row ..."). Other stores need no lock."""
+    path = _sqlite_path(uri)
+    if path is None:
+        yield
+        return
+    from filelock import FileLock, Timeout
+
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    try:
+        with FileLock(path + STORE_LOCK_SUFFIX, timeout=STORE_LOCK_TIMEOUT):
+            yield
+    except Timeout:
+        raise ConfigError(f"cannot use the MLflow tracking store {uri}: another process held "
+                          f"{path}{STORE_LOCK_SUFFIX} for {STORE_LOCK_TIMEOUT:g} s") from None
+
+
+def _open_store(attempts: int = 4) -> None:
+    """Open the tracking and registry stores (creating their tables when new), again when a
+    process that does not take our lock (an `mlflow server`, another tool) migrated the same new
+    database at the same moment."""
+    from alembic.util.exc import CommandError
+    from mlflow.exceptions import MlflowException
+    from sqlalchemy.exc import SQLAlchemyError
+
+    for attempt in range(attempts):
+        try:
+            client = mlflow.MlflowClient()
+            client.search_experiments(max_results=1)
+            client.search_registered_models(max_results=1)
+            return
+        except (CommandError, SQLAlchemyError, MlflowException) as exc:
+            if attempt + 1 == attempts or not _is_migration_race(exc):
+                raise
+            log.info("the store was being created by another process; opening it again")
+            time.sleep(0.5 * (attempt + 1))
+
+
+def _is_migration_race(exc: Exception) -> bool:
+    text = str(exc)
+    return any(words in text for words in ("Online migration expected", "already exists", "database is locked",
+                                           "UNIQUE constraint failed: alembic_version"))
 
 
 def log_config(params: dict[str, str]) -> None:

@@ -161,3 +161,15 @@ def test_dry_run_prints_the_planned_calls_and_the_budget_and_calls_nothing(track
     assert "planned model calls" in result.stdout and "budget: 120 calls" in result.stdout
     assert scripted.calls == []
     assert mlflow.search_runs(output_format="list", search_all_experiments=True) == []
+
+
+def test_a_dry_run_creates_no_store(scripted, tmp_path, monkeypatch):
+    # Every other command checks (and so creates) the store before it starts; a dry run writes nothing.
+    store = tmp_path / "new" / "mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}")
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", f"sqlite:///{store}")
+
+    result = invoke(*BASE, "--dry-run")
+
+    assert result.exit_code == 0, result.output
+    assert not store.parent.exists()

@@ -9,11 +9,14 @@ JSON-constrained rewrite takes minutes on 2 cores)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -33,7 +36,7 @@ STEPS = ("data", "optimize", "evaluate", "promote")
 pytestmark = [pytest.mark.e2e]
 MODEL = "pipelinefake/scripted"
 PLUGIN = '''
-import json, re
+import json, os, re, time
 import litellm
 
 INTAKE = {"description": "Classify the sentiment of a movie review.", "task_type": "classification",
@@ -44,6 +47,9 @@ GOOD = ("wonderful", "loved", "brilliant", "funny", "delight")
 class Scripted(litellm.CustomLLM):
     def completion(self, model, messages, *args, **kwargs):
         prompt = "\\n".join(str(m.get("content", "")) for m in messages)
+        if "Improved instruction" in prompt and os.environ.get("PIPELINE_FAKE_BLOCK"):
+            open(os.environ["PIPELINE_FAKE_BLOCK"], "w").close()  # a test signals the process here
+            time.sleep(600)
         if "Improved instruction" in prompt:
             text = json.dumps({"instruction": "Answer positive or negative for the review."})
         elif "Request:" in prompt:
@@ -183,3 +189,99 @@ def test_evaluate_and_promote_entry_points_do_what_the_cli_does(pipeline):
     assert done.returncode != 0 and "Error: model 'reviews' has no version 7" in done.stderr  # `mlflow run` exits 1
     (failed,) = [r for r in runs_by_entry_point()["promote"] if r.data.params["version"] == "7"]
     assert failed.info.status == "FAILED" and "no version 7" in failed.data.tags["promptomatix.error"]
+
+
+# -- SIGTERM under `mlflow run` -------------------------------------------------------------
+
+def start_mlflow_run(workdir: Path, uri: str, entry_point: str, **params: str) -> subprocess.Popen:
+    """`mlflow run` in a session of its own (so that the test can signal it alone, or its whole
+    process group as `timeout` does), the scripted model blocking at its first rewrite."""
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "MLFLOW_REGISTRY_URI": uri,
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(workdir / "plugin"), os.environ.get("PYTHONPATH")])),
+           "LITELLM_LOCAL_MODEL_COST_MAP": "True", "PIPELINE_FAKE_BLOCK": str(workdir / "blocked"),
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("MLFLOW_RUN_ID", None)
+    command = [str(Path(sys.executable).parent / "mlflow"), "run", str(workdir / "project"), "-e", entry_point,
+               "--env-manager", "local", *(x for k, v in params.items() for x in ("-P", f"{k}={v}"))]
+    return subprocess.Popen(command, cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+
+
+def wait_for(condition, what: str, seconds: float = 240, alive: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert alive is None or alive.poll() is None, alive.communicate()[1][-3000:]
+        assert time.monotonic() < deadline, f"waited {seconds} s for {what}"
+        time.sleep(0.2)
+
+
+@pytest.fixture
+def signalled(tmp_path):
+    """A project copy with the blocking scripted model, its store, and a way to start `mlflow
+    run`; every process started is killed afterwards."""
+    install_plugin(tmp_path / "plugin")
+    copy_project(tmp_path / "project")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    started: list[subprocess.Popen] = []
+
+    def start(entry_point: str, **params: str) -> subprocess.Popen:
+        started.append(start_mlflow_run(tmp_path, uri, entry_point, **params))
+        return started[-1]
+
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    yield tmp_path, start
+    for process in started:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    mlflow.set_tracking_uri(None)
+    mlflow.set_registry_uri(None)
+
+
+def runs_of(entry_point: str) -> list:
+    return runs_by_entry_point().get(entry_point, [])
+
+
+def test_sigterm_to_mlflow_run_alone_ends_its_run_killed(signalled):
+    # `docker stop` and Kubernetes signal only the container's first process: `mlflow run` dies
+    # at once without passing the signal on; its entry point is told by the kernel (prctl).
+    workdir, start = signalled
+    (workdir / "reviews.jsonl").write_text("".join(json.dumps({"review": r, "sentiment": s}) + "\n"
+                                                   for r, s in REVIEWS))
+    launcher = start("main", raw_input=RAW_INPUT, model=MODEL, train_data=str(workdir / "reviews.jsonl"),
+                     task_type="classification", input_fields="review", output_fields="sentiment", iterations="1",
+                     candidates="1", name="reviews")
+    wait_for((workdir / "blocked").exists, "the first rewrite", alive=launcher)
+
+    os.kill(launcher.pid, signal.SIGTERM)
+    sent = time.monotonic()
+
+    wait_for(lambda: runs_of("main") and runs_of("main")[0].info.status != "RUNNING", "the run to end", 60)
+    (run,) = runs_of("main")
+    assert run.info.status == "KILLED"
+    assert run.data.tags["promptomatix.error"].startswith("stopped by SIGTERM")
+    assert time.monotonic() - sent < 30
+    assert MlflowClient().search_registered_models() == []
+
+
+def test_sigterm_to_a_pipeline_ends_the_pipeline_and_its_running_step_killed(signalled):
+    # `timeout` signals the whole process group: `mlflow run`, the pipeline and its step.
+    workdir, start = signalled
+    (workdir / "reviews.jsonl").write_text("".join(json.dumps({"review": r, "sentiment": s}) + "\n"
+                                                   for r, s in REVIEWS))
+    launcher = start("pipeline", raw_input=RAW_INPUT, train_data="reviews.jsonl", name="reviews",
+                     task_type="classification", input_fields="review", output_fields="sentiment",
+                     iterations="1", candidates="1", model=MODEL)
+    wait_for((workdir / "blocked").exists, "the optimize step's first rewrite", alive=launcher)
+
+    os.killpg(launcher.pid, signal.SIGTERM)
+
+    wait_for(lambda: all(r.info.status != "RUNNING" for step in ("pipeline", "optimize") for r in runs_of(step)),
+             "the runs to end", 60)
+    (pipeline,), (optimize,), (data,) = runs_of("pipeline"), runs_of("optimize"), runs_of("data")
+    assert (pipeline.info.status, optimize.info.status, data.info.status) == ("KILLED", "KILLED", "FINISHED"), \
+        launcher.communicate()[1][-3000:]
+    assert pipeline.data.tags["promptomatix.error"].startswith("stopped by SIGTERM")
+    assert optimize.data.tags["promptomatix.error"].startswith("stopped by SIGTERM")
+    assert MlflowClient().search_registered_models() == []

@@ -20,7 +20,6 @@ import dataclasses
 import json
 import logging
 import random
-from concurrent.futures import ThreadPoolExecutor
 
 from promptomatix import checkpoints
 from promptomatix.backends.base import Backend, Candidate, OptimizationTask
@@ -32,6 +31,7 @@ from promptomatix.errors import BudgetExhausted, ConfigError, ParseError
 from promptomatix.metaprompts import check_source, fill
 from promptomatix.models.lm import context_tokens
 from promptomatix.prompts import Prompt
+from promptomatix.signals import map_in_threads
 
 log = logging.getLogger(__name__)
 
@@ -198,8 +198,8 @@ class MetaPromptBackend(Backend):
         an unreadable answer is skipped (counted in the meter)."""
         if count < 1:
             return []
-        with ThreadPoolExecutor(max_workers=max(1, min(task.config.num_threads, count))) as pool:
-            answers = list(pool.map(lambda index: self.try_rewrite(task, best, step, index), range(count)))
+        answers = map_in_threads(lambda index: self.try_rewrite(task, best, step, index), range(count),
+                                 min(task.config.num_threads, count))
         return [a for a in answers if a is not None]
 
     def try_rewrite(self, task: OptimizationTask, best: Candidate, step: int, index: int) -> str | None:

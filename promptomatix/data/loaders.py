@@ -16,8 +16,12 @@ def load_examples(source: str, field_map: Mapping[str, str] | None = None) -> li
         raise DataError(f"{source}: no examples in the data")
     mapping = dict(field_map or {})
     examples = []
-    for row in rows:
-        examples.append({mapping.get(k, k): "" if v is None else str(v) for k, v in row.items()})
+    for number, row in enumerate(rows, 1):
+        example = {mapping.get(k, k): "" if v is None else str(v) for k, v in row.items()}
+        nul = next((k for k, v in example.items() if "\x00" in v), None)
+        if nul is not None:  # binary data, or a broken export: it would end up in prompts and demos
+            raise DataError(f"{source}: example {number} has a NUL character in {nul!r}; remove it")
+        examples.append(example)
     missing = [column for column in mapping if column not in rows[0]]
     if missing:
         raise DataError(f"{source}: field map names columns not in the data: {', '.join(missing)} (columns: {', '.join(rows[0])})")

@@ -105,6 +105,9 @@ def read_csv(location: str, delimiter: str = ",") -> list[dict]:
     reader = csv.DictReader(io.StringIO(_text(location), newline=""), delimiter=delimiter, strict=True)
     rows = []
     try:
+        twice = sorted({name for name in reader.fieldnames or () if reader.fieldnames.count(name) > 1})
+        if twice:  # DictReader would keep the last column of that name and drop the others unseen
+            raise DataError(f"{location}: the header names column {twice[0]!r} more than once; rename the copies")
         for row in reader:
             if None in row or None in row.values():
                 raise DataError(f"{location}: line {reader.line_num} has {'more' if None in row else 'fewer'} "

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,7 +38,7 @@ class Case:
     """One kind of bad input: the command line (after `promptomatix`), files to write first (name
     -> text, in the test's directory, which is the working directory), environment changes
     (None removes), and the text the one error line must contain. The registered model
-    `reviews` (no version, no alias) exists."""
+    `reviews` (no version, no alias) exists, and `foreign`, whose one version another tool registered."""
 
     args: list[str]
     message: str
@@ -81,6 +83,32 @@ CASES = {
                                                       message="--valid-data needs --train-data"),
     "field map naming no column": optimize("--train-data", "d.csv", "--field-map", "text=review",
                                            files={"d.csv": REVIEWS}, message="field map names columns not in the data"),
+    "field map with an empty column": optimize("--train-data", "d.csv", "--field-map", "=review",
+                                               files={"d.csv": REVIEWS}, message="'=review' is not COLUMN=FIELD"),
+    "a size that is not a number": optimize("--candidates", "abc", message="'abc' is not a valid integer"),
+    "candidates beyond any budget": optimize("--candidates", "99999999999999999999999",
+                                             message="candidates is 99999999999999999999999; the limit is 1000"),
+    "synthetic size beyond any budget": optimize("--synthetic-data-size", "10000000",
+                                                 message="synthetic data size is 10000000; the limit is 10000"),
+    "raw input longer than the model's context": optimize(
+        "--raw-input", "Classify reviews. " * 2500,  # 45000 characters; the scripted model reads 8192 tokens
+        message="raw input is about 11250 tokens (45000 characters); model 'reliable/fake' reads at most 7168 tokens"),
+    "one-row data set": optimize("--train-data", "one.csv", files={"one.csv": "review,sentiment\na good film,positive\n"},
+                                 message="one.csv: one example cannot be split into train and validation"),
+    "null label": optimize(
+        "--train-data", "null.jsonl",
+        files={"null.jsonl": '{"review": "a good film", "sentiment": "positive"}\n{"review": "meh", "sentiment": null}\n'},
+        message="null.jsonl: example 2 has an empty 'sentiment'"),
+    "a single label": optimize("--train-data", "same.csv", files={"same.csv": "review,sentiment\n" + "".join(
+        f"a good film {i},positive\n" for i in range(6))},
+        message="same.csv: every example has the label 'positive'; a classification needs examples of at least two labels"),
+    "duplicate CSV headers": optimize("--train-data", "dup.csv",
+                                      files={"dup.csv": "review,review,sentiment\na,good film,positive\nb,bad film,negative\n"},
+                                      message="dup.csv: the header names column 'review' more than once"),
+    "NUL byte in CSV data": optimize("--train-data", "nul.csv", files={"nul.csv": REVIEWS.replace("superb", "sup\x00erb")},
+                                     message="nul.csv: example 3 has a NUL character in 'review'"),
+    "--name of another tool's model": optimize("--name", "foreign",
+                                               message="the model 'foreign' holds versions promptomatix did not register"),
     "negative size": optimize("--synthetic-data-size", "-5", message="synthetic data size must be a positive"),
     "zero iterations": optimize("--iterations", "0", message="iterations must be a positive whole number"),
     "zero candidates": optimize("--candidates", "0", message="candidates must be a positive whole number"),
@@ -120,7 +148,8 @@ def reliable():
 @pytest.fixture(scope="module")
 def shared_store(tmp_path_factory):
     """One MLflow store for the whole table (each row must leave it as it found it), holding a
-    registered model `reviews` with no version and no alias."""
+    registered model `reviews` with no version and no alias, and `foreign` with one version that
+    another tool registered (another flavor, no prompt)."""
     uri = f"sqlite:///{tmp_path_factory.mktemp('store') / 'mlflow.db'}"
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", uri)
@@ -129,6 +158,8 @@ def shared_store(tmp_path_factory):
         mlflow.set_tracking_uri(uri)
         mlflow.set_registry_uri(uri)
         MlflowClient().create_registered_model("reviews")
+        MlflowClient().create_registered_model("foreign")
+        MlflowClient().create_model_version("foreign", str(tmp_path_factory.mktemp("sklearn-model")))
         yield uri
         while mlflow.active_run():
             mlflow.end_run()
@@ -255,3 +286,60 @@ def test_on_a_new_store_the_error_is_still_the_only_line(tmp_path):
 
     assert done.returncode == 2
     assert_one_error_line(done.stderr, "unknown meta prompt 'nosuch'")
+
+
+def test_resuming_a_finished_run_or_one_without_options_is_one_line(shared_store, tmp_path):
+    # In a real process: MLflow drew a "Downloading artifacts" bar for each artifact it read.
+    client = MlflowClient()
+    experiment = client.create_experiment("resume-errors")
+    bare = client.create_run(experiment).info.run_id
+    finished = client.create_run(experiment).info.run_id
+    client.log_text(finished, "raw_input: x\n", "config.yaml")
+    client.set_terminated(finished)
+    client.set_terminated(bare, "KILLED")
+
+    for run_id, message in ((finished, "finished; there is nothing to resume"),
+                            (bare, "stopped before saving its options")):
+        done = run_cli(["optimize", "--resume", run_id], _env(MLFLOW_RUN_ID=None), tmp_path)
+
+        assert done.returncode == 2, done.stderr
+        assert_one_error_line(done.stderr, message)
+
+
+def promptomatix(args: list[str], env: dict[str, str], cwd: Path) -> tuple[subprocess.CompletedProcess, float]:
+    """The plain `promptomatix` command (no scripted model: these fail before any model call), and
+    the seconds it took."""
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "promptomatix.cli", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=120)
+    return done, time.monotonic() - started
+
+
+@pytest.mark.parametrize("command", [["optimize", "--raw-input", RAW_INPUT], ["compare", "reviews"]],
+                         ids=["optimize", "compare"])
+def test_a_tracking_server_that_refuses_is_one_line_in_seconds(command, tmp_path):
+    # Nothing listens on port 9 (discard): MLflow's client alone retried for 255 s.
+    uri = "http://127.0.0.1:9"
+
+    done, seconds = promptomatix(command, _env(MLFLOW_TRACKING_URI=uri, MLFLOW_REGISTRY_URI=None, MLFLOW_RUN_ID=None),
+                                 tmp_path)
+
+    assert done.returncode == 2, done.stderr
+    assert_one_error_line(done.stderr, f"cannot reach the MLflow tracking server {uri}: Connection refused")
+    assert seconds < 5
+
+
+def test_a_tracking_server_that_accepts_but_never_answers_is_one_line_after_the_timeout(tmp_path):
+    with socket.socket() as silent:  # accepts connections (the kernel does), never reads nor answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        uri = f"http://127.0.0.1:{silent.getsockname()[1]}"
+
+        done, seconds = promptomatix(["compare", "reviews"],
+                                     _env(MLFLOW_TRACKING_URI=uri, MLFLOW_REGISTRY_URI=None, MLFLOW_RUN_ID=None,
+                                          PROMPTOMATIX_SERVER_TIMEOUT="2"), tmp_path)
+
+    assert done.returncode == 2, done.stderr
+    assert_one_error_line(done.stderr, f"the MLflow tracking server {uri} did not answer within 2 s "
+                                       f"(set PROMPTOMATIX_SERVER_TIMEOUT to wait longer)")
+    assert 2 <= seconds < 10

@@ -1,0 +1,64 @@
+"""Is the tracking server there? Asked once, quickly, before a command starts.
+
+Kept apart from `tracking` so that it needs neither MLflow nor pandas: importing those takes
+seconds, and a command pointed at a server that is down should say so in less.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from promptomatix.config import redact_url
+from promptomatix.errors import ConfigError
+
+# How long `check_server` waits for a tracking server to answer (seconds); a refused connection
+# fails at once. Longer waits are for a slow network: set the variable.
+SERVER_TIMEOUT_VARIABLE = "PROMPTOMATIX_SERVER_TIMEOUT"
+DEFAULT_SERVER_TIMEOUT = 10.0
+
+
+def check_server(uri: str) -> None:
+    """For a tracking server (http/https URI): one request to its `/health`, no retries, waiting
+    at most PROMPTOMATIX_SERVER_TIMEOUT seconds (10 by default) for an answer; a ConfigError in
+    one line when nothing answers. MLflow's own client retries a failed request 7 times over
+    about 4 minutes, right for a server that answered before and then faltered (and kept for
+    that), not for a wrong URL or a server that is down. Any HTTP answer, even an error, is a
+    server that is there."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    import requests
+
+    timeout = server_timeout()
+    where = redact_url(uri)
+    insecure = os.environ.get("MLFLOW_TRACKING_INSECURE_TLS", "").lower() == "true"
+    try:
+        requests.get(f"{uri.rstrip('/')}/health", timeout=timeout, allow_redirects=False,
+                     verify=not insecure and (os.environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH") or True))
+    except requests.exceptions.SSLError:
+        return  # it answered; MLflow's client reports what is wrong with its certificate
+    except requests.exceptions.Timeout:
+        raise ConfigError(f"the MLflow tracking server {where} did not answer within {timeout:g} s "
+                          f"(set {SERVER_TIMEOUT_VARIABLE} to wait longer)") from None
+    except requests.exceptions.RequestException as exc:
+        raise ConfigError(f"cannot reach the MLflow tracking server {where}: {_connection_reason(exc)}") from None
+
+
+def server_timeout() -> float:
+    value = os.environ.get(SERVER_TIMEOUT_VARIABLE, "")
+    if not value:
+        return DEFAULT_SERVER_TIMEOUT
+    try:
+        timeout = float(value)
+    except ValueError:
+        timeout = -1.0
+    if not 0 < timeout <= 3600:
+        raise ConfigError(f"{SERVER_TIMEOUT_VARIABLE} must be a number of seconds between 0 and 3600, got {value!r}")
+    return timeout
+
+
+def _connection_reason(exc: Exception) -> str:
+    """'Connection refused', 'Name or service not known', ...: the OS error's words, which
+    requests and urllib3 wrap in several layers of text."""
+    found = re.search(r"\[Errno -?\d+\] ([^'\")\]]+)", str(exc))
+    return found.group(1).strip() if found else type(exc).__name__

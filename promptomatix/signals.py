@@ -1,0 +1,121 @@
+"""Stopping on SIGTERM and SIGHUP the way Ctrl-C stops.
+
+SIGTERM is what `timeout`, `docker stop`, Kubernetes and systemd send, SIGHUP what a closed
+terminal sends. Python's default for both is to die at once, which leaves the MLflow run RUNNING
+with no reason on it. Inside `stop_on_signals()` they raise `Terminated` instead, a
+KeyboardInterrupt: every place that already cleans up after Ctrl-C (the run ended KILLED with its
+reason, a half-done registration undone, `mlflow run` cancelling its child run) does the same
+for them. The process then exits with 128 + the signal's number, as a shell reports a process
+the signal killed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+log = logging.getLogger(__name__)
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+def is_stop_reason(reason: str) -> bool:
+    """Whether a run's `promptomatix.error` says a stop signal ended it (see `Terminated`)."""
+    return reason.startswith("stopped by SIG")
+
+
+class Terminated(KeyboardInterrupt):
+    """The process was asked to stop by `signum` (SIGTERM or SIGHUP)."""
+
+    def __init__(self, signum: int):
+        self.signum = signum
+        self.detail = ""  # what became of the work, added by whoever cleaned up (the run, how to resume)
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+
+    def __str__(self) -> str:
+        return f"{super().__str__()}; {self.detail}" if self.detail else super().__str__()
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """SIGTERM and SIGHUP raise `Terminated` in the main thread while inside. A second signal
+    while the first is being handled is ignored, so the clean-up (a few store writes) is not cut
+    short; SIGKILL still ends the process. Outside the main thread (where Python cannot set
+    handlers) nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+
+    def handler(signum, frame):
+        if received:
+            log.warning("%s received again while stopping; still cleaning up", signal.Signals(signum).name)
+            return
+        received.append(signum)
+        raise Terminated(signum)
+
+    previous = {signum: signal.signal(signum, handler) for signum in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
+def stop_with_parent(signum: int = signal.SIGTERM) -> None:
+    """Ask Linux to send `signum` to this process when its parent dies. `mlflow run` dies of a
+    SIGTERM sent to it alone (`docker stop`, Kubernetes), without passing it on to the entry
+    point it started: with this the entry point is stopped too, and ends its run KILLED, instead
+    of running on unseen. Does nothing where prctl is missing (not Linux)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return
+    PR_SET_PDEATHSIG = 1  # noqa: N806 (the kernel's name)
+    if libc.prctl(PR_SET_PDEATHSIG, int(signum), 0, 0, 0) != 0:
+        log.debug("prctl(PR_SET_PDEATHSIG) failed: errno %d", ctypes.get_errno())
+
+
+def map_in_threads(fn: Callable[[T], R], items: Iterable[T], workers: int) -> list[R]:
+    """`[fn(item) for item in items]` on `workers` threads, in order. When it is stopped (a
+    failed item, Ctrl-C, `Terminated`) no new item starts and it does not wait for the ones under
+    way (model calls that may take a minute): a stop is over in seconds. `with
+    ThreadPoolExecutor()` would wait for them."""
+    pool = ThreadPoolExecutor(max_workers=max(1, workers))
+    try:
+        results = list(pool.map(fn, items))
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
+    return results
+
+
+def exit_now(code: int) -> None:
+    """Exit with `code` after a stop signal, once the clean-up is done. Python waits at exit for
+    every worker thread still in a model call; after a stop nothing is left to wait for, so when
+    such threads are alive the process leaves at once (`os._exit`, streams flushed first)."""
+    others = [t for t in threading.enumerate() if t is not threading.current_thread() and not t.daemon]
+    if not others:
+        sys.exit(code)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
