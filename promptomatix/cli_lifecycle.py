@@ -13,6 +13,8 @@ from datetime import datetime
 
 import click
 
+from promptomatix.progress import be_quiet
+
 _COLUMNS = [("version", "version"), ("parent", "parent_version"), ("aliases", "aliases"),
             ("validation", "validation_score"),
             ("test", "test_score"), ("words", "prompt_words"), ("cost", "cost"), ("backend", "backend"),
@@ -70,6 +72,8 @@ def evaluate(ref: str, data: str, quiet: bool) -> None:
     """
     from promptomatix.lifecycle import evaluate as run_evaluation
 
+    if quiet:
+        be_quiet()
     click.echo(run_evaluation(ref, data, show_progress=not quiet).summary())
 
 
@@ -104,6 +108,8 @@ def promote(name, version, alias, to_model, data, force, reason, quiet) -> None:
     from promptomatix.lifecycle import copy_to
     from promptomatix.lifecycle import promote as run_promotion
 
+    if quiet:
+        be_quiet()
     if alias is None:
         if to_model is None:
             raise UsageError("give --alias (to promote) or --to-model (to copy), or both")

@@ -11,3 +11,21 @@ def progress_bar(*, total: int, desc: str, unit: str = "it", enabled: bool = Tru
     """A bar on a terminal; in a log (not a tty) an update every 10 seconds at most."""
     return tqdm(total=total, desc=desc, unit=unit, disable=not enabled, file=sys.stderr,
                 dynamic_ncols=True, leave=True, mininterval=0.2 if sys.stderr.isatty() else 10.0)
+
+
+# MLflow's own switch for the download bars it draws when it reads artifacts (the registered
+# model's files, a run's config.yaml).
+ARTIFACT_BARS_VARIABLE = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+
+
+def be_quiet() -> None:
+    """`--quiet`: only results and errors. Our progress and warning lines (logging) and MLflow's
+    artifact download bars are switched off; the callers pass `show_progress=False` for the rest
+    (our bars, and `mlflow.genai.evaluate`'s, see `lifecycle.evaluation`); llama.cpp's own lines
+    go to debug logging always (`models.embedded`)."""
+    import logging
+    import os
+
+    os.environ[ARTIFACT_BARS_VARIABLE] = "false"
+    for name in ("promptomatix", "mlflow"):  # warnings too: what is left is the result and errors
+        logging.getLogger(name).setLevel(logging.ERROR)
