@@ -15,6 +15,8 @@ from promptomatix.compat import add_guide_aliases
 from promptomatix.config import SEARCH_PRESETS
 from promptomatix.errors import PromptomatixError
 from promptomatix.plugins import Registry
+from promptomatix.progress import quiet as quiet_output
+from promptomatix.summary import summary  # noqa: F401 (also the run's description)
 
 
 # Commands contributed by plugins: click commands in the entry-point group
@@ -157,9 +159,14 @@ def _mapping(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--data-step", "data_steps", multiple=True, metavar="NAME",
               help="Preprocess/validate every example with a registered step, in order (repeatable): "
                    "strip, known_label, no_duplicates or a plugin's.")
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option("--quiet", is_flag=True, help="Print only the final summary and errors.")
 def optimize(config_file, config_from, from_, resume, quiet, dry_run, **flags) -> None:
     """Optimize a prompt for a task and register it (one MLflow run)."""
+    with quiet_output(quiet):
+        _optimize(config_file, config_from, from_, resume, quiet, dry_run, **flags)
+
+
+def _optimize(config_file, config_from, from_, resume, quiet, dry_run, **flags) -> None:
     from promptomatix.api import optimize as run_optimization
     from promptomatix.api import options_from_run, plan
     from promptomatix.config import config_from_options, load_options
@@ -213,33 +220,6 @@ def plugins() -> None:
         click.echo(f"{registry.kind} (entry points: {registry.group}): {', '.join(registry.names()) or '(none)'}")
         for name, error in sorted(registry.errors.items()):
             click.echo(f"  failed plugin {name!r}: {error}")
-
-
-def summary(result) -> str:
-    import mlflow
-
-    from promptomatix.api import SEARCH_COMPLETE
-
-    usage = result.usage
-    lines = [
-        "",
-        "=== Promptomatix: optimization finished ===",
-        f"task:            {result.spec.task_type}: {result.spec.description}",
-        f"fields:          {', '.join(result.spec.input_fields)} -> {', '.join(result.spec.output_fields)}",
-        f"data:            {result.train_size} train / {result.valid_size} validation examples",
-        f"score:           {result.initial_score:.3f} (initial) -> {result.optimized_score:.3f} (optimized), on validation",
-        f"cost:            ${usage.cost:.4f}, {usage.tokens} tokens in {usage.calls} LLM calls "
-        f"({usage.retries} retries, {usage.parse_failures} parse failures, {usage.cache_hits} cached, "
-        f"{usage.unmapped_answers} answers naming no label), {result.seconds:.1f} s",
-        f"stopped by:      {result.extra.get('stopped_by', SEARCH_COMPLETE)}",
-        f"run id:          {result.run_id}",
-    ]
-    if result.model_version:
-        lines += [f"model version:   {result.model_uri}", f"prompt version:  {result.prompt_uri}"]
-    lines += ["", "optimized prompt:", "-" * 40, result.prompt, "-" * 40, "",
-              f"open the MLflow UI: mlflow ui --backend-store-uri {mlflow.get_tracking_uri()}",
-              f"  then experiment {result.experiment_id}, run {result.run_id}"]
-    return "\n".join(lines)
 
 
 add_guide_aliases(optimize)  # the original Promptomatix's flag spellings (--raw_input, ...)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
 import sys
 
 from tqdm.auto import tqdm
@@ -18,14 +21,27 @@ def progress_bar(*, total: int, desc: str, unit: str = "it", enabled: bool = Tru
 ARTIFACT_BARS_VARIABLE = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 
 
-def be_quiet() -> None:
-    """`--quiet`: only results and errors. Our progress and warning lines (logging) and MLflow's
-    artifact download bars are switched off; the callers pass `show_progress=False` for the rest
-    (our bars, and `mlflow.genai.evaluate`'s, see `lifecycle.evaluation`); llama.cpp's own lines
-    go to debug logging always (`models.embedded`)."""
-    import logging
-    import os
-
+@contextlib.contextmanager
+def quiet(enabled: bool = True):
+    """`--quiet` for the block: only results and errors. Our progress and warning lines (logging)
+    and MLflow's artifact download bars are switched off, and put back after; the callers pass
+    `show_progress=False` for the rest (our bars, and `mlflow.genai.evaluate`'s, see
+    `lifecycle.evaluation`); llama.cpp's own lines go to debug logging always (`models.embedded`)."""
+    if not enabled:
+        yield
+        return
+    loggers = [logging.getLogger(name) for name in ("promptomatix", "mlflow")]
+    levels = [logger.level for logger in loggers]
+    bars = os.environ.get(ARTIFACT_BARS_VARIABLE)
     os.environ[ARTIFACT_BARS_VARIABLE] = "false"
-    for name in ("promptomatix", "mlflow"):  # warnings too: what is left is the result and errors
-        logging.getLogger(name).setLevel(logging.ERROR)
+    for logger in loggers:  # warnings too: what is left is the result and errors
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+        if bars is None:
+            os.environ.pop(ARTIFACT_BARS_VARIABLE, None)
+        else:
+            os.environ[ARTIFACT_BARS_VARIABLE] = bars
