@@ -152,6 +152,8 @@ def _mapping(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--register/--no-register", default=True, show_default=True, help="Register the result.")
 @click.option("--cache/--no-cache", default=True, show_default=True,
               help="Answer repeated model requests from the shared cache (PROMPTOMATIX_CACHE: folder or 'off').")
+@click.option("--traces/--no-traces", default=True, show_default=True,
+              help="Record every LLM call as an MLflow trace of the run (the run's Traces tab).")
 @click.option("--metric", "metric_weights", multiple=True, metavar="NAME[:KEY]=WEIGHT",
               help="Score with a weighted mix of metrics instead of the task type's (repeatable), "
                    "e.g. --metric classification=0.7 --metric brevity=0.3.")
