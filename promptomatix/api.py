@@ -157,6 +157,8 @@ def optimize(config: OptimizationConfig | None = None, *, from_: str | None = No
         if owned:
             mlflow.set_tags({tracking.RUN_NAME_TAG: tracking.run_name(name, config.backend, result.model_version),
                              tracking.RUN_NOTE_TAG: summary(result)})
+        if config.traces:  # exported in the background meanwhile (registration overlaps): all stored now
+            mlflow.flush_trace_async_logging()
     except BaseException as exc:
         reason = str(exc) if isinstance(exc, PromptomatixError) else f"{type(exc).__name__}: {exc}"
         mlflow.set_tag("promptomatix.error", redact(reason)[:5000])  # a provider's message may echo a key
@@ -303,8 +305,6 @@ def _run(config: OptimizationConfig, run, name: str, user_data: list[Example] | 
     events.on_optimization_start(task)
     with _spent_before("the starting prompt was scored"):  # later, a backend keeps its best so far
         best = backend.optimize(task, events)
-    if tracer:
-        mlflow.flush_trace_async_logging()  # the traces are in the store before the run ends
     initial = next((r for r in tracker.rows if r["step"] == 0), None)
     if initial is None:
         raise PluginError(f"backend {config.backend!r} did not report its starting prompt as step 0")
