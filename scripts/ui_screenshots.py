@@ -14,6 +14,7 @@ each model version, the prompt's versions.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import signal
@@ -102,11 +103,13 @@ def main(argv=None) -> int:
                 screenshot(browser, url, path)
                 print(path)
         finally:  # the server and every worker it started: its whole process group
-            os.killpg(server.pid, signal.SIGTERM)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(server.pid, signal.SIGTERM)
             try:
                 server.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(server.pid, signal.SIGKILL)
     return 0
 
 
