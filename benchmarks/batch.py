@@ -48,7 +48,8 @@ def register_stub_version(stub: StubServer, name: str) -> str:
     prompt = Prompt("Label the review as positive or negative.", ("text",), ("label",))
     with mlflow.start_run(experiment_id=experiment_id(RUNS_EXPERIMENT), run_name=f"{name} (for the batch benchmark)"):
         done = register(name, prompt, ModelSettings(model="openai/stub-model", api_base=stub.url),
-                        tags={"task_type": "classification"}, description="batch scoring benchmark")
+                        tags={"task_type": "classification"}, change="batch scoring benchmark",
+                        task="Label the review as positive or negative.")
     return f"models:/{done.model_name}/{done.model_version}"
 
 

@@ -16,6 +16,10 @@ runs first, unmeasured.
 
 `--patched` runs the same with `parallel_candidates` (below) applied to the meta-prompt backend:
 the change this benchmark motivates, measured before it is made in the package.
+
+`--traces-cost` also runs every row with `traces=False` (variant "no traces"; the package traces
+every LLM call by default) and prints what tracing adds to the wall time, per concurrency: the
+goal is under 5%.
 """
 
 from __future__ import annotations
@@ -207,6 +211,8 @@ def run(args: argparse.Namespace, out=None) -> list[dict]:
     options = {"iterations": args.iterations, "candidates": args.candidates, "register": not args.no_register}
     rows = []
     variants = ["as is", "patched"] if args.patched else ["as is"]
+    if args.traces_cost:
+        variants.append("no traces")
     with tempfile.TemporaryDirectory(prefix="bench-throughput-") as tmp, StubServer(args.latency) as stub:
         data = sample_data(args.train_size + args.valid_size)
         train = write_jsonl(Path(tmp) / "train.jsonl", data[:args.train_size])
@@ -217,15 +223,16 @@ def run(args: argparse.Namespace, out=None) -> list[dict]:
             optimize_once(stub, train, valid, max(args.concurrency), options | {"register": False},
                           f"bench-throughput-warmup-{stamp}")
         for variant in variants:
+            variant_options = options | ({"traces": False} if variant == "no traces" else {})
             with patched_backend(variant == "patched"):
                 for concurrency in args.concurrency:
-                    tag = f"{'p' if variant == 'patched' else 'a'}{concurrency}-{stamp}"
+                    tag = f"{variant[0]}{concurrency}-{stamp}"
                     # A fresh answer cache per row: the first run starts cold, the re-run shows
                     # what a cross-run cache (where the package has one) saves.
                     with fresh_answer_cache(Path(tmp) / f"cache-{tag}"):
                         calls, wall, in_mlflow, cpu, idle, result = optimize_once(
-                            stub, train, valid, concurrency, options, f"bench-throughput-{tag}")
-                        rerun_calls, *_ = optimize_once(stub, train, valid, concurrency, options,
+                            stub, train, valid, concurrency, variant_options, f"bench-throughput-{tag}")
+                        rerun_calls, *_ = optimize_once(stub, train, valid, concurrency, variant_options,
                                                         f"bench-throughput-{tag}-rerun")
                     limit = calls * args.latency / concurrency
                     row = {"variant": variant, "concurrency": concurrency, "calls": calls, "wall": round(wall, 2),
@@ -251,7 +258,21 @@ def run(args: argparse.Namespace, out=None) -> list[dict]:
           f"{args.candidates} candidates, train {args.train_size}, validation {args.valid_size}"
           f"{', no registration' if args.no_register else ''}\n", file=out)
     print(table(rows, COLUMNS), file=out, flush=True)
+    if args.traces_cost:
+        print("\n" + traces_cost(rows), file=out, flush=True)
     return rows
+
+
+def traces_cost(rows: list[dict]) -> str:
+    """What tracing every LLM call adds to the wall time, per concurrency ("as is" traces)."""
+    lines = []
+    for row in rows:
+        if row["variant"] != "as is":
+            continue
+        off = next(r for r in rows if r["variant"] == "no traces" and r["concurrency"] == row["concurrency"])
+        lines.append(f"traces cost at concurrency {row['concurrency']}: {row['wall']} s with, {off['wall']} s "
+                     f"without ({row['wall'] / off['wall'] - 1:+.1%} wall time, goal under +5%)")
+    return "\n".join(lines)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -264,6 +285,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--valid-size", type=int, default=32)
     parser.add_argument("--no-register", action="store_true", help="skip registering the result")
     parser.add_argument("--patched", action="store_true", help="also run with the proposed backend change")
+    parser.add_argument("--traces-cost", action="store_true",
+                        help="also run without traces, and print what tracing adds to the wall time")
     parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or MLflow's default)")
     args = parser.parse_args(argv)
     try:

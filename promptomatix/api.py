@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import mlflow
 import yaml
 
-from promptomatix import checkpoints, data, lineage, registry
+from promptomatix import checkpoints, data, lineage, registry, tracking
 from promptomatix.backends import get_backend
 from promptomatix.backends.base import Backend, OptimizationTask
 from promptomatix.callbacks import HOOKS, Callback, CallbackList, ProgressPrinter
@@ -37,6 +37,7 @@ from promptomatix.prompts import Prompt
 from promptomatix.scoring import Objective, build_metric, eval_metrics, prompt_words
 from promptomatix.signals import Terminated
 from promptomatix.spec import Example, TaskSpec
+from promptomatix.summary import summary
 from promptomatix.tasks import get_task_type
 from promptomatix.tracking import MLflowTracker, check_store, log_config, log_examples
 
@@ -154,13 +155,20 @@ def optimize(config: OptimizationConfig | None = None, *, from_: str | None = No
     experiment_id = None  # inside `mlflow run` (MLFLOW_RUN_ID) the run has its experiment already
     if owned and resume and not os.environ.get("MLFLOW_RUN_ID"):
         experiment_id = mlflow.MlflowClient().get_run(resume).info.experiment_id
-    elif owned and config.experiment and not os.environ.get("MLFLOW_RUN_ID"):
-        experiment_id = _experiment_id(config.experiment)
+    elif owned and not os.environ.get("MLFLOW_RUN_ID") and (config.experiment or not _experiment_chosen()):
+        experiment_id = _experiment_id(config.experiment or name)  # the registered name's, not Default
     run = mlflow.active_run() or mlflow.start_run(experiment_id=experiment_id)
     try:
+        if owned:  # a caller's own run keeps the name and description the caller gave it
+            mlflow.set_tag(tracking.RUN_NAME_TAG, tracking.run_name(name, config.backend))
         if resume:
             _take_over(resume, run.info.run_id, name if config.register else None)
         result = _run(config, run, name, user_data, valid_data, hooks, show_progress, chosen, head)
+        if owned:
+            mlflow.set_tags({tracking.RUN_NAME_TAG: tracking.run_name(name, config.backend, result.model_version),
+                             tracking.RUN_NOTE_TAG: summary(result)})
+        if config.traces:  # exported in the background meanwhile (registration overlaps): all stored now
+            mlflow.flush_trace_async_logging()
     except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt):  # Ctrl-C, or SIGTERM/SIGHUP (signals.Terminated)
             hint = f"run {run.info.run_id} ended KILLED; resume with: promptomatix optimize --resume {run.info.run_id}"
@@ -232,6 +240,15 @@ def options_from_run(run_id: str) -> dict:
     return yaml.safe_load(text)
 
 
+def _experiment_chosen() -> bool:
+    """Whether the caller chose an experiment through MLflow (`mlflow.set_experiment`, or the
+    MLFLOW_EXPERIMENT_NAME / MLFLOW_EXPERIMENT_ID variables): the run then goes there."""
+    from mlflow.tracking import fluent
+
+    return bool(os.environ.get("MLFLOW_EXPERIMENT_NAME") or os.environ.get("MLFLOW_EXPERIMENT_ID")
+                or getattr(fluent, "_active_experiment_id", None))
+
+
 def _experiment_id(name: str) -> str:
     """The id of experiment `name`, created if new, without changing the process's active
     experiment (as `mlflow.set_experiment` would, for every later caller)."""
@@ -256,12 +273,17 @@ def _run(config: OptimizationConfig, run, name: str, user_data: list[Example] | 
     started = time.monotonic()
     meter = UsageMeter(config.limits)
     cache = default_cache() if config.cache else None
-    task_lm = LM(config.task_model, meter, max_retries=config.max_retries, seed=config.seed, cache=cache)
-    optimizer_lm = LM(config.optimizer_model, meter, max_retries=config.max_retries, seed=config.seed, cache=cache)
+    tracer = tracking.RunTracer(run.info.run_id, run.info.experiment_id) if config.traces else None
+    task_lm = LM(config.task_model, meter, max_retries=config.max_retries, seed=config.seed, cache=cache,
+                 tracer=tracer)
+    optimizer_lm = LM(config.optimizer_model, meter, max_retries=config.max_retries, seed=config.seed, cache=cache,
+                      tracer=tracer)
+    phase = tracer.phase if tracer else lambda name: contextlib.nullcontext()
     mlflow.set_tag(checkpoints.PROCESS, checkpoints.this_process())  # a resume is refused while it lives
     # The options first: with them saved, a run killed from here on can be resumed.
     mlflow.log_text(yaml.safe_dump(config.to_options(), sort_keys=True, allow_unicode=True), CONFIG_ARTIFACT)
-    log_config(config.to_params())
+    log_config(config.to_params(backend.options))
+    mlflow.log_params(registry.model_params(config.task_model))
     mlflow.log_text(config.raw_input, "raw_input.txt")
     if head.origin:
         origin = head.origin
@@ -270,7 +292,7 @@ def _run(config: OptimizationConfig, run, name: str, user_data: list[Example] | 
             mlflow.set_tag(lineage.FEEDBACK_USED, ",".join(f.id for f in origin.feedback))
 
     if head.spec is None:
-        with _spent_before("intake finished"):
+        with _spent_before("intake finished"), phase("intake"):
             spec = extract_task_spec(config.raw_input, optimizer_lm, task_type=config.task_type,
                                      input_fields=config.input_fields, output_fields=config.output_fields,
                                      columns=list(user_data[0]) if user_data else None,
@@ -300,7 +322,8 @@ def _run(config: OptimizationConfig, run, name: str, user_data: list[Example] | 
     if train is None and head.data:  # the data of the version started from, or of the killed run
         train, valid = head.data
     elif train is None:
-        train, valid = _synthetic_data(config, spec, start, optimizer_lm, evaluator, steps, show_progress)
+        with phase("synthetic data"):
+            train, valid = _synthetic_data(config, spec, start, optimizer_lm, evaluator, steps, show_progress)
     if steps:
         _log_rejections(steps)
     log_examples(train, "train", "training")
@@ -331,7 +354,10 @@ def _run(config: OptimizationConfig, run, name: str, user_data: list[Example] | 
     mlflow.log_text(json.dumps([{"example": e, "prediction": p, "score": s} for e, p, s in
                                 zip(valid, best.evaluation.predictions, best.evaluation.per_example)],
                                ensure_ascii=False, indent=1), "valid_predictions.json")
-    final = _final_evaluation(config, task_type, best, valid[:len(best.evaluation.predictions)])
+    scored = valid[:len(best.evaluation.predictions)]  # the budget may have narrowed the search's rows
+    final = _final_evaluation(config, task_type, best, scored)
+    tracking.log_results(scored, best.evaluation.predictions, best.evaluation.per_example, spec.input_fields,
+                         spec.output_fields, tracking.VALID_RESULTS_TABLE)
     usage = meter.snapshot()
     seconds = time.monotonic() - started
     stopped_by = meter.stopped_by or ("hook" if events.should_stop else SEARCH_COMPLETE)
@@ -340,11 +366,13 @@ def _run(config: OptimizationConfig, run, name: str, user_data: list[Example] | 
                         "optimized_objective": best.objective, "prompt_words": prompt_words(best.prompt.template),
                         "seconds": seconds, "unmapped_answers": usage.unmapped_answers,
                         "optimized_unmapped_answers": best.evaluation.unmapped, **usage.as_metrics("total_")})
+    change = tracking.describe_change(start, best.prompt, initial["score"], best.score, len(valid),
+                                      parent=head.origin.version if head.origin else None)
     registered = None
     if config.register:
         parent = {"parent_version": head.origin.version, "parent_run_id": head.origin.run_id} if head.origin else {}
         registered = registry.register(
-            name, best.prompt, config.task_model, program=best.program, description=spec.description,
+            name, best.prompt, config.task_model, program=best.program, change=change, task=spec.description,
             tags={"run_id": run.info.run_id, "validation_score": f"{best.score:.4f}",
                   "initial_score": f"{initial['score']:.4f}", "backend": config.backend,
                   "task_type": spec.task_type, "cost": f"{usage.cost:.6f}", "tokens": str(usage.tokens), **parent,
@@ -363,7 +391,8 @@ def _run(config: OptimizationConfig, run, name: str, user_data: list[Example] | 
         model_name=registered and registered.model_name, model_version=registered and registered.model_version,
         prompt_name=registered and registered.prompt_name, prompt_version=registered and registered.prompt_version,
         extra={"hook_errors": dict(events.errors), "stopped_early": events.should_stop, "stopped_by": stopped_by,
-               "change": best.change, "scored_rows": len(best.evaluation.per_example), "final_scores": final},
+               "change": best.change, "scored_rows": len(best.evaluation.per_example), "final_scores": final,
+               "change_summary": change, "max_calls": config.max_calls},
     )
     events.on_optimization_end(result)
     return result

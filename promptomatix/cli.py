@@ -15,7 +15,9 @@ from promptomatix.compat import add_guide_aliases
 from promptomatix.config import SEARCH_PRESETS
 from promptomatix.errors import PromptomatixError
 from promptomatix.plugins import Registry
+from promptomatix.progress import quiet as quiet_output
 from promptomatix.signals import Terminated, exit_now, stop_on_signals
+from promptomatix.summary import summary  # noqa: F401 (also the run's description)
 
 
 # Commands contributed by plugins: click commands in the entry-point group
@@ -227,6 +229,8 @@ def _plugin_param(option) -> click.Option:
 @click.option("--register/--no-register", default=True, show_default=True, help="Register the result.")
 @click.option("--cache/--no-cache", default=True, show_default=True,
               help="Answer repeated model requests from the shared cache (PROMPTOMATIX_CACHE: folder or 'off').")
+@click.option("--traces/--no-traces", default=True, show_default=True,
+              help="Record every LLM call as an MLflow trace of the run (the run's Traces tab).")
 @click.option("--metric", "metric_weights", multiple=True, metavar="NAME[:KEY]=WEIGHT",
               help="Score with a weighted mix of metrics instead of the task type's (repeatable), "
                    "e.g. --metric classification=0.7 --metric brevity=0.3.")
@@ -237,9 +241,14 @@ def _plugin_param(option) -> click.Option:
 @click.option("--data-step", "data_steps", multiple=True, metavar="NAME",
               help="Preprocess/validate every example with a registered step, in order (repeatable): "
                    "strip, known_label, no_duplicates or a plugin's.")
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option("--quiet", is_flag=True, help="Print only the final summary and errors.")
 def optimize(config_file, config_from, from_, resume, quiet, dry_run, **flags) -> None:
     """Optimize a prompt for a task and register it (one MLflow run)."""
+    with quiet_output(quiet):
+        _optimize(config_file, config_from, from_, resume, quiet, dry_run, **flags)
+
+
+def _optimize(config_file, config_from, from_, resume, quiet, dry_run, **flags) -> None:
     from promptomatix.api import optimize as run_optimization
     from promptomatix.api import options_from_run, plan
     from promptomatix.config import config_from_options, load_options
@@ -294,41 +303,6 @@ def plugins() -> None:
         click.echo(f"{registry.kind} (entry points: {registry.group}): {', '.join(registry.names()) or '(none)'}")
         for name, error in sorted(registry.errors.items()):
             click.echo(f"  failed plugin {name!r}: {error}")
-
-
-def _scored(result) -> str:
-    rows = result.extra.get("scored_rows", result.valid_size)
-    return "validation" if rows >= result.valid_size else f"the first {rows} validation examples (the budget's)"
-
-
-def summary(result) -> str:
-    import mlflow
-
-    from promptomatix.api import SEARCH_COMPLETE
-
-    usage = result.usage
-    lines = [
-        "",
-        "=== Promptomatix: optimization finished ===",
-        f"task:            {result.spec.task_type}: {result.spec.description}",
-        f"fields:          {', '.join(result.spec.input_fields)} -> {', '.join(result.spec.output_fields)}",
-        f"data:            {result.train_size} train / {result.valid_size} validation examples",
-        f"score:           {result.initial_score:.3f} (initial) -> {result.optimized_score:.3f} (optimized), on "
-        f"{_scored(result)}",
-        f"cost:            ${usage.cost:.4f}, {usage.tokens} tokens in {usage.calls} LLM calls "
-        f"({usage.retries} retries, {usage.parse_failures} parse failures, {usage.cache_hits} cached, "
-        f"{usage.unmapped_answers} answers naming no label), {result.seconds:.1f} s",
-        f"stopped by:      {result.extra.get('stopped_by', SEARCH_COMPLETE)}",
-        *(["final eval:      " + ", ".join(f"{k} {v:.3f}" for k, v in result.extra["final_scores"].items())]
-          if result.extra.get("final_scores") else []),
-        f"run id:          {result.run_id}",
-    ]
-    if result.model_version:
-        lines += [f"model version:   {result.model_uri}", f"prompt version:  {result.prompt_uri}"]
-    lines += ["", "optimized prompt:", "-" * 40, result.prompt, "-" * 40, "",
-              f"open the MLflow UI: mlflow ui --backend-store-uri {mlflow.get_tracking_uri()}",
-              f"  then experiment {result.experiment_id}, run {result.run_id}"]
-    return "\n".join(lines)
 
 
 add_guide_aliases(optimize)  # the original Promptomatix's flag spellings (--raw_input, ...)

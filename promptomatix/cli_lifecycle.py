@@ -13,6 +13,8 @@ from datetime import datetime
 
 import click
 
+from promptomatix.progress import quiet as quiet_output
+
 _COLUMNS = [("version", "version"), ("parent", "parent_version"), ("aliases", "aliases"),
             ("validation", "validation_score"),
             ("test", "test_score"), ("words", "prompt_words"), ("cost", "cost"), ("backend", "backend"),
@@ -70,7 +72,9 @@ def evaluate(ref: str, data: str, quiet: bool) -> None:
     """
     from promptomatix.lifecycle import evaluate as run_evaluation
 
-    click.echo(run_evaluation(ref, data, show_progress=not quiet).summary())
+    with quiet_output(quiet):
+        report = run_evaluation(ref, data, show_progress=not quiet)
+    click.echo(report.summary())
 
 
 @click.command("promote")
@@ -100,6 +104,11 @@ def promote(name, version, alias, to_model, data, force, reason, quiet) -> None:
     version; a lower score is recorded as "rejected" and exits with status 1. Only --to-model:
     copy the version, nothing else.
     """
+    with quiet_output(quiet):
+        _promote(name, version, alias, to_model, data, force, reason, quiet)
+
+
+def _promote(name, version, alias, to_model, data, force, reason, quiet) -> None:
     from promptomatix.errors import UsageError
     from promptomatix.lifecycle import copy_to
     from promptomatix.lifecycle import promote as run_promotion

@@ -118,6 +118,7 @@ class OptimizationConfig:
     experiment: str | None = None
     register: bool = True
     cache: bool = True  # answer repeated model requests from the shared cache (models/cache.py)
+    traces: bool = True  # every LLM call as an MLflow trace span of the run (tracking.RunTracer)
 
     def __post_init__(self):
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
@@ -204,13 +205,18 @@ class OptimizationConfig:
                 options[key] = redact_url(options[key])
         return {k: list(v) if isinstance(v, tuple) else v for k, v in options.items()}
 
-    def to_params(self) -> dict[str, str]:
-        """Flat key/value pairs for MLflow params (long text such as the raw input excluded)."""
+    def to_params(self, backend_options: tuple[str, ...] = ()) -> dict[str, str]:
+        """Flat key/value pairs for MLflow params: the settings that take effect, each once.
+        Options read by one backend only (`BACKEND_OPTIONS`) are kept for the backend that reads
+        them (`backend_options`, its `Backend.options`); unset (None) and empty options are left
+        out, as is long text such as the raw input, and the task model's settings, which are
+        logged under the registered model's keys (`registry.model_params`). `to_options`
+        (config.yaml) keeps them all."""
         from promptomatix.metaprompts import source_name
 
         params: dict[str, str] = {}
         for key, value in dataclasses.asdict(self).items():
-            if key == "raw_input":
+            if key in ("raw_input", "task_model") or (key in BACKEND_OPTIONS and key not in backend_options):
                 continue
             if key in TEMPLATE_KEYS:
                 value = source_name(getattr(self, key))
@@ -219,19 +225,21 @@ class OptimizationConfig:
                 continue
             if isinstance(value, dict) and key.endswith("model"):
                 value = value | {"api_base": redact_url(value["api_base"]) if value["api_base"] else None}
-                params.update({f"{key}.{k}": str(v) for k, v in value.items()})
+                params.update({f"{key}.{k}": str(v) for k, v in value.items() if v is not None})
             elif isinstance(value, (list, tuple)):
                 params[key] = ",".join(value)
             elif isinstance(value, dict):
                 params[key] = ",".join(f"{k}={v}" for k, v in value.items())
-            else:
+            elif value is not None:
                 params[key] = str(value)
-        return params
+        return {k: v for k, v in params.items() if v != ""}
 
 
 MODEL_KEYS = ("model", "temperature", "max_tokens", "api_base")
 PRESET_KEYS = ("max_calls", "synthetic_data_size", "iterations", "candidates")
 TEMPLATE_KEYS = ("meta_prompt", "intake_prompt", "synthetic_prompt", "inputs_prompt")
+# Options that only one backend reads: logged as params for that backend only.
+BACKEND_OPTIONS = ("optimizer", "dspy_module", "meta_prompt")
 
 
 def builtin_option_names() -> set[str]:
@@ -306,7 +314,7 @@ def _coerce(key: str, value: Any) -> Any:
         return tuple(items)
     if key in ("field_map", "metric_weights", "plugin_options") and not isinstance(value, dict):
         raise ConfigError(f"{label} must be a mapping, got {value!r}")
-    if key in ("register", "cache") and not isinstance(value, bool):
+    if key in ("register", "cache", "traces") and not isinstance(value, bool):
         raise ConfigError(f"{key} must be true or false, got {value!r}")
     return value
 

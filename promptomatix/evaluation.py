@@ -107,12 +107,22 @@ class Evaluator:
                        if (p.render(e), p.labels) not in self._cache}.values())
         if not unique:
             return
-        with progress_bar(total=len(unique), desc=desc, unit="ex", enabled=self.show_progress) as bar:
-            def run(job):
-                self._answer(*job)
-                bar.update(1)
+        tracer = self.lm.tracer
+        groups = _trace_groups(tracer, desc, unique) if tracer is not None else {}
+        try:
+            with progress_bar(total=len(unique), desc=desc, unit="ex", enabled=self.show_progress) as bar:
+                def run(job):
+                    if groups:  # the answer's call is a span of its prompt's trace
+                        with tracer.within(groups[job[0].template]):
+                            self._answer(*job)
+                    else:
+                        self._answer(*job)
+                    bar.update(1)
 
-            map_in_threads(run, unique, self.num_threads)
+                map_in_threads(run, unique, self.num_threads)
+        finally:
+            for span in groups.values():
+                tracer.end(span)
 
     def score(self, prompt: Prompt, examples: Sequence[Example], answers: Sequence[Answer]) -> Evaluation:
         """The evaluation of `answers` (uncalibrated) to `examples`, read with `prompt`'s
@@ -139,6 +149,23 @@ class Evaluator:
         calibrated = prompt.with_(calibration=batch_calibration(evaluation.scores))
         answers = [self._answer(prompt, e) for e in examples]
         return calibrated, self.score(calibrated, examples, answers)
+
+
+def _trace_groups(tracer, desc: str, jobs: Sequence[tuple[Prompt, Example]]) -> dict:
+    """One trace per prompt asked in `desc` (a step of the search): its calls are its spans."""
+    prompts = list({p.template: p for p, _ in jobs}.values())
+    return {p.template: tracer.group(f"{desc} · prompt {i + 1}" if len(prompts) > 1 else desc,
+                                     attributes={"step": desc, "prompt_id": prompt_id(p), "demos": len(p.demos),
+                                                 "answers": sum(1 for q, _ in jobs if q.template == p.template)},
+                                     inputs={"instruction": p.instruction, "template": p.template})
+            for i, p in enumerate(prompts)}
+
+
+def prompt_id(prompt: Prompt) -> str:
+    """A short stable id of a prompt's text, shown in the candidate table and on its traces."""
+    import hashlib
+
+    return hashlib.sha256(prompt.template.encode()).hexdigest()[:8]
 
 
 def _read(prompt: Prompt, answer: Answer) -> Example:

@@ -7,6 +7,8 @@ namespace, so they cannot share a name). If the second write fails, the first is
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import warnings
 from dataclasses import dataclass
@@ -66,32 +68,49 @@ def check_name(name: str) -> None:
 
 def model_config(prompt: Prompt, settings: ModelSettings, prompt_uri: str | None = None,
                  program: dict | None = None) -> dict:
-    """What the registered pyfunc model (promptomatix/serving.py) reads back to serve."""
-    return {
-        "prompt": prompt.to_dict(),
-        "model": {"model": settings.model, "temperature": settings.temperature,
-                  "max_tokens": settings.max_tokens,
-                  # MLflow logs a model's config as run params: no credentials in it (keys come
-                  # from the environment when the model is served).
-                  "api_base": redact_url(settings.api_base) if settings.api_base else None},
-        "prompt_uri": prompt_uri,
-        "program": program,
-    }
+    """What the registered pyfunc model (promptomatix/serving.py) reads back to serve. MLflow
+    logs it as run params too (`prompt/...`, `model/...`): what is unset is left out, so no
+    param reads "None"."""
+    config = {"prompt": prompt.to_dict(), "model": _model_settings(settings), "prompt_uri": prompt_uri,
+              "program": program}
+    return {k: v for k, v in config.items() if v is not None}
+
+
+def model_params(settings: ModelSettings) -> dict[str, str]:
+    """The task model's settings as the run params MLflow logs from `model_config` on
+    registration (`model/model`, `model/temperature`, ...): logged under these keys from the
+    start, they appear once, registered or not (MLflow's later identical values change nothing)."""
+    return {f"model/{k}": str(v) for k, v in _model_settings(settings).items()}
+
+
+def _model_settings(settings: ModelSettings) -> dict:
+    # MLflow logs a model's config as run params: no credentials in it (keys come from the
+    # environment when the model is served).
+    found = {"model": settings.model, "temperature": settings.temperature, "max_tokens": settings.max_tokens,
+             "api_base": redact_url(settings.api_base) if settings.api_base else None}
+    return {k: v for k, v in found.items() if v is not None}
 
 
 def register(name: str, prompt: Prompt, settings: ModelSettings, *, tags: dict[str, str],
-             description: str, program: dict | None = None) -> Registered:
-    """Log the pyfunc model in the active run, then register the prompt and the model version."""
+             change: str, task: str, program: dict | None = None) -> Registered:
+    """Log the pyfunc model in the active run, then register the prompt and the model version.
+    `change` (what changed against the parent or the starting prompt, with the scores) is the
+    prompt version's commit message and the model version's description; `tags` go on the two
+    versions, never on the prompt shared by all versions. `task` (the task in a sentence)
+    describes the registered model and the prompt when they are new."""
     client = MlflowClient()
     signature = ModelSignature(inputs=Schema([ColSpec("string", f) for f in prompt.input_fields]),
                                outputs=Schema([ColSpec("string", f) for f in prompt.output_fields]))
     model_existed = _model_exists(client, name)
+    _create_prompt(client, prompt_name_for(name), task)
     prompt_version = _register_prompt(
-        name=prompt_name_for(name), template=prompt.template, commit_message=description[:500],
-        tags=tags, model_config={"model_name": settings.model, "temperature": settings.temperature,
-                                 "max_tokens": settings.max_tokens},
+        name=prompt_name_for(name), template=prompt.template, commit_message=change[:500],
+        model_config={"model_name": settings.model, "temperature": settings.temperature,
+                      "max_tokens": settings.max_tokens},
     )
     try:
+        for key, value in tags.items():
+            client.set_prompt_version_tag(prompt_name_for(name), str(prompt_version.version), key, value)
         with warnings.catch_warnings():  # no input example on purpose: it would call the model
             warnings.filterwarnings("ignore", message=".*input example was not provided.*")
             info = mlflow.pyfunc.log_model(
@@ -99,7 +118,13 @@ def register(name: str, prompt: Prompt, settings: ModelSettings, *, tags: dict[s
                 model_config=model_config(prompt, settings, prompt_version.uri, program), signature=signature,
                 pip_requirements=[f"mlflow=={mlflow.__version__}", "promptomatix"], prompts=[prompt_version.uri],
             )
-        version = mlflow.register_model(info.model_uri, name, tags=tags | {PROMPT_URI_TAG: prompt_version.uri})
+        with contextlib.redirect_stderr(io.StringIO()) as said:  # MLflow prints its progress there
+            version = mlflow.register_model(info.model_uri, name, tags=tags | {PROMPT_URI_TAG: prompt_version.uri})
+        for line in said.getvalue().splitlines():  # as progress: on the console unless --quiet
+            log.info("%s", line)
+        client.update_model_version(name, str(version.version), description=change)
+        if not model_existed:
+            client.update_registered_model(name, description=task[:5000])
         client.set_prompt_version_tag(prompt_name_for(name), str(prompt_version.version), "model_version",
                                       str(version.version))
     except BaseException:
@@ -134,12 +159,24 @@ def remove_run_versions(name: str, run_id: str) -> list[str]:
     return removed
 
 
-def _register_prompt(*, tags: dict[str, str], **details):
+def _create_prompt(client: MlflowClient, name: str, description: str) -> None:
+    """The prompt all versions share, described by the task, if it is new: `register_prompt`
+    would give a new prompt its first version's commit message as description."""
+    if client.get_prompt(name) is not None:
+        return
+    try:
+        client.create_prompt(name, description=description[:5000])
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":  # another process created it meanwhile: fine
+            raise
+
+
+def _register_prompt(**details):
     """`mlflow.genai.register_prompt`, asked again when another process created the same new
     prompt between MLflow's check and its insert (two first versions at once on a shared server)."""
     for attempt in range(3):
-        try:  # register_prompt adds its own keys to the tags dict it is given: pass a copy
-            return mlflow.genai.register_prompt(tags=dict(tags), **details)
+        try:
+            return mlflow.genai.register_prompt(**details)
         except MlflowException as exc:
             if exc.error_code != "RESOURCE_ALREADY_EXISTS" or attempt == 2:
                 raise

@@ -80,7 +80,7 @@ def test_optimize_tracks_everything_in_one_run_and_registers_both_versions(track
     assert "CAREFULLY" in result.prompt and "{{review}}" in result.prompt
     # config as params under our prefix, raw input as an artifact
     assert run.data.params["promptomatix.backend"] == "meta_prompt"
-    assert run.data.params["promptomatix.task_model.model"] == FAKE_MODEL
+    assert run.data.params["model/model"] == FAKE_MODEL
     assert run.data.params["promptomatix.synthetic_data_size"] == "8"
     artifacts = {a.path for a in client.list_artifacts(result.run_id)}
     assert {"raw_input.txt", "task_spec.json", "initial_prompt.txt", "optimized_prompt.txt",

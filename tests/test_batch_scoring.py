@@ -47,7 +47,8 @@ def register_version(name: str, settings: ModelSettings) -> str:
     it the alias champion."""
     prompt = Prompt("Label the review as positive or negative.", ("text",), ("label",))
     with mlflow.start_run():
-        done = register(name, prompt, settings, tags={"task_type": "classification"}, description="batch scoring")
+        done = register(name, prompt, settings, tags={"task_type": "classification"}, change="batch scoring",
+                        task="Classify the sentiment of a review.")
     mlflow.MlflowClient().set_registered_model_alias(name, "champion", done.model_version)
     return f"{name}@champion"
 

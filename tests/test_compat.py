@@ -94,9 +94,9 @@ def test_process_input_honours_the_guide_keywords_and_returns_the_original_dict(
     params = run.data.params
     assert run.info.status == "FINISHED"
     assert params["promptomatix.backend"] == "meta_prompt"
-    assert params["promptomatix.task_model.model"] == FAKE_MODEL  # model_name + model_provider
-    assert params["promptomatix.task_model.temperature"] == "0.1"
-    assert params["promptomatix.task_model.max_tokens"] == "64"
+    assert params["model/model"] == FAKE_MODEL  # model_name + model_provider
+    assert params["model/temperature"] == "0.1"
+    assert params["model/max_tokens"] == "64"
     assert params["promptomatix.synthetic_data_size"] == "8"
     assert params["promptomatix.train_ratio"] == "0.75"
     assert params["promptomatix.search"] == "moderate"
@@ -287,14 +287,14 @@ def test_promtomatic_takes_the_guides_flags(tracking, scripted):
     params = run.data.params
     assert run.info.status == "FINISHED" and f"run id:          {run.info.run_id}" in result.output
     assert params["promptomatix.backend"] == "meta_prompt"
-    assert params["promptomatix.task_model.model"] == FAKE_MODEL
+    assert params["model/model"] == FAKE_MODEL
     assert params["promptomatix.search"] == "heavy"
     assert params["promptomatix.synthetic_data_size"] == "8"
     assert params["promptomatix.train_ratio"] == "0.75"
     assert params["promptomatix.lambda_penalty"] == "0.01"
     assert params["promptomatix.task_type"] == "classification"
     assert (params["promptomatix.input_fields"], params["promptomatix.output_fields"]) == ("review", "sentiment")
-    assert (params["promptomatix.task_model.temperature"], params["promptomatix.task_model.max_tokens"]) == ("0.1", "64")
+    assert (params["model/temperature"], params["model/max_tokens"]) == ("0.1", "64")
 
 
 def test_promtomatic_dspy_module_and_local_data(tracking, fake_llm, tmp_path):
@@ -370,7 +370,7 @@ def test_promptomatix_optimize_takes_the_guides_flags(tracking, scripted):
                          f'--iterations 1 --candidates 2 --num-threads 2 --quiet')
     assert result.exit_code == 0, result.output
     params = only_run().data.params
-    assert (params["promptomatix.backend"], params["promptomatix.task_model.model"]) == ("meta_prompt", FAKE_MODEL)
+    assert (params["promptomatix.backend"], params["model/model"]) == ("meta_prompt", FAKE_MODEL)
 
 
 def test_pyproject_declares_the_promtomatic_script():
@@ -550,7 +550,7 @@ def assert_tracked(run, backend: str, module: str | None = None) -> None:
     params = run.data.params
     assert run.data.metrics["total_calls"] > 0
     assert run.info.status == "FINISHED"
-    assert params["promptomatix.backend"] == backend and params["promptomatix.task_model.model"] == "embedded/gemma-3-270m"
+    assert params["promptomatix.backend"] == backend and params["model/model"] == "embedded/gemma-3-270m"
     if module:
         assert params["promptomatix.dspy_module"] == module
     assert run.data.tags["promptomatix.model_uri"].startswith("models:/")

@@ -120,15 +120,25 @@ def test_to_params_flattens_models_and_excludes_raw_input():
     params = config.to_params()
     assert "raw_input" not in params
     assert TASK not in params.values()
-    assert params["task_model.model"] == "openai/gpt-4o-mini"
-    assert params["task_model.temperature"] == "0.2"
-    assert params["task_model.max_tokens"] == "64"
+    # the task model's settings are logged once, under the registered model's keys (model/...)
+    assert not any(k.startswith("task_model") for k in params)
     assert params["optimizer_model.temperature"] == "0.7"
     assert "task_model" not in params and "optimizer_model" not in params
     assert params["input_fields"] == "review"
     assert params["field_map"] == "text=review"
     assert params["synthetic_data_size"] == "30"
     assert all(isinstance(v, str) for v in params.values())
+
+
+def test_params_hold_only_what_applies_never_none_or_empty():
+    config = OptimizationConfig(TASK)  # no data files, no experiment, no hooks, no api base
+    params = config.to_params(("meta_prompt",))
+    assert params["meta_prompt"] == "rewrite"
+    assert "optimizer" not in params and "dspy_module" not in params  # the dspy backend's options
+    assert not {"train_data", "valid_data", "experiment", "hooks", "task_type", "optimizer_model.api_base"} & set(params)
+    assert all(v.strip() and v != "None" for v in params.values())
+    dspy = config.replace(backend="dspy").to_params(("optimizer", "dspy_module"))
+    assert (dspy["optimizer"], dspy["dspy_module"]) == ("MIPROv2", "Predict") and "meta_prompt" not in dspy
 
 
 @pytest.mark.parametrize(

@@ -58,7 +58,7 @@ def test_the_run_holds_params_artifacts_and_per_step_metrics(mlflow_run):
     client = MlflowClient()
     params = run.data.params
     assert params["raw_input"] == shlex.quote(RAW_INPUT)  # logged, shell-quoted, by `mlflow run`
-    assert params["promptomatix.task_model.model"] == "embedded/gemma-3-270m"
+    assert params["model/model"] == "embedded/gemma-3-270m"
     assert params["promptomatix.iterations"] == "1" and params["promptomatix.synthetic_data_size"] == "6"
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"raw_input.txt", "task_spec.json", "optimized_prompt.txt", "candidates.json", "data", "prompts"} <= artifacts

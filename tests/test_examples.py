@@ -220,7 +220,7 @@ def test_custom_provider_answers_as_the_task_model(tracking, scripted, examples)
     examples("custom_provider").register(replace=True)
     result = run_optimize(model="echo/positive", optimizer_model=FAKE_MODEL)
 
-    assert params_of(result)["promptomatix.task_model.model"] == "echo/positive"
+    assert params_of(result)["model/model"] == "echo/positive"
     assert {p["sentiment"] for p in predictions_of(result)} == {"positive"}
     assert 0.0 < result.optimized_score < 1.0  # right on the positive reviews only
     # the scripted model only did the optimizer's work: intake, data and rewrites, no labelling

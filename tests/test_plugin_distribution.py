@@ -56,9 +56,9 @@ def test_an_optimization_uses_the_installed_plugins(site, tmp_path):
     assert out.returncode == 0, out.stderr
 
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db", f"sqlite:///{tmp_path}/mlflow.db")
-    (run,) = client.search_runs(["0"])
+    (run,) = client.search_runs([client.get_experiment_by_name("plugged").experiment_id])  # named after --name
     assert run.info.status == "FINISHED"
-    assert run.data.params["promptomatix.task_model.model"] == "canned/v1"
+    assert run.data.params["model/model"] == "canned/v1"
     assert run.data.metrics["data_rejected.no_ugly"] == 1
     assert run.data.tags["promptomatix.task_type"] == "polarity"
     assert (tmp_path / "marker").read_text().startswith(run.info.run_id)

@@ -70,7 +70,12 @@ class Backend(ABC):
     for the starting prompt, and may report its state after each step (`on_checkpoint`) so a
     killed run can be resumed. It must not return a candidate whose objective is below the
     starting prompt's.
+
+    `options` names the backend-specific config keys it reads (of `config.BACKEND_OPTIONS`):
+    only those are logged as the run's params, with the options every backend reads.
     """
+
+    options: tuple[str, ...] = ()
 
     def check(self, config: OptimizationConfig) -> None:
         """Raise `ConfigError` for options this backend cannot honour. Called before the run

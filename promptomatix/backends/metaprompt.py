@@ -49,6 +49,8 @@ class MetaPromptBackend(Backend):
     """`config.meta_prompt` names the rewrite template (a registered name or a `.txt` path); it
     may use `$description`, `$instruction`, `$score`, `$failures` and `$feedback`."""
 
+    options = ("meta_prompt",)
+
     def __init__(self, max_failures: int = 3):
         self.max_failures = max_failures
 

@@ -64,14 +64,17 @@ def copy_checked(source, prompt: tuple[str, str], target: str) -> Copied:
     original = client.get_prompt_version(*prompt)
     source_uri = f"models:/{source.name}/{source.version}"
     model_existed = _exists(client, target)
-    copied_prompt = mlflow.genai.register_prompt(
+    copied_prompt = mlflow.genai.register_prompt(  # the tags go on the version (below), not the prompt
         name=prompt_name_for(target), template=original.template,
-        commit_message=f"copy of {original.uri} with {source_uri}",
-        tags={k: v for k, v in (original.tags or {}).items() if not k.startswith(("mlflow.", "_mlflow"))},
+        commit_message=f"copy of {original.uri} with {source_uri}"
+                       + (f": {original.commit_message}" if original.commit_message else ""),
         model_config=original.model_config, response_format=original.response_format,
     )
     copy = None
     try:
+        for key, value in (original.tags or {}).items():
+            if not key.startswith(("mlflow.", "_mlflow")) and value.strip():
+                client.set_prompt_version_tag(prompt_name_for(target), str(copied_prompt.version), key, value)
         copy = client.copy_model_version(source_uri, target)
         client.set_model_version_tag(target, copy.version, "prompt_uri", copied_prompt.uri)
         client.set_model_version_tag(target, copy.version, "copied_from", source_uri)

@@ -32,6 +32,7 @@ from mlflow.exceptions import MlflowException
 from promptomatix.errors import ConfigError, DataError, PromptomatixError, RegistryError
 from promptomatix.lifecycle import versions
 from promptomatix.spec import Example
+from promptomatix.tracking import log_results
 
 RESULTS_ARTIFACT = "evaluation/results.json"
 
@@ -126,8 +127,6 @@ def model_fields(version) -> tuple[tuple[str, ...], tuple[str, ...]]:
 
 def run(prepared: Prepared, *, show_progress: bool = True) -> EvaluationReport:
     """Run a prepared evaluation: a new MLflow run, then the version's tags."""
-    import pandas as pd
-
     version = prepared.version
     uri = f"models:/{version.name}/{version.version}"
     task = prepared.task_type
@@ -154,7 +153,6 @@ def run(prepared: Prepared, *, show_progress: bool = True) -> EvaluationReport:
             mlflow.log_metric("unmapped_answers", sum(1 for r in rows if any(
                 r[f"predicted_{f}"] in ("", "None", "nan") for f in prepared.output_fields)))
         _log_data(prepared)
-        mlflow.log_table(pd.DataFrame(rows), RESULTS_ARTIFACT)
         run_id = active.info.run_id
     client = MlflowClient()
     for key, value in {versions.TEST_SCORE: f"{score:.4f}", versions.TEST_DIGEST: prepared.digest,
@@ -235,9 +233,11 @@ def score_rows(prepared: Prepared, model, metric, show_progress: bool) -> tuple[
 
     data = [{"inputs": {f: e[f] for f in inputs}, "expectations": {f: e[f] for f in outputs},
              "tags": {"promptomatix.row": str(i)}} for i, e in enumerate(prepared.examples)]
-    # MLflow prints a banner when done: send it to stderr (or nowhere), stdout is the command's.
+    # MLflow prints a banner when done: send it to stderr (or nowhere), stdout is the command's;
+    # its progress bar (stderr) only with show_progress.
+    quiet = contextlib.nullcontext() if show_progress else contextlib.redirect_stderr(io.StringIO())
     try:
-        with contextlib.redirect_stdout(sys.stderr if show_progress else io.StringIO()):
+        with contextlib.redirect_stdout(sys.stderr if show_progress else io.StringIO()), quiet:
             result = mlflow.genai.evaluate(data=data, scorers=[task_metric], predict_fn=predict_fn)
     except MlflowException:
         if failures:  # MLflow's trial call of predict_fn failed: report the model's error
@@ -253,12 +253,9 @@ def score_rows(prepared: Prepared, model, metric, show_progress: bool) -> tuple[
             raise PromptomatixError(f"evaluation of {prepared.version.name} v{prepared.version.version}: "
                                     f"the metric gave no score for example {int(tags['promptomatix.row']) + 1}")
         scores[int(tags["promptomatix.row"])] = float(value)
-    rows = []
-    for i, example in enumerate(prepared.examples):
-        predicted = answers[json.dumps({f: example[f] for f in inputs}, sort_keys=True)]
-        rows.append({"row": i + 1, **{f: example[f] for f in inputs},
-                     **{f"expected_{f}": example[f] for f in outputs},
-                     **{f"predicted_{f}": predicted[f] for f in outputs}, "score": scores[i]})
+    predictions = [answers[json.dumps({f: e[f] for f in inputs}, sort_keys=True)] for e in prepared.examples]
+    rows = log_results(prepared.examples, predictions, [scores[i] for i in range(len(prepared.examples))],
+                       inputs, outputs, RESULTS_ARTIFACT)
     return rows, sum(r["score"] for r in rows) / len(rows)
 
 

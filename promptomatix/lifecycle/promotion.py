@@ -3,7 +3,8 @@
 In: a registered model name, a version, an alias; for `promote` optionally evaluation data, a
 reason, `force`, and a target model to copy the version into first.
 Out: a `PromotionDecision`, also recorded as tags `promotion.<alias>.*` on the version it is
-about (decision, score, previous, previous_score, basis, digest, reason, model, time). The
+about (decision, score, previous, previous_score, basis, digest, reason, model, time); a value
+the decision did not use (no previous holder, no reason given) is left out, never written empty. The
 registered model keeps the versions that held the alias in the tag `alias_history.<alias>`,
 which `rollback` walks back. The Prompt Registry alias of the same name on `<name>-prompt`
 follows the model alias to the prompt version linked with the model version.
@@ -296,16 +297,22 @@ def _tag_steps(version, decision: PromotionDecision) -> list[Step]:
     fmt = lambda value: "" if value is None else f"{value:.4f}"  # noqa: E731
     values = {"decision": decision.decision, "model": decision.name, "score": fmt(decision.score),
               "previous": decision.previous or "", "previous_score": fmt(decision.previous_score),
-              "basis": decision.basis, "digest": decision.digest or "", "reason": decision.reason[:5000],
+              "basis": decision.basis, "digest": decision.digest or "",
+              "reason": (decision.reason or f"no reason given; the rule: {decision.summary()}")[:5000],
               "copied_from": decision.copied_from or "",
               "time": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     old = version.tags or {}
     steps = []
     for key, value in values.items():
         full = prefix + key
+        if not value.strip() and full not in old:
+            continue  # what this decision did not use is left out, never written empty
 
         def do(full=full, value=value):
-            client.set_model_version_tag(version.name, str(version.version), full, value)
+            if value.strip():
+                client.set_model_version_tag(version.name, str(version.version), full, value)
+            else:  # an earlier decision's value, which this one did not use: removed
+                client.delete_model_version_tag(version.name, str(version.version), full)
 
         def undo(full=full):
             if full in old:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import json
+import logging
 import os
 import threading
 import time
@@ -128,6 +129,12 @@ def schema_from_response_format(response_format: Any) -> str | None:
     return json.dumps(response_format)  # a bare JSON schema
 
 
+# ggml's log levels as the llama.cpp inside llama-cpp-python 0.3.36 numbers them: none 0, debug 1,
+# info 2, warn 3, error 4, continued 5 (llama-cpp-python's own table still has the older order, in
+# which 3 is error: that is why its warnings reached stderr with verbose=False).
+_GGML_LOG_LEVEL_ERROR = 4
+
+
 class EmbeddedLLM(litellm.CustomLLM):
     """LiteLLM handler running GGUF models in-process with llama.cpp."""
 
@@ -141,6 +148,7 @@ class EmbeddedLLM(litellm.CustomLLM):
         self._grammars: dict[str, Any] = {}
         self._blocks: dict[int, int] = {}  # per loaded model: tokens evaluated in whole aligned blocks
         self._closes_at_exit = False
+        self._log_callback: Any = None  # llama.cpp's log lines, routed to logging (kept alive here)
 
     def _llama(self, name: str) -> Any:
         """The loaded model for ``name``; call with the lock held."""
@@ -150,6 +158,7 @@ class EmbeddedLLM(litellm.CustomLLM):
         if path not in self._models:
             from llama_cpp import Llama
 
+            self._route_logs()
             if not self._closes_at_exit:
                 atexit.register(self.close)  # free before interpreter teardown breaks llama_cpp's __del__
                 self._closes_at_exit = True
@@ -157,6 +166,26 @@ class EmbeddedLLM(litellm.CustomLLM):
                 model_path=str(path), n_ctx=N_CTX, n_threads=os.cpu_count(), verbose=False, seed=DEFAULT_SEED
             )
         return self._models[path]
+
+    def _route_logs(self) -> None:
+        """llama.cpp writes its `llama_...` lines straight to stderr, past Python's logging (and
+        `verbose=False` does not stop them all): route them to the logger `promptomatix.llama_cpp`,
+        errors as errors and everything else as debug (seen with `--verbose`)."""
+        if self._log_callback is not None:
+            return
+        import ctypes
+
+        import llama_cpp
+
+        logger = logging.getLogger("promptomatix.llama_cpp")
+
+        def forward(level: int, text: bytes, user_data) -> None:
+            line = text.decode("utf-8", "replace").rstrip()
+            if line and line != ".":
+                logger.log(logging.ERROR if level == _GGML_LOG_LEVEL_ERROR else logging.DEBUG, "%s", line)
+
+        self._log_callback = llama_cpp.llama_log_callback(forward)
+        llama_cpp.llama_log_set(self._log_callback, ctypes.c_void_p(0))
 
     def check_model(self, name: str) -> None:
         """Raise `UnknownEmbeddedModelError` (a ValueError) for a name that is neither the
@@ -183,6 +212,7 @@ class EmbeddedLLM(litellm.CustomLLM):
         if schema not in self._grammars:
             from llama_cpp import LlamaGrammar
 
+            self._route_logs()
             self._grammars[schema] = LlamaGrammar.from_json_schema(schema, verbose=False)
         return self._grammars[schema]
 

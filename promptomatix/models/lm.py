@@ -81,9 +81,12 @@ class LM:
     every call's tokens, cost and retries go to the shared `UsageMeter`."""
 
     def __init__(self, settings: ModelSettings, meter: UsageMeter, *, max_retries: int = 3,
-                 backoff: float = 1.0, seed: int | None = None, cache: ResponseCache | None = None):
+                 backoff: float = 1.0, seed: int | None = None, cache: ResponseCache | None = None,
+                 tracer=None):
         self.settings = settings
         self.cache = cache
+        # Optional: records each request as a trace span (`tracking.RunTracer`'s `call`).
+        self.tracer = tracer
         self.meter = meter
         self.max_retries = max_retries
         self.backoff = backoff
@@ -125,12 +128,20 @@ class LM:
             log.debug("%s: answer %r names none of the labels %s", self.model, _short(text), labels)
         return Choice(label, text)
 
-    def _send(self, prompt: str, *, max_tokens: int | None = None, stop: list[str] | None = None,
-              temperature: float | None = None, response_format: dict | None = None,
-              frequency_penalty: float | None = None, salt: str = "", scores: bool = False,
-              ) -> tuple[str, list[float] | None]:
+    def _send(self, prompt: str, **options) -> tuple[str, list[float] | None]:
         """One request: the answer's text and, with `scores`, the option scores a provider
-        returned as logprobs (None when it returned none)."""
+        returned as logprobs (None when it returned none); a trace span with a tracer."""
+        if self.tracer is None:
+            return self._request(prompt, **options)
+        shown = {k: v for k, v in options.items() if v not in (None, "", False) and k != "salt"}
+        with self.tracer.call(self.model, prompt, shown) as record:
+            answer, option_scores = self._request(prompt, record=record, **options)
+        return answer, option_scores
+
+    def _request(self, prompt: str, *, max_tokens: int | None = None, stop: list[str] | None = None,
+                 temperature: float | None = None, response_format: dict | None = None,
+                 frequency_penalty: float | None = None, salt: str = "", scores: bool = False,
+                 record=None) -> tuple[str, list[float] | None]:
         litellm = import_litellm()
         transient = (litellm.exceptions.RateLimitError, litellm.exceptions.APIConnectionError,
                      litellm.exceptions.Timeout, litellm.exceptions.InternalServerError,
@@ -167,10 +178,11 @@ class LM:
             cached = self.cache.get(request)
             if cached is not None:
                 self.meter.add(cache_hits=1)
-                if scores:
-                    kept = json.loads(cached)
-                    return kept["text"], kept["scores"]
-                return cached, None
+                text, option_scores = (json.loads(cached)["text"], json.loads(cached)["scores"]) if scores \
+                    else (cached, None)
+                if record:
+                    record(text, cached=True)
+                return text, option_scores
         self.meter.take()  # the budget: BudgetExhausted once a limit is reached
         for attempt in range(self.max_retries + 1):
             try:
@@ -188,13 +200,13 @@ class LM:
             except openai.OpenAIError as exc:  # the base of every other LiteLLM API error
                 raise LLMError(f"{self.model}: {type(exc).__name__}: {_short(exc)}") from exc
         usage = getattr(response, "usage", None)
-        self.meter.add(
-            calls=1,
-            prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
-            completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
-            cost=float(response._hidden_params.get("response_cost") or 0.0),
-        )
+        spent = {"prompt_tokens": getattr(usage, "prompt_tokens", 0) or 0,
+                 "completion_tokens": getattr(usage, "completion_tokens", 0) or 0,
+                 "cost": float(response._hidden_params.get("response_cost") or 0.0)}
+        self.meter.add(calls=1, **spent)
         answer = response.choices[0].message.content or ""
+        if record:
+            record(answer, **spent)
         option_scores = _option_scores(response) if scores else None
         if request is not None and answer.strip():  # an empty answer is a fault, not worth keeping
             self.cache.put(request, json.dumps({"text": answer, "scores": option_scores}) if scores else answer)

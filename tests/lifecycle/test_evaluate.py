@@ -39,12 +39,12 @@ def test_evaluate_scores_a_version_in_a_new_run_linked_both_ways(make_versions, 
     assert run.data.metrics["test_score"] == 0.75 and run.data.metrics["accuracy/mean"] == 0.75
     assert ("test", digest) in {(d.dataset.name, d.dataset.digest) for d in run.inputs.dataset_inputs}
     # per-example results as a table artifact, and one trace per example
-    table = mlflow.load_table("evaluation/results.json", run_ids=[run_id])
+    table = client.load_table(run.info.experiment_id, "evaluation/results.json", run_ids=[run_id])
     assert list(table["row"]) == [1, 2, 3, 4]
     assert list(table["review"]) == [e["review"] for e in rows(0, word_of=lambda i: "bad" if i % 2 == 0 else "good")]
     assert list(table["score"]) == [1.0, 1.0, 1.0, 0.0]
     assert list(table["predicted_sentiment"] == table["expected_sentiment"]) == [True, True, True, False]
-    traces = mlflow.search_traces(run_id=run_id, return_type="list")
+    traces = mlflow.search_traces(locations=[run.info.experiment_id], run_id=run_id, return_type="list")
     assert len(traces) == 4
 
 

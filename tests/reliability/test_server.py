@@ -185,7 +185,7 @@ def test_a_prompt_created_meanwhile_by_another_process_still_gets_its_version(tr
     monkeypatch.setattr(mlflow.genai, "register_prompt", racing)
     prompt = Prompt("Label the text.", ("text",), ("label",))
     with mlflow.start_run():
-        done = registry.register("shared", prompt, ModelSettings(), tags={"run_id": "x"}, description="d")
+        done = registry.register("shared", prompt, ModelSettings(), tags={"run_id": "x"}, change="d", task="t")
 
     assert calls == ["shared-prompt", "shared-prompt"]
     assert (done.prompt_version, done.model_version) == ("2", "1")

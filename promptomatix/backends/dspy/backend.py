@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 
 
 class DSPyBackend(Backend):
+    options = ("optimizer", "dspy_module")
+
     def check(self, config: OptimizationConfig) -> None:
         from promptomatix.backends.dspy.optimizers import get_recipe
         from promptomatix.backends.dspy.program import check_module

@@ -1,0 +1,46 @@
+"""The summary of a finished optimization: what `promptomatix optimize` prints, and the run's
+description in MLflow (its note), so the UI tells what the run found."""
+
+from __future__ import annotations
+
+
+def _scored(result) -> str:
+    rows = result.extra.get("scored_rows", result.valid_size)
+    return "validation" if rows >= result.valid_size else f"the first {rows} validation examples (the budget's)"
+
+
+def summary(result) -> str:
+    """`result` is an `OptimizationResult`."""
+    import mlflow
+
+    from promptomatix.api import SEARCH_COMPLETE
+
+    usage = result.usage
+    budget = result.extra.get("max_calls")
+    lines = [
+        "",
+        "=== Promptomatix: optimization finished ===",
+        f"task:            {result.spec.task_type}: {result.spec.description}",
+        f"fields:          {', '.join(result.spec.input_fields)} -> {', '.join(result.spec.output_fields)}",
+        f"data:            {result.train_size} train / {result.valid_size} validation examples",
+        f"score:           {result.initial_score:.3f} (initial) -> {result.optimized_score:.3f} (optimized), on "
+        f"{_scored(result)}",
+    ]
+    if result.extra.get("change_summary"):
+        lines.append(f"what changed:    {result.extra['change_summary']}")
+    lines += [
+        f"cost:            ${usage.cost:.4f}, {usage.tokens} tokens in {usage.calls} LLM calls"
+        f"{f' of {budget} allowed' if budget else ''} "
+        f"({usage.retries} retries, {usage.parse_failures} parse failures, {usage.cache_hits} cached, "
+        f"{usage.unmapped_answers} answers naming no label), {result.seconds:.1f} s",
+        f"stopped by:      {result.extra.get('stopped_by', SEARCH_COMPLETE)}",
+        *(["final eval:      " + ", ".join(f"{k} {v:.3f}" for k, v in result.extra["final_scores"].items())]
+          if result.extra.get("final_scores") else []),
+        f"run id:          {result.run_id}",
+    ]
+    if result.model_version:
+        lines += [f"model version:   {result.model_uri}", f"prompt version:  {result.prompt_uri}"]
+    lines += ["", "optimized prompt:", "-" * 40, result.prompt, "-" * 40, "",
+              f"open the MLflow UI: mlflow ui --backend-store-uri {mlflow.get_tracking_uri()}",
+              f"  then experiment {result.experiment_id}, run {result.run_id}"]
+    return "\n".join(lines)

@@ -1,0 +1,152 @@
+"""What a person sees in the MLflow UI after optimizations, read back through MLflow's client:
+experiment and run names, the run's description, params that apply, the candidate table, the
+versions' descriptions and commit messages, and no empty records."""
+
+from __future__ import annotations
+
+import mlflow
+from mlflow import MlflowClient
+from test_api import BETTER, run_optimize, scripted  # noqa: F401 (fixture)
+
+from promptomatix.cli import summary
+
+NAME = "sentiment"
+
+
+def test_a_run_is_filed_and_named_after_what_it_registered_and_described_by_its_summary(tracking, scripted):
+    result = run_optimize(name=NAME)
+    run = MlflowClient().get_run(result.run_id)
+
+    assert mlflow.get_experiment(run.info.experiment_id).name == NAME  # not Default
+    assert run.info.run_name == f"{NAME} v1 · meta_prompt"
+    note = run.data.tags["mlflow.note.content"]
+    assert note == summary(result)
+    assert "0.000 (initial) -> 1.000 (optimized)" in note
+    assert "what changed:    instruction rewritten" in note and "LLM calls of 250 allowed" in note
+
+    second = run_optimize(name=NAME, iterations=1)
+    assert second.experiment_id == result.experiment_id
+    assert MlflowClient().get_run(second.run_id).info.run_name == f"{NAME} v2 · meta_prompt"
+
+
+def test_params_are_the_settings_that_apply_each_once_and_never_none(tracking, scripted):
+    params = MlflowClient().get_run(run_optimize(name=NAME).run_id).data.params
+
+    assert params["promptomatix.backend"] == "meta_prompt" and params["promptomatix.meta_prompt"] == "rewrite"
+    assert "promptomatix.optimizer" not in params and "promptomatix.dspy_module" not in params
+    assert not [k for k, v in params.items() if v in ("None", "") or not v.strip()]
+    # the task model once, under the keys MLflow uses for the registered model's config
+    assert params["model/model"] == "scripted/fake" and params["model/temperature"] == "0.0"
+    assert not [k for k in params if k.startswith("promptomatix.task_model")]
+    assert "promptomatix.train_data" not in params and "promptomatix.experiment" not in params
+
+
+def test_the_candidate_table_tells_what_each_candidate_changed_and_scored(tracking, scripted):
+    result = run_optimize(name=NAME)
+    run = MlflowClient().get_run(result.run_id)
+
+    table = MlflowClient().load_table(run.info.experiment_id, "candidates.json", run_ids=[result.run_id])
+    assert list(table.columns[:8]) == ["step", "candidate", "change", "instruction_rewritten", "demos", "score",
+                                       "objective", "calls"]
+    start = table[table.step == 0].iloc[0]
+    assert (start.change, bool(start.instruction_rewritten), start.score, start.calls) == ("start", False, 0.0, 4)
+    rewritten = table[table.instruction == BETTER]
+    assert len(rewritten) >= 1 and rewritten.instruction_rewritten.all() and (rewritten.score == 1.0).all()
+    assert (table.calls > 0).all() and table.change.map(bool).all()
+    assert '"type": "table"' in run.data.tags["mlflow.loggedArtifacts"]  # the UI's table view shows it
+
+
+def test_each_version_says_what_changed_and_by_how_much_and_keeps_its_own_facts(tracking, scripted):
+    client = MlflowClient()
+    first = run_optimize(name=NAME)
+    second = run_optimize(name=NAME, iterations=1)
+    change = "instruction rewritten, no demos (unchanged); validation 0.00 -> 1.00 (+1.00) on 4 examples"
+
+    for result, version in ((first, "1"), (second, "2")):
+        model_version = client.get_model_version(NAME, version)
+        assert model_version.description == f"{change}, against the starting prompt"
+        prompt_version = client.get_prompt_version(f"{NAME}-prompt", version)
+        assert prompt_version.commit_message == model_version.description
+        assert prompt_version.tags["run_id"] == result.run_id  # version 1 keeps its own run id
+        assert prompt_version.tags["validation_score"] == "1.0000"
+        assert all(v.strip() for v in model_version.tags.values())
+        assert all(v.strip() for v in prompt_version.tags.values())
+    shared = client.get_prompt(f"{NAME}-prompt")
+    assert not {"run_id", "validation_score", "tokens", "cost", "model_version"} & set(shared.tags)
+    task = "Classify the sentiment of a movie review."  # what every version shares: the task
+    assert shared.description == client.get_registered_model(NAME).description == task
+
+
+def test_a_version_made_from_another_names_its_parent_in_its_description(tracking, scripted):
+    run_optimize(name=NAME, iterations=1)
+    child = run_optimize(from_=f"{NAME}@1", iterations=1)
+    description = MlflowClient().get_model_version(NAME, child.model_version).description
+    assert description.endswith("against version 1") and "validation 1.00 -> 1.00 (+0.00)" in description
+
+
+def test_the_final_scoring_records_each_validation_example_as_a_table(tracking, scripted):
+    result = run_optimize(name=NAME)
+    run = MlflowClient().get_run(result.run_id)
+    table = MlflowClient().load_table(run.info.experiment_id, "evaluation/valid_results.json", run_ids=[result.run_id])
+    assert list(table.columns[:5]) == ["row", "review", "expected_sentiment", "predicted_sentiment", "score"]
+    assert len(table) == result.valid_size and (table.expected_sentiment == table.predicted_sentiment).all()
+    assert table.score.mean() == result.optimized_score
+
+
+def test_every_llm_call_is_a_span_of_the_run_grouped_by_step_and_prompt(tracking, scripted):
+    result = run_optimize(name=NAME)
+    run = MlflowClient().get_run(result.run_id)
+    traces = mlflow.search_traces(locations=[run.info.experiment_id], run_id=result.run_id, return_type="list")
+    llm_spans = [span for trace in traces for span in trace.data.spans if span.span_type == "LLM"]
+
+    assert len(llm_spans) == result.usage.calls + result.usage.cache_hits  # every call, nothing more
+    names = {trace.data.spans[0].name for trace in traces}
+    # the starting prompt's answers were given while labelling the synthetic data (one call each)
+    assert {"intake", "synthetic data"} <= names and any(name.startswith("iteration 1") for name in names)
+    span = next(s for s in llm_spans if "Review:" in s.inputs["prompt"])
+    assert span.outputs["answer"] and span.attributes["mlflow.chat.tokenUsage"]["input_tokens"] > 0
+    assert span.end_time_ns > span.start_time_ns  # latency
+    # a step's trace per prompt scored in it, named by the prompt's id in the candidate table
+    candidates = MlflowClient().load_table(run.info.experiment_id, "candidates.json", run_ids=[result.run_id])
+    scored = [t.data.spans[0] for t in traces if t.data.spans[0].name.startswith("iteration 1")]
+    assert scored and {s.attributes["prompt_id"] for s in scored} <= set(candidates.prompt_id)
+    assert all(s.attributes["step"].startswith("iteration 1") for s in scored)
+    assert all(child.parent_id for t in traces if t.data.spans[0].name.startswith("iteration")
+               for child in t.data.spans[1:])
+
+
+def test_no_traces_switches_them_off(tracking, scripted):
+    result = run_optimize(name=NAME, traces=False)
+    experiment = MlflowClient().get_run(result.run_id).info.experiment_id
+    assert mlflow.search_traces(locations=[experiment], run_id=result.run_id, return_type="list") == []
+
+
+def test_quiet_commands_print_only_their_result(tracking, tmp_path):
+    """In a process of its own, as a user runs it: `--quiet` leaves stdout's result and nothing on
+    stderr (no progress lines, no MLflow registration messages or download and evaluation bars)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    cli = Path(__file__).parent / "reliability" / "cli_with_fakes.py"
+    env = os.environ | {"MLFLOW_TRACKING_URI": tracking, "MLFLOW_REGISTRY_URI": tracking}
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, str(cli), *args], cwd=tmp_path, env=env, capture_output=True,
+                              text=True, timeout=300)
+
+    optimized = run("optimize", "--raw-input", "Classify the sentiment of a movie review as positive or negative",
+                    "--model", "reliable/fake", "--synthetic-data-size", "6", "--iterations", "1", "--candidates",
+                    "1", "--name", NAME, "--quiet")
+    assert optimized.returncode == 0, optimized.stderr
+    assert optimized.stderr == ""
+    assert optimized.stdout.startswith("\n=== Promptomatix: optimization finished ===")
+    data = tmp_path / "test.jsonl"
+    data.write_text("".join(json.dumps({"review": f"a {w} film", "sentiment": s}) + "\n"
+                            for w, s in (("good", "positive"), ("bad", "negative"))))
+    evaluated = run("evaluate", f"{NAME}@1", "--data", str(data), "--quiet")
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert evaluated.stderr == ""
+    assert evaluated.stdout.startswith(f"models:/{NAME}/1: accuracy")
