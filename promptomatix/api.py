@@ -252,9 +252,18 @@ def _experiment_chosen() -> bool:
 def _experiment_id(name: str) -> str:
     """The id of experiment `name`, created if new, without changing the process's active
     experiment (as `mlflow.set_experiment` would, for every later caller)."""
+    from mlflow.exceptions import MlflowException
+
     client = mlflow.MlflowClient()
     experiment = client.get_experiment_by_name(name)
-    return experiment.experiment_id if experiment else client.create_experiment(name)
+    if experiment:
+        return experiment.experiment_id
+    try:
+        return client.create_experiment(name)
+    except MlflowException as exc:  # another process, starting at the same time, created it first
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+        return client.get_experiment_by_name(name).experiment_id
 
 
 def _make_hook(name: str, options: dict) -> Callback:

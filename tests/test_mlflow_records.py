@@ -29,6 +29,29 @@ def test_a_run_is_filed_and_named_after_what_it_registered_and_described_by_its_
     assert MlflowClient().get_run(second.run_id).info.run_name == f"{NAME} v2 · meta_prompt"
 
 
+def test_an_experiment_another_process_creates_at_the_same_moment_is_used(tracking, scripted, monkeypatch):
+    # Processes starting together on a new server all find no experiment of the name, and all
+    # but the first then fail to create it: they must file their runs in the one that won.
+    existing = MlflowClient().create_experiment(NAME)
+    monkeypatch.setattr(MlflowClient, "get_experiment_by_name",
+                        _none_first(MlflowClient.get_experiment_by_name))
+
+    result = run_optimize(name=NAME)
+
+    assert result.experiment_id == existing
+
+
+def _none_first(lookup):
+    """`lookup` that finds nothing the first time (as a process that looked just before
+    another created the experiment)."""
+    calls = []
+
+    def wrapped(self, name):
+        calls.append(name)
+        return None if len(calls) == 1 else lookup(self, name)
+    return wrapped
+
+
 def test_params_are_the_settings_that_apply_each_once_and_never_none(tracking, scripted):
     params = MlflowClient().get_run(run_optimize(name=NAME).run_id).data.params
 

@@ -13,6 +13,7 @@ import json
 import os
 import sys
 import tempfile
+import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -59,12 +60,17 @@ def main(name: str, kinds: list[str]) -> int:
                 with open(os.path.join(folder, f"{index}.json"), "w") as out:
                     json.dump(result, out)
                 status = 0
+            except BaseException:  # os._exit below would swallow it: the test shows stderr
+                traceback.print_exc()
             finally:
                 sys.stdout.flush()
                 sys.stderr.flush()
                 os._exit(status)
         children.append(pid)
-    failed = [pid for pid in children if os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) != 0]
+    codes = {pid: os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in children}
+    failed = [pid for pid, code in codes.items() if code != 0]
+    for pid in failed:  # the test shows the end of stderr: say which child failed, and how
+        print(f"optimization process {pid} exited with {codes[pid]}", file=sys.stderr, flush=True)
     for index in range(len(kinds)):
         path = os.path.join(folder, f"{index}.json")
         if os.path.exists(path):
