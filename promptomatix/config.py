@@ -287,22 +287,27 @@ _TEXTS = ("raw_input", "name", "backend", "optimizer", "dspy_module", "task_type
           "train_data", "valid_data", "experiment", "model", "optimizer_model", "api_base", "optimizer_api_base")
 
 
+def to_number(label: str, value: Any, kind: type) -> int | float:
+    """`value` (a number, or its text) as `kind` (int or float); a one-line ConfigError naming
+    `label` otherwise. Shared by built-in and plugin options."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ConfigError(f"{label} must be a number, got {value!r}")
+    try:
+        number = float(value)
+    except ValueError:
+        raise ConfigError(f"{label} must be a number, got {value!r}") from None
+    if kind is int and not number.is_integer():
+        raise ConfigError(f"{label} must be a whole number, got {value!r}")
+    if kind is int and isinstance(value, int):
+        return value  # as given: through a float, 10**23 would become 99999999999999991611392
+    return kind(number)
+
+
 def _coerce(key: str, value: Any) -> Any:
     """Option values from a file or from Python, checked and converted to their types once."""
     label = key.replace("_", " ")
     if key in _NUMBERS:
-        kind = _NUMBERS[key]
-        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-            raise ConfigError(f"{label} must be a number, got {value!r}")
-        try:
-            number = float(value)
-        except ValueError:
-            raise ConfigError(f"{label} must be a number, got {value!r}") from None
-        if kind is int and not number.is_integer():
-            raise ConfigError(f"{label} must be a whole number, got {value!r}")
-        if kind is int and isinstance(value, int):
-            return value  # as given: through a float, 10**23 would become 99999999999999991611392
-        return kind(number)
+        return to_number(label, value, _NUMBERS[key])
     if key in _TEXTS and not isinstance(value, str):
         raise ConfigError(f"{label} must be text, got {value!r}")
     if key in TEMPLATE_KEYS and not (isinstance(value, str) or callable(value)):

@@ -58,15 +58,9 @@ class PluginOption:
             if not isinstance(value, bool):
                 raise ConfigError(f"{label} must be true or false, got {value!r}")
         elif kind in (int, float):
-            if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-                raise ConfigError(f"{label} must be a number, got {value!r}")
-            try:
-                number = float(value)
-            except ValueError:
-                raise ConfigError(f"{label} must be a number, got {value!r}") from None
-            if kind is int and not number.is_integer():
-                raise ConfigError(f"{label} must be a whole number, got {value!r}")
-            value = kind(number)
+            from promptomatix.config import to_number
+
+            value = to_number(label, value, kind)
         elif not isinstance(value, str):
             raise ConfigError(f"{label} must be text, got {value!r}")
         if self.choices and value not in self.choices:
