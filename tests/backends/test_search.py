@@ -59,17 +59,22 @@ def test_races_double_the_rows_and_end_on_the_whole_validation_set():
     assert race_cost(8, 25) == 8 * 7 + 4 * 7 + 2 * 11 < 8 * 25
 
 
-def test_a_race_drops_the_worse_half_early_and_scores_survivors_on_everything(fake_llm):
-    valid = [{"text": f"film {i}", "label": "positive" if i % 2 else "negative"} for i in range(16)]
-    truth = {e["text"]: e["label"] for e in valid}
-    # a prompt saying RIGHT is always right; WRONG always wrong; others right on even films only
-    def answer(prompt, params):
-        query = prompt.rsplit("Text: ", 1)[-1].split("\n")[0]
-        if "RIGHT" in prompt or ("WRONG" not in prompt and int(query.split()[-1]) % 2 == 0):
-            return truth[query]
-        return "positive" if truth[query] == "negative" else "negative"
+RACE_VALID = [{"text": f"film {i}", "label": "positive" if i % 2 else "negative"} for i in range(16)]
 
-    fake_llm.rules = [("Text:", answer)]
+
+def race_answer(prompt, params):
+    """A prompt saying RIGHT is always right on RACE_VALID, WRONG always wrong, others right on
+    even films only."""
+    truth = {e["text"]: e["label"] for e in RACE_VALID}
+    query = prompt.rsplit("Text: ", 1)[-1].split("\n")[0]
+    if "RIGHT" in prompt or ("WRONG" not in prompt and int(query.split()[-1]) % 2 == 0):
+        return truth[query]
+    return "positive" if truth[query] == "negative" else "negative"
+
+
+def test_a_race_drops_the_worse_half_early_and_scores_survivors_on_everything(fake_llm):
+    valid = RACE_VALID
+    fake_llm.rules = [("Text:", race_answer)]
     meter = UsageMeter()
     evaluator = Evaluator(LM(ModelSettings(FAKE_MODEL), meter), Metric("classification", "accuracy"),
                           show_progress=False)
@@ -90,16 +95,8 @@ def test_a_race_drops_the_worse_half_early_and_scores_survivors_on_everything(fa
 
 
 def test_the_incumbent_runs_in_every_stage_without_taking_a_survivors_place(fake_llm):
-    valid = [{"text": f"film {i}", "label": "positive" if i % 2 else "negative"} for i in range(16)]
-    truth = {e["text"]: e["label"] for e in valid}
-
-    def answer(prompt, params):  # RIGHT always right, WRONG always wrong, others on even films only
-        query = prompt.rsplit("Text: ", 1)[-1].split("\n")[0]
-        if "RIGHT" in prompt or ("WRONG" not in prompt and int(query.split()[-1]) % 2 == 0):
-            return truth[query]
-        return "positive" if truth[query] == "negative" else "negative"
-
-    fake_llm.rules = [("Text:", answer)]
+    valid = RACE_VALID
+    fake_llm.rules = [("Text:", race_answer)]
     meter = UsageMeter()
     evaluator = Evaluator(LM(ModelSettings(FAKE_MODEL), meter), Metric("classification", "accuracy"),
                           show_progress=False)
