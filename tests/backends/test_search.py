@@ -72,16 +72,22 @@ def race_answer(prompt, params):
     return "positive" if truth[query] == "negative" else "negative"
 
 
-def test_a_race_drops_the_worse_half_early_and_scores_survivors_on_everything(fake_llm):
-    valid = RACE_VALID
-    fake_llm.rules = [("Text:", race_answer)]
+def race_task(instruction: str) -> tuple[OptimizationTask, UsageMeter]:
+    """A task on RACE_VALID starting from `instruction`, scored by the scripted model, and the
+    meter counting its calls."""
     meter = UsageMeter()
     evaluator = Evaluator(LM(ModelSettings(FAKE_MODEL), meter), Metric("classification", "accuracy"),
                           show_progress=False)
     spec = TaskSpec("Classify.", ("text",), ("label",), "classification", ("positive", "negative"))
-    start = Prompt("Classify.", ("text",), ("label",), single_line=True, labels=spec.labels)
-    task = OptimizationTask(spec, start, [], valid, evaluator, Objective(0.0), evaluator.lm,
-                            OptimizationConfig(raw_input="x"))
+    start = Prompt(instruction, ("text",), ("label",), single_line=True, labels=spec.labels)
+    return OptimizationTask(spec, start, [], RACE_VALID, evaluator, Objective(0.0), evaluator.lm,
+                            OptimizationConfig(raw_input="x")), meter
+
+
+def test_a_race_drops_the_worse_half_early_and_scores_survivors_on_everything(fake_llm):
+    fake_llm.rules = [("Text:", race_answer)]
+    task, meter = race_task("Classify.")
+    start = task.start
     prompts = [start.with_(instruction=f"{word} classify.") for word in ("RIGHT", "WRONG", "MAYBE", "WRONG again")]
 
     stages = Race(task).run(prompts, "test")
@@ -95,15 +101,9 @@ def test_a_race_drops_the_worse_half_early_and_scores_survivors_on_everything(fa
 
 
 def test_the_incumbent_runs_in_every_stage_without_taking_a_survivors_place(fake_llm):
-    valid = RACE_VALID
     fake_llm.rules = [("Text:", race_answer)]
-    meter = UsageMeter()
-    evaluator = Evaluator(LM(ModelSettings(FAKE_MODEL), meter), Metric("classification", "accuracy"),
-                          show_progress=False)
-    spec = TaskSpec("Classify.", ("text",), ("label",), "classification", ("positive", "negative"))
-    start = Prompt("WRONG start.", ("text",), ("label",), single_line=True, labels=spec.labels)
-    task = OptimizationTask(spec, start, [], valid, evaluator, Objective(0.0), evaluator.lm,
-                            OptimizationConfig(raw_input="x"))
+    task, meter = race_task("WRONG start.")
+    start = task.start
     task.score(start)  # the incumbent: answered on every row before the race
     before = meter.snapshot().calls
     prompts = [start, *(start.with_(instruction=f"{w} classify.") for w in ("RIGHT", "WRONG", "MAYBE", "WRONG too"))]
