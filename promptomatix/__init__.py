@@ -33,10 +33,10 @@ _EXPORTS = {
     # Applying a registered version to a table (locally or on Spark).
     "score": "promptomatix.batch",
     "ScoreReport": "promptomatix.batch",
-    # The original Promptomatix guide's interface (translated onto ours in promptomatix/compat.py).
-    "process_input": "promptomatix.compat",
-    "optimize_with_feedback": "promptomatix.compat",
-    "save_feedback": "promptomatix.compat",
+    # The original Promptomatix guide's interface (translated onto ours in promptomatix/guide/).
+    "process_input": "promptomatix.guide.api",
+    "optimize_with_feedback": "promptomatix.guide.api",
+    "save_feedback": "promptomatix.guide.api",
 }
 
 __all__ = sorted(_EXPORTS)

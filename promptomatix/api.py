@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 import mlflow
 import yaml
 
-from promptomatix import checkpoints, data, lineage, registry, tracking
+from promptomatix import checkpoints, data, lineage, preflight, registry, tracking
 from promptomatix.backends import get_backend
 from promptomatix.backends.base import Backend, OptimizationTask
 from promptomatix.callbacks import HOOKS, Callback, CallbackList, ProgressPrinter
-from promptomatix.config import OptimizationConfig, config_from_options
+from promptomatix.config import OptimizationConfig
+from promptomatix.config_options import config_from_options, to_options
 from promptomatix.data.loaders import check_fields, load_examples
 from promptomatix.data.steps import DataSteps
 from promptomatix.data.selflabel import self_label, write_inputs
@@ -102,7 +103,7 @@ class Head:
 
 
 def optimize(config: OptimizationConfig | None = None, *, from_: str | None = None, resume: str | None = None,
-             callbacks: Sequence[Callback] = (), show_progress: bool = True, backend: Backend | str | None = None,
+             config_from: str | None = None, callbacks: Sequence[Callback] = (), show_progress: bool = True, backend: Backend | str | None = None,
              **options) -> OptimizationResult:
     """Optimize a prompt for the task in `config` (or build the config from keyword options:
     `optimize(raw_input="Classify ...", synthetic_data_size=10)`).
@@ -110,7 +111,8 @@ def optimize(config: OptimizationConfig | None = None, *, from_: str | None = No
     `from_="name@version"` starts from a registered version instead of the raw input: its
     prompt, task spec and data, with its open feedback given to the optimizer model; the new
     version records its parent and resolves those comments. Options default to that version's
-    run's, and those given here override them.
+    run's, and those given here override them. `config_from=run_id` likewise starts from the
+    options an earlier optimization logged.
     `resume=run_id` goes on with an optimization that was killed, from its last completed step,
     in a new run (the killed one is marked KILLED); it takes no other options.
 
@@ -123,18 +125,17 @@ def optimize(config: OptimizationConfig | None = None, *, from_: str | None = No
     check_store()  # a store that cannot be opened is one clear line, before any work
     head = Head()
     if resume:
-        if from_ or options or config is not None:
+        if from_ or config_from or options or config is not None:
             raise ConfigError("--resume goes on with the options of the run it resumes: give no other options")
         head = Head(saved=checkpoints.load(resume))
         config = config_from_options(**head.saved.options)
-    elif from_:
-        head = Head(origin=lineage.load(from_))
-        if config is None:
-            config = config_from_options(**(head.origin.options | options))
-    if config is None:
-        config = config_from_options(**options)
-    elif options:
-        config = config_from_options(**(config.to_options() | options))
+    else:
+        if from_:
+            if config_from:
+                raise ConfigError("--from takes its options from the version's run: drop --config-from")
+            head = Head(origin=lineage.load(from_))
+        config = _merged(config, options, head.origin.options if head.origin else None, config_from)
+    config = preflight.checked(config)  # the registries' names, before any write
     for settings in {config.task_model, config.optimizer_model}:
         check_model(settings)
     check_fits_context(config)
@@ -201,17 +202,29 @@ def check_fits_context(config: OptimizationConfig) -> None:
                           f"description or use a model with a longer context")
 
 
-def plan(config: OptimizationConfig | None = None, **options) -> Plan:
+def plan(config: OptimizationConfig | None = None, *, config_from: str | None = None, **options) -> Plan:
     """The model calls `optimize` with the same options plans to make, step by step, without
     making any (`--dry-run`). The user's data is read to size the validation set; intake has not
     run, so a task of unknown type is planned as a two-label classification."""
-    config = config if config is not None else config_from_options(**options)
+    config = preflight.checked(_merged(config, options, None, config_from))
     if config.valid_data:
         return plan_calls(config, valid_size=len(load_examples(config.valid_data, config.field_map)))
     if config.train_data:
         rows = load_examples(config.train_data, config.field_map)
         return plan_calls(config, valid_size=len(data.split(rows, config.train_ratio, config.seed)[1]))
     return plan_calls(config, classification=config.task_type in (None, "classification"))
+
+
+def _merged(config: OptimizationConfig | None, options: dict, origin: dict | None,
+            config_from: str | None) -> OptimizationConfig:
+    """The config a job runs with. Precedence, lowest first: the options of the version started
+    from (`origin`), of an earlier run (`config_from`) or of `config`; then `options`, given
+    here (the CLI's flags over its --config file), with the config's defaults for the rest."""
+    if config is not None and not options:
+        return config
+    base = (to_options(config) if config is not None else origin if origin is not None
+            else options_from_run(config_from) if config_from else {})
+    return config_from_options(**(base | options))
 
 
 def _take_over(old_run_id: str, new_run_id: str, name: str | None) -> None:
@@ -290,7 +303,7 @@ def _run(config: OptimizationConfig, run, name: str, user_data: list[Example] | 
     phase = tracer.phase if tracer else lambda name: contextlib.nullcontext()
     mlflow.set_tag(checkpoints.PROCESS, checkpoints.this_process())  # a resume is refused while it lives
     # The options first: with them saved, a run killed from here on can be resumed.
-    mlflow.log_text(yaml.safe_dump(config.to_options(), sort_keys=True, allow_unicode=True), CONFIG_ARTIFACT)
+    mlflow.log_text(yaml.safe_dump(to_options(config), sort_keys=True, allow_unicode=True), CONFIG_ARTIFACT)
     log_config(config.to_params(backend.options))
     mlflow.log_params(registry.model_params(config.task_model))
     mlflow.log_text(config.raw_input, "raw_input.txt")

@@ -11,9 +11,9 @@ import click
 from promptomatix.cli_batch import add_to as add_batch_commands
 from promptomatix.cli_feedback import add_to as add_feedback_commands
 from promptomatix.cli_lifecycle import add_to as add_lifecycle_commands
-from promptomatix.compat import add_guide_aliases
-from promptomatix.config import SEARCH_PRESETS
+from promptomatix.cli_options import config_params, with_plugin_options
 from promptomatix.errors import PromptomatixError
+from promptomatix.guide.cli import add_guide_aliases, guide_command
 from promptomatix.plugins import Registry
 from promptomatix.progress import quiet as quiet_output
 from promptomatix.signals import Terminated, exit_now, stop_on_signals
@@ -151,25 +151,7 @@ class _OptimizeCommand(click.Command):
         return with_plugin_options(super().get_params(ctx))
 
 
-def with_plugin_options(params: list) -> list:
-    """`params` and a click option for each declared plugin option they lack."""
-    from promptomatix.options import OPTIONS
-
-    taken = {p.name for p in params}
-    return params + [_plugin_param(OPTIONS.get(name)) for name in OPTIONS.names() if name not in taken]
-
-
-def _plugin_param(option) -> click.Option:
-    flag = "--" + option.name.replace("_", "-")
-    kind = click.Choice([str(c) for c in option.choices]) if option.choices and option.type is str else option.type
-    help_ = f"{option.help} [plugin option; default: {option.default}]".strip()
-    if option.type is bool:
-        return click.Option([f"{flag}/--no-{flag[2:]}", ], default=None, help=help_)
-    return click.Option([flag], type=kind, default=None, help=help_)
-
-
 @cli.command(cls=_OptimizeCommand)
-@click.option("--raw-input", help="The task in plain language (markers such as [TASK] allowed).")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False),
               help="YAML file of options (keys as these flags, with '_'); flags given here override it.")
 @click.option("--config-from", metavar="RUN_ID", help="Start from the options of an earlier optimization run.")
@@ -177,70 +159,7 @@ def _plugin_param(option) -> click.Option:
               help="Improve a registered version: start from its prompt, task and data, and address its open "
                    "feedback (options default to its run's).")
 @click.option("--resume", metavar="RUN_ID", help="Go on with a killed optimization from its last completed step.")
-@click.option("--name", help="Registry name (default: from the task's first words).")
-@click.option("--backend", default="meta_prompt", show_default=True, help="Optimization backend.")
-@click.option("--meta-prompt", default="rewrite", show_default=True,
-              help="Rewrite template of the meta-prompt backend: a registered name, a .txt file or "
-                   "package.module:function returning the text.")
-@click.option("--intake-prompt", default="intake", show_default=True,
-              help="Template that reads the task (as --meta-prompt: name, .txt file or module:function).")
-@click.option("--synthetic-prompt", default="synthetic", show_default=True,
-              help="Template that writes synthetic examples as JSON (as --meta-prompt).")
-@click.option("--inputs-prompt", default="inputs", show_default=True,
-              help="Template that writes the inputs of a classification's synthetic examples (as --meta-prompt).")
-@click.option("--optimizer", default="MIPROv2", show_default=True,
-              help="DSPy optimizer for --backend dspy (MIPROv2, GEPA, BootstrapFewShot, ...).")
-@click.option("--dspy-module", default="Predict", show_default=True,
-              help="DSPy module for --backend dspy: Predict, ChainOfThought, ProgramOfThought, ReAct or package.module:Class.")
-@click.option("--task-type", help="Override the task type found by intake (e.g. classification, qa).")
-@click.option("--input-fields", help="Comma-separated input field names (override intake).")
-@click.option("--output-fields", help="Comma-separated output field names (override intake).")
-@click.option("--model", help="Task model, any LiteLLM name [default: embedded/gemma-3-270m].")
-@click.option("--temperature", type=float, help="Task model temperature [default: 0].")
-@click.option("--max-tokens", type=int, help="Task model max tokens per answer [default: 256].")
-@click.option("--api-base", help="Task model API base URL (keys come from the environment).")
-@click.option("--optimizer-model", help="Model that writes data and rewrites prompts [default: the task model].")
-@click.option("--optimizer-temperature", type=float, help="[default: 0.7]")
-@click.option("--optimizer-max-tokens", type=int,
-              help="Cap on each optimizer-model answer; synthetic batches shrink to fit [default: 1024]")
-@click.option("--optimizer-api-base", help="Optimizer model API base URL.")
-@click.option("--search", type=click.Choice(list(SEARCH_PRESETS)), default="quick", show_default=True,
-              help="Preset budgets: " + "; ".join(
-                  f"{name} at most {p.max_calls} model calls, {p.synthetic_data_size} synthetic examples, "
-                  f"{p.iterations} iterations of {p.candidates} candidates" for name, p in SEARCH_PRESETS.items()) + ".")
-@click.option("--max-calls", type=int, help="Budget: model calls in all, task and optimizer (overrides --search).")
-@click.option("--max-cost", type=float, help="Budget: US dollars of model calls (as LiteLLM prices them).")
-@click.option("--max-seconds", type=float, help="Budget: seconds of optimization.")
 @click.option("--dry-run", is_flag=True, help="Print the planned model calls and the budget, make none, and exit.")
-@click.option("--synthetic-data-size", type=int, help="Number of synthetic examples (overrides --search).")
-@click.option("--train-ratio", type=float, default=0.5, show_default=True, help="Share of examples used to train.")
-@click.option("--batch-size", type=int, default=5, show_default=True, help="Synthetic examples per model call.")
-@click.option("--train-data", help="Your data: .csv, .tsv, .jsonl, .json, a saved `datasets` folder or hf:NAME[:SPLIT].")
-@click.option("--valid-data", help="Validation data (default: split from --train-data).")
-@click.option("--field-map", multiple=True, metavar="COLUMN=FIELD", help="Rename a data column to a field (repeatable).")
-@click.option("--iterations", type=int, help="Optimization rounds (overrides --search).")
-@click.option("--candidates", type=int, help="New prompts per round (overrides --search).")
-@click.option("--num-demos", type=int, default=8, show_default=True, help="Few-shot demos a candidate may carry.")
-@click.option("--lambda-penalty", type=float, default=0.0001, show_default=True,
-              help="Length penalty: objective = score x exp(-lambda x prompt words).")
-@click.option("--num-threads", type=int, default=4, show_default=True, help="Parallel scoring calls.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--experiment", help="MLflow experiment name (ignored inside `mlflow run`).")
-@click.option("--register/--no-register", default=True, show_default=True, help="Register the result.")
-@click.option("--cache/--no-cache", default=True, show_default=True,
-              help="Answer repeated model requests from the shared cache (PROMPTOMATIX_CACHE: folder or 'off').")
-@click.option("--traces/--no-traces", default=True, show_default=True,
-              help="Record every LLM call as an MLflow trace of the run (the run's Traces tab).")
-@click.option("--metric", "metric_weights", multiple=True, metavar="NAME[:KEY]=WEIGHT",
-              help="Score with a weighted mix of metrics instead of the task type's (repeatable), "
-                   "e.g. --metric classification=0.7 --metric brevity=0.3.")
-@click.option("--eval-metric", "eval_metrics", multiple=True, metavar="NAME[:KEY]",
-              help="Final-evaluation metric, reported on the run as final.NAME and used by `promptomatix "
-                   "evaluate` (repeatable; default: the task type's).")
-@click.option("--hook", "hooks", multiple=True, metavar="NAME", help="Run a registered hook (repeatable).")
-@click.option("--data-step", "data_steps", multiple=True, metavar="NAME",
-              help="Preprocess/validate every example with a registered step, in order (repeatable): "
-                   "strip, known_label, no_duplicates or a plugin's.")
 @click.option("--quiet", is_flag=True, help="Print only the final summary and errors.")
 def optimize(config_file, config_from, from_, resume, quiet, dry_run, **flags) -> None:
     """Optimize a prompt for a task and register it (one MLflow run)."""
@@ -248,39 +167,46 @@ def optimize(config_file, config_from, from_, resume, quiet, dry_run, **flags) -
         _optimize(config_file, config_from, from_, resume, quiet, dry_run, **flags)
 
 
+def _add_config_options(command: click.Command) -> None:
+    """The options themselves, one per config field (cli_options.py), among the command's own:
+    the task first, then where its options come from (--config, --config-from, --from,
+    --resume), the options, and the switches (--dry-run, --quiet) last, as --help lists them."""
+    own = {param.name: param for param in command.params}
+    task, *options = config_params()
+    command.params[:] = [task, *(own[k] for k in ("config_file", "config_from", "from_", "resume")), *options,
+                         own["dry_run"], own["quiet"]]
+
+
+def promtomatic() -> click.Command:
+    """`optimize` under the original guide's name, taking the guide's flags as well as ours."""
+    return guide_command(optimize)
+
+
 def _optimize(config_file, config_from, from_, resume, quiet, dry_run, **flags) -> None:
     from promptomatix.api import optimize as run_optimization
-    from promptomatix.api import options_from_run, plan
-    from promptomatix.config import config_from_options, load_options
+    from promptomatix.api import plan
+    from promptomatix.config_options import load_options
     from promptomatix.errors import ConfigError
 
     flags["field_map"] = _mapping(flags["field_map"])
     flags["metric_weights"] = _weights(flags["metric_weights"])
     flags["input_fields"], flags["output_fields"] = _fields(flags["input_fields"]), _fields(flags["output_fields"])
     source = click.get_current_context().get_parameter_source
+    # Only the flags given: those left at their default are the config's defaults, which lose to
+    # an earlier run's options (api.optimize merges them).
     given = {k: v for k, v in flags.items() if source(k) is not click.core.ParameterSource.DEFAULT}
-    defaults = {k: v for k, v in flags.items() if k not in given}
     if resume:
         if given or config_file or config_from or from_:
             raise ConfigError("--resume goes on with the options of the run it resumes: give no other options")
         click.echo(summary(run_optimization(resume=resume, show_progress=not quiet)))
         return
-    if config_from and from_:
-        raise ConfigError("--from takes its options from the version's run: drop --config-from")
-    chosen = (load_options(config_file) if config_file else {}) | given
+    chosen = (load_options(config_file) if config_file else {}) | given  # the flags win over the file
     if dry_run:
         if from_ or resume:
             raise ConfigError("--dry-run plans a new optimization: drop --from and --resume")
-        saved = options_from_run(config_from) if config_from else {}
-        click.echo(plan(config_from_options(**(defaults | saved | chosen))))
+        click.echo(plan(config_from=config_from, **chosen))
         return
-    if from_:  # the version's run's options, then these (the flags' defaults are the config's)
-        result = run_optimization(from_=from_, show_progress=not quiet, **chosen)
-    else:
-        saved = options_from_run(config_from) if config_from else {}
-        # Precedence: the flags' defaults < an earlier run's options < the config file < flags given.
-        result = run_optimization(config_from_options(**(defaults | saved | chosen)), show_progress=not quiet)
-    click.echo(summary(result))
+    click.echo(summary(run_optimization(from_=from_, config_from=config_from, show_progress=not quiet, **chosen)))
 
 
 @cli.command()
@@ -305,6 +231,7 @@ def plugins() -> None:
             click.echo(f"  failed plugin {name!r}: {error}")
 
 
+_add_config_options(optimize)
 add_guide_aliases(optimize)  # the original Promptomatix's flag spellings (--raw_input, ...)
 add_lifecycle_commands(cli)
 add_feedback_commands(cli)

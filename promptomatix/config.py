@@ -39,15 +39,38 @@ SEARCH_PRESETS = {
 }
 
 
+def _option(default: Any = dataclasses.MISSING, help: Any = "", **flag: Any) -> Any:
+    """A config field that is also an option of every entry point (promptomatix/config_options.py):
+    `help` is its `--help` text (or a function returning it), and `flag` what its command-line
+    flag needs besides what its type and default say: `flag` (its spelling, None for none),
+    `metavar`, `choices`, `optimizer_help`. A mapping's default is given as `dict`."""
+    metadata = {"help": help, **flag}
+    if default is dict:
+        return field(default_factory=dict, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def _preset_help() -> str:
+    return "Preset budgets: " + "; ".join(
+        f"{name} at most {p.max_calls} model calls, {p.synthetic_data_size} synthetic examples, "
+        f"{p.iterations} iterations of {p.candidates} candidates" for name, p in SEARCH_PRESETS.items()) + "."
+
+
 @dataclass(frozen=True)
 class ModelSettings:
     """Which model answers and how. API keys are never here: LiteLLM reads them from the
     environment."""
 
-    model: str = DEFAULT_MODEL
-    temperature: float = 0.0
-    max_tokens: int = 256
-    api_base: str | None = None
+    # Each is two options, the task model's (`--temperature`) and the optimizer model's
+    # (`--optimizer-temperature`), which follows the task model's name and API base when not given.
+    model: str = _option(DEFAULT_MODEL, "Task model, any LiteLLM name [default: embedded/gemma-3-270m].",
+                         optimizer_help="Model that writes data and rewrites prompts [default: the task model].")
+    temperature: float = _option(0.0, "Task model temperature [default: 0].", optimizer_help="[default: 0.7]")
+    max_tokens: int = _option(256, "Task model max tokens per answer [default: 256].",
+                              optimizer_help="Cap on each optimizer-model answer; synthetic batches shrink to fit "
+                                             "[default: 1024]")
+    api_base: str | None = _option(None, "Task model API base URL (keys come from the environment).",
+                                   optimizer_help="Optimizer model API base URL.")
 
     def __post_init__(self):
         if not self.model or not self.model.strip():
@@ -73,52 +96,68 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 class OptimizationConfig:
     """Everything one optimization needs. Sizes left as None come from the `search` preset."""
 
-    raw_input: str
-    name: str | None = None
-    backend: str = "meta_prompt"
-    optimizer: str = "MIPROv2"
-    dspy_module: str = "Predict"
+    raw_input: str = _option(help="The task in plain language (markers such as [TASK] allowed).")
+    name: str | None = _option(None, "Registry name (default: from the task's first words).")
+    backend: str = _option("meta_prompt", "Optimization backend.")
+    optimizer: str = _option("MIPROv2", "DSPy optimizer for --backend dspy (MIPROv2, GEPA, BootstrapFewShot, ...).")
+    dspy_module: str = _option("Predict", "DSPy module for --backend dspy: Predict, ChainOfThought, "
+                                          "ProgramOfThought, ReAct or package.module:Class.")
     # Templates of the optimizer model's work: a registered name, a .txt file, `module:function`
     # or a function returning the text (see promptomatix/metaprompts.py).
-    meta_prompt: Any = "rewrite"
-    intake_prompt: Any = "intake"
-    synthetic_prompt: Any = "synthetic"
-    inputs_prompt: Any = "inputs"
-    hooks: tuple[str, ...] = ()
-    data_steps: tuple[str, ...] = ()
-    metric_weights: dict[str, float] = field(default_factory=dict)
-    eval_metrics: tuple[str, ...] = ()  # final evaluation (NAME[:KEY]); empty: the task type's
+    meta_prompt: Any = _option("rewrite", "Rewrite template of the meta-prompt backend: a registered name, a .txt "
+                                          "file or package.module:function returning the text.")
+    intake_prompt: Any = _option("intake", "Template that reads the task (as --meta-prompt: name, .txt file or "
+                                           "module:function).")
+    synthetic_prompt: Any = _option("synthetic", "Template that writes synthetic examples as JSON (as --meta-prompt).")
+    inputs_prompt: Any = _option("inputs", "Template that writes the inputs of a classification's synthetic "
+                                           "examples (as --meta-prompt).")
+    hooks: tuple[str, ...] = _option((), "Run a registered hook (repeatable).", flag="--hook", metavar="NAME")
+    data_steps: tuple[str, ...] = _option(
+        (), "Preprocess/validate every example with a registered step, in order (repeatable): strip, known_label, "
+            "no_duplicates or a plugin's.", flag="--data-step", metavar="NAME")
+    metric_weights: dict[str, float] = _option(
+        dict, "Score with a weighted mix of metrics instead of the task type's (repeatable), e.g. --metric "
+              "classification=0.7 --metric brevity=0.3.", flag="--metric", metavar="NAME[:KEY]=WEIGHT")
+    # The final evaluation's metrics (NAME[:KEY]); empty: the task type's.
+    eval_metrics: tuple[str, ...] = _option(
+        (), "Final-evaluation metric, reported on the run as final.NAME and used by `promptomatix evaluate` "
+            "(repeatable; default: the task type's).", flag="--eval-metric", metavar="NAME[:KEY]")
     plugin_options: dict[str, Any] = field(default_factory=dict)  # promptomatix/options.py
-    task_type: str | None = None
-    input_fields: tuple[str, ...] | None = None
-    output_fields: tuple[str, ...] | None = None
+    task_type: str | None = _option(None, "Override the task type found by intake (e.g. classification, qa).")
+    input_fields: tuple[str, ...] | None = _option(None, "Comma-separated input field names (override intake).")
+    output_fields: tuple[str, ...] | None = _option(None, "Comma-separated output field names (override intake).")
     task_model: ModelSettings = field(default_factory=ModelSettings)
     optimizer_model: ModelSettings = field(
         default_factory=lambda: ModelSettings(temperature=0.7, max_tokens=OPTIMIZER_MAX_TOKENS)
     )
-    search: str = "quick"
-    synthetic_data_size: int | None = None
-    train_ratio: float = 0.5
-    batch_size: int = 5
-    train_data: str | None = None
-    valid_data: str | None = None
-    field_map: dict[str, str] = field(default_factory=dict)
-    iterations: int | None = None
-    candidates: int | None = None
-    num_demos: int = 8
+    search: str = _option("quick", _preset_help, choices=tuple(SEARCH_PRESETS))
+    synthetic_data_size: int | None = _option(None, "Number of synthetic examples (overrides --search).")
+    train_ratio: float = _option(0.5, "Share of examples used to train.")
+    batch_size: int = _option(5, "Synthetic examples per model call.")
+    train_data: str | None = _option(None, "Your data: .csv, .tsv, .jsonl, .json, a saved `datasets` folder or "
+                                           "hf:NAME[:SPLIT].")
+    valid_data: str | None = _option(None, "Validation data (default: split from --train-data).")
+    field_map: dict[str, str] = _option(dict, "Rename a data column to a field (repeatable).", metavar="COLUMN=FIELD")
+    iterations: int | None = _option(None, "Optimization rounds (overrides --search).")
+    candidates: int | None = _option(None, "New prompts per round (overrides --search).")
+    num_demos: int = _option(8, "Few-shot demos a candidate may carry.")
     # One point of accuracy is worth about 125 prompt words: long prompts lose ties, demos that
     # help still win.
-    lambda_penalty: float = 0.0001
-    max_calls: int | None = None  # the preset's when None
-    max_cost: float | None = None
-    max_seconds: float | None = None
-    num_threads: int = 4
-    max_retries: int = 3
-    seed: int = 0
-    experiment: str | None = None
-    register: bool = True
-    cache: bool = True  # answer repeated model requests from the shared cache (models/cache.py)
-    traces: bool = True  # every LLM call as an MLflow trace span of the run (tracking.RunTracer)
+    lambda_penalty: float = _option(0.0001, "Length penalty: objective = score x exp(-lambda x prompt words).")
+    max_calls: int | None = _option(  # the preset's when None
+        None, "Budget: model calls in all, task and optimizer (overrides --search).")
+    max_cost: float | None = _option(None, "Budget: US dollars of model calls (as LiteLLM prices them).")
+    max_seconds: float | None = _option(None, "Budget: seconds of optimization.")
+    num_threads: int = _option(4, "Parallel scoring calls.")
+    max_retries: int = _option(3, flag=None)  # a keyword and a config file key, no flag
+    seed: int = _option(0)
+    experiment: str | None = _option(None, "MLflow experiment name (ignored inside `mlflow run`).")
+    register: bool = _option(True, "Register the result.")
+    # Answer repeated model requests from the shared cache (models/cache.py).
+    cache: bool = _option(True, "Answer repeated model requests from the shared cache (PROMPTOMATIX_CACHE: folder "
+                                "or 'off').")
+    # Every LLM call as an MLflow trace span of the run (tracking.RunTracer).
+    traces: bool = _option(True, "Record every LLM call as an MLflow trace of the run (the run's Traces tab).")
 
     def __post_init__(self):
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
@@ -164,7 +203,6 @@ class OptimizationConfig:
         for spec, weight in self.metric_weights.items():
             if not isinstance(weight, (int, float)) or isinstance(weight, bool) or weight <= 0:
                 raise ConfigError(f"metric weight for {spec!r} must be a positive number, got {weight!r}")
-        _check_registered(self)
 
     @property
     def limits(self) -> Limits:
@@ -178,32 +216,6 @@ class OptimizationConfig:
 
     def replace(self, **changes: Any) -> OptimizationConfig:
         return dataclasses.replace(self, **changes)
-
-    def to_options(self) -> dict[str, Any]:
-        """The flat options (`promptomatix optimize` flags, `optimize(**options)` keywords and
-        `--config` file keys) that rebuild this config with `config_from_options`."""
-        from promptomatix.metaprompts import source_name
-        from promptomatix.options import OPTIONS
-
-        options = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-                   if f.name not in ("task_model", "optimizer_model", "plugin_options")}
-        options |= {k: source_name(options[k]) for k in TEMPLATE_KEYS}
-        # Plugin options flat, as they are given; those at their default left out.
-        options |= {k: v for k, v in self.plugin_options.items() if k in OPTIONS.names() and v != OPTIONS.get(k).default}
-        # Sizes equal to the preset's and optimizer settings equal to what the task model
-        # implies are left out, so that a re-run with another --search or --model moves them.
-        preset = SEARCH_PRESETS[self.search]
-        for key in PRESET_KEYS:
-            if options[key] == getattr(preset, key):
-                del options[key]
-        options |= dataclasses.asdict(self.task_model)
-        derived = {"model": self.task_model.model, "api_base": self.task_model.api_base,
-                   "temperature": 0.7, "max_tokens": OPTIMIZER_MAX_TOKENS}
-        options |= {f"optimizer_{k}": v for k, v in dataclasses.asdict(self.optimizer_model).items() if v != derived[k]}
-        for key in ("api_base", "optimizer_api_base"):
-            if options.get(key):
-                options[key] = redact_url(options[key])
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in options.items()}
 
     def to_params(self, backend_options: tuple[str, ...] = ()) -> dict[str, str]:
         """Flat key/value pairs for MLflow params: the settings that take effect, each once.
@@ -248,45 +260,6 @@ def builtin_option_names() -> set[str]:
             | {f"optimizer_{k}" for k in MODEL_KEYS} | {"config", "config_from", "from", "resume", "dry_run", "quiet"})
 
 
-def config_from_options(**options) -> OptimizationConfig:
-    """Build the config from flat options. `model`, `temperature`, `max_tokens` and `api_base`
-    set the task model, the same names prefixed `optimizer_` the optimizer model, which
-    otherwise follows the task model (and its API base) but samples warmer. None means unset."""
-    from promptomatix.options import OPTIONS
-
-    options = {k: v for k, v in options.items() if v is not None}
-    known = {f.name for f in dataclasses.fields(OptimizationConfig)} | set(MODEL_KEYS) | {f"optimizer_{k}" for k in MODEL_KEYS}
-    plugin = {k: options.pop(k) for k in list(options) if k not in known and k in OPTIONS.names()}
-    unknown = sorted(set(options) - known)
-    if unknown:
-        choices = (known - {"task_model", "optimizer_model", "plugin_options"}) | set(OPTIONS.names())
-        raise ConfigError(f"unknown option {unknown[0]!r}; known options: {', '.join(sorted(choices))}")
-    if plugin:
-        options["plugin_options"] = {**options.get("plugin_options", {}), **plugin}
-    if "raw_input" not in options:
-        raise ConfigError("raw input is empty: describe the task, e.g. 'Classify the sentiment of a movie review'")
-    options = {k: _coerce(k, v) for k, v in options.items()}
-    task = {k: options.pop(k) for k in MODEL_KEYS if k in options}
-    opt = {k: options.pop(f"optimizer_{k}") for k in MODEL_KEYS if f"optimizer_{k}" in options}
-    if task:
-        options["task_model"] = ModelSettings(**task)
-    defaults = {"model": task.get("model", DEFAULT_MODEL), "api_base": task.get("api_base"),
-                "temperature": 0.7, "max_tokens": OPTIMIZER_MAX_TOKENS}
-    options["optimizer_model"] = ModelSettings(**(defaults | opt))
-    for key in ("input_fields", "output_fields"):
-        if isinstance(options.get(key), list):
-            options[key] = tuple(options[key])
-    return OptimizationConfig(**options)
-
-
-_NUMBERS = {"temperature": float, "optimizer_temperature": float, "max_tokens": int, "optimizer_max_tokens": int,
-            "train_ratio": float, "lambda_penalty": float, "synthetic_data_size": int, "batch_size": int,
-            "iterations": int, "candidates": int, "num_demos": int, "num_threads": int, "max_retries": int,
-            "seed": int, "max_calls": int, "max_cost": float, "max_seconds": float}
-_TEXTS = ("raw_input", "name", "backend", "optimizer", "dspy_module", "task_type", "search",
-          "train_data", "valid_data", "experiment", "model", "optimizer_model", "api_base", "optimizer_api_base")
-
-
 def to_number(label: str, value: Any, kind: type) -> int | float:
     """`value` (a number, or its text) as `kind` (int or float); a one-line ConfigError naming
     `label` otherwise. Shared by built-in and plugin options."""
@@ -301,43 +274,6 @@ def to_number(label: str, value: Any, kind: type) -> int | float:
     if kind is int and isinstance(value, int):
         return value  # as given: through a float, 10**23 would become 99999999999999991611392
     return kind(number)
-
-
-def _coerce(key: str, value: Any) -> Any:
-    """Option values from a file or from Python, checked and converted to their types once."""
-    label = key.replace("_", " ")
-    if key in _NUMBERS:
-        return to_number(label, value, _NUMBERS[key])
-    if key in _TEXTS and not isinstance(value, str):
-        raise ConfigError(f"{label} must be text, got {value!r}")
-    if key in TEMPLATE_KEYS and not (isinstance(value, str) or callable(value)):
-        raise ConfigError(f"{label} must be a template name, a .txt file, module:function or a function, got {value!r}")
-    if key in ("input_fields", "output_fields", "hooks", "data_steps", "eval_metrics"):
-        items = value.split(",") if isinstance(value, str) and key in ("input_fields", "output_fields") else value
-        if isinstance(items, str) or not isinstance(items, (list, tuple)) or not all(isinstance(i, str) for i in items):
-            raise ConfigError(f"{label} must be a list of names, got {value!r}")
-        return tuple(items)
-    if key in ("field_map", "metric_weights", "plugin_options") and not isinstance(value, dict):
-        raise ConfigError(f"{label} must be a mapping, got {value!r}")
-    if key in ("register", "cache", "traces") and not isinstance(value, bool):
-        raise ConfigError(f"{key} must be true or false, got {value!r}")
-    return value
-
-
-def load_options(path: str) -> dict[str, Any]:
-    """Options from a YAML (or JSON) file: a mapping of option names to values."""
-    import yaml
-
-    try:
-        with open(path, encoding="utf-8") as handle:
-            options = yaml.safe_load(handle) or {}
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the config file ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    if not isinstance(options, dict):
-        raise ConfigError(f"{path}: expected a mapping of option names to values")
-    return {str(k).replace("-", "_"): v for k, v in options.items()}
 
 
 def redact_url(url: str) -> str:
@@ -377,33 +313,3 @@ def _field_names(key: str, value) -> tuple[str, ...]:
     if len(set(names)) != len(names):
         raise ConfigError(f"{key.replace('_', ' ')} repeat a name: {', '.join(names)}")
     return tuple(names)
-
-
-def _check_registered(config: OptimizationConfig) -> None:
-    # Imported here: the registries import this module for their types.
-    from promptomatix.backends import get_backend
-    from promptomatix.tasks import get_task_type
-
-    from promptomatix.callbacks import HOOKS
-    from promptomatix.data.selflabel import INPUTS_FIELDS
-    from promptomatix.data.steps import DATA_STEPS
-    from promptomatix.data.synthetic import SYNTHETIC_FIELDS
-    from promptomatix.intake import INTAKE_FIELDS
-    from promptomatix.metaprompts import check_source
-    from promptomatix.options import resolve
-    from promptomatix.scoring import METRICS, metric_shape
-
-    object.__setattr__(config, "plugin_options", resolve(config.plugin_options))
-    for key, allowed in (("intake_prompt", INTAKE_FIELDS), ("synthetic_prompt", SYNTHETIC_FIELDS),
-                         ("inputs_prompt", INPUTS_FIELDS)):
-        check_source(getattr(config, key), allowed, key.replace("_", " "))
-    for spec in (*config.metric_weights, *config.eval_metrics):  # an entry point's metric too
-        name = spec.partition(":")[0]
-        metric_shape(name, METRICS.get(name))
-    get_backend(config.backend)
-    for hook in config.hooks:
-        HOOKS.get(hook)
-    for step in config.data_steps:
-        DATA_STEPS.get(step)
-    if config.task_type is not None:
-        get_task_type(config.task_type)

@@ -33,7 +33,8 @@ from mlflow.genai.optimize.types import PromptOptimizerOutput
 
 from promptomatix.backends.base import Candidate, OptimizationTask
 from promptomatix.backends.metaprompt import REWRITE_FIELDS, MetaPromptBackend
-from promptomatix.config import DEFAULT_MODEL, ModelSettings, config_from_options
+from promptomatix.config import DEFAULT_MODEL, ModelSettings
+from promptomatix.config_options import config_from_options
 from promptomatix.errors import ConfigError
 from promptomatix.evaluation import Evaluation
 from promptomatix.metaprompts import check_source

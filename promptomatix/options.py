@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from promptomatix.config import builtin_option_names, to_number
 from promptomatix.errors import ConfigError, PluginError
 from promptomatix.plugins import Registry
 
@@ -58,8 +59,6 @@ class PluginOption:
             if not isinstance(value, bool):
                 raise ConfigError(f"{label} must be true or false, got {value!r}")
         elif kind in (int, float):
-            from promptomatix.config import to_number
-
             value = to_number(label, value, kind)
         elif not isinstance(value, str):
             raise ConfigError(f"{label} must be text, got {value!r}")
@@ -73,8 +72,6 @@ OPTIONS: Registry[PluginOption] = Registry("options")
 
 def register_option(option: PluginOption, *, replace: bool = False) -> PluginOption:
     """Declare a plugin option. Its name must not be a built-in option's."""
-    from promptomatix.config import builtin_option_names
-
     if not isinstance(option, PluginOption):
         raise ConfigError(f"register_option takes a PluginOption, got {type(option).__name__}")
     if option.name in builtin_option_names():

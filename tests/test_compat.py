@@ -214,7 +214,8 @@ def test_model_name_and_provider_become_one_litellm_model(name, provider, model,
 
 
 def test_the_guides_model_keywords_set_the_task_model_only():
-    from promptomatix.config import DEFAULT_MODEL, config_from_options
+    from promptomatix.config import DEFAULT_MODEL
+    from promptomatix.config_options import config_from_options
 
     options = compat.translate_options({"raw_input": "x", "model_name": "positive", "model_provider": "echo"})
     assert options["model"] == "echo/positive" and options["optimizer_model"] == DEFAULT_MODEL

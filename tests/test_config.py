@@ -1,8 +1,12 @@
 """OptimizationConfig and ModelSettings: presets, validation messages, MLflow params."""
 
+import subprocess
+import sys
+
 import pytest
 
 from promptomatix.config import ModelSettings, OptimizationConfig
+from promptomatix.preflight import checked
 from promptomatix.errors import ConfigError, UsageError
 
 TASK = "Classify the sentiment of a movie review as positive or negative"
@@ -62,8 +66,6 @@ def test_config_error_is_a_usage_error_with_exit_code_2():
         ({"candidates": 0}, "candidates must be a positive whole number, got 0"),
         ({"candidates": -2}, "candidates must be a positive whole number, got -2"),
         ({"search": "turbo"}, "unknown search preset 'turbo'; choose one of quick, moderate, heavy"),
-        ({"backend": "no_such_backend"}, "unknown backend 'no_such_backend'"),
-        ({"task_type": "poetry_judging"}, "unknown task type 'poetry_judging'"),
         ({"input_fields": ("1st",)}, "invalid field name '1st'"),
         ({"output_fields": "my label"}, "invalid field name 'my label'"),
         ({"input_fields": ("a-b",)}, "invalid field name 'a-b'"),
@@ -84,9 +86,34 @@ def test_invalid_config_raises_config_error(kwargs, message):
     assert message in str(info.value)
 
 
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"backend": "no_such_backend"}, "unknown backend 'no_such_backend'"),
+        ({"task_type": "poetry_judging"}, "unknown task type 'poetry_judging'"),
+        ({"intake_prompt": "no_such_template"}, "no_such_template"),
+    ],
+)
+def test_registered_names_are_checked_where_the_run_starts(kwargs, message):
+    config = OptimizationConfig(TASK, **kwargs)  # a plain value: no registry is read to build it
+    with pytest.raises(ConfigError) as info:
+        checked(config)
+    assert message in str(info.value)
+
+
 def test_unknown_backend_lists_the_known_ones():
     with pytest.raises(ConfigError, match="meta_prompt"):
-        OptimizationConfig(TASK, backend="nope")
+        checked(OptimizationConfig(TASK, backend="nope"))
+
+
+def test_building_a_config_loads_no_plugin_registry():
+    # The registries (and the entry points they load) belong to the run, not to the value.
+    code = ("import sys; from promptomatix.config import OptimizationConfig; "
+            "OptimizationConfig('x', backend='any', hooks=('h',), metric_weights={'m': 1}); "
+            "print(sorted(m for m in sys.modules if m.startswith('promptomatix')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert eval(out) == ["promptomatix", "promptomatix.config", "promptomatix.errors", "promptomatix.models",
+                         "promptomatix.models.usage"]
 
 
 def test_field_names_are_normalised_to_tuples():

@@ -71,6 +71,7 @@ def test_registered_hooks_are_chosen_by_name(tracking, scripted):  # noqa: F811
 def test_an_unknown_hook_name_is_a_config_error():
     from promptomatix.config import OptimizationConfig
     from promptomatix.errors import ConfigError
+    from promptomatix.preflight import checked
 
     with pytest.raises(ConfigError, match="unknown hook 'nope'"):
-        OptimizationConfig(raw_input="x", hooks=("nope",))
+        checked(OptimizationConfig(raw_input="x", hooks=("nope",)))

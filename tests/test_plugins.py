@@ -192,15 +192,15 @@ def options(monkeypatch):
 
 
 def test_a_plugin_option_is_converted_checked_and_logged_like_a_builtin(options):
-    from promptomatix.config import config_from_options
+    from promptomatix.config_options import config_from_options, to_options
     from promptomatix.options import PluginOption, register_option
 
     register_option(PluginOption("min_len", int, 3, "Shortest input kept.", choices=(1, 3, 5)))
     config = config_from_options(raw_input="Classify reviews", min_len="5")
     assert config.plugin_options["min_len"] == 5
-    assert config.to_params()["min_len"] == "5" and config.to_options()["min_len"] == 5
+    assert config.to_params()["min_len"] == "5" and to_options(config)["min_len"] == 5
     assert config_from_options(raw_input="Classify reviews").plugin_options["min_len"] == 3  # the default
-    assert "min_len" not in config_from_options(raw_input="Classify reviews").to_options()
+    assert "min_len" not in to_options(config_from_options(raw_input="Classify reviews"))
     with pytest.raises(ConfigError, match="min len must be a whole number, got '2.5'"):
         config_from_options(raw_input="Classify reviews", min_len="2.5")
     with pytest.raises(ConfigError, match="min len must be one of 1, 3, 5, got 4"):
@@ -243,8 +243,9 @@ def test_a_data_step_gets_the_plugin_options_it_names(options, monkeypatch):
 
 
 def test_a_metric_gets_the_plugin_options_it_names_and_a_bad_plugin_metric_is_refused_up_front(options, monkeypatch):
-    from promptomatix.config import config_from_options
+    from promptomatix.config_options import config_from_options
     from promptomatix.options import PluginOption, register_option
+    from promptomatix.preflight import checked
     from promptomatix.scoring import METRICS, Metric, register_metric
 
     METRICS.names()
@@ -261,4 +262,4 @@ def test_a_metric_gets_the_plugin_options_it_names_and_a_bad_plugin_metric_is_re
     # an entry point's metric is not seen by register_metric: its shape is checked with the config
     METRICS._items["entry_point_metric"] = lambda text: 1.0
     with pytest.raises(ConfigError, match="metric 'entry_point_metric' has the signature"):
-        config_from_options(raw_input="Classify reviews", metric_weights={"entry_point_metric": 1})
+        checked(config_from_options(raw_input="Classify reviews", metric_weights={"entry_point_metric": 1}))

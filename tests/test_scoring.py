@@ -240,6 +240,7 @@ def test_a_composite_part_can_name_its_key():
 ])
 def test_bad_metric_weights_are_config_errors(weights, message):
     from promptomatix.config import OptimizationConfig
+    from promptomatix.preflight import checked
 
     with pytest.raises(ConfigError, match=message):
-        OptimizationConfig(raw_input="x", metric_weights=weights)
+        checked(OptimizationConfig(raw_input="x", metric_weights=weights))

@@ -56,11 +56,12 @@ def test_a_step_that_breaks_or_changes_the_fields_is_named():
         DataSteps(["extra"], SPEC)({"text": "a", "label": "pos"}, "train")
 
 
-def test_unknown_steps_fail_when_the_config_is_built():
+def test_unknown_steps_fail_before_the_run_starts():
     from promptomatix.config import OptimizationConfig
+    from promptomatix.preflight import checked
 
     with pytest.raises(ConfigError, match="unknown data step 'nope'; choose one of: known_label, no_duplicates, strip"):
-        OptimizationConfig(raw_input="x", data_steps=("nope",))
+        checked(OptimizationConfig(raw_input="x", data_steps=("nope",)))
 
 
 def test_rejected_carries_the_reason():
