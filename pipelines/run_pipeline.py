@@ -29,6 +29,7 @@ from mlflow.exceptions import ExecutionException
 from mlflow.utils import mlflow_tags
 
 from promptomatix.errors import PromptomatixError
+from promptomatix.failures import record_failure
 from promptomatix.signals import Terminated, exit_now, is_stop_reason, stop_on_signals, stop_with_parent
 
 PROJECT = str(Path(__file__).resolve().parents[1])
@@ -100,14 +101,14 @@ def main(argv: list[str]) -> None:
         try:
             model_uri, score, promote_run = run_steps(MlflowClient().get_run(parent.info.run_id), options, alias)
         except PromptomatixError as exc:
-            mlflow.set_tag("promptomatix.error", str(exc)[:5000])
+            record_failure(str(exc))
             raise
         except Terminated as exc:
             # MLflow has cancelled the step under way (its child run ends KILLED on the SIGTERM
             # MLflow sends it); the pipeline's own run ends KILLED too, not FAILED as the
             # `with` block would end it.
             exc.detail = f"pipeline run {parent.info.run_id} ended KILLED"
-            mlflow.set_tag("promptomatix.error", str(exc)[:5000])
+            record_failure(str(exc))
             mlflow.end_run("KILLED")
             raise
     print(f"[pipeline] {model_uri}: test score {score:.4f}, alias {alias} set by run {promote_run.info.run_id}",

@@ -77,7 +77,7 @@ def fail(exc: Exception) -> None:
 
     print(f"Error: {exc}", file=sys.stderr, flush=True)
     if os.environ.get("MLFLOW_RUN_ID"):
-        from mlflow import MlflowClient
+        from promptomatix.failures import record_failure
 
-        MlflowClient().set_tag(os.environ["MLFLOW_RUN_ID"], "promptomatix.error", str(exc)[:5000])
+        record_failure(str(exc), os.environ["MLFLOW_RUN_ID"])
     raise SystemExit(getattr(exc, "exit_code", 1))

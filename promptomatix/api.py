@@ -27,9 +27,10 @@ from promptomatix.data.selflabel import self_label, write_inputs
 from promptomatix.data.synthetic import generate_examples
 from promptomatix.errors import BudgetExhausted, ConfigError, DataError, PluginError, PromptomatixError
 from promptomatix.evaluation import Evaluator
+from promptomatix.failures import reason_of, record_failure
 from promptomatix.intake import extract_task_spec, parse_markers, starting_instruction
 from promptomatix.models.cache import default_cache
-from promptomatix.models.lm import LM, check_model, context_tokens, redact
+from promptomatix.models.lm import LM, check_model, context_tokens
 from promptomatix.models.usage import Usage, UsageMeter
 from promptomatix.options import call_with_options
 from promptomatix.planning import Plan, data_size, upfront_note
@@ -177,8 +178,8 @@ def optimize(config: OptimizationConfig | None = None, *, from_: str | None = No
                 exc.detail = hint
             reason = str(exc) if isinstance(exc, Terminated) else f"interrupted (Ctrl-C); {hint}"
         else:
-            reason = str(exc) if isinstance(exc, PromptomatixError) else f"{type(exc).__name__}: {exc}"
-        mlflow.set_tag("promptomatix.error", redact(reason)[:5000])  # a provider's message may echo a key
+            reason = reason_of(exc)
+        record_failure(reason)
         if owned:
             mlflow.end_run("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
         raise
@@ -234,8 +235,8 @@ def _take_over(old_run_id: str, new_run_id: str, name: str | None) -> None:
     mlflow.set_tag(checkpoints.RESUMED_FROM, old_run_id)
     client.set_tag(old_run_id, checkpoints.RESUMED_BY, new_run_id)
     if client.get_run(old_run_id).info.status == "RUNNING":
-        client.set_tag(old_run_id, "promptomatix.error",
-                       f"the process stopped before the run finished (killed?); resumed by run {new_run_id}")
+        record_failure(f"the process stopped before the run finished (killed?); resumed by run {new_run_id}",
+                       old_run_id)
         client.set_terminated(old_run_id, "KILLED")
     if name:  # killed while registering: what it left is removed, the new run registers afresh
         for uri in registry.remove_run_versions(name, old_run_id):

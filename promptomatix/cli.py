@@ -91,8 +91,10 @@ def _record_on_mlflow_run(reason: str, status: str | None = None) -> None:
     if run_id:
         from mlflow import MlflowClient
 
+        from promptomatix.failures import record_failure
+
+        record_failure(reason, run_id)
         client = MlflowClient()
-        client.set_tag(run_id, "promptomatix.error", reason[:5000])
         if status and client.get_run(run_id).info.status == "RUNNING":
             client.set_terminated(run_id, status)
 

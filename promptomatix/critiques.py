@@ -35,7 +35,8 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from promptomatix import feedback
-from promptomatix.errors import ConfigError, DataError, ParseError, PromptomatixError, RegistryError
+from promptomatix.errors import ConfigError, DataError, ParseError, RegistryError
+from promptomatix.failures import record_failure
 from promptomatix.feedback import PRIORITIES, TYPES, Feedback
 from promptomatix.lifecycle import evaluation, versions
 
@@ -109,8 +110,7 @@ def critique(ref: str, data: str | Sequence[dict] | None = None, *, model: str |
             for item in items:
                 feedback.store(item)
         except BaseException as exc:
-            reason = str(exc) if isinstance(exc, PromptomatixError) else f"{type(exc).__name__}: {exc}"
-            mlflow.set_tag("promptomatix.error", reason[:5000])
+            record_failure(exc)
             raise
         mlflow.log_dict([item.to_dict() for item in items], "critique/feedback.json")
         mlflow.log_metrics({"critiques": len(items), **meter.snapshot().as_metrics("critic_")})

@@ -55,10 +55,10 @@ def check_name(name: str) -> None:
     client = MlflowClient()
     if client.get_prompt(name) is not None:
         raise RegistryError(f"the name {name!r} is already used by a prompt in the registry; pass another --name")
-    if _model_exists(client, prompt_name_for(name)):
+    if model_exists(client, prompt_name_for(name)):
         raise RegistryError(f"the name {prompt_name_for(name)!r} is already used by a model in the registry; "
                             f"pass another --name")
-    if _model_exists(client, name):  # another tool's model (another flavor): our version would not serve like its
+    if model_exists(client, name):  # another tool's model (another flavor): our version would not serve like its
         foreign = next((v for v in client.search_model_versions(f"name = '{name}'")
                         if PROMPT_URI_TAG not in (v.tags or {})), None)
         if foreign is not None:
@@ -101,13 +101,14 @@ def register(name: str, prompt: Prompt, settings: ModelSettings, *, tags: dict[s
     client = MlflowClient()
     signature = ModelSignature(inputs=Schema([ColSpec("string", f) for f in prompt.input_fields]),
                                outputs=Schema([ColSpec("string", f) for f in prompt.output_fields]))
-    model_existed = _model_exists(client, name)
+    model_existed = model_exists(client, name)
     _create_prompt(client, prompt_name_for(name), task)
     prompt_version = _register_prompt(
         name=prompt_name_for(name), template=prompt.template, commit_message=change[:500],
         model_config={"model_name": settings.model, "temperature": settings.temperature,
                       "max_tokens": settings.max_tokens},
     )
+    version = None  # the model version, once registered: what a failure from then on must remove too
     try:
         for key, value in tags.items():
             client.set_prompt_version_tag(prompt_name_for(name), str(prompt_version.version), key, value)
@@ -129,7 +130,7 @@ def register(name: str, prompt: Prompt, settings: ModelSettings, *, tags: dict[s
                                       str(version.version))
     except BaseException:
         log.error("registering the model failed; removing prompt version %s", prompt_version.uri)
-        _undo(client, name, prompt_version, model_existed, locals().get("version"))
+        _undo(client, name, prompt_version, model_existed, version)
         raise
     return Registered(name, str(version.version), prompt_name_for(name), str(prompt_version.version))
 
@@ -140,7 +141,7 @@ def remove_run_versions(name: str, run_id: str) -> list[str]:
     its own. Returns the URIs removed."""
     client = MlflowClient()
     removed = []
-    if _model_exists(client, name):
+    if model_exists(client, name):
         for version in client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'"):
             client.delete_model_version(name, str(version.version))
             removed.append(f"models:/{name}/{version.version}")
@@ -194,7 +195,7 @@ def _undo(client: MlflowClient, name: str, prompt_version, model_existed: bool, 
     if str(prompt_version.version) == "1":  # it was the first: leave no empty prompt behind
         steps.append(lambda: client.delete_prompt(prompt_name_for(name)))
     if not model_existed:
-        steps.append(lambda: _model_exists(client, name) and client.delete_registered_model(name))
+        steps.append(lambda: model_exists(client, name) and client.delete_registered_model(name))
     for step in steps:
         try:
             step()
@@ -202,7 +203,8 @@ def _undo(client: MlflowClient, name: str, prompt_version, model_existed: bool, 
             log.error("could not undo part of the failed registration: %s", exc)
 
 
-def _model_exists(client: MlflowClient, name: str) -> bool:
+def model_exists(client: MlflowClient, name: str) -> bool:
+    """Whether a registered model `name` exists (a missing one is an MlflowException)."""
     try:
         client.get_registered_model(name)
     except MlflowException:

@@ -167,8 +167,8 @@ class Metric:
                 per_example.append(float(value))
             return Scores(sum(per_example) / max(len(per_example), 1), per_example, {})
         per_field = [self.score([p[f] for p in predictions], [e[f] for e in examples], prompt=prompt) for f in fields]
-        per_example = [sum(s.per_example[i] for s in per_field) / len(per_field) for i in range(len(examples))]
-        return Scores(sum(s.score for s in per_field) / len(per_field), per_example,
+        per_example = [mean_over_fields([s.per_example[i] for s in per_field]) for i in range(len(examples))]
+        return Scores(mean_over_fields([s.score for s in per_field]), per_example,
                       per_field[0].details if len(per_field) == 1 else {})
 
     def score(self, predictions: Sequence[str], references: Sequence[str], *, prompt: str = "") -> Scores:
@@ -186,6 +186,12 @@ class Metric:
                 for p, r in zip(predictions, references)
             ]
         return Scores(float(result[self.score_key]), [float(s) for s in per_example], result)
+
+
+def mean_over_fields(scores: Sequence[float]) -> float:
+    """One score from each output field's: their plain mean, every field counting the same
+    (a prediction is as good as its fields on average; weights are for metrics, not fields)."""
+    return sum(scores) / len(scores)
 
 
 class CompositeMetric:

@@ -160,3 +160,20 @@ def test_bad_input_is_refused_before_any_run(reviews, fake_llm, tmp_path):
         critique("reviews@1", [])
     assert store_state() == before
     assert critic_calls(fake_llm) == []
+
+
+def test_a_failure_quoting_a_key_leaves_it_redacted_on_the_run(reviews, fake_llm, monkeypatch):
+    # Not every failure comes through the model layer (which redacts its own errors): the run's
+    # error tag is redacted where it is written.
+    secret = "sk-critique-" + "k" * 24
+    monkeypatch.setenv("OPENAI_API_KEY", secret)
+    critics(fake_llm, ANSWER)
+
+    def leak(*args, **kwargs):
+        raise RuntimeError(f"provider said: invalid key {secret}")
+
+    monkeypatch.setattr("promptomatix.critiques.build_question", leak)
+    with pytest.raises(RuntimeError):
+        critique("reviews@1", max_examples=2)
+    (run,) = [r for r in critique_runs() if r.info.status != "FINISHED"]
+    assert run.data.tags["promptomatix.error"] == "RuntimeError: provider said: invalid key ***"

@@ -19,7 +19,7 @@ from mlflow.exceptions import MlflowException
 
 from promptomatix.errors import RegistryError
 from promptomatix.lifecycle import versions
-from promptomatix.registry import prompt_name_for
+from promptomatix.registry import model_exists, prompt_name_for
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ def copy_checked(source, prompt: tuple[str, str], target: str) -> Copied:
     client = MlflowClient()
     original = client.get_prompt_version(*prompt)
     source_uri = f"models:/{source.name}/{source.version}"
-    model_existed = _exists(client, target)
+    model_existed = model_exists(client, target)
     copied_prompt = mlflow.genai.register_prompt(  # the tags go on the version (below), not the prompt
         name=prompt_name_for(target), template=original.template,
         commit_message=f"copy of {original.uri} with {source_uri}"
@@ -87,15 +87,7 @@ def copy_checked(source, prompt: tuple[str, str], target: str) -> Copied:
         client.delete_prompt_version(prompt_name_for(target), str(copied_prompt.version))
         if str(copied_prompt.version) == "1":
             client.delete_prompt(prompt_name_for(target))
-        if not model_existed and _exists(client, target):
+        if not model_existed and model_exists(client, target):
             client.delete_registered_model(target)
         raise
     return Copied(source_uri, target, str(copy.version), copied_prompt.uri)
-
-
-def _exists(client: MlflowClient, name: str) -> bool:
-    try:
-        client.get_registered_model(name)
-    except MlflowException:
-        return False
-    return True

@@ -30,6 +30,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from promptomatix.errors import ConfigError, DataError, PromptomatixError, RegistryError
+from promptomatix.failures import record_failure
 from promptomatix.lifecycle import versions
 from promptomatix.spec import Example
 from promptomatix.tracking import log_results
@@ -145,8 +146,7 @@ def run(prepared: Prepared, *, show_progress: bool = True) -> EvaluationReport:
             rows, score = score_rows(prepared, model, metric, show_progress)
             _more_scores(prepared, rows, metrics)
         except BaseException as exc:
-            reason = str(exc) if isinstance(exc, PromptomatixError) else f"{type(exc).__name__}: {exc}"
-            mlflow.set_tag("promptomatix.error", reason[:5000])
+            record_failure(exc)
             raise
         mlflow.log_metric("test_score", score)
         if task.name == "classification":  # an answer naming no label is served empty, never guessed

@@ -15,7 +15,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from promptomatix.errors import RegistryError
-from promptomatix.registry import PROMPT_SUFFIX, prompt_name_for
+from promptomatix.registry import PROMPT_SUFFIX, model_exists, prompt_name_for
 
 # Tags written by `evaluate` on a model version.
 TEST_SCORE = "test_score"
@@ -50,17 +50,9 @@ def get_model(name: str):
         pass
     if client.get_prompt(name) is not None:
         owner = name[:-len(PROMPT_SUFFIX)] if name.endswith(PROMPT_SUFFIX) else ""
-        hint = f"; its model is {owner!r}" if owner and _exists(client, owner) else ""
+        hint = f"; its model is {owner!r}" if owner and model_exists(client, owner) else ""
         raise RegistryError(f"{name!r} is a prompt, not a registered model{hint}")
     raise RegistryError(f"no registered model named {name!r}")
-
-
-def _exists(client: MlflowClient, name: str) -> bool:
-    try:
-        client.get_registered_model(name)
-    except MlflowException:
-        return False
-    return True
 
 
 def get_version(name: str, version: str):
@@ -90,13 +82,6 @@ def _version_number(name: str, version: str) -> str:
     if not text.isdigit() or int(text) < 1:
         raise RegistryError(f"invalid version {version!r}: give a version number such as 3")
     return str(int(text))
-
-
-def holder(name: str, alias: str):
-    """The version of `name` that holds `alias`, or None when the alias is not set."""
-    model = get_model(name)
-    number = (model.aliases or {}).get(alias)
-    return MlflowClient().get_model_version(name, number) if number else None
 
 
 def resolve(ref: str):

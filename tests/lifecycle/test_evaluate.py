@@ -114,3 +114,22 @@ def test_a_model_failure_marks_the_run_failed_and_leaves_the_version_alone(make_
     (run,) = [r for r in mlflow.search_runs(output_format="list", search_all_experiments=True)
               if r.data.tags.get("promptomatix.evaluated_model")]
     assert run.info.status == "FAILED" and "authentication failed" in run.data.tags["promptomatix.error"]
+
+
+def test_a_failure_quoting_a_key_leaves_it_redacted_on_the_run(make_versions, files, monkeypatch):
+    # Not every failure comes through the model layer (which redacts its own errors): the run's
+    # error tag is redacted where it is written.
+    make_versions(1)
+    secret = "sk-evaluate-" + "k" * 24
+    monkeypatch.setenv("OPENAI_API_KEY", secret)
+
+    def leak(*args, **kwargs):
+        raise RuntimeError(f"provider said: invalid key {secret}")
+
+    monkeypatch.setattr("promptomatix.lifecycle.evaluation._more_scores", leak)
+    with pytest.raises(RuntimeError):
+        evaluate("reviews@1", files["test"], show_progress=False)
+    (run,) = [r for r in mlflow.search_runs(output_format="list", search_all_experiments=True)
+              if r.data.tags.get("promptomatix.evaluated_model")]
+    assert run.info.status == "FAILED"
+    assert run.data.tags["promptomatix.error"] == "RuntimeError: provider said: invalid key ***"

@@ -21,7 +21,7 @@ import dspy
 from dspy.utils.callback import BaseCallback
 
 from promptomatix.backends.dspy.program import predictors_text, program_text
-from promptomatix.scoring import Metric, Objective, prompt_words
+from promptomatix.scoring import Metric, Objective, mean_over_fields, prompt_words
 
 PROGRAM_TEXT = "_promptomatix_program_text"  # the attribute ProgramTagger sets on predictions
 
@@ -65,8 +65,7 @@ class ProgramMetric:
 
     def quality(self, example, pred, prompt: str = "") -> float:
         """The unpenalized score of one prediction, averaged over the output fields."""
-        scores = self.field_scores(example, pred, prompt)
-        return sum(scores.values()) / len(scores)
+        return mean_over_fields(list(self.field_scores(example, pred, prompt).values()))
 
     def field_scores(self, example, pred, prompt: str = "") -> dict[str, float]:
         """The metric's score of each output field (0 for a missing prediction); a metric of
@@ -104,7 +103,7 @@ class FeedbackMetric:
     def __call__(self, gold, pred, trace=None, pred_name=None, pred_trace=None):
         text = self.metric.program_text(pred, trace)
         scores = self.metric.field_scores(gold, pred, text)
-        quality = sum(scores.values()) / len(scores)
+        quality = mean_over_fields(list(scores.values()))
         score = self.metric.objective(quality, text)
         parts = [f"{name}: expected {_text(gold[name])!r}, got {_text(getattr(pred, name, None))!r} "
                  f"(score {scores[name]:.2f})." for name in self.metric.output_fields]
