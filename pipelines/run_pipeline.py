@@ -29,7 +29,7 @@ from mlflow.exceptions import ExecutionException
 from mlflow.utils import mlflow_tags
 
 from promptomatix.errors import PromptomatixError
-from promptomatix.failures import record_failure
+from promptomatix.failures import ERROR_TAG, record_failure
 from promptomatix.signals import Terminated, exit_now, is_stop_reason, stop_on_signals, stop_with_parent
 
 PROJECT = str(Path(__file__).resolve().parents[1])
@@ -84,7 +84,7 @@ def restore_killed(parent_run_id: str, experiment_id: str) -> None:
     client = MlflowClient()
     for run in client.search_runs([experiment_id], f"tags.`{mlflow_tags.MLFLOW_PARENT_RUN_ID}` = '{parent_run_id}' "
                                                    f"and attributes.status = 'FAILED'"):
-        if is_stop_reason(run.data.tags.get("promptomatix.error", "")):
+        if is_stop_reason(run.data.tags.get(ERROR_TAG, "")):
             client.set_terminated(run.info.run_id, "KILLED")
 
 
