@@ -1,4 +1,5 @@
-# Two commands do all set-up: `make run` (the main job) and `make test` (the test suite).
+# Two commands do all set-up: `make run` (the main job) and `make test` (the test suite);
+# `make lint` checks the code with ruff and mypy (settings in pyproject.toml).
 # Both create .venv on first use and install the project with its embedded model and the team
 # extra (PostgreSQL driver, PySpark, Kubernetes client), which the tests of a team's set-up use.
 
@@ -14,7 +15,7 @@ export LITELLM_LOCAL_MODEL_COST_MAP := True
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 
-.PHONY: run test install clean
+.PHONY: run test lint install clean
 
 install: $(VENV)/.installed
 
@@ -30,6 +31,10 @@ run: install
 
 test: install
 	PATH="$(BIN):$$PATH" python -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

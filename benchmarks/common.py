@@ -161,7 +161,7 @@ def is_correct(prediction: str, label: str) -> bool:
 
 
 def accuracy(predictions: Sequence[str], labels: Sequence[str]) -> float:
-    return sum(is_correct(p, l) for p, l in zip(predictions, labels)) / len(labels) if labels else 0.0
+    return sum(is_correct(p, label) for p, label in zip(predictions, labels)) / len(labels) if labels else 0.0
 
 
 @contextmanager

@@ -131,7 +131,7 @@ def parallel_candidates(self, task, callbacks):
                  if index % 2 == 0 and task.config.num_demos and task.train else None
                  for index in range(task.config.candidates)]
 
-        def propose(index, best=best):
+        def propose(index, best=best, step=step, draws=draws):  # bound now: called within this step
             try:
                 instruction = self.rewrite(task, best)
             except ParseError as exc:

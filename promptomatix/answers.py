@@ -56,7 +56,7 @@ def read_label(text: str, labels: Sequence[str]) -> str | None:
 
 
 def _json_value(line: str) -> str | None:
-    if not line[:1] in ('"', "{"):
+    if line[:1] not in ('"', "{"):
         return None
     try:
         value = json.loads(line)

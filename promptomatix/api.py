@@ -104,8 +104,8 @@ class Head:
 
 
 def optimize(config: OptimizationConfig | None = None, *, from_: str | None = None, resume: str | None = None,
-             config_from: str | None = None, callbacks: Sequence[Callback] = (), show_progress: bool = True, backend: Backend | str | None = None,
-             **options) -> OptimizationResult:
+             config_from: str | None = None, callbacks: Sequence[Callback] = (), show_progress: bool = True,
+             backend: Backend | str | None = None, **options) -> OptimizationResult:
     """Optimize a prompt for the task in `config` (or build the config from keyword options:
     `optimize(raw_input="Classify ...", synthetic_data_size=10)`).
 

@@ -12,7 +12,7 @@ from promptomatix.cli_batch import add_to as add_batch_commands
 from promptomatix.cli_feedback import add_to as add_feedback_commands
 from promptomatix.cli_lifecycle import add_to as add_lifecycle_commands
 from promptomatix.cli_options import config_params, with_plugin_options
-from promptomatix.errors import PromptomatixError
+from promptomatix.errors import PluginError, PromptomatixError
 from promptomatix.guide.cli import add_guide_aliases, guide_command
 from promptomatix.plugins import Registry
 from promptomatix.progress import quiet as quiet_output
@@ -26,6 +26,8 @@ COMMANDS: Registry[click.Command] = Registry("commands")
 
 
 def register_command(command: click.Command, *, replace: bool = False) -> click.Command:
+    if not command.name:  # click allows a nameless command; a subcommand is found by its name
+        raise PluginError(f"a command to add to promptomatix needs a name: {command!r}")
     return COMMANDS.register(command.name, command, replace=replace)
 
 

@@ -11,7 +11,8 @@ import click
 
 @click.command("score")
 @click.argument("ref", metavar="NAME@ALIAS|NAME@VERSION")
-@click.option("--data", required=True, help="The table to score: .parquet, .csv or .jsonl, with the version's input fields as columns.")
+@click.option("--data", required=True,
+              help="The table to score: .parquet, .csv or .jsonl, with the version's input fields as columns.")
 @click.option("--out", required=True, help="Where to write the table with the answers added: .parquet, .csv or .jsonl.")
 @click.option("--batch-size", type=int, default=100, show_default=True,
               help="Rows per batch; each finished batch is saved, so a rerun resumes after the last one.")

@@ -98,6 +98,10 @@ def one_error_line(result, *needles: str) -> str:
 
 from reliability.reliability_support import input_request  # noqa: E402  (one copy, workers use it too)
 
+# Fixtures that several test modules share, each with the helpers they need: asked for by name,
+# never imported (an imported fixture is a second definition of its name in the importing module).
+pytest_plugins = ["optimize_fixtures", "feedback_fixtures", "lifecycle_fixtures"]
+
 
 def written_inputs(make, output: str):
     """A rule answering the input requests of a task whose output field reads `output` with

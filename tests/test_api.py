@@ -8,35 +8,12 @@ import litellm
 import mlflow
 import pandas as pd
 import pytest
-from conftest import FAKE_MODEL, input_request, sample_text, written_inputs
+from conftest import FAKE_MODEL, input_request, written_inputs
 from mlflow import MlflowClient
+from optimize_fixtures import BETTER, INTAKE, synthetic, written
 
 import promptomatix
 from promptomatix.errors import DataError, LLMError
-
-INTAKE = {"description": "Classify the sentiment of a movie review.", "task_type": "classification",
-          "input_fields": ["review"], "output_fields": ["sentiment"], "labels": ["positive", "negative"]}
-BETTER = "Read the review CAREFULLY and answer positive or negative."
-
-
-def answer_task(prompt: str, params: dict) -> str:
-    """The task model: right only when the prompt says CAREFULLY (and the review is known)."""
-    query = prompt.rsplit("Review:", 1)[-1]
-    if "CAREFULLY" not in prompt:
-        return "maybe"
-    return "positive" if "good" in query else "negative"
-
-
-def synthetic(prompt: str, params: dict) -> str:
-    schema = params["response_format"]["json_schema"]["schema"]
-    n = schema["properties"]["examples"]["minItems"]
-    label = schema["properties"]["examples"]["items"]["properties"]["sentiment"]["enum"][0]
-    word = "good" if label == "positive" else "bad"
-    start = synthetic.counter
-    synthetic.counter += n
-    return json.dumps({"examples": [{"review": f"a {word} film number {start + i}", "sentiment": label}
-                                    for i in range(n)]})
-
 
 def summaries(prompt: str, params: dict) -> str:
     n = params["response_format"]["json_schema"]["schema"]["properties"]["examples"]["minItems"]
@@ -44,23 +21,6 @@ def summaries(prompt: str, params: dict) -> str:
     synthetic.counter += n
     return json.dumps({"examples": [{"review": f"a long review number {start + i}", "summary": f"review {start + i}"}
                                     for i in range(n)]})
-
-
-def written(label: str, number: int) -> str:
-    return sample_text("good" if label == "positive" else "bad", number)
-
-
-@pytest.fixture
-def scripted(fake_llm):
-    synthetic.counter = 0
-    fake_llm.rules = [
-        ("Request:", INTAKE),
-        ("new, varied and realistic examples", synthetic),
-        written_inputs(written, "Sentiment"),
-        ("Improved instruction", {"instruction": BETTER}),
-        ("Sentiment:", answer_task),
-    ]
-    return fake_llm
 
 
 def run_optimize(**options):
@@ -280,7 +240,8 @@ def test_a_cost_budget_stops_the_search_mid_iteration_and_keeps_the_best_so_far(
 
 
 def test_a_budget_too_small_for_the_data_fails_naming_the_limit_and_registers_nothing(tracking, scripted):
-    with pytest.raises(promptomatix.BudgetExhausted, match="budget of 5 model calls is spent before the synthetic data was written"):
+    with pytest.raises(promptomatix.BudgetExhausted,
+                       match="budget of 5 model calls is spent before the synthetic data was written"):
         run_optimize(max_calls=5)
     (run,) = mlflow.search_runs(output_format="list", search_all_experiments=True)
     assert run.info.status == "FAILED" and "budget of 5 model calls" in run.data.tags["promptomatix.error"]

@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import FAKE_MODEL, written_inputs
 from mlflow import MlflowClient
-from test_api import INTAKE, answer_task, synthetic, written
+from optimize_fixtures import INTAKE, answer_task, synthetic, written
 
 from promptomatix.cli import cli
 

@@ -18,7 +18,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 from conftest import FAKE_MODEL, written_inputs
-from test_api import written
+from optimize_fixtures import written
 from mlflow import MlflowClient
 from sentiment_data import TRAIN, TRUTH, VALID
 
@@ -170,7 +170,7 @@ def chat_answer(prompt: str, params: dict) -> str:
 def test_the_guides_dspy_call_says_up_front_what_it_may_cost(tracking, fake_llm, caplog):
     # As the guide writes it: MIPROv2 (the default) on the quick preset, bounded by its call budget.
     fake_llm.rules = [("", RuntimeError("stop here"))]
-    with caplog.at_level("WARNING", logger="promptomatix.api"), pytest.raises(Exception):
+    with caplog.at_level("WARNING", logger="promptomatix.api"), pytest.raises(Exception):  # noqa: B017 (any: the run only has to stop)
         compat.process_input(human_input=TASK, backend="dspy", dspy_module="dspy.ChainOfThought",
                              model_name=FAKE_MODEL, config_model_name=FAKE_MODEL, show_progress=False)
     note = next(r.getMessage() for r in caplog.records if "DSPy's MIPROv2" in r.getMessage())

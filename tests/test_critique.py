@@ -9,10 +9,9 @@ import json
 import litellm
 import mlflow
 import pytest
-from conftest import fill_schema
+from conftest import fill_schema, one_error_line
 from mlflow import MlflowClient
-from test_feedback import (  # noqa: F401 (fixtures: store, reviews)
-    SCRIPT, invoke, one_error_line, prompt_of, reviews, rows, store, store_state, tag_rows, write_jsonl)
+from feedback_fixtures import SCRIPT, invoke, prompt_of, rows, store_state, tag_rows, write_jsonl
 
 from promptomatix.critiques import critique
 from promptomatix.errors import ConfigError, DataError, LLMError, RegistryError

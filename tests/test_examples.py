@@ -58,7 +58,7 @@ def synthetic(prompt: str, params: dict) -> str:
     """Synthetic reviews for whatever fields the request's schema asks for."""
     schema = params["response_format"]["json_schema"]["schema"]["properties"]["examples"]
     rows = []
-    for i in range(schema["minItems"]):
+    for _ in range(schema["minItems"]):
         synthetic.counter += 1
         label = "positive" if synthetic.counter % 2 else "negative"
         word = "good" if label == "positive" else "bad"
@@ -373,8 +373,9 @@ def test_custom_data_source_feeds_the_run(tracking, scripted, tmp_path, examples
 
 def test_custom_data_step_rejects_user_examples_and_says_why(tracking, scripted, tmp_path, examples):
     examples("custom_data_step").register(replace=True)
-    rows = [{"review": f"a {'good' if i % 2 else 'bad'} film number {i}", "sentiment": "positive" if i % 2 else "negative"}
-            for i in range(8)] + [{"review": "  good ", "sentiment": "positive"}, {"review": "bad  film", "sentiment": "negative"}]
+    rows = [{"review": f"a {'good' if i % 2 else 'bad'} film number {i}",
+             "sentiment": "positive" if i % 2 else "negative"} for i in range(8)]
+    rows += [{"review": "  good ", "sentiment": "positive"}, {"review": "bad  film", "sentiment": "negative"}]
     path = tmp_path / "reviews.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     result = run_optimize(train_data=str(path), data_steps=["strip", "min_words"], task_type="classification",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import mlflow
 import pytest
-from test_api import BETTER, run_optimize, scripted  # noqa: F401 (fixture)
+from test_api import run_optimize
 
 from promptomatix.callbacks import Callback, StopOptimization, register_hook
 

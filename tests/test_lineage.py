@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import FAKE_MODEL, written_inputs
 from mlflow import MlflowClient
-from test_api import BETTER, INTAKE, answer_task, synthetic, written
+from optimize_fixtures import BETTER, INTAKE, answer_task, synthetic, written
 
 import promptomatix
 from promptomatix.cli import cli

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import mlflow
 from mlflow import MlflowClient
-from test_api import BETTER, run_optimize, scripted  # noqa: F401 (fixture)
+from test_api import BETTER, run_optimize
 
 from promptomatix.cli import summary
 

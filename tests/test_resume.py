@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 from mlflow import MlflowClient
 from conftest import written_inputs
-from test_api import BETTER, INTAKE, answer_task, synthetic, written
+from optimize_fixtures import BETTER, INTAKE, answer_task, synthetic, written
 
 import promptomatix
 from promptomatix.cli import cli
@@ -40,12 +40,12 @@ def block():
 import conftest
 from conftest import FAKE_MODEL, FakeLLM
 from promptomatix.models.providers import PROVIDERS, import_litellm
-import test_api
+import optimize_fixtures
 
 handler = FakeLLM()
 PROVIDERS.register("scripted", lambda: handler, replace=True)
 import_litellm()
-test_api.synthetic.counter = 0
+optimize_fixtures.synthetic.counter = 0
 rewrites = []
 
 def rewrite(prompt, params):
@@ -60,9 +60,10 @@ def slow(answer):
         return answer(prompt, params) if callable(answer) else json.dumps(answer)
     return answer_slowly
 
-handler.rules = [("Request:", slow(test_api.INTAKE)), ("new, varied and realistic examples", slow(test_api.synthetic)),
-                 ("Improved instruction", slow(rewrite)), conftest.written_inputs(test_api.written, "Sentiment"),
-                 ("Sentiment:", slow(test_api.answer_task))]
+script = optimize_fixtures
+handler.rules = [("Request:", slow(script.INTAKE)), ("new, varied and realistic examples", slow(script.synthetic)),
+                 ("Improved instruction", slow(rewrite)), conftest.written_inputs(script.written, "Sentiment"),
+                 ("Sentiment:", slow(script.answer_task))]
 import mlflow
 import promptomatix
 if mode == "register":

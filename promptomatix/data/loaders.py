@@ -24,7 +24,8 @@ def load_examples(source: str, field_map: Mapping[str, str] | None = None) -> li
         examples.append(example)
     missing = [column for column in mapping if column not in rows[0]]
     if missing:
-        raise DataError(f"{source}: field map names columns not in the data: {', '.join(missing)} (columns: {', '.join(rows[0])})")
+        raise DataError(f"{source}: field map names columns not in the data: {', '.join(missing)} "
+                        f"(columns: {', '.join(rows[0])})")
     return examples
 
 

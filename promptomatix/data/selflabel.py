@@ -15,8 +15,9 @@ and few-shot prompts whose demos are its most confident answers are better reade
    them all (batch-calibrated when the model scores labels; where it names no label, the label
    asked for stands); `teachers` few-shot prompts, each with demos drawn from the most confident
    answers in the training part (one or two per label), answer them again; each input's label is
-   the teachers' consensus (mean calibrated scores, or a vote), never a teacher's own demo. The teachers' answers are the evaluator's
-   cached answers, so a search that scores the same prompts again pays nothing.
+   the teachers' consensus (mean calibrated scores, or a vote), never a teacher's own demo. The
+   teachers' answers are the evaluator's cached answers, so a search that scores the same
+   prompts again pays nothing.
 
 `LabelReport` says how far the labels agree with the starting prompt's and with the labels asked
 for: the proxies for label quality a run logs (measured against real labelled data in
@@ -36,13 +37,13 @@ from promptomatix.data import split
 from promptomatix.errors import LLMError
 from promptomatix.evaluation import Answer, Evaluator
 from promptomatix.metaprompts import TemplateSource, fill
-
-# What a label task's input-writing template (the `inputs_prompt` option) may name.
-INPUTS_FIELDS = {"description", "examples", "output_label", "label", "input_label"}
 from promptomatix.models.lm import LM
 from promptomatix.progress import progress_bar
 from promptomatix.prompts import Prompt, field_label
 from promptomatix.spec import Example, TaskSpec
+
+# What a label task's input-writing template (the `inputs_prompt` option) may name.
+INPUTS_FIELDS = {"description", "examples", "output_label", "label", "input_label"}
 
 log = logging.getLogger(__name__)
 

@@ -9,12 +9,12 @@ from dataclasses import dataclass
 
 from promptomatix.errors import LLMError, ParseError
 from promptomatix.metaprompts import TemplateSource, fill
-
-# What a synthetic-data template (the `synthetic_prompt` option) may name.
-SYNTHETIC_FIELDS = {"description", "instructions", "count", "fields", "label_rule", "seen"}
 from promptomatix.models.lm import LM
 from promptomatix.progress import progress_bar
 from promptomatix.spec import Example, TaskSpec
+
+# What a synthetic-data template (the `synthetic_prompt` option) may name.
+SYNTHETIC_FIELDS = {"description", "instructions", "count", "fields", "label_rule", "seen"}
 
 log = logging.getLogger(__name__)
 

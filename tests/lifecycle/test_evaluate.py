@@ -7,8 +7,8 @@ import litellm
 import mlflow
 import pytest
 from mlflow import MlflowClient
-from test_compare import (  # noqa: F401 (fixtures: files, make_versions, scripted)
-    files, invoke, make_versions, one_error_line, registry_state, rows, scripted, write_jsonl)
+from conftest import one_error_line
+from lifecycle_fixtures import invoke, registry_state, rows, write_jsonl
 
 from promptomatix.errors import LLMError
 from promptomatix.lifecycle import EvaluationReport, evaluate
@@ -103,10 +103,10 @@ def test_data_file_problems_are_one_line_and_change_nothing(make_versions, tmp_p
     assert registry_state() == before
 
 
-def test_a_model_failure_marks_the_run_failed_and_leaves_the_version_alone(make_versions, files, scripted):
+def test_a_model_failure_marks_the_run_failed_and_leaves_the_version_alone(make_versions, files, version_llm):
     make_versions(2)
     before = dict(MlflowClient().get_model_version("reviews", "1").tags)
-    scripted.rules.insert(0, ("film 2", litellm.AuthenticationError(message="invalid key", llm_provider="scripted",
+    version_llm.rules.insert(0, ("film 2", litellm.AuthenticationError(message="invalid key", llm_provider="scripted",
                                                                     model="fake")))
     with pytest.raises(LLMError, match="authentication failed"):
         evaluate("reviews@1", files["test"], show_progress=False)

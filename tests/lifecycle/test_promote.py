@@ -1,7 +1,7 @@
 """`promptomatix promote` / `rollback`: an alias moves only to a version scoring at least as well on
 the same data, the prompt alias follows, decisions and history are tags; bad input changes nothing.
 
-Versions come from `make_versions` (test_compare): QUALITY=n scores n/4 on the 4-example sets.
+Versions come from `make_versions` (tests/lifecycle_fixtures.py): QUALITY=n scores n/4 on the 4-example sets.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import mlflow
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
-from test_compare import (  # noqa: F401 (fixtures: files, make_versions, scripted)
-    files, invoke, make_versions, one_error_line, registry_state, rows, scripted, write_jsonl)
+from conftest import one_error_line
+from lifecycle_fixtures import invoke, registry_state, rows, write_jsonl
 
 from promptomatix.lifecycle import PromotionDecision, PromotionError, copy_to, promote, rollback
 

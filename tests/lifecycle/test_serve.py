@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from conftest import FAKE_MODEL
-from test_compare import write_jsonl
+from lifecycle_fixtures import write_jsonl
 
 import promptomatix
 from promptomatix.lifecycle import promote

@@ -12,7 +12,8 @@ from promptomatix.config import ModelSettings
 from promptomatix.models.cache import ResponseCache, default_cache
 from promptomatix.models.lm import LM
 from promptomatix.models.usage import UsageMeter
-from test_api import run_optimize, scripted, synthetic  # noqa: F401 (scripted: a fixture)
+from optimize_fixtures import synthetic
+from test_api import run_optimize
 
 
 @pytest.fixture
