@@ -31,7 +31,7 @@ from promptomatix.models.cache import default_cache
 from promptomatix.models.lm import LM, check_model, context_tokens, redact
 from promptomatix.models.usage import Usage, UsageMeter
 from promptomatix.options import call_with_options
-from promptomatix.planning import Plan, data_size, upfront_note
+from promptomatix.planning import Plan, data_size, upfront_note, validation_rows
 from promptomatix.planning import plan as plan_calls
 from promptomatix.prompts import Prompt
 from promptomatix.scoring import Objective, build_metric, eval_metrics, prompt_words
@@ -206,11 +206,13 @@ def plan(config: OptimizationConfig | None = None, **options) -> Plan:
     making any (`--dry-run`). The user's data is read to size the validation set; intake has not
     run, so a task of unknown type is planned as a two-label classification."""
     config = config if config is not None else config_from_options(**options)
-    if config.valid_data:
-        return plan_calls(config, valid_size=len(load_examples(config.valid_data, config.field_map)))
     if config.train_data:
-        rows = load_examples(config.train_data, config.field_map)
-        return plan_calls(config, valid_size=len(data.split(rows, config.train_ratio, config.seed)[1]))
+        rows = data.sample(load_examples(config.train_data, config.field_map), config.seed)
+        if config.valid_data:
+            train, valid = rows, data.sample(load_examples(config.valid_data, config.field_map), config.seed)
+        else:
+            train, valid = data.split(rows, config.train_ratio, config.seed)
+        return plan_calls(config, valid_size=len(valid), train_size=len(train))
     return plan_calls(config, classification=config.task_type in (None, "classification"))
 
 
@@ -311,6 +313,7 @@ def _run(config: OptimizationConfig, run, name: str, user_data: list[Example] | 
     train = valid = None
     if user_data:
         train, valid = _user_split(spec, user_data, valid_data, config)
+        train, valid = _held_out(train, valid, config, meter.remaining_calls())
         values = sorted({e[spec.output_fields[0]] for e in train + valid})
         if spec.task_type == "classification" and len(values) < 2:  # nothing to tell apart, nothing to learn
             raise DataError(f"{config.train_data}: every example has the label {values[0]!r}; a classification "
@@ -497,6 +500,18 @@ def _user_split(spec: TaskSpec, user_data: list[Example], valid_data: list[Examp
         raise DataError(f"{config.train_data}: one example cannot be split into train and validation; "
                         f"add examples or pass --valid-data")
     return data.split(train, config.train_ratio, config.seed)
+
+
+def _held_out(train: list[Example], valid: list[Example], config: OptimizationConfig,
+              calls_left: int | None) -> tuple[list[Example], list[Example]]:
+    """A validation set too small to choose by, topped up with training examples
+    (`planning.validation_rows`), said in the log and on the run (param `valid_from_train`)."""
+    count = validation_rows(config, len(valid), len(train), calls_left)
+    if count:
+        log.warning("%d validation examples are too few to choose between prompts: %d training examples are "
+                    "held out as validation too (%d left to draw demos from)", len(valid), count, len(train) - count)
+        mlflow.log_param("valid_from_train", count)
+    return data.hold_out(train, valid, count, config.seed)
 
 
 def _sampled(examples: list[Example], source: str, seed: int) -> list[Example]:
