@@ -35,7 +35,7 @@ from promptomatix.planning import Plan, data_size, upfront_note, validation_rows
 from promptomatix.planning import plan as plan_calls
 from promptomatix.prompts import Prompt
 from promptomatix.scoring import Objective, build_metric, eval_metrics, prompt_words
-from promptomatix.signals import Terminated
+from promptomatix.signals import Terminated, stops_on_signals
 from promptomatix.spec import Example, TaskSpec
 from promptomatix.summary import summary
 from promptomatix.tasks import get_task_type
@@ -101,6 +101,7 @@ class Head:
         return None
 
 
+@stops_on_signals  # a script's run ended by `timeout` is KILLED with the reason, not left RUNNING
 def optimize(config: OptimizationConfig | None = None, *, from_: str | None = None, resume: str | None = None,
              callbacks: Sequence[Callback] = (), show_progress: bool = True, backend: Backend | str | None = None,
              **options) -> OptimizationResult:
