@@ -95,7 +95,8 @@ def plan(config: OptimizationConfig, *, valid_size: int | None = None, train_siz
     """The calls `config` plans for. `valid_size` and `train_size` are the validation and training
     sets of the user's data (None: synthetic data); `labels`/`classification` say what intake is
     expected to find."""
-    steps: list[tuple[str, int]] = [("intake (reading the task)", 3)]
+    # a JSON answer and its retries; and the type's choice, for a model that scores options
+    steps: list[tuple[str, int]] = [("intake (reading the task)", 5)]
     if valid_size is None:
         size = data_size(config, classification, labels)
         valid_size = max(1, size - min(max(1, round(size * config.train_ratio)), size - 1))
