@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import mlflow
 import yaml
 
-from promptomatix import checkpoints, data, lineage, registry, tracking
+from promptomatix import checkpoints, data, lineage, record, registry, tracking
 from promptomatix.backends import get_backend
 from promptomatix.backends.base import Backend, OptimizationTask
 from promptomatix.callbacks import HOOKS, Callback, CallbackList, ProgressPrinter
@@ -42,12 +42,6 @@ from promptomatix.tasks import get_task_type
 from promptomatix.tracking import MLflowTracker, check_store, log_config, log_examples
 
 log = logging.getLogger(__name__)
-CONFIG_ARTIFACT = checkpoints.CONFIG_ARTIFACT  # the effective options, re-runnable with --config-from
-STOPPED_BY = "promptomatix.stopped_by"  # why the search ended: a limit of the budget, a hook, or done
-SEARCH_COMPLETE = "search_complete"  # its value when the search ran its course
-EVAL_METRICS_RUN_TAG = "promptomatix.eval_metrics"  # the final evaluation's metrics, on the run
-EVAL_METRICS_TAG = "eval_metrics"  # the same on the registered version, read by `evaluate`
-SAMPLE_TAG = "promptomatix.sample"  # per data file, when only a sample of it was used: "1000 of 50000"
 
 
 @dataclass(frozen=True)
@@ -218,8 +212,8 @@ def _take_over(old_run_id: str, new_run_id: str, name: str | None) -> None:
     """Link the resumed run and its successor both ways; a run left RUNNING by a kill is
     marked KILLED, with the reason."""
     client = mlflow.MlflowClient()
-    mlflow.set_tag(checkpoints.RESUMED_FROM, old_run_id)
-    client.set_tag(old_run_id, checkpoints.RESUMED_BY, new_run_id)
+    mlflow.set_tag(record.RESUMED_FROM, old_run_id)
+    client.set_tag(old_run_id, record.RESUMED_BY, new_run_id)
     if client.get_run(old_run_id).info.status == "RUNNING":
         client.set_tag(old_run_id, "promptomatix.error",
                        f"the process stopped before the run finished (killed?); resumed by run {new_run_id}")
@@ -234,9 +228,9 @@ def options_from_run(run_id: str) -> dict:
     from mlflow.exceptions import MlflowException
 
     try:
-        text = mlflow.artifacts.load_text(f"runs:/{run_id}/{CONFIG_ARTIFACT}")
+        text = mlflow.artifacts.load_text(f"runs:/{run_id}/{record.CONFIG_ARTIFACT}")
     except MlflowException as exc:
-        raise ConfigError(f"run {run_id!r} has no {CONFIG_ARTIFACT} to re-run: {str(exc).splitlines()[0]}") from None
+        raise ConfigError(f"run {run_id!r} has no {record.CONFIG_ARTIFACT} to re-run: {str(exc).splitlines()[0]}") from None
     return yaml.safe_load(text)
 
 
@@ -288,17 +282,17 @@ def _run(config: OptimizationConfig, run, name: str, user_data: list[Example] | 
     optimizer_lm = LM(config.optimizer_model, meter, max_retries=config.max_retries, seed=config.seed, cache=cache,
                       tracer=tracer)
     phase = tracer.phase if tracer else lambda name: contextlib.nullcontext()
-    mlflow.set_tag(checkpoints.PROCESS, checkpoints.this_process())  # a resume is refused while it lives
+    mlflow.set_tag(record.PROCESS, checkpoints.this_process())  # a resume is refused while it lives
     # The options first: with them saved, a run killed from here on can be resumed.
-    mlflow.log_text(yaml.safe_dump(config.to_options(), sort_keys=True, allow_unicode=True), CONFIG_ARTIFACT)
+    mlflow.log_text(yaml.safe_dump(config.to_options(), sort_keys=True, allow_unicode=True), record.CONFIG_ARTIFACT)
     log_config(config.to_params(backend.options))
     mlflow.log_params(registry.model_params(config.task_model))
-    mlflow.log_text(config.raw_input, "raw_input.txt")
+    mlflow.log_text(config.raw_input, record.RAW_INPUT_ARTIFACT)
     if head.origin:
         origin = head.origin
-        mlflow.set_tags({lineage.PARENT_RUN: origin.run_id, lineage.PARENT_VERSION: origin.uri})
+        mlflow.set_tags({record.PARENT_RUN: origin.run_id, record.PARENT_VERSION: origin.uri})
         if origin.feedback:
-            mlflow.set_tag(lineage.FEEDBACK_USED, ",".join(f.id for f in origin.feedback))
+            mlflow.set_tag(record.FEEDBACK_USED, ",".join(f.id for f in origin.feedback))
 
     if head.spec is None:
         with _spent_before("intake finished"), phase("intake"):
@@ -320,8 +314,8 @@ def _run(config: OptimizationConfig, run, name: str, user_data: list[Example] | 
     steps = DataSteps(config.data_steps, spec, options=config.plugin_options)
     if user_data and steps:
         train, valid = steps.apply(train, "train"), steps.apply(valid, "valid")
-    mlflow.log_dict(spec.to_dict(), checkpoints.SPEC_ARTIFACT)
-    mlflow.set_tags({"promptomatix.task_type": spec.task_type, "promptomatix.backend": config.backend})
+    mlflow.log_dict(record.spec_to_dict(spec), record.SPEC_ARTIFACT)
+    mlflow.set_tags({record.RUN_TASK_TYPE: spec.task_type, record.RUN_BACKEND: config.backend})
 
     task_type = get_task_type(spec.task_type)
     evaluator = Evaluator(task_lm, build_metric(task_type.metric, task_type.score_key, config.metric_weights,
@@ -335,8 +329,8 @@ def _run(config: OptimizationConfig, run, name: str, user_data: list[Example] | 
             train, valid = _synthetic_data(config, spec, start, optimizer_lm, evaluator, steps, show_progress)
     if steps:
         _log_rejections(steps)
-    log_examples(train, "train", "training")
-    log_examples(valid, "valid", "validation")
+    log_examples(train, record.TRAIN, "training")
+    log_examples(valid, record.VALID, "validation")
 
     checkpoint = head.saved.checkpoint if head.saved else None
     task = OptimizationTask(spec, start, train, valid, evaluator, Objective(config.lambda_penalty),
@@ -348,7 +342,7 @@ def _run(config: OptimizationConfig, run, name: str, user_data: list[Example] | 
         tracker.rows.extend(checkpoint["rows"])
         log.info("resuming run %s after step %d", head.saved.run_id, checkpoint["step"])
     events = CallbackList([tracker, checkpoints.CheckpointLogger(tracker.rows), ProgressPrinter()], hooks)
-    events.on_hook_error = lambda hook, error: mlflow.set_tag(f"promptomatix.hook_error.{hook}", error[:5000])
+    events.on_hook_error = lambda hook, error: mlflow.set_tag(f"{record.HOOK_ERROR_PREFIX}{hook}", error[:5000])
     events.on_optimization_start(task)
     with _spent_before("the starting prompt was scored"):  # later, a backend keeps its best so far
         best = backend.optimize(task, events)
@@ -356,21 +350,21 @@ def _run(config: OptimizationConfig, run, name: str, user_data: list[Example] | 
     if initial is None:
         raise PluginError(f"backend {config.backend!r} did not report its starting prompt as step 0")
 
-    mlflow.log_text(start.template, "initial_prompt.txt")
-    mlflow.log_text(best.prompt.template, "optimized_prompt.txt")
+    mlflow.log_text(start.template, record.INITIAL_PROMPT_ARTIFACT)
+    mlflow.log_text(best.prompt.template, record.OPTIMIZED_PROMPT_ARTIFACT)
     if best.program is not None:
-        mlflow.log_dict(best.program, "program.json")
+        mlflow.log_dict(best.program, record.PROGRAM_ARTIFACT)
     mlflow.log_text(json.dumps([{"example": e, "prediction": p, "score": s} for e, p, s in
                                 zip(valid, best.evaluation.predictions, best.evaluation.per_example)],
-                               ensure_ascii=False, indent=1), "valid_predictions.json")
+                               ensure_ascii=False, indent=1), record.VALID_PREDICTIONS_ARTIFACT)
     scored = valid[:len(best.evaluation.predictions)]  # the budget may have narrowed the search's rows
     final = _final_evaluation(config, task_type, best, scored)
     tracking.log_results(scored, best.evaluation.predictions, best.evaluation.per_example, spec.input_fields,
-                         spec.output_fields, tracking.VALID_RESULTS_TABLE)
+                         spec.output_fields, record.VALID_RESULTS_TABLE)
     usage = meter.snapshot()
     seconds = time.monotonic() - started
-    stopped_by = meter.stopped_by or ("hook" if events.should_stop else SEARCH_COMPLETE)
-    mlflow.set_tag(STOPPED_BY, stopped_by)
+    stopped_by = meter.stopped_by or ("hook" if events.should_stop else record.SEARCH_COMPLETE)
+    mlflow.set_tag(record.STOPPED_BY, stopped_by)
     mlflow.log_metrics({"initial_score": initial["score"], "optimized_score": best.score,
                         "optimized_objective": best.objective, "prompt_words": prompt_words(best.prompt.template),
                         "seconds": seconds, "unmapped_answers": usage.unmapped_answers,
@@ -387,8 +381,7 @@ def _run(config: OptimizationConfig, run, name: str, user_data: list[Example] | 
                   "task_type": spec.task_type, "cost": f"{usage.cost:.6f}", "tokens": str(usage.tokens), **parent,
                   **({EVAL_METRICS_TAG: ",".join(config.eval_metrics or task_type.eval_metrics)} if final else {})},
         )
-        mlflow.set_tags({"promptomatix.model_uri": registered.model_uri,
-                         "promptomatix.prompt_uri": registered.prompt_uri})
+        mlflow.set_tags({record.RUN_MODEL_URI: registered.model_uri, record.RUN_PROMPT_URI: registered.prompt_uri})
         if head.origin and head.origin.feedback:
             from promptomatix.feedback import resolve_feedback
 
@@ -420,7 +413,7 @@ def _final_evaluation(config: OptimizationConfig, task_type, best, valid: list[E
     final = {label: metric.score_records(best.evaluation.predictions, valid, fields, prompt=prompt.template).score
              for label, metric in metrics.items()}
     mlflow.log_metrics({f"final.{label}": score for label, score in final.items()})
-    mlflow.set_tag(EVAL_METRICS_RUN_TAG, ",".join(specs))
+    mlflow.set_tag(record.EVAL_METRICS_RUN_TAG, ",".join(specs))
     return final
 
 
@@ -481,7 +474,7 @@ def _log_rejections(steps: DataSteps) -> None:
     rejected example with its reason as `data_rejections.json`."""
     mlflow.log_metrics({f"data_rejected.{name}" if name else "data_rejected": count
                         for name, count in steps.counts().items()})
-    mlflow.log_dict([dataclasses.asdict(r) for r in steps.rejections], "data_rejections.json")
+    mlflow.log_dict([dataclasses.asdict(r) for r in steps.rejections], record.DATA_REJECTIONS_ARTIFACT)
     if steps.rejections:
         log.info("data steps rejected %d examples (%s)", len(steps.rejections),
                  ", ".join(f"{n}: {c}" for n, c in steps.counts().items() if n))
@@ -507,7 +500,7 @@ def _sampled(examples: list[Example], source: str, seed: int) -> list[Example]:
         note = f"{len(used)} of {len(examples)}"
         log.warning("%s: using a random sample of %s examples (seed %d; the limit is %d)", source, note, seed,
                     data.SAMPLE_LIMIT)
-        mlflow.set_tag(f"{SAMPLE_TAG}.{os.path.basename(source)[:200]}", note)
+        mlflow.set_tag(f"{record.SAMPLE_TAG}.{os.path.basename(source)[:200]}", note)
     return used
 
 

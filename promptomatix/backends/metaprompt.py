@@ -21,7 +21,7 @@ import json
 import logging
 import random
 
-from promptomatix import checkpoints
+from promptomatix import record
 from promptomatix.backends.base import Backend, Candidate, OptimizationTask
 from promptomatix.backends.search import (MIN_RACE, Race, beats, demo_counts, draw_demos, fits, race_cost, race_fits,
                                           rank, search_rows)
@@ -65,8 +65,8 @@ class MetaPromptBackend(Backend):
         rng = random.Random(task.config.seed)
         if task.checkpoint:  # a resumed run: go on after the last completed iteration
             state = task.checkpoint["state"]
-            best, tried = checkpoints.candidate_from_dict(state["best"]), set(state["tried"])
-            checkpoints.set_rng_state(rng, state["rng"])
+            best, tried = record.candidate_from_dict(state["best"]), set(state["tried"])
+            record.set_rng_state(rng, state["rng"])
             first = task.checkpoint["step"] + 1
             task = self.narrow(task, state.get("rows", len(task.valid)))
         else:
@@ -104,7 +104,7 @@ class MetaPromptBackend(Backend):
 
     @staticmethod
     def _state(task: OptimizationTask, best: Candidate, tried: set[str], rng: random.Random) -> dict:
-        return {"best": checkpoints.candidate_to_dict(best), "tried": sorted(tried), "rng": checkpoints.rng_state(rng),
+        return {"best": record.candidate_to_dict(best), "tried": sorted(tried), "rng": record.rng_state(rng),
                 "rows": len(task.valid)}
 
     @staticmethod

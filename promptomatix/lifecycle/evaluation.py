@@ -29,6 +29,7 @@ import mlflow
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
+from promptomatix import record
 from promptomatix.errors import ConfigError, DataError, PromptomatixError, RegistryError
 from promptomatix.lifecycle import versions
 from promptomatix.spec import Example
@@ -85,7 +86,7 @@ def prepare(version, data: str | Sequence[Example]) -> Prepared:
     from promptomatix.data.loaders import check_fields, load_examples
     from promptomatix.tasks import get_task_type
 
-    task_name = (version.tags or {}).get("task_type")
+    task_name = (version.tags or {}).get(record.TASK_TYPE)
     if not task_name:
         raise RegistryError(f"version {version.version} of {version.name!r} has no task_type tag; "
                             f"it was not registered by promptomatix")
@@ -155,10 +156,10 @@ def run(prepared: Prepared, *, show_progress: bool = True) -> EvaluationReport:
         _log_data(prepared)
         run_id = active.info.run_id
     client = MlflowClient()
-    for key, value in {versions.TEST_SCORE: f"{score:.4f}", versions.TEST_DIGEST: prepared.digest,
-                       versions.TEST_RUN: run_id, versions.TEST_DATA: prepared.source[:500],
-                       versions.TEST_METRIC: label,
-                       versions.TEST_SCORE_PREFIX + prepared.digest: f"{score:.4f}"}.items():
+    for key, value in {record.TEST_SCORE: f"{score:.4f}", record.TEST_DIGEST: prepared.digest,
+                       record.TEST_RUN: run_id, record.TEST_DATA: prepared.source[:500],
+                       record.TEST_METRIC: label,
+                       record.TEST_SCORE_PREFIX + prepared.digest: f"{score:.4f}"}.items():
         client.set_model_version_tag(version.name, str(version.version), key, value)
     return EvaluationReport(version.name, str(version.version), label, score, len(prepared.examples),
                             prepared.digest, prepared.source, run_id, tuple(rows))

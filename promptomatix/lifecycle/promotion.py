@@ -31,6 +31,7 @@ import mlflow
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
+from promptomatix import record
 from promptomatix.errors import RegistryError
 from promptomatix.lifecycle import evaluation
 from promptomatix.lifecycle import versions
@@ -114,13 +115,13 @@ def compare_versions(candidate, holder, *, digest: str | None = None) -> Compari
     if digest is not None:
         shared &= {digest}
     if shared:
-        latest = [(candidate.tags or {}).get(versions.TEST_DIGEST), (holder.tags or {}).get(versions.TEST_DIGEST)]
+        latest = [(candidate.tags or {}).get(record.TEST_DIGEST), (holder.tags or {}).get(record.TEST_DIGEST)]
         chosen = next((d for d in latest if d in shared), None) or sorted(shared)[0]
         return Comparison("test", chosen, ours[chosen], theirs[chosen])
     if digest is not None:
         return Comparison("none", why=f"the two versions have no score on data {digest}")
     valid = versions.valid_digest(candidate), versions.valid_digest(holder)
-    scores = versions.float_tag(candidate, "validation_score"), versions.float_tag(holder, "validation_score")
+    scores = versions.float_tag(candidate, record.VALIDATION_SCORE), versions.float_tag(holder, record.VALIDATION_SCORE)
     if valid[0] and valid[0] == valid[1] and None not in scores:
         return Comparison("validation", valid[0], scores[0], scores[1])
     return Comparison("none", why=(
