@@ -373,13 +373,15 @@ def _run(config: OptimizationConfig, run, name: str, user_data: list[Example] | 
                                       parent=head.origin.version if head.origin else None)
     registered = None
     if config.register:
-        parent = {"parent_version": head.origin.version, "parent_run_id": head.origin.run_id} if head.origin else {}
         registered = registry.register(
             name, best.prompt, config.task_model, program=best.program, change=change, task=spec.description,
-            tags={"run_id": run.info.run_id, "validation_score": f"{best.score:.4f}",
-                  "initial_score": f"{initial['score']:.4f}", "backend": config.backend,
-                  "task_type": spec.task_type, "cost": f"{usage.cost:.6f}", "tokens": str(usage.tokens), **parent,
-                  **({EVAL_METRICS_TAG: ",".join(config.eval_metrics or task_type.eval_metrics)} if final else {})},
+            tags=record.version_tags(
+                run_id=run.info.run_id, score=best.score, initial_score=initial["score"], backend=config.backend,
+                task_type=spec.task_type, cost=usage.cost, tokens=usage.tokens,
+                metric=record.metric_weights(evaluator.metric.weights),
+                eval_metrics=tuple(config.eval_metrics or task_type.eval_metrics) if final else (),
+                parent_version=head.origin.version if head.origin else None,
+                parent_run_id=head.origin.run_id if head.origin else None),
         )
         mlflow.set_tags({record.RUN_MODEL_URI: registered.model_uri, record.RUN_PROMPT_URI: registered.prompt_uri})
         if head.origin and head.origin.feedback:

@@ -100,13 +100,13 @@ TEST_SCORE_PREFIX = "test_score."  # + data digest: one score per data set a ver
 
 
 def version_tags(*, run_id: str, score: float, initial_score: float, backend: str, task_type: str, cost: float,
-                 tokens: int, metric_weights: Mapping[str, float], metric_name: str,
-                 eval_metrics: tuple[str, ...] = (), parent_version: str | None = None,
-                 parent_run_id: str | None = None) -> dict[str, str]:
-    """The tags a registered version carries (model version and prompt version alike)."""
+                 tokens: int, metric: Mapping[str, float], eval_metrics: tuple[str, ...] = (),
+                 parent_version: str | None = None, parent_run_id: str | None = None) -> dict[str, str]:
+    """The tags a registered version carries (model version and prompt version alike); `metric`
+    is what the scores were measured with (`metric_weights`)."""
     tags = {RUN_ID: run_id, VALIDATION_SCORE: f"{score:.4f}", INITIAL_SCORE: f"{initial_score:.4f}",
             BACKEND: backend, TASK_TYPE: task_type, COST: f"{cost:.6f}", TOKENS: str(tokens),
-            METRIC: metric_name, METRIC_WEIGHTS: json.dumps(dict(metric_weights), sort_keys=True)}
+            METRIC: metric_label(metric), METRIC_WEIGHTS: json.dumps(dict(metric), sort_keys=True)}
     if parent_version is not None:
         tags |= {PARENT_VERSION_TAG: parent_version, PARENT_RUN_ID_TAG: parent_run_id or ""}
     if eval_metrics:
@@ -118,6 +118,14 @@ def metric_weights(parts: Mapping[str, float]) -> dict[str, float]:
     """`name:key` -> weight, normalized to sum 1: weights 7 and 3 score as 0.7 and 0.3 do."""
     total = sum(parts.values())
     return {spec: round(weight / total, 6) for spec, weight in sorted(parts.items())}
+
+
+def metric_label(weights: Mapping[str, float]) -> str:
+    """A metric as people read it: `classification:accuracy`, or `0.7*classification:accuracy +
+    0.3*brevity:brevity` for a weighted one."""
+    if len(weights) == 1:
+        return next(iter(weights))
+    return " + ".join(f"{weight:g}*{spec}" for spec, weight in weights.items())
 
 
 def recorded_metric(tags: Mapping[str, str] | None) -> dict[str, float] | None:

@@ -6,7 +6,9 @@ Out: an `EvaluationReport`. The run holds the per-example table (`evaluation/res
 the data (`data/test.jsonl` and a dataset input), the metric `test_score`, and tags naming the
 version; `mlflow.genai.evaluate` runs the version's pyfunc model as `predict_fn` with the task
 type's metric module wrapped as a `@scorer`. The metric is the version's final-evaluation
-metric (its tag `eval_metrics`, from the run's `eval_metrics` or its task type's), else the task
+metric (its tag `eval_metrics`, from the run's `eval_metrics` or its task type's), else the
+metric its validation score was measured with (`record.METRIC_WEIGHTS`: the task type's, or the
+run's `--metric` weights), else, for a version registered before that was recorded, its task
 type's; with several, the first gives `test_score` and each is logged as `test_score.<name>`.
 The version gets the tags `test_score`,
 `test_data_digest`, `test_run_id`, `test_data`, `test_metric` and `test_score.<digest>`.
@@ -167,12 +169,16 @@ def run(prepared: Prepared, *, show_progress: bool = True) -> EvaluationReport:
 
 def final_metrics(version, task) -> dict:
     """The final-evaluation metrics of `version` by label (see the module docstring)."""
-    from promptomatix.scoring import Metric, eval_metrics
+    from promptomatix.scoring import Metric, eval_metrics, metric_from_weights
 
-    specs = [s for s in ((version.tags or {}).get("eval_metrics") or "").split(",") if s] or list(task.eval_metrics)
-    if not specs:
+    specs = record.eval_metric_specs(version.tags) or list(task.eval_metrics)
+    if specs:
+        return eval_metrics(specs, task.metric, task.score_key)
+    weights = record.recorded_metric(version.tags)
+    if weights is None:  # registered before versions recorded their metric: scored as it was then
         return {task.score_key: Metric(task.metric, task.score_key)}
-    return eval_metrics(specs, task.metric, task.score_key)
+    metric = metric_from_weights(weights)
+    return {metric.score_key: metric}
 
 
 def _more_scores(prepared: Prepared, rows: list[dict], metrics: dict) -> None:
