@@ -17,7 +17,7 @@ import yaml
 
 from promptomatix import checkpoints, data, lineage, record, registry, tracking
 from promptomatix.backends import get_backend
-from promptomatix.backends.base import Backend, OptimizationTask
+from promptomatix.backends.base import Backend, OptimizationTask, Outcome
 from promptomatix.callbacks import HOOKS, Callback, CallbackList, ProgressPrinter
 from promptomatix.config import OptimizationConfig, config_from_options
 from promptomatix.data.loaders import check_fields, load_examples
@@ -345,10 +345,11 @@ def _run(config: OptimizationConfig, run, name: str, user_data: list[Example] | 
     events.on_hook_error = lambda hook, error: mlflow.set_tag(f"{record.HOOK_ERROR_PREFIX}{hook}", error[:5000])
     events.on_optimization_start(task)
     with _spent_before("the starting prompt was scored"):  # later, a backend keeps its best so far
-        best = backend.optimize(task, events)
-    initial = next((r for r in tracker.rows if r["step"] == 0), None)
-    if initial is None:
-        raise PluginError(f"backend {config.backend!r} did not report its starting prompt as step 0")
+        outcome = backend.optimize(task, events)
+    if not isinstance(outcome, Outcome):
+        raise PluginError(f"backend {config.backend!r} returned a {type(outcome).__name__}; a backend returns "
+                          f"an Outcome(best, initial_score) (see promptomatix.backends.base)")
+    best, initial = outcome.best, {"score": outcome.initial_score}
 
     mlflow.log_text(start.template, record.INITIAL_PROMPT_ARTIFACT)
     mlflow.log_text(best.prompt.template, record.OPTIMIZED_PROMPT_ARTIFACT)
