@@ -141,7 +141,7 @@ def run(prepared: Prepared, *, show_progress: bool = True) -> EvaluationReport:
                           nested=mlflow.active_run() is not None) as active:
         mlflow.set_tags({"promptomatix.evaluated_model": uri, "promptomatix.model_name": version.name,
                          "promptomatix.model_version": str(version.version),
-                         "promptomatix.data_digest": prepared.digest, "promptomatix.task_type": task.name})
+                         "promptomatix.data_digest": prepared.digest, record.RUN_TASK_TYPE: task.name})
         mlflow.log_params({"promptomatix.eval.data": prepared.source[:500],
                            "promptomatix.eval.size": len(prepared.examples), "promptomatix.eval.metric": label})
         try:
@@ -270,7 +270,8 @@ def _log_data(prepared: Prepared) -> None:
     import pandas as pd
 
     frame = pd.DataFrame(list(prepared.examples))
-    mlflow.log_text("\n".join(json.dumps(e, ensure_ascii=False) for e in prepared.examples) + "\n", "data/test.jsonl")
+    mlflow.log_text("\n".join(json.dumps(e, ensure_ascii=False) for e in prepared.examples) + "\n",
+                    record.data_artifact("test"))
     mlflow.log_input(mlflow.data.from_pandas(frame, name="test", source=None), context="evaluation")
 
 
