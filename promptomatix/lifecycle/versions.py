@@ -186,7 +186,8 @@ def valid_digest(version) -> str | None:
 
 def compare(name: str) -> list[dict]:
     """One dict per version of `name`, oldest first: version, parent_version (the version it was
-    optimized from, or None), aliases, validation_score,
+    optimized from, or None), aliases, validation_score, metric (what the validation score was
+    measured with; None for a version registered before it was recorded),
     test_score (latest evaluation, or None), test_data_digest, prompt_words, cost, backend,
     task_type, run_id, created (ISO 8601, UTC). Scores and cost are floats or None."""
     model = get_model(name)
@@ -201,6 +202,7 @@ def compare(name: str) -> list[dict]:
             "parent_version": tags.get(record.PARENT_VERSION_TAG),
             "aliases": sorted(by_version.get(str(version.version), [])),
             "validation_score": float_tag(version, record.VALIDATION_SCORE),
+            "metric": tags.get(record.METRIC),
             "test_score": float_tag(version, record.TEST_SCORE),
             "test_data_digest": tags.get(record.TEST_DIGEST),
             "prompt_words": _prompt_words(tags.get(record.PROMPT_URI, "")),
