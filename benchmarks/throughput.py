@@ -115,12 +115,12 @@ def parallel_candidates(self, task, callbacks):
     import random
     from concurrent.futures import ThreadPoolExecutor
 
-    from promptomatix.backends.base import Candidate
+    from promptomatix.backends.base import Candidate, Outcome, keep_best
     from promptomatix.backends.metaprompt import log
     from promptomatix.errors import ParseError
 
     rng = random.Random(task.config.seed)
-    best = task.score(task.start, desc="scoring the starting prompt")
+    best = start = task.score(task.start, desc="scoring the starting prompt")
     callbacks.on_candidate(0, best)
     callbacks.on_iteration_end(0, best, [])
     tried = {best.prompt.template}
@@ -158,11 +158,11 @@ def parallel_candidates(self, task, callbacks):
             candidate = Candidate(prompt, evaluation, task.objective(evaluation.score, prompt.template))
             callbacks.on_candidate(step, candidate)
             scored.append(candidate)
-        best = max([best, *scored], key=lambda c: c.objective)
+        best = keep_best(best, scored)
         callbacks.on_iteration_end(step, best, scored)
-        if getattr(callbacks, "should_stop", False):
+        if callbacks.should_stop:
             break
-    return best
+    return Outcome(best, start.score)
 
 
 @contextmanager

@@ -52,17 +52,6 @@ class Evaluation:
     unmapped: int = 0
     soft: float | None = None
 
-    def to_dict(self) -> dict:
-        return {"score": self.score, "per_example": list(self.per_example), "predictions": list(self.predictions),
-                "scores": [list(s) if s is not None else None for s in self.scores], "unmapped": self.unmapped,
-                "soft": self.soft}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> Evaluation:
-        return cls(data["score"], tuple(data["per_example"]), tuple(data["predictions"]),
-                   tuple(tuple(s) if s is not None else None for s in data.get("scores") or ()),
-                   int(data.get("unmapped") or 0), data.get("soft"))
-
 
 class Evaluator:
     """Scores prompts on examples: predictions from the task model, `metric` per output field

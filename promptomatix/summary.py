@@ -13,7 +13,7 @@ def summary(result) -> str:
     """`result` is an `OptimizationResult`."""
     import mlflow
 
-    from promptomatix.api import SEARCH_COMPLETE
+    from promptomatix.record import SEARCH_COMPLETE
 
     usage = result.usage
     budget = result.extra.get("max_calls")

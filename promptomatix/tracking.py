@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import mlflow
 import pandas as pd
 
+from promptomatix import record
 from promptomatix.backends.base import Candidate
 from promptomatix.callbacks import Callback
 from promptomatix.errors import ConfigError
@@ -28,10 +29,6 @@ PARAM_PREFIX = "promptomatix."
 # MLflow's own tags: the run's name and its description (the "note" the UI shows and edits).
 RUN_NAME_TAG = "mlflow.runName"
 RUN_NOTE_TAG = "mlflow.note.content"
-CANDIDATES_TABLE = "candidates.json"  # the candidate table (`mlflow.log_table`), one row per candidate
-# The optimized prompt's answer to each validation example, as `promptomatix evaluate` records
-# its test examples (`lifecycle.evaluation.RESULTS_ARTIFACT`): inputs, expected, produced, score.
-VALID_RESULTS_TABLE = "evaluation/valid_results.json"
 
 
 def log_results(examples: Sequence[Example], predictions: Sequence[Example], scores: Sequence[float],
@@ -162,7 +159,7 @@ def log_config(params: dict[str, str]) -> None:
 
 def log_examples(examples: Sequence[Example], name: str, context: str) -> None:
     """A data set as a JSONL artifact (to read) and as a run input (to find and compare)."""
-    mlflow.log_text("\n".join(json.dumps(e, ensure_ascii=False) for e in examples) + "\n", f"data/{name}.jsonl")
+    mlflow.log_text("\n".join(json.dumps(e, ensure_ascii=False) for e in examples) + "\n", record.data_artifact(name))
     dataset = mlflow.data.from_pandas(pd.DataFrame(list(examples)), name=name)
     _log_input(dataset, context)
 
@@ -271,7 +268,7 @@ class RunTracer:
 class MLflowTracker(Callback):
     """Per iteration (`step`): best score and objective, mean candidate score, tokens and cost so
     far; every candidate prompt as a text artifact and a row of the candidate table
-    (`CANDIDATES_TABLE`, MLflow's table view): step, candidate, what changed (the backend's
+    (`record.CANDIDATES_TABLE`, MLflow's table view): step, candidate, what changed (the backend's
     words, whether the instruction differs from the starting prompt's, the demos it carries),
     score, objective and the task-model calls that scored it (one per validation example it
     was raced on)."""
@@ -287,7 +284,7 @@ class MLflowTracker(Callback):
 
     def on_candidate(self, step: int, candidate: Candidate) -> None:
         index = sum(1 for r in self.rows if r["step"] == step)
-        path = f"prompts/step_{step:02d}_candidate_{index:02d}.txt"
+        path = record.candidate_artifact(step, index)
         mlflow.log_text(candidate.prompt.template, path)
         prompt, evaluation = candidate.prompt, candidate.evaluation
         rewritten = self._start is not None and prompt.instruction.strip() != self._start.instruction.strip()
@@ -309,5 +306,5 @@ class MLflowTracker(Callback):
             metrics["mean_candidate_score"] = sum(c.score for c in candidates) / len(candidates)
         mlflow.log_metrics(metrics, step=step)
         if len(self.rows) > self._logged_rows:  # log_table appends to an existing table
-            mlflow.log_table(pd.DataFrame(self.rows[self._logged_rows:]), CANDIDATES_TABLE)
+            mlflow.log_table(pd.DataFrame(self.rows[self._logged_rows:]), record.CANDIDATES_TABLE)
             self._logged_rows = len(self.rows)

@@ -327,3 +327,28 @@ def test_a_validation_set_too_small_to_choose_by_is_topped_up_from_training(trac
     # a budget that pays for a search on fewer rows holds out fewer
     small = run_optimize(**options, max_calls=40)
     assert 4 < small.valid_size < 25
+
+
+def test_the_starting_score_is_the_one_the_backend_returns(tracking, scripted):
+    """The run reports the starting score from the backend's `Outcome`, not from what it
+    observed at step 0; a backend returning anything else fails with a PluginError."""
+    from promptomatix.backends.base import Backend, Outcome
+    from promptomatix.errors import PluginError
+
+    class Reports(Backend):
+        def __init__(self, returns):
+            self.returns = returns
+
+        def optimize(self, task, callbacks):
+            start = task.score(task.start)
+            callbacks.on_candidate(0, start)
+            callbacks.on_iteration_end(0, start, [])
+            return self.returns(start)
+
+    result = run_optimize(backend=Reports(lambda start: Outcome(start, 0.125)), num_demos=0)
+    assert result.initial_score == 0.125
+    assert mlflow.get_run(result.run_id).data.metrics["initial_score"] == 0.125
+    assert MlflowClient().get_model_version(result.model_name, result.model_version).tags["initial_score"] == "0.1250"
+
+    with pytest.raises(PluginError, match="returns an Outcome"):
+        run_optimize(backend=Reports(lambda start: start), num_demos=0, register=False)

@@ -257,7 +257,7 @@ class TwoStep(dspy.Module):
 def test_the_chosen_module_is_the_one_compiled_and_run(scripted, accuracy, module, kind, marker):
     recorder = Recorder()
     with dspy.context(interpreter_factory=dspy.LocalInterpreter):  # ProgramOfThought runs its code here
-        best = DSPyBackend().optimize(make_task(accuracy, dspy_module=module), recorder)
+        best = DSPyBackend().optimize(make_task(accuracy, dspy_module=module), recorder).best
 
     canonical = module.removeprefix("dspy.")
     assert best.program["module"] == canonical and best.score == 1.0
@@ -287,7 +287,7 @@ def test_steps_start_with_the_uncompiled_program_and_report_each_candidate(scrip
     recorder = Recorder()
     task = make_task(accuracy, optimizer="BootstrapFewShotWithRandomSearch", candidates=2)
 
-    best = DSPyBackend().optimize(task, recorder)
+    best = DSPyBackend().optimize(task, recorder).best
 
     (step0, start), *_ = recorder.candidates
     assert step0 == 0 and start.score == 0.5 and start.prompt == task.start and not start.prompt.demos
@@ -310,7 +310,7 @@ def test_a_hook_stopping_after_the_start_skips_the_optimizer(scripted, accuracy)
             raise StopOptimization
 
     recorder = Recorder()
-    best = DSPyBackend().optimize(make_task(accuracy), CallbackList([recorder], [StopAtOnce()]))
+    best = DSPyBackend().optimize(make_task(accuracy), CallbackList([recorder], [StopAtOnce()])).best
 
     assert [step for step, _ in recorder.candidates] == [0] and best.score == 0.5
     assert len(scripted.calls) == len(VALID)  # the start was scored, nothing was compiled

@@ -60,15 +60,16 @@ def files(tmp_path):
 
 @pytest.fixture
 def make_versions(tracking, scripted, files):
-    """`make(*qualities, name="reviews", valid="valid")` registers one version per quality."""
+    """`make(*qualities, name="reviews", valid="valid", **options)` registers one version per
+    quality (`options`: more options of `optimize`, such as `metric_weights`)."""
 
-    def make(*qualities: int, name: str = "reviews", valid: str = "valid") -> list[str]:
+    def make(*qualities: int, name: str = "reviews", valid: str = "valid", **options) -> list[str]:
         made = []
         for quality in qualities:
             result = promptomatix.optimize(
                 raw_input=f"Classify the sentiment of a movie review QUALITY={quality}", name=name,
                 model=FAKE_MODEL, train_data=files["train"], valid_data=files[valid], num_demos=0,
-                iterations=1, candidates=1, num_threads=1, show_progress=False)
+                iterations=1, candidates=1, num_threads=1, show_progress=False, **options)
             made.append(result.model_version)
         return made
 
@@ -127,6 +128,7 @@ def test_compare_json_is_for_scripts(make_versions, files):
     prompt = mlflow.genai.load_prompt("prompts:/reviews-prompt/1")
     assert row["version"] == "1" and row["aliases"] == [] and row["parent_version"] is None
     assert row["validation_score"] == 0.5 and row["test_score"] == report.score == 0.5
+    assert row["metric"] == "classification:accuracy"
     assert row["test_data_digest"] == report.data_digest
     assert row["prompt_words"] == prompt_words(prompt.template)
     assert row["cost"] > 0 and row["backend"] == "meta_prompt" and row["task_type"] == "classification"
