@@ -16,6 +16,7 @@ import mlflow
 import yaml
 
 from promptomatix import checkpoints, data, lineage, registry, tracking
+from promptomatix.tracing import RunTracer
 from promptomatix.backends import get_backend
 from promptomatix.backends.base import Backend, OptimizationTask
 from promptomatix.callbacks import HOOKS, Callback, CallbackList, ProgressPrinter
@@ -158,18 +159,21 @@ def optimize(config: OptimizationConfig | None = None, *, from_: str | None = No
     elif owned and not os.environ.get("MLFLOW_RUN_ID") and (config.experiment or not _experiment_chosen()):
         experiment_id = _experiment_id(config.experiment or name)  # the registered name's, not Default
     run = mlflow.active_run() or mlflow.start_run(experiment_id=experiment_id)
+    tracer = RunTracer(run.info.run_id, run.info.experiment_id) if config.traces else None
     try:
         if owned:  # a caller's own run keeps the name and description the caller gave it
             mlflow.set_tag(tracking.RUN_NAME_TAG, tracking.run_name(name, config.backend))
         if resume:
             _take_over(resume, run.info.run_id, name if config.register else None)
-        result = _run(config, run, name, user_data, valid_data, hooks, show_progress, chosen, head)
+        result = _run(config, run, name, user_data, valid_data, hooks, show_progress, chosen, head, tracer)
         if owned:
             mlflow.set_tags({tracking.RUN_NAME_TAG: tracking.run_name(name, config.backend, result.model_version),
                              tracking.RUN_NOTE_TAG: summary(result)})
-        if config.traces:  # exported in the background meanwhile (registration overlaps): all stored now
-            mlflow.flush_trace_async_logging()
+        if tracer:  # written in the background meanwhile (registration overlaps): all stored now
+            tracer.close()
     except BaseException as exc:
+        if tracer:  # the calls up to the failure are what one looks at first; an exit waits little
+            tracer.close(timeout=10)
         if isinstance(exc, KeyboardInterrupt):  # Ctrl-C, or SIGTERM/SIGHUP (signals.Terminated)
             hint = f"run {run.info.run_id} ended KILLED; resume with: promptomatix optimize --resume {run.info.run_id}"
             if isinstance(exc, Terminated):
@@ -278,11 +282,10 @@ def _make_hook(name: str, options: dict) -> Callback:
 
 def _run(config: OptimizationConfig, run, name: str, user_data: list[Example] | None,
          valid_data: list[Example] | None, hooks: list[Callback], show_progress: bool,
-         backend: Backend, head: Head) -> OptimizationResult:
+         backend: Backend, head: Head, tracer: RunTracer | None) -> OptimizationResult:
     started = time.monotonic()
     meter = UsageMeter(config.limits)
     cache = default_cache() if config.cache else None
-    tracer = tracking.RunTracer(run.info.run_id, run.info.experiment_id) if config.traces else None
     task_lm = LM(config.task_model, meter, max_retries=config.max_retries, seed=config.seed, cache=cache,
                  tracer=tracer)
     optimizer_lm = LM(config.optimizer_model, meter, max_retries=config.max_retries, seed=config.seed, cache=cache,
