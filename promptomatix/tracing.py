@@ -109,10 +109,6 @@ class RunTracer:
         finally:
             self.end(span, status=status)
 
-    def current(self) -> SpanRecord | None:
-        """The group the calls of this thread belong to (to carry it into other threads)."""
-        return self._parent.get()
-
     # -- calls ---------------------------------------------------------------------------------
 
     @contextlib.contextmanager
@@ -158,7 +154,7 @@ class RunTracer:
         trace = span.trace
         with self._lock:
             if trace.written:  # a child that outlived its root: its spans go on their own
-                late = [ended]
+                late = ended
             else:
                 trace.ended.append(ended)
                 late = None
