@@ -281,7 +281,8 @@ def medians(rows: list[dict]) -> list[dict]:
         row = dict(group[0])
         for key, value in row.items():
             if isinstance(value, (int, float)) and not isinstance(value, bool) and key != "concurrency":
-                row[key] = round(statistics.median(r[key] for r in group), 2)
+                middle = statistics.median(r[key] for r in group)
+                row[key] = int(middle) if isinstance(value, int) and float(middle).is_integer() else round(middle, 2)
         row["mlflow_share"] = f"{statistics.median(float(r['mlflow_share'].rstrip('%')) for r in group):.0f}%"
         merged.append(row)
     return merged

@@ -1,8 +1,9 @@
 """`TraceWriter`: finished traces written to the MLflow store in batches, by one background thread.
 
 MLflow's live tracing exports each span as it ends: on a sqlite store every span is a
-transaction of its own (a commit with its fsync, plus SQLAlchemy work), about 13 ms of CPU per
-LLM call of an optimization, which made tracing cost +30% of the wall time at 200 ms per call.
+transaction of its own (a commit with its fsync, plus SQLAlchemy work), 7 to 13 ms of CPU per
+LLM call of an optimization, which made tracing cost +12% to +30% of the wall time at 200 ms
+per call (benchmarks/README.md, "Throughput").
 Here a trace reaches the store only once its root span has ended, and everything finished by
 then goes in one go: each new trace's `TraceInfo` (name, run link, previews) with `start_trace`,
 then all their spans with a single `log_spans`, which the store writes in one transaction.
@@ -25,8 +26,8 @@ _CLOSE = object()  # the queue item that tells the thread to finish
 
 
 class TraceWriter:
-    """`put(info, spans)` hands over a finished trace (`info` a `TraceInfo`, or None for late
-    spans of a trace already written); `close()` writes what is left and stops the thread."""
+    """`put(experiment_id, info, spans)` hands over a finished trace (`info` its `TraceInfo`, or
+    None for late spans of a trace already written); `close()` writes what is left and stops."""
 
     # How many traces at most one batch writes: bounds one transaction, not the throughput.
     BATCH = 64
