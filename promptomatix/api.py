@@ -16,6 +16,7 @@ import mlflow
 import yaml
 
 from promptomatix import checkpoints, data, lineage, record, registry, tracking
+from promptomatix.tracing import RunTracer
 from promptomatix.backends import get_backend
 from promptomatix.backends.base import Backend, OptimizationTask, Outcome
 from promptomatix.callbacks import HOOKS, Callback, CallbackList, ProgressPrinter
@@ -153,18 +154,21 @@ def optimize(config: OptimizationConfig | None = None, *, from_: str | None = No
     elif owned and not os.environ.get("MLFLOW_RUN_ID") and (config.experiment or not _experiment_chosen()):
         experiment_id = _experiment_id(config.experiment or name)  # the registered name's, not Default
     run = mlflow.active_run() or mlflow.start_run(experiment_id=experiment_id)
+    tracer = RunTracer(run.info.run_id, run.info.experiment_id) if config.traces else None
     try:
         if owned:  # a caller's own run keeps the name and description the caller gave it
             mlflow.set_tag(tracking.RUN_NAME_TAG, tracking.run_name(name, config.backend))
         if resume:
             _take_over(resume, run.info.run_id, name if config.register else None)
-        result = _run(_Job(config, name, head, chosen, hooks, show_progress, user_data, valid_data), run)
+        result = _run(_Job(config, name, head, chosen, hooks, show_progress, user_data, valid_data), run, tracer)
         if owned:
             mlflow.set_tags({tracking.RUN_NAME_TAG: tracking.run_name(name, config.backend, result.model_version),
                              tracking.RUN_NOTE_TAG: summary(result)})
-        if config.traces:  # exported in the background meanwhile (registration overlaps): all stored now
-            mlflow.flush_trace_async_logging()
+        if tracer:  # written in the background meanwhile (registration overlaps): all stored now
+            tracer.close()
     except BaseException as exc:
+        if tracer:  # the calls up to the failure are what one looks at first; an exit waits little
+            tracer.close(timeout=10)
         if isinstance(exc, KeyboardInterrupt):  # Ctrl-C, or SIGTERM/SIGHUP (signals.Terminated)
             hint = f"run {run.info.run_id} ended KILLED; resume with: promptomatix optimize --resume {run.info.run_id}"
             if isinstance(exc, Terminated):
@@ -297,13 +301,12 @@ class _Models:
     meter: UsageMeter
     task_lm: LM
     optimizer_lm: LM
-    tracer: tracking.RunTracer | None
+    tracer: RunTracer | None
 
     @classmethod
-    def open(cls, config: OptimizationConfig, run) -> _Models:
+    def open(cls, config: OptimizationConfig, tracer: RunTracer | None) -> _Models:
         meter = UsageMeter(config.limits)
         cache = default_cache() if config.cache else None
-        tracer = tracking.RunTracer(run.info.run_id, run.info.experiment_id) if config.traces else None
         make = lambda settings: LM(settings, meter, max_retries=config.max_retries, seed=config.seed,  # noqa: E731
                                    cache=cache, tracer=tracer)
         return cls(meter, make(config.task_model), make(config.optimizer_model), tracer)
@@ -313,11 +316,11 @@ class _Models:
         return self.tracer.phase(name) if self.tracer else contextlib.nullcontext()
 
 
-def _run(job: _Job, run) -> OptimizationResult:
+def _run(job: _Job, run, tracer: RunTracer | None) -> OptimizationResult:
     """The optimization in the active run: prepare the data, build the task, optimize, record the
     outcome, register it."""
     started = time.monotonic()
-    models = _Models.open(job.config, run)
+    models = _Models.open(job.config, tracer)
     _record_start(job)
     task = _build_task(job, models, *_prepare_data(job, models))
     events = _events(job, models.meter)

@@ -118,7 +118,7 @@ class OptimizationConfig:
     experiment: str | None = None
     register: bool = True
     cache: bool = True  # answer repeated model requests from the shared cache (models/cache.py)
-    traces: bool = True  # every LLM call as an MLflow trace span of the run (tracking.RunTracer)
+    traces: bool = True  # every LLM call as an MLflow trace span of the run (tracing.RunTracer)
 
     def __post_init__(self):
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)

@@ -88,6 +88,12 @@ class OptimizationTask:
         """Whether progress bars are wanted."""
         return self.evaluator.show_progress
 
+    @property
+    def tracer(self):
+        """The run's tracer (`tracing.RunTracer`), or None without traces: a backend making
+        model calls of its own records them as spans through it."""
+        return self.evaluator.lm.tracer
+
     def score(self, prompt: Prompt, desc: str = "scoring") -> Candidate:
         return self.candidate(prompt, self.evaluator.evaluate(prompt, self.valid, desc=desc))
 

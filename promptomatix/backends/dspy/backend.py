@@ -54,6 +54,7 @@ class DSPyBackend(Backend):
         import dspy
         from dspy.utils.exceptions import AdapterParseError, LMError
 
+        from promptomatix.backends.dspy import traces
         from promptomatix.backends.dspy.adapter import adapter_spec, make_adapter
         from promptomatix.backends.dspy.lm import MeteredLM
         from promptomatix.backends.dspy.metric import FeedbackMetric, ProgramMetric, ProgramTagger
@@ -62,8 +63,9 @@ class DSPyBackend(Backend):
 
         config = task.config
         meter = task.meter
-        task_lm = MeteredLM(task.task_model, meter, num_retries=config.max_retries)
-        optimizer_lm = MeteredLM(task.optimizer_model, meter, num_retries=config.max_retries)
+        tracer = task.tracer  # the run's traces: DSPy's calls are spans as the other backend's
+        task_lm = MeteredLM(task.task_model, meter, num_retries=config.max_retries, tracer=tracer)
+        optimizer_lm = MeteredLM(task.optimizer_model, meter, num_retries=config.max_retries, tracer=tracer)
         spec = SignatureSpec(task.start.instruction, task.start.input_fields, task.start.output_fields,
                              task.spec.labels)
         adapter = adapter_spec(task_lm.model, single_line=spec.output_fields[:1] if task.start.single_line else (),
@@ -79,14 +81,15 @@ class DSPyBackend(Backend):
                        callbacks=[*dspy.settings.get("callbacks", []), ProgramTagger()])
         try:
             with dspy.context(**context):
-                best = scorer(student)
+                best = scorer(student, "step 0 · starting program")
                 initial = best.score
                 callbacks.on_candidate(0, best)
                 callbacks.on_iteration_end(0, best, [])
                 if callbacks.should_stop:
                     return Outcome(best, initial)
                 try:
-                    compiled = recipe.compile(student, setup)
+                    with traces.group(tracer, f"compile · {config.optimizer}", {"optimizer": config.optimizer}):
+                        compiled = recipe.compile(student, setup)
                 except Exception as exc:  # DSPy wraps what its threads raise: the meter says if it was us
                     if meter.stopped_by is None:
                         raise
@@ -98,7 +101,8 @@ class DSPyBackend(Backend):
                     rounds.append([compiled])
                 for step, programs in enumerate(rounds, start=1):
                     try:
-                        scored = [scorer(program) for program in programs]
+                        scored = [scorer(program, f"step {step} · program {index}")
+                                  for index, program in enumerate(programs, start=1)]
                     except BudgetExhausted as exc:
                         log.info("scoring DSPy's candidates stopped: %s; keeping the best so far", exc)
                         break
@@ -129,22 +133,30 @@ class _Scorer:
         self.valid = _examples(task.valid, spec)
         self._scored: dict[str, Candidate] = {}
 
-    def __call__(self, program) -> Candidate:
+    def __call__(self, program, name: str) -> Candidate:
+        """`program` scored, its calls a trace named `name` (a program scored before: no call)."""
+        from promptomatix.backends.dspy import traces
         from promptomatix.backends.dspy.evaluation import evaluate_program
         from promptomatix.backends.dspy.program import program_prompt, program_text, program_to_dict
+        from promptomatix.evaluation import prompt_id
 
         key = self.key(program)
         if key not in self._scored:
             task = self.task
-            evaluation = evaluate_program(program, self.valid, task.metric, self.spec.output_fields,
-                                          num_threads=task.config.num_threads, show_progress=task.show_progress)
-            self._scored[key] = Candidate(
-                prompt=program_prompt(program, self.spec, single_line=task.start.single_line,
-                                      labels=task.start.labels),
-                evaluation=evaluation,
-                objective=task.objective(evaluation.score, program_text(program)),
-                program=program_to_dict(program, self.module, self.spec, self.adapter),
-            )
+            with traces.group(task.tracer, name, {"step": name}) as group:
+                evaluation = evaluate_program(program, self.valid, task.metric, self.spec.output_fields,
+                                              num_threads=task.config.num_threads,
+                                              show_progress=task.show_progress)
+                candidate = Candidate(
+                    prompt=program_prompt(program, self.spec, single_line=task.start.single_line,
+                                          labels=task.start.labels),
+                    evaluation=evaluation,
+                    objective=task.objective(evaluation.score, program_text(program)),
+                    program=program_to_dict(program, self.module, self.spec, self.adapter),
+                )
+                if group is not None:  # the candidate table's id of this program's prompt
+                    group.set_attributes({"prompt_id": prompt_id(candidate.prompt), "score": evaluation.score})
+            self._scored[key] = candidate
         return self._scored[key]
 
 
