@@ -26,8 +26,13 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --progress-bar off -e ".[embedded,team,test]"
 	touch $@
 
+# `mlflow run` creates the run, in the experiment it is given (else in Default), before the entry
+# point starts; so the run is filed under the prompt's registered name here, as `promptomatix
+# optimize` files its own runs. Expanded when the recipe runs, after `install`.
+EXPERIMENT = $(shell $(BIN)/python pipelines/experiment_name.py "$(RAW_INPUT)")
+
 run: install
-	PATH="$(BIN):$$PATH" mlflow run . --env-manager local -P raw_input="$(RAW_INPUT)"
+	PATH="$(BIN):$$PATH" mlflow run . --env-manager local --experiment-name "$(EXPERIMENT)" -P raw_input="$(RAW_INPUT)"
 
 test: install
 	PATH="$(BIN):$$PATH" python -m pytest $(PYTEST_ARGS)

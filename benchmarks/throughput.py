@@ -115,12 +115,12 @@ def parallel_candidates(self, task, callbacks):
     import random
     from concurrent.futures import ThreadPoolExecutor
 
-    from promptomatix.backends.base import Candidate
+    from promptomatix.backends.base import Candidate, Outcome, keep_best
     from promptomatix.backends.metaprompt import log
     from promptomatix.errors import ParseError
 
     rng = random.Random(task.config.seed)
-    best = task.score(task.start, desc="scoring the starting prompt")
+    best = start = task.score(task.start, desc="scoring the starting prompt")
     callbacks.on_candidate(0, best)
     callbacks.on_iteration_end(0, best, [])
     tried = {best.prompt.template}
@@ -158,11 +158,11 @@ def parallel_candidates(self, task, callbacks):
             candidate = Candidate(prompt, evaluation, task.objective(evaluation.score, prompt.template))
             callbacks.on_candidate(step, candidate)
             scored.append(candidate)
-        best = max([best, *scored], key=lambda c: c.objective)
+        best = keep_best(best, scored)
         callbacks.on_iteration_end(step, best, scored)
-        if getattr(callbacks, "should_stop", False):
+        if callbacks.should_stop:
             break
-    return best
+    return Outcome(best, start.score)
 
 
 @contextmanager
@@ -218,49 +218,74 @@ def run(args: argparse.Namespace, out=None) -> list[dict]:
         train = write_jsonl(Path(tmp) / "train.jsonl", data[:args.train_size])
         valid = write_jsonl(Path(tmp) / "valid.jsonl", data[args.train_size:])
         # Warm-up, not measured: the first optimization in a process pays one-off imports and
-        # metric loading (~9 s here), which would land on whichever row came first.
+        # metric loading (~9 s here), which would land on whichever row came first. It registers
+        # as the rows do: the first registration's imports cost ~0.5-1 s of CPU, which fell on
+        # the first row ("as is") and counted as the cost of tracing in --traces-cost.
         with fresh_answer_cache(Path(tmp) / "cache-warmup"):
-            optimize_once(stub, train, valid, max(args.concurrency), options | {"register": False},
-                          f"bench-throughput-warmup-{stamp}")
-        for variant in variants:
-            variant_options = options | ({"traces": False} if variant == "no traces" else {})
-            with patched_backend(variant == "patched"):
-                for concurrency in args.concurrency:
-                    tag = f"{variant[0]}{concurrency}-{stamp}"
-                    # A fresh answer cache per row: the first run starts cold, the re-run shows
-                    # what a cross-run cache (where the package has one) saves.
-                    with fresh_answer_cache(Path(tmp) / f"cache-{tag}"):
-                        calls, wall, in_mlflow, cpu, idle, result = optimize_once(
-                            stub, train, valid, concurrency, variant_options, f"bench-throughput-{tag}")
-                        rerun_calls, *_ = optimize_once(stub, train, valid, concurrency, variant_options,
-                                                        f"bench-throughput-{tag}-rerun")
-                    limit = calls * args.latency / concurrency
-                    row = {"variant": variant, "concurrency": concurrency, "calls": calls, "wall": round(wall, 2),
-                           "limit": round(limit, 2), "ratio": round(wall / limit, 2) if limit else None,
-                           "mlflow_share": f"{in_mlflow / wall:.0%}", "cpu": round(cpu, 2), "idle": round(idle, 2),
-                           "in_flight": round(calls * args.latency / max(wall - idle, 1e-9), 1),
-                           "rerun_calls": rerun_calls,
-                           "score": result.optimized_score}
-                    rows.append(row)
-                    print(f"[{time.strftime('%H:%M:%S')}] {row}", file=sys.stderr, flush=True)
-                    log_result("throughput", {
-                        "run_name": f"throughput/{variant}/c{concurrency}", "variant": variant,
-                        "concurrency": concurrency, "latency": args.latency, "iterations": args.iterations,
-                        "candidates": args.candidates, "train_size": args.train_size, "valid_size": args.valid_size,
-                        "register": not args.no_register, **{f"machine.{k}": v for k, v in host.items()}},
-                        {"llm_calls": calls, "wall_seconds": wall, "limit_seconds": limit,
-                         "wall_over_limit": wall / limit if limit else None, "mlflow_seconds": in_mlflow,
-                         "mlflow_share": in_mlflow / wall, "cpu_seconds": cpu, "idle_seconds": idle,
-                         "mean_in_flight": calls * args.latency / max(wall - idle, 1e-9), "rerun_llm_calls": rerun_calls,
-                         "valid_score": result.optimized_score},
-                        tags={"variant": variant})
+            optimize_once(stub, train, valid, max(args.concurrency), options, f"bench-throughput-warmup-{stamp}")
+        # Repetitions alternate the order of the variants: on a shared machine the load drifts,
+        # and the later of two optimizations in one process finds a bigger store.
+        for repeat in range(args.repeat):
+            for variant in variants if repeat % 2 == 0 else variants[::-1]:
+                variant_options = options | ({"traces": False} if variant == "no traces" else {})
+                with patched_backend(variant == "patched"):
+                    for concurrency in args.concurrency:
+                        tag = f"{variant[0]}{concurrency}-{repeat}-{stamp}"
+                        # A fresh answer cache per row: the first run starts cold, the re-run shows
+                        # what a cross-run cache (where the package has one) saves.
+                        with fresh_answer_cache(Path(tmp) / f"cache-{tag}"):
+                            calls, wall, in_mlflow, cpu, idle, result = optimize_once(
+                                stub, train, valid, concurrency, variant_options, f"bench-throughput-{tag}")
+                            rerun_calls, *_ = optimize_once(stub, train, valid, concurrency, variant_options,
+                                                            f"bench-throughput-{tag}-rerun")
+                        limit = calls * args.latency / concurrency
+                        row = {"variant": variant, "concurrency": concurrency, "calls": calls, "wall": round(wall, 2),
+                               "limit": round(limit, 2), "ratio": round(wall / limit, 2) if limit else None,
+                               "mlflow_share": f"{in_mlflow / wall:.0%}", "cpu": round(cpu, 2), "idle": round(idle, 2),
+                               "in_flight": round(calls * args.latency / max(wall - idle, 1e-9), 1),
+                               "rerun_calls": rerun_calls,
+                               "score": result.optimized_score}
+                        rows.append(row)
+                        print(f"[{time.strftime('%H:%M:%S')}] {row}", file=sys.stderr, flush=True)
+                        log_result("throughput", {
+                            "run_name": f"throughput/{variant}/c{concurrency}", "variant": variant,
+                            "concurrency": concurrency, "latency": args.latency, "iterations": args.iterations,
+                            "candidates": args.candidates, "train_size": args.train_size, "valid_size": args.valid_size,
+                            "register": not args.no_register, **{f"machine.{k}": v for k, v in host.items()}},
+                            {"llm_calls": calls, "wall_seconds": wall, "limit_seconds": limit,
+                             "wall_over_limit": wall / limit if limit else None, "mlflow_seconds": in_mlflow,
+                             "mlflow_share": in_mlflow / wall, "cpu_seconds": cpu, "idle_seconds": idle,
+                             "mean_in_flight": calls * args.latency / max(wall - idle, 1e-9),
+                             "rerun_llm_calls": rerun_calls, "valid_score": result.optimized_score},
+                            tags={"variant": variant})
+    rows = medians(rows)
     print(f"\n### throughput: latency {args.latency * 1000:.0f} ms, {args.iterations} iterations x "
           f"{args.candidates} candidates, train {args.train_size}, validation {args.valid_size}"
-          f"{', no registration' if args.no_register else ''}\n", file=out)
+          f"{', no registration' if args.no_register else ''}"
+          f"{f', median of {args.repeat} repetitions' if args.repeat > 1 else ''}\n", file=out)
     print(table(rows, COLUMNS), file=out, flush=True)
     if args.traces_cost:
         print("\n" + traces_cost(rows), file=out, flush=True)
     return rows
+
+
+def medians(rows: list[dict]) -> list[dict]:
+    """One row per variant and concurrency, each number the median over the repetitions."""
+    import statistics
+
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["variant"], row["concurrency"]), []).append(row)
+    merged = []
+    for group in groups.values():
+        row = dict(group[0])
+        for key, value in row.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and key != "concurrency":
+                middle = statistics.median(r[key] for r in group)
+                row[key] = int(middle) if isinstance(value, int) and float(middle).is_integer() else round(middle, 2)
+        row["mlflow_share"] = f"{statistics.median(float(r['mlflow_share'].rstrip('%')) for r in group):.0f}%"
+        merged.append(row)
+    return merged
 
 
 def traces_cost(rows: list[dict]) -> str:
@@ -271,7 +296,8 @@ def traces_cost(rows: list[dict]) -> str:
             continue
         off = next(r for r in rows if r["variant"] == "no traces" and r["concurrency"] == row["concurrency"])
         lines.append(f"traces cost at concurrency {row['concurrency']}: {row['wall']} s with, {off['wall']} s "
-                     f"without ({row['wall'] / off['wall'] - 1:+.1%} wall time, goal under +5%)")
+                     f"without ({row['wall'] / off['wall'] - 1:+.1%} wall time, goal under +5%); CPU "
+                     f"{row['cpu']} s with, {off['cpu']} s without")
     return "\n".join(lines)
 
 
@@ -287,14 +313,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--patched", action="store_true", help="also run with the proposed backend change")
     parser.add_argument("--traces-cost", action="store_true",
                         help="also run without traces, and print what tracing adds to the wall time")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="run every row N times, the variants in alternating order; report medians")
     parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or MLflow's default)")
     args = parser.parse_args(argv)
     try:
         args.concurrency = [int(c) for c in args.concurrency.split(",") if c.strip()]
     except ValueError:
         parser.error(f"--concurrency takes whole numbers separated by commas, got {args.concurrency!r}")
-    if not args.concurrency or min(args.concurrency) < 1 or args.latency <= 0:
-        parser.error("--concurrency values must be at least 1 and --latency above 0")
+    if not args.concurrency or min(args.concurrency) < 1 or args.latency <= 0 or args.repeat < 1:
+        parser.error("--concurrency and --repeat values must be at least 1 and --latency above 0")
     return args
 
 

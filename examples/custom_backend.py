@@ -2,14 +2,15 @@
 
 Each iteration draws `candidates` demo sets of `num_demos` training examples, scores them on
 validation and keeps the best. Like every backend it reports the starting prompt as step 0
-(`on_candidate` and `on_iteration_end`), stops when a hook asked to, and never returns a
-candidate whose objective is below the start's. Choose it with `backend="demos_only"`.
+(`on_candidate` and `on_iteration_end`), stops when a hook asked to (`callbacks.should_stop`),
+keeps the best with `keep_best` (so never returns a candidate whose objective is below the
+start's), and returns an `Outcome` with the start's score. Choose it with `backend="demos_only"`.
 """
 
 import random
 
 from promptomatix.backends import register_backend
-from promptomatix.backends.base import Backend, Candidate, OptimizationTask
+from promptomatix.backends.base import Backend, OptimizationTask, Outcome, keep_best
 from promptomatix.callbacks import Callback
 from promptomatix.config import OptimizationConfig
 from promptomatix.errors import ConfigError
@@ -22,9 +23,9 @@ class DemosOnlyBackend(Backend):
         if config.num_demos < 1:
             raise ConfigError("the demos_only backend needs num_demos of at least 1")
 
-    def optimize(self, task: OptimizationTask, callbacks: Callback) -> Candidate:
+    def optimize(self, task: OptimizationTask, callbacks: Callback) -> Outcome:
         rng = random.Random(task.config.seed)
-        best = task.score(task.start, desc="scoring the starting prompt")
+        best = start = task.score(task.start, desc="scoring the starting prompt")
         callbacks.on_candidate(0, best)
         callbacks.on_iteration_end(0, best, [])
         train = list(task.train)
@@ -35,11 +36,11 @@ class DemosOnlyBackend(Backend):
                 candidate = task.score(best.prompt.with_(demos=demos), desc=f"iteration {step}, demos {index + 1}")
                 callbacks.on_candidate(step, candidate)
                 scored.append(candidate)
-            best = max([best, *scored], key=lambda c: c.objective)  # ties keep the incumbent
+            best = keep_best(best, scored)
             callbacks.on_iteration_end(step, best, scored)
-            if getattr(callbacks, "should_stop", False):
+            if callbacks.should_stop:
                 break
-        return best
+        return Outcome(best, start.score)
 
 
 def register(*, replace: bool = False):

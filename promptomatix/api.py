@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 import mlflow
 import yaml
 
-from promptomatix import checkpoints, data, lineage, preflight, registry, tracking
+from promptomatix import checkpoints, data, lineage, preflight, record, registry, tracking
+from promptomatix.tracing import RunTracer
 from promptomatix.backends import get_backend
-from promptomatix.backends.base import Backend, OptimizationTask
+from promptomatix.backends.base import Backend, OptimizationTask, Outcome
 from promptomatix.callbacks import HOOKS, Callback, CallbackList, ProgressPrinter
 from promptomatix.config import OptimizationConfig
 from promptomatix.config_options import config_from_options, to_options
@@ -33,23 +34,17 @@ from promptomatix.models.cache import default_cache
 from promptomatix.models.lm import LM, check_model, context_tokens
 from promptomatix.models.usage import Usage, UsageMeter
 from promptomatix.options import call_with_options
-from promptomatix.planning import Plan, data_size, upfront_note
+from promptomatix.planning import Plan, data_size, upfront_note, validation_rows
 from promptomatix.planning import plan as plan_calls
 from promptomatix.prompts import Prompt
 from promptomatix.scoring import Objective, build_metric, eval_metrics, prompt_words
-from promptomatix.signals import Terminated
+from promptomatix.signals import Terminated, stops_on_signals
 from promptomatix.spec import Example, TaskSpec
 from promptomatix.summary import summary
 from promptomatix.tasks import get_task_type
 from promptomatix.tracking import MLflowTracker, check_store, log_config, log_examples
 
 log = logging.getLogger(__name__)
-CONFIG_ARTIFACT = checkpoints.CONFIG_ARTIFACT  # the effective options, re-runnable with --config-from
-STOPPED_BY = "promptomatix.stopped_by"  # why the search ended: a limit of the budget, a hook, or done
-SEARCH_COMPLETE = "search_complete"  # its value when the search ran its course
-EVAL_METRICS_RUN_TAG = "promptomatix.eval_metrics"  # the final evaluation's metrics, on the run
-EVAL_METRICS_TAG = "eval_metrics"  # the same on the registered version, read by `evaluate`
-SAMPLE_TAG = "promptomatix.sample"  # per data file, when only a sample of it was used: "1000 of 50000"
 
 
 @dataclass(frozen=True)
@@ -103,6 +98,7 @@ class Head:
         return None
 
 
+@stops_on_signals  # a script's run ended by `timeout` is KILLED with the reason, not left RUNNING
 def optimize(config: OptimizationConfig | None = None, *, from_: str | None = None, resume: str | None = None,
              config_from: str | None = None, callbacks: Sequence[Callback] = (), show_progress: bool = True,
              backend: Backend | str | None = None, **options) -> OptimizationResult:
@@ -160,18 +156,21 @@ def optimize(config: OptimizationConfig | None = None, *, from_: str | None = No
     elif owned and not os.environ.get("MLFLOW_RUN_ID") and (config.experiment or not _experiment_chosen()):
         experiment_id = _experiment_id(config.experiment or name)  # the registered name's, not Default
     run = mlflow.active_run() or mlflow.start_run(experiment_id=experiment_id)
+    tracer = RunTracer(run.info.run_id, run.info.experiment_id) if config.traces else None
     try:
         if owned:  # a caller's own run keeps the name and description the caller gave it
             mlflow.set_tag(tracking.RUN_NAME_TAG, tracking.run_name(name, config.backend))
         if resume:
             _take_over(resume, run.info.run_id, name if config.register else None)
-        result = _run(config, run, name, user_data, valid_data, hooks, show_progress, chosen, head)
+        result = _run(_Job(config, name, head, chosen, hooks, show_progress, user_data, valid_data), run, tracer)
         if owned:
             mlflow.set_tags({tracking.RUN_NAME_TAG: tracking.run_name(name, config.backend, result.model_version),
                              tracking.RUN_NOTE_TAG: summary(result)})
-        if config.traces:  # exported in the background meanwhile (registration overlaps): all stored now
-            mlflow.flush_trace_async_logging()
+        if tracer:  # written in the background meanwhile (registration overlaps): all stored now
+            tracer.close()
     except BaseException as exc:
+        if tracer:  # the calls up to the failure are what one looks at first; an exit waits little
+            tracer.close(timeout=10)
         if isinstance(exc, KeyboardInterrupt):  # Ctrl-C, or SIGTERM/SIGHUP (signals.Terminated)
             hint = f"run {run.info.run_id} ended KILLED; resume with: promptomatix optimize --resume {run.info.run_id}"
             if isinstance(exc, Terminated):
@@ -208,11 +207,13 @@ def plan(config: OptimizationConfig | None = None, *, config_from: str | None = 
     making any (`--dry-run`). The user's data is read to size the validation set; intake has not
     run, so a task of unknown type is planned as a two-label classification."""
     config = preflight.checked(_merged(config, options, None, config_from))
-    if config.valid_data:
-        return plan_calls(config, valid_size=len(load_examples(config.valid_data, config.field_map)))
     if config.train_data:
-        rows = load_examples(config.train_data, config.field_map)
-        return plan_calls(config, valid_size=len(data.split(rows, config.train_ratio, config.seed)[1]))
+        rows = data.sample(load_examples(config.train_data, config.field_map), config.seed)
+        if config.valid_data:
+            train, valid = rows, data.sample(load_examples(config.valid_data, config.field_map), config.seed)
+        else:
+            train, valid = data.split(rows, config.train_ratio, config.seed)
+        return plan_calls(config, valid_size=len(valid), train_size=len(train))
     return plan_calls(config, classification=config.task_type in (None, "classification"))
 
 
@@ -232,8 +233,8 @@ def _take_over(old_run_id: str, new_run_id: str, name: str | None) -> None:
     """Link the resumed run and its successor both ways; a run left RUNNING by a kill is
     marked KILLED, with the reason."""
     client = mlflow.MlflowClient()
-    mlflow.set_tag(checkpoints.RESUMED_FROM, old_run_id)
-    client.set_tag(old_run_id, checkpoints.RESUMED_BY, new_run_id)
+    mlflow.set_tag(record.RESUMED_FROM, old_run_id)
+    client.set_tag(old_run_id, record.RESUMED_BY, new_run_id)
     if client.get_run(old_run_id).info.status == "RUNNING":
         record_failure(f"the process stopped before the run finished (killed?); resumed by run {new_run_id}",
                        old_run_id)
@@ -248,9 +249,10 @@ def options_from_run(run_id: str) -> dict:
     from mlflow.exceptions import MlflowException
 
     try:
-        text = mlflow.artifacts.load_text(f"runs:/{run_id}/{CONFIG_ARTIFACT}")
+        text = mlflow.artifacts.load_text(f"runs:/{run_id}/{record.CONFIG_ARTIFACT}")
     except MlflowException as exc:
-        raise ConfigError(f"run {run_id!r} has no {CONFIG_ARTIFACT} to re-run: {str(exc).splitlines()[0]}") from None
+        raise ConfigError(f"run {run_id!r} has no {record.CONFIG_ARTIFACT} to re-run: "
+                          f"{str(exc).splitlines()[0]}") from None
     return yaml.safe_load(text)
 
 
@@ -290,135 +292,233 @@ def _make_hook(name: str, options: dict) -> Callback:
         raise PluginError(f"hook {name!r} could not be created: {type(exc).__name__}: {exc}") from exc
 
 
-def _run(config: OptimizationConfig, run, name: str, user_data: list[Example] | None,
-         valid_data: list[Example] | None, hooks: list[Callback], show_progress: bool,
-         backend: Backend, head: Head) -> OptimizationResult:
+@dataclass(frozen=True)
+class _Job:
+    """One optimization as `optimize` resolved it before the run started: its config, registry
+    name, starting point, backend, hooks, and the user's data (read early, so a bad file costs
+    no run)."""
+
+    config: OptimizationConfig
+    name: str
+    head: Head
+    backend: Backend
+    hooks: list[Callback]
+    show_progress: bool
+    user_data: list[Example] | None = None
+    valid_data: list[Example] | None = None
+
+
+@dataclass(frozen=True)
+class _Models:
+    """The two models of a run, sharing one budget (`meter`), answer cache and tracer."""
+
+    meter: UsageMeter
+    task_lm: LM
+    optimizer_lm: LM
+    tracer: RunTracer | None
+
+    @classmethod
+    def open(cls, config: OptimizationConfig, tracer: RunTracer | None) -> _Models:
+        meter = UsageMeter(config.limits)
+        cache = default_cache() if config.cache else None
+        make = lambda settings: LM(settings, meter, max_retries=config.max_retries, seed=config.seed,  # noqa: E731
+                                   cache=cache, tracer=tracer)
+        return cls(meter, make(config.task_model), make(config.optimizer_model), tracer)
+
+    def phase(self, name: str):
+        """A stretch of work whose model calls are traced together (nothing without traces)."""
+        return self.tracer.phase(name) if self.tracer else contextlib.nullcontext()
+
+
+def _run(job: _Job, run, tracer: RunTracer | None) -> OptimizationResult:
+    """The optimization in the active run: prepare the data, build the task, optimize, record the
+    outcome, register it."""
     started = time.monotonic()
-    meter = UsageMeter(config.limits)
-    cache = default_cache() if config.cache else None
-    tracer = tracking.RunTracer(run.info.run_id, run.info.experiment_id) if config.traces else None
-    task_lm = LM(config.task_model, meter, max_retries=config.max_retries, seed=config.seed, cache=cache,
-                 tracer=tracer)
-    optimizer_lm = LM(config.optimizer_model, meter, max_retries=config.max_retries, seed=config.seed, cache=cache,
-                      tracer=tracer)
-    phase = tracer.phase if tracer else lambda name: contextlib.nullcontext()
-    mlflow.set_tag(checkpoints.PROCESS, checkpoints.this_process())  # a resume is refused while it lives
-    # The options first: with them saved, a run killed from here on can be resumed.
-    mlflow.log_text(yaml.safe_dump(to_options(config), sort_keys=True, allow_unicode=True), CONFIG_ARTIFACT)
-    log_config(config.to_params(backend.options))
-    mlflow.log_params(registry.model_params(config.task_model))
-    mlflow.log_text(config.raw_input, "raw_input.txt")
-    if head.origin:
-        origin = head.origin
-        mlflow.set_tags({lineage.PARENT_RUN: origin.run_id, lineage.PARENT_VERSION: origin.uri})
-        if origin.feedback:
-            mlflow.set_tag(lineage.FEEDBACK_USED, ",".join(f.id for f in origin.feedback))
-
-    if head.spec is None:
-        with _spent_before("intake finished"), phase("intake"):
-            spec = extract_task_spec(config.raw_input, optimizer_lm, task_type=config.task_type,
-                                     input_fields=config.input_fields, output_fields=config.output_fields,
-                                     columns=list(user_data[0]) if user_data else None,
-                                     template=config.intake_prompt)
-    else:
-        spec = head.spec
-    train = valid = None
-    if user_data:
-        train, valid = _user_split(spec, user_data, valid_data, config)
-        values = sorted({e[spec.output_fields[0]] for e in train + valid})
-        if spec.task_type == "classification" and len(values) < 2:  # nothing to tell apart, nothing to learn
-            raise DataError(f"{config.train_data}: every example has the label {values[0]!r}; a classification "
-                            f"needs examples of at least two labels")
-        if spec.task_type == "classification":  # the data's labels, not the model's guesses
-            spec = dataclasses.replace(spec, labels=tuple(values) if len(values) <= 20 else ())
-    steps = DataSteps(config.data_steps, spec, options=config.plugin_options)
-    if user_data and steps:
-        train, valid = steps.apply(train, "train"), steps.apply(valid, "valid")
-    mlflow.log_dict(spec.to_dict(), checkpoints.SPEC_ARTIFACT)
-    mlflow.set_tags({"promptomatix.task_type": spec.task_type, "promptomatix.backend": config.backend})
-
-    task_type = get_task_type(spec.task_type)
-    evaluator = Evaluator(task_lm, build_metric(task_type.metric, task_type.score_key, config.metric_weights,
-                                                config.plugin_options),
-                          num_threads=config.num_threads, show_progress=show_progress)
-    start = head.origin.prompt if head.origin else starting_prompt(spec)
-    if train is None and head.data:  # the data of the version started from, or of the killed run
-        train, valid = head.data
-    elif train is None:
-        with phase("synthetic data"):
-            train, valid = _synthetic_data(config, spec, start, optimizer_lm, evaluator, steps, show_progress)
-    if steps:
-        _log_rejections(steps)
-    log_examples(train, "train", "training")
-    log_examples(valid, "valid", "validation")
-
-    checkpoint = head.saved.checkpoint if head.saved else None
-    task = OptimizationTask(spec, start, train, valid, evaluator, Objective(config.lambda_penalty),
-                            optimizer_lm, config, feedback=head.origin.feedback_text() if head.origin else "",
-                            checkpoint=checkpoint)
-    tracker = MLflowTracker(meter)
-    if checkpoint:  # the resumed run carries the killed run's history up to its checkpoint
-        checkpoints.replay_metrics(head.saved.run_id, checkpoint["step"])
-        tracker.rows.extend(checkpoint["rows"])
-        log.info("resuming run %s after step %d", head.saved.run_id, checkpoint["step"])
-    events = CallbackList([tracker, checkpoints.CheckpointLogger(tracker.rows), ProgressPrinter()], hooks)
-    events.on_hook_error = lambda hook, error: mlflow.set_tag(f"promptomatix.hook_error.{hook}", error[:5000])
+    models = _Models.open(job.config, tracer)
+    _record_start(job)
+    task = _build_task(job, models, *_prepare_data(job, models))
+    events = _events(job, models.meter)
     events.on_optimization_start(task)
     with _spent_before("the starting prompt was scored"):  # later, a backend keeps its best so far
-        best = backend.optimize(task, events)
-    initial = next((r for r in tracker.rows if r["step"] == 0), None)
-    if initial is None:
-        raise PluginError(f"backend {config.backend!r} did not report its starting prompt as step 0")
-
-    mlflow.log_text(start.template, "initial_prompt.txt")
-    mlflow.log_text(best.prompt.template, "optimized_prompt.txt")
-    if best.program is not None:
-        mlflow.log_dict(best.program, "program.json")
-    mlflow.log_text(json.dumps([{"example": e, "prediction": p, "score": s} for e, p, s in
-                                zip(valid, best.evaluation.predictions, best.evaluation.per_example)],
-                               ensure_ascii=False, indent=1), "valid_predictions.json")
-    scored = valid[:len(best.evaluation.predictions)]  # the budget may have narrowed the search's rows
-    final = _final_evaluation(config, task_type, best, scored)
-    tracking.log_results(scored, best.evaluation.predictions, best.evaluation.per_example, spec.input_fields,
-                         spec.output_fields, tracking.VALID_RESULTS_TABLE)
-    usage = meter.snapshot()
+        outcome = _optimize(job, task, events)
+    final = _record_outcome(job, task, outcome)
+    usage = models.meter.snapshot()
     seconds = time.monotonic() - started
-    stopped_by = meter.stopped_by or ("hook" if events.should_stop else SEARCH_COMPLETE)
-    mlflow.set_tag(STOPPED_BY, stopped_by)
-    mlflow.log_metrics({"initial_score": initial["score"], "optimized_score": best.score,
-                        "optimized_objective": best.objective, "prompt_words": prompt_words(best.prompt.template),
-                        "seconds": seconds, "unmapped_answers": usage.unmapped_answers,
-                        "optimized_unmapped_answers": best.evaluation.unmapped, **usage.as_metrics("total_")})
-    change = tracking.describe_change(start, best.prompt, initial["score"], best.score, len(valid),
-                                      parent=head.origin.version if head.origin else None)
-    registered = None
-    if config.register:
-        parent = {"parent_version": head.origin.version, "parent_run_id": head.origin.run_id} if head.origin else {}
-        registered = registry.register(
-            name, best.prompt, config.task_model, program=best.program, change=change, task=spec.description,
-            tags={"run_id": run.info.run_id, "validation_score": f"{best.score:.4f}",
-                  "initial_score": f"{initial['score']:.4f}", "backend": config.backend,
-                  "task_type": spec.task_type, "cost": f"{usage.cost:.6f}", "tokens": str(usage.tokens), **parent,
-                  **({EVAL_METRICS_TAG: ",".join(config.eval_metrics or task_type.eval_metrics)} if final else {})},
-        )
-        mlflow.set_tags({"promptomatix.model_uri": registered.model_uri,
-                         "promptomatix.prompt_uri": registered.prompt_uri})
-        if head.origin and head.origin.feedback:
-            from promptomatix.feedback import resolve_feedback
-
-            resolve_feedback(head.origin.ref, [f.id for f in head.origin.feedback], by=registered.model_uri)
+    stopped_by = models.meter.stopped_by or ("hook" if events.should_stop else record.SEARCH_COMPLETE)
+    _record_totals(outcome, usage, seconds, stopped_by)
+    best, start = outcome.best, task.start
+    change = tracking.describe_change(start, best.prompt, outcome.initial_score, best.score, len(task.valid),
+                                      parent=job.head.origin.version if job.head.origin else None)
+    registered = _register(job, run, task, outcome, usage, change, final) if job.config.register else None
     result = OptimizationResult(
-        prompt=best.prompt.template, initial_prompt=start.template, initial_score=initial["score"],
-        optimized_score=best.score, spec=spec, run_id=run.info.run_id, experiment_id=run.info.experiment_id,
-        usage=usage, seconds=seconds, train_size=len(train), valid_size=len(valid),
+        prompt=best.prompt.template, initial_prompt=start.template, initial_score=outcome.initial_score,
+        optimized_score=best.score, spec=task.spec, run_id=run.info.run_id, experiment_id=run.info.experiment_id,
+        usage=usage, seconds=seconds, train_size=len(task.train), valid_size=len(task.valid),
         model_name=registered and registered.model_name, model_version=registered and registered.model_version,
         prompt_name=registered and registered.prompt_name, prompt_version=registered and registered.prompt_version,
         extra={"hook_errors": dict(events.errors), "stopped_early": events.should_stop, "stopped_by": stopped_by,
                "change": best.change, "scored_rows": len(best.evaluation.per_example), "final_scores": final,
-               "change_summary": change, "max_calls": config.max_calls},
+               "change_summary": change, "max_calls": job.config.max_calls},
     )
     events.on_optimization_end(result)
     return result
+
+
+def _record_start(job: _Job) -> None:
+    """What the run records before any model call: the options first (with them saved, a run
+    killed from here on can be resumed), the process, and where it starts from."""
+    config, origin = job.config, job.head.origin
+    mlflow.set_tag(record.PROCESS, checkpoints.this_process())  # a resume is refused while it lives
+    mlflow.log_text(yaml.safe_dump(to_options(config), sort_keys=True, allow_unicode=True), record.CONFIG_ARTIFACT)
+    log_config(config.to_params(job.backend.options))
+    mlflow.log_params(registry.model_params(config.task_model))
+    mlflow.log_text(config.raw_input, record.RAW_INPUT_ARTIFACT)
+    if origin:
+        mlflow.set_tags({record.PARENT_RUN: origin.run_id, record.PARENT_VERSION: origin.uri})
+        if origin.feedback:
+            mlflow.set_tag(record.FEEDBACK_USED, ",".join(f.id for f in origin.feedback))
+
+
+def _prepare_data(job: _Job, models: _Models) -> tuple[TaskSpec, Evaluator, list[Example], list[Example]]:
+    """The task spec (from intake, or where the run starts from), the evaluator, and the train
+    and validation examples (the user's, those of the start, or synthetic), all logged."""
+    config, head = job.config, job.head
+    spec = head.spec or _intake(job, models)
+    train = valid = None
+    if job.user_data:
+        train, valid = _user_split(spec, job.user_data, job.valid_data, config)
+        train, valid = _held_out(train, valid, config, models.meter.remaining_calls())
+        spec = _data_labels(spec, train + valid, config.train_data)
+    steps = DataSteps(config.data_steps, spec, options=config.plugin_options)
+    if job.user_data and steps:
+        train, valid = steps.apply(train, "train"), steps.apply(valid, "valid")
+    mlflow.log_dict(record.spec_to_dict(spec), record.SPEC_ARTIFACT)
+    mlflow.set_tags({record.RUN_TASK_TYPE: spec.task_type, record.RUN_BACKEND: config.backend})
+    evaluator = _evaluator(config, spec, models.task_lm, job.show_progress)
+    if train is None and head.data:  # the data of the version started from, or of the killed run
+        train, valid = head.data
+    elif train is None:
+        with models.phase("synthetic data"):
+            train, valid = _synthetic_data(config, spec, _start(job, spec), models.optimizer_lm, evaluator, steps,
+                                           job.show_progress)
+    if steps:
+        _log_rejections(steps)
+    log_examples(train, record.TRAIN, "training")
+    log_examples(valid, record.VALID, "validation")
+    return spec, evaluator, train, valid
+
+
+def _intake(job: _Job, models: _Models) -> TaskSpec:
+    config = job.config
+    with _spent_before("intake finished"), models.phase("intake"):
+        return extract_task_spec(config.raw_input, models.optimizer_lm, task_type=config.task_type,
+                                 input_fields=config.input_fields, output_fields=config.output_fields,
+                                 columns=list(job.user_data[0]) if job.user_data else None,
+                                 template=config.intake_prompt)
+
+
+def _data_labels(spec: TaskSpec, examples: list[Example], source: str) -> TaskSpec:
+    """A classification's labels from the user's data, not the model's guesses; data of one label
+    is a DataError (nothing to tell apart, nothing to learn)."""
+    if spec.task_type != "classification":
+        return spec
+    values = sorted({e[spec.output_fields[0]] for e in examples})
+    if len(values) < 2:
+        raise DataError(f"{source}: every example has the label {values[0]!r}; a classification "
+                        f"needs examples of at least two labels")
+    return dataclasses.replace(spec, labels=tuple(values) if len(values) <= 20 else ())
+
+
+def _evaluator(config: OptimizationConfig, spec: TaskSpec, task_lm: LM, show_progress: bool) -> Evaluator:
+    """The task model scored by the task type's metric, or the weighted one `--metric` names."""
+    task_type = get_task_type(spec.task_type)
+    metric = build_metric(task_type.metric, task_type.score_key, config.metric_weights, config.plugin_options)
+    return Evaluator(task_lm, metric, num_threads=config.num_threads, show_progress=show_progress)
+
+
+def _start(job: _Job, spec: TaskSpec) -> Prompt:
+    return job.head.origin.prompt if job.head.origin else starting_prompt(spec)
+
+
+def _build_task(job: _Job, models: _Models, spec: TaskSpec, evaluator: Evaluator, train: list[Example],
+                valid: list[Example]) -> OptimizationTask:
+    head = job.head
+    return OptimizationTask(spec, _start(job, spec), train, valid, evaluator, Objective(job.config.lambda_penalty),
+                            models.optimizer_lm, job.config,
+                            feedback=head.origin.feedback_text() if head.origin else "",
+                            checkpoint=head.saved.checkpoint if head.saved else None)
+
+
+def _events(job: _Job, meter: UsageMeter) -> CallbackList:
+    """The run's callbacks: the MLflow tracker, checkpoints, progress, then the user's hooks. A
+    resumed run's tracker carries the killed run's history up to its checkpoint."""
+    tracker = MLflowTracker(meter)
+    saved = job.head.saved
+    if saved and saved.checkpoint:
+        checkpoints.replay_metrics(saved.run_id, saved.checkpoint["step"])
+        tracker.rows.extend(saved.checkpoint["rows"])
+        log.info("resuming run %s after step %d", saved.run_id, saved.checkpoint["step"])
+    events = CallbackList([tracker, checkpoints.CheckpointLogger(tracker.rows), ProgressPrinter()], job.hooks)
+    events.on_hook_error = lambda hook, error: mlflow.set_tag(f"{record.HOOK_ERROR_PREFIX}{hook}", error[:5000])
+    return events
+
+
+def _optimize(job: _Job, task: OptimizationTask, events: CallbackList) -> Outcome:
+    outcome = job.backend.optimize(task, events)
+    if not isinstance(outcome, Outcome):
+        raise PluginError(f"backend {job.config.backend!r} returned a {type(outcome).__name__}; a backend returns "
+                          f"an Outcome(best, initial_score) (see promptomatix.backends.base)")
+    return outcome
+
+
+def _record_outcome(job: _Job, task: OptimizationTask, outcome: Outcome) -> dict[str, float]:
+    """The prompts, the program and the best candidate's validation answers as artifacts and a
+    table, and its final evaluation (returned)."""
+    best, valid, spec = outcome.best, task.valid, task.spec
+    mlflow.log_text(task.start.template, record.INITIAL_PROMPT_ARTIFACT)
+    mlflow.log_text(best.prompt.template, record.OPTIMIZED_PROMPT_ARTIFACT)
+    if best.program is not None:
+        mlflow.log_dict(best.program, record.PROGRAM_ARTIFACT)
+    mlflow.log_text(json.dumps([{"example": e, "prediction": p, "score": s} for e, p, s in
+                                zip(valid, best.evaluation.predictions, best.evaluation.per_example)],
+                               ensure_ascii=False, indent=1), record.VALID_PREDICTIONS_ARTIFACT)
+    scored = valid[:len(best.evaluation.predictions)]  # the budget may have narrowed the search's rows
+    final = _final_evaluation(job.config, get_task_type(spec.task_type), best, scored)
+    tracking.log_results(scored, best.evaluation.predictions, best.evaluation.per_example, spec.input_fields,
+                         spec.output_fields, record.VALID_RESULTS_TABLE)
+    return final
+
+
+def _record_totals(outcome: Outcome, usage: Usage, seconds: float, stopped_by: str) -> None:
+    best = outcome.best
+    mlflow.set_tag(record.STOPPED_BY, stopped_by)
+    mlflow.log_metrics({"initial_score": outcome.initial_score, "optimized_score": best.score,
+                        "optimized_objective": best.objective, "prompt_words": prompt_words(best.prompt.template),
+                        "seconds": seconds, "unmapped_answers": usage.unmapped_answers,
+                        "optimized_unmapped_answers": best.evaluation.unmapped, **usage.as_metrics("total_")})
+
+
+def _register(job: _Job, run, task: OptimizationTask, outcome: Outcome, usage: Usage, change: str,
+              final: dict[str, float]) -> registry.Registered:
+    """The best prompt in both registries, tagged with what it was scored on and with; the
+    feedback it was given, resolved by it."""
+    config, origin, best = job.config, job.head.origin, outcome.best
+    task_type = get_task_type(task.spec.task_type)
+    registered = registry.register(
+        job.name, best.prompt, config.task_model, program=best.program, change=change, task=task.spec.description,
+        tags=record.version_tags(
+            run_id=run.info.run_id, score=best.score, initial_score=outcome.initial_score, backend=config.backend,
+            task_type=task.spec.task_type, cost=usage.cost, tokens=usage.tokens,
+            metric=record.metric_weights(task.metric.weights),
+            eval_metrics=tuple(config.eval_metrics or task_type.eval_metrics) if final else (),
+            parent_version=origin.version if origin else None, parent_run_id=origin.run_id if origin else None),
+    )
+    mlflow.set_tags({record.RUN_MODEL_URI: registered.model_uri, record.RUN_PROMPT_URI: registered.prompt_uri})
+    if origin and origin.feedback:
+        from promptomatix.feedback import resolve_feedback
+
+        resolve_feedback(origin.ref, [f.id for f in origin.feedback], by=registered.model_uri)
+    return registered
 
 
 def _final_evaluation(config: OptimizationConfig, task_type, best, valid: list[Example]) -> dict[str, float]:
@@ -434,7 +534,7 @@ def _final_evaluation(config: OptimizationConfig, task_type, best, valid: list[E
     final = {label: metric.score_records(best.evaluation.predictions, valid, fields, prompt=prompt.template).score
              for label, metric in metrics.items()}
     mlflow.log_metrics({f"final.{label}": score for label, score in final.items()})
-    mlflow.set_tag(EVAL_METRICS_RUN_TAG, ",".join(specs))
+    mlflow.set_tag(record.EVAL_METRICS_RUN_TAG, ",".join(specs))
     return final
 
 
@@ -495,7 +595,7 @@ def _log_rejections(steps: DataSteps) -> None:
     rejected example with its reason as `data_rejections.json`."""
     mlflow.log_metrics({f"data_rejected.{name}" if name else "data_rejected": count
                         for name, count in steps.counts().items()})
-    mlflow.log_dict([dataclasses.asdict(r) for r in steps.rejections], "data_rejections.json")
+    mlflow.log_dict([dataclasses.asdict(r) for r in steps.rejections], record.DATA_REJECTIONS_ARTIFACT)
     if steps.rejections:
         log.info("data steps rejected %d examples (%s)", len(steps.rejections),
                  ", ".join(f"{n}: {c}" for n, c in steps.counts().items() if n))
@@ -513,6 +613,18 @@ def _user_split(spec: TaskSpec, user_data: list[Example], valid_data: list[Examp
     return data.split(train, config.train_ratio, config.seed)
 
 
+def _held_out(train: list[Example], valid: list[Example], config: OptimizationConfig,
+              calls_left: int | None) -> tuple[list[Example], list[Example]]:
+    """A validation set too small to choose by, topped up with training examples
+    (`planning.validation_rows`), said in the log and on the run (param `valid_from_train`)."""
+    count = validation_rows(config, len(valid), len(train), calls_left)
+    if count:
+        log.warning("%d validation examples are too few to choose between prompts: %d training examples are "
+                    "held out as validation too (%d left to draw demos from)", len(valid), count, len(train) - count)
+        mlflow.log_param("valid_from_train", count)
+    return data.hold_out(train, valid, count, config.seed)
+
+
 def _sampled(examples: list[Example], source: str, seed: int) -> list[Example]:
     """`data.sample` of the examples of `source`, said in the log and on the run (tag
     `promptomatix.sample.<file name>`: "1000 of 50000") when it is a sample."""
@@ -521,7 +633,7 @@ def _sampled(examples: list[Example], source: str, seed: int) -> list[Example]:
         note = f"{len(used)} of {len(examples)}"
         log.warning("%s: using a random sample of %s examples (seed %d; the limit is %d)", source, note, seed,
                     data.SAMPLE_LIMIT)
-        mlflow.set_tag(f"{SAMPLE_TAG}.{os.path.basename(source)[:200]}", note)
+        mlflow.set_tag(f"{record.SAMPLE_TAG}.{os.path.basename(source)[:200]}", note)
     return used
 
 

@@ -27,7 +27,13 @@ class StopOptimization(Exception):  # noqa: N818 (a signal, not an error)
 
 
 class Callback:
-    """Override what you need. `step` counts iterations from 1; step 0 is the starting prompt."""
+    """Override what you need. `step` counts iterations from 1; step 0 is the starting prompt.
+
+    `should_stop` is the stop request backends check between iterations: true once the search
+    should end early with the best so far (`CallbackList` sets it when a hook raises
+    `StopOptimization`)."""
+
+    should_stop: bool = False
 
     def on_optimization_start(self, task: OptimizationTask) -> None:
         """Data and starting prompt are ready; the search is about to begin."""

@@ -1,8 +1,9 @@
 """Resuming an optimization: what a run saves as it goes, and reading it back.
 
-A run saves, as artifacts, each step it completes: the task spec (`task_spec.json`), the data
-(`data/train.jsonl`, `data/valid.jsonl`) and, after every iteration of a backend that can resume,
-a checkpoint `checkpoints/step_NNN.json` (the backend's state and the candidate table so far).
+A run saves, as artifacts, each step it completes (paths in `record`): the task spec
+(`task_spec.json`), the data (`data/train.jsonl`, `data/valid.jsonl`) and, after every iteration
+of a backend that can resume, a checkpoint `checkpoints/step_NNN.json` (the backend's state and
+the candidate table so far).
 `load(run_id)` reads back the latest of each that is whole; `optimize(resume=run_id)` starts a new
 run from there. A checkpoint cut short by a kill fails to parse and the one before it is used.
 """
@@ -13,10 +14,8 @@ import dataclasses
 import json
 import logging
 import os
-import random
 import socket
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import mlflow
 import yaml
@@ -24,24 +23,13 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 
+from promptomatix import record
 from promptomatix.callbacks import Callback
 from promptomatix.errors import ConfigError
-from promptomatix.evaluation import Evaluation
-from promptomatix.prompts import Prompt
+from promptomatix.record import CHECKPOINT_DIR, CONFIG_ARTIFACT, PROCESS, RESUMED_BY, SPEC_ARTIFACT
 from promptomatix.spec import Example, TaskSpec
 
-if TYPE_CHECKING:
-    from promptomatix.backends.base import Candidate
-
 log = logging.getLogger(__name__)
-CHECKPOINT_DIR = "checkpoints"
-CONFIG_ARTIFACT = "config.yaml"
-SPEC_ARTIFACT = "task_spec.json"
-RESUMED_FROM = "promptomatix.resumed_from"
-RESUMED_BY = "promptomatix.resumed_by"
-# Which process runs the optimization: "<host> <pid> <start>" (start: the process's start time in
-# clock ticks since boot, from /proc, so that a pid used again by another process is told apart).
-PROCESS = "promptomatix.process"
 
 
 class CheckpointLogger(Callback):
@@ -51,8 +39,7 @@ class CheckpointLogger(Callback):
         self.rows = rows
 
     def on_checkpoint(self, step: int, state: dict) -> None:
-        mlflow.log_dict({"step": step, "state": state, "rows": list(self.rows)},
-                        f"{CHECKPOINT_DIR}/step_{step:03d}.json")
+        mlflow.log_dict({"step": step, "state": state, "rows": list(self.rows)}, record.checkpoint_artifact(step))
 
 
 @dataclass(frozen=True)
@@ -99,10 +86,10 @@ def read_saved(run_id: str) -> Saved:
     if not isinstance(options, dict):
         raise ConfigError(f"run {run_id} stopped before saving its options; start a new optimization")
     spec = _read(run_id, SPEC_ARTIFACT, json.loads)
-    train, valid = (_read(run_id, f"data/{part}.jsonl", _jsonl) for part in ("train", "valid"))
+    train, valid = (_read(run_id, record.data_artifact(part), _jsonl) for part in (record.TRAIN, record.VALID))
     if train is None or valid is None:
         train = valid = None  # the data step did not complete
-    return Saved(run_id, run.info.status, options, spec_from_dict(spec) if spec else None, train, valid,
+    return Saved(run_id, run.info.status, options, record.spec_from_dict(spec) if spec else None, train, valid,
                  resumed_by=run.data.tags.get(RESUMED_BY), process=run.data.tags.get(PROCESS))
 
 
@@ -171,33 +158,6 @@ def replay_metrics(source_run_id: str, up_to_step: int) -> None:
                     if m.step <= up_to_step]
     for start in range(0, len(metrics), 1000):  # MLflow's batch limit
         client.log_batch(run.info.run_id, metrics=metrics[start:start + 1000])
-
-
-def spec_from_dict(data: dict) -> TaskSpec:
-    return TaskSpec(**{**data, **{k: tuple(data.get(k) or ()) for k in ("input_fields", "output_fields", "labels")},
-                       "sample_examples": tuple(data.get("sample_examples") or ())})
-
-
-def candidate_to_dict(candidate: Candidate) -> dict:
-    p, e = candidate.prompt, candidate.evaluation
-    return {"prompt": p.to_dict(), "objective": candidate.objective, "program": candidate.program,
-            "evaluation": e.to_dict()}
-
-
-def candidate_from_dict(data: dict) -> Candidate:
-    from promptomatix.backends.base import Candidate
-
-    return Candidate(Prompt.from_dict(data["prompt"]), Evaluation.from_dict(data["evaluation"]), data["objective"],
-                     data.get("program"))
-
-
-def rng_state(rng: random.Random) -> list:
-    version, internal, gauss = rng.getstate()
-    return [version, list(internal), gauss]
-
-
-def set_rng_state(rng: random.Random, state: list) -> None:
-    rng.setstate((state[0], tuple(state[1]), state[2]))
 
 
 def _read(run_id: str, path: str, parse):

@@ -156,7 +156,7 @@ class OptimizationConfig:
     # Answer repeated model requests from the shared cache (models/cache.py).
     cache: bool = _option(True, "Answer repeated model requests from the shared cache (PROMPTOMATIX_CACHE: folder "
                                 "or 'off').")
-    # Every LLM call as an MLflow trace span of the run (tracking.RunTracer).
+    # Every LLM call as an MLflow trace span of the run (tracing.RunTracer).
     traces: bool = _option(True, "Record every LLM call as an MLflow trace of the run (the run's Traces tab).")
 
     def __post_init__(self):

@@ -34,7 +34,7 @@ import mlflow
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from promptomatix import feedback
+from promptomatix import feedback, record
 from promptomatix.errors import ConfigError, DataError, ParseError, RegistryError
 from promptomatix.failures import record_failure
 from promptomatix.feedback import PRIORITIES, TYPES, Feedback
@@ -43,7 +43,7 @@ from promptomatix.lifecycle import evaluation, versions
 RUN_TAG = "critique_run_id"  # on the model version: its latest critique run
 MAX_CRITIQUES = 5
 MAX_COMMENT = 4000  # characters kept of one critic comment
-VALID_ARTIFACT = "data/valid.jsonl"  # where optimize logs the validation examples
+VALID_ARTIFACT = record.data_artifact(record.VALID)  # where optimize logs the validation examples
 
 
 def schema(max_items: int = MAX_CRITIQUES) -> dict:
@@ -150,7 +150,7 @@ def critic_settings(uri: str, model: str | None):
         flavor = get_model_info(uri).flavors.get("python_function") or {}
     except (MlflowException, OSError) as exc:
         raise RegistryError(f"{uri}: cannot read the logged model: {str(exc).splitlines()[0]}") from None
-    config = (flavor.get("config") or {}).get("model") or {}
+    config = record.config_model(flavor.get("config") or {})
     if not config.get("model"):
         raise ConfigError("the version's logged model names no task model; pass --model")
     settings = {k: v for k, v in config.items() if k in {"model", "temperature", "max_tokens", "api_base"}}

@@ -52,17 +52,6 @@ class Evaluation:
     unmapped: int = 0
     soft: float | None = None
 
-    def to_dict(self) -> dict:
-        return {"score": self.score, "per_example": list(self.per_example), "predictions": list(self.predictions),
-                "scores": [list(s) if s is not None else None for s in self.scores], "unmapped": self.unmapped,
-                "soft": self.soft}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> Evaluation:
-        return cls(data["score"], tuple(data["per_example"]), tuple(data["predictions"]),
-                   tuple(tuple(s) if s is not None else None for s in data.get("scores") or ()),
-                   int(data.get("unmapped") or 0), data.get("soft"))
-
 
 class Evaluator:
     """Scores prompts on examples: predictions from the task model, `metric` per output field
@@ -108,7 +97,7 @@ class Evaluator:
         if not unique:
             return
         tracer = self.lm.tracer
-        groups = _trace_groups(tracer, desc, unique) if tracer is not None else {}
+        step, groups = _trace_groups(tracer, desc, unique) if tracer is not None else (None, {})
         try:
             with progress_bar(total=len(unique), desc=desc, unit="ex", enabled=self.show_progress) as bar:
                 def run(job):
@@ -123,6 +112,8 @@ class Evaluator:
         finally:
             for span in groups.values():
                 tracer.end(span)
+            if step is not None and len(groups) > 1:
+                tracer.end(step)
 
     def score(self, prompt: Prompt, examples: Sequence[Example], answers: Sequence[Answer]) -> Evaluation:
         """The evaluation of `answers` (uncalibrated) to `examples`, read with `prompt`'s
@@ -151,14 +142,23 @@ class Evaluator:
         return calibrated, self.score(calibrated, examples, answers)
 
 
-def _trace_groups(tracer, desc: str, jobs: Sequence[tuple[Prompt, Example]]) -> dict:
-    """One trace per prompt asked in `desc` (a step of the search): its calls are its spans."""
+def _trace_groups(tracer, desc: str, jobs: Sequence[tuple[Prompt, Example]]):
+    """One trace for `desc` (a step of the search) and, when it asks several prompts, a span per
+    prompt in it: the step's trace and each prompt's span, by template. A trace per step rather
+    than per prompt: every trace is a record of its own in the store, its spans are not."""
     prompts = list({p.template: p for p, _ in jobs}.values())
-    return {p.template: tracer.group(f"{desc} · prompt {i + 1}" if len(prompts) > 1 else desc,
-                                     attributes={"step": desc, "prompt_id": prompt_id(p), "demos": len(p.demos),
-                                                 "answers": sum(1 for q, _ in jobs if q.template == p.template)},
-                                     inputs={"instruction": p.instruction, "template": p.template})
-            for i, p in enumerate(prompts)}
+
+    def group(name: str, p: Prompt):
+        return tracer.group(name, attributes={"step": desc, "prompt_id": prompt_id(p), "demos": len(p.demos),
+                                              "answers": sum(1 for q, _ in jobs if q.template == p.template)},
+                            inputs={"instruction": p.instruction, "template": p.template})
+
+    if len(prompts) == 1:
+        only = group(desc, prompts[0])
+        return only, {prompts[0].template: only}
+    step = tracer.group(desc, attributes={"step": desc, "prompts": len(prompts)})
+    with tracer.within(step):
+        return step, {p.template: group(f"prompt {i + 1}", p) for i, p in enumerate(prompts)}
 
 
 def prompt_id(prompt: Prompt) -> str:

@@ -11,7 +11,7 @@
 In: MLflow's `eval_fn` (candidate templates + rows -> scored records), the training rows and
 the target templates (`{{var}}` placeholders). Each target prompt is improved in turn, the others
 held at their best: the optimizer model rewrites it with the meta-prompt backend's rewrite step
-(`MetaPromptBackend.rewrite`, the same template, failures shown from the scored records), each
+(`metaprompt.rewrite_instruction`, the same template, failures shown from the scored records), each
 candidate is scored with `eval_fn`, and a candidate replaces the incumbent only when its mean
 score (minus the optional length penalty) is higher. A placeholder the rewrite dropped is put
 back as a `Label: {{var}}` line, so `PromptVersion.format` still receives every input.
@@ -31,8 +31,8 @@ import mlflow
 from mlflow.genai.optimize.optimizers import BasePromptOptimizer
 from mlflow.genai.optimize.types import PromptOptimizerOutput
 
-from promptomatix.backends.base import Candidate, OptimizationTask
-from promptomatix.backends.metaprompt import REWRITE_FIELDS, MetaPromptBackend
+from promptomatix.backends.base import keep_best
+from promptomatix.backends.metaprompt import REWRITE_FIELDS, failures, rewrite_instruction
 from promptomatix.config import DEFAULT_MODEL, ModelSettings
 from promptomatix.config_options import config_from_options
 from promptomatix.errors import ConfigError
@@ -42,7 +42,6 @@ from promptomatix.models.lm import LM, check_model
 from promptomatix.models.usage import Usage, UsageMeter
 from promptomatix.prompts import Prompt, field_label
 from promptomatix.scoring import Objective
-from promptomatix.spec import TaskSpec
 
 _VARIABLE = re.compile(r"\{\{\s*(\w+)\s*\}\}")
 DEFAULT_DESCRIPTION = "Improve this prompt so that the application's answers match the expected outputs."
@@ -67,7 +66,7 @@ class PromptomatixOptimizer(BasePromptOptimizer):
             optimizer_temperature=temperature, optimizer_max_tokens=max_tokens, optimizer_api_base=api_base)
         check_source(meta_prompt, REWRITE_FIELDS)
         self.settings: ModelSettings = self.config.optimizer_model
-        self.backend = MetaPromptBackend(max_failures=max_failures)
+        self.max_failures = max_failures
         self.usage = Usage()
         self.rewrites = 0
 
@@ -84,21 +83,19 @@ class PromptomatixOptimizer(BasePromptOptimizer):
         records = eval_fn(current, train_data)
         initial = _mean_score(records)
         score, step = initial, 0
+        ranked = lambda entry: objective(entry[2], entry[0])  # noqa: E731 (template, records, score)
         for name in target_prompts:
             best = (current[name], records, score)
             tried = {current[name]}
             for _ in range(self.config.iterations):
                 step += 1
                 for _ in range(self.config.candidates):
-                    template = self._rewrite(lm, name, *best)
+                    template = self._rewrite(lm, *best)
                     if template in tried:
                         continue
                     tried.add(template)
                     scored = eval_fn({**current, name: template}, train_data)
-                    value = _mean_score(scored)
-                    # Ties keep the incumbent: a change must earn its place.
-                    if objective(value, template) > objective(best[2], best[0]):
-                        best = (template, scored, value)
+                    best = keep_best(best, [(template, scored, _mean_score(scored))], key=ranked)
                 if enable_tracking and mlflow.active_run() is not None:
                     mlflow.log_metric("promptomatix.best_score", best[2], step=step)
             current[name], records, score = best
@@ -107,8 +104,9 @@ class PromptomatixOptimizer(BasePromptOptimizer):
             mlflow.log_metrics({"promptomatix.rewrites": self.rewrites, **self.usage.as_metrics("promptomatix.optimizer_")})
         return PromptOptimizerOutput(optimized_prompts=current, initial_eval_score=initial, final_eval_score=score)
 
-    def _rewrite(self, lm: LM, name: str, template: str, records: list, score: float) -> str:
-        """One call of `MetaPromptBackend.rewrite` on the template, as if it were our prompt."""
+    def _rewrite(self, lm: LM, template: str, records: list, score: float) -> str:
+        """The template rewritten by the meta-prompt backend's rewrite step, shown the records
+        it scored worst on (the records' inputs and expectations as the example's fields)."""
         inputs = tuple(dict.fromkeys(k for r in records for k in (r.inputs or {})))
         outputs = tuple(dict.fromkeys(k for r in records for k in _expectations(r) if k not in inputs)) or ("output",)
         examples = [{**{k: _text(v) for k, v in (r.inputs or {}).items()},
@@ -116,12 +114,11 @@ class PromptomatixOptimizer(BasePromptOptimizer):
         evaluation = Evaluation(score, tuple(float(r.score or 0.0) for r in records),
                                 tuple({outputs[0]: _text(r.outputs)} for r in records))
         prompt = Prompt(template, inputs, outputs)
-        spec = TaskSpec(self.config.raw_input, inputs, outputs, task_type="custom")
-        task = OptimizationTask(spec, prompt, examples, examples, evaluator=None, objective=Objective(0.0),
-                                optimizer_lm=lm, config=self.config)
-        candidate = Candidate(prompt, evaluation, score)
         self.rewrites += 1
-        return _keep_variables(self.backend.rewrite(task, candidate), template)
+        new = rewrite_instruction(lm, self.config.meta_prompt, prompt, evaluation,
+                                  failures(examples, evaluation, self.max_failures),
+                                  description=self.config.raw_input)
+        return _keep_variables(new, template)
 
 
 def _mean_score(records: list) -> float:

@@ -13,14 +13,10 @@ from dataclasses import dataclass
 
 from mlflow.exceptions import MlflowException
 
-from promptomatix import checkpoints
+from promptomatix import checkpoints, record
 from promptomatix.errors import RegistryError
 from promptomatix.prompts import Prompt
 from promptomatix.spec import Example, TaskSpec
-
-PARENT_RUN = "promptomatix.parent_run_id"
-PARENT_VERSION = "promptomatix.parent_version"
-FEEDBACK_USED = "promptomatix.feedback_used"
 
 
 @dataclass(frozen=True)
@@ -67,11 +63,11 @@ def load(ref: str) -> Origin:
         flavor = get_model_info(f"models:/{name}/{number}").flavors.get("python_function") or {}
     except (MlflowException, OSError) as exc:
         raise RegistryError(f"{name} version {number}: cannot read its logged model: {str(exc).splitlines()[0]}") from None
-    prompt = (flavor.get("config") or {}).get("prompt")
+    prompt = record.config_prompt(flavor.get("config") or {})
     saved = checkpoints.read_saved(version.run_id)
     if prompt is None or saved.spec is None or saved.train is None:
         raise RegistryError(f"{name} version {number} was not made by a promptomatix optimization "
                             f"(its run lacks the prompt, task spec or data)")
     options = {k: v for k, v in saved.options.items() if k not in ("train_data", "valid_data", "field_map")}
-    return Origin(name, number, version.run_id, options | {"name": name}, Prompt.from_dict(prompt),
+    return Origin(name, number, version.run_id, options | {"name": name}, prompt,
                   saved.spec, saved.train, saved.valid, list_feedback(f"{name}@{number}", resolved=False))

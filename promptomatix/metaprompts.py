@@ -1,7 +1,8 @@
 """Meta-prompts: the text templates the optimizer model reads (`string.Template`, `$name`).
 
-Built in: `intake`, `synthetic` (examples as JSON), `inputs` (inputs as plain text, for
-classification), `rewrite` (the meta-prompt backend's) and `critique`. A user adds one
+Built in: `intake`, `task_type` (intake's choice of type, for a model that scores options),
+`synthetic` (examples as JSON), `inputs` (inputs as plain text, for classification), `rewrite`
+(the meta-prompt backend's) and `critique`. A user adds one
 with `register_meta_prompt(name, path)` or an entry point in `promptomatix.meta_prompts`
 (naming a template file).
 
@@ -29,7 +30,7 @@ TemplateSource = str | Callable[..., str]
 
 
 def _builtins(registry: Registry[str]) -> None:
-    for name in ("intake", "synthetic", "inputs", "rewrite", "critique"):
+    for name in ("intake", "task_type", "synthetic", "inputs", "rewrite", "critique"):
         registry.register(name, str(files("promptomatix.templates").joinpath(f"{name}.txt")))
 
 

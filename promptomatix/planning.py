@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from promptomatix.backends.search import race_cost, search_rows
 from promptomatix.config import OptimizationConfig
+from promptomatix.data import CHOOSING_ROWS, held_out_count
 from promptomatix.data.selflabel import TEACHERS, WRITE_ATTEMPTS
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,14 @@ def data_size(config: OptimizationConfig, labelled: bool, labels: int) -> int:
         log.warning("synthetic data size lowered from %d to %d to fit the budget of %d calls", wanted, size,
                     config.max_calls)
     return size
+
+
+def validation_rows(config: OptimizationConfig, valid_size: int, train_size: int, calls_left: int | None) -> int:
+    """Training examples to hold out as extra validation (`data.held_out_count`): up to
+    `data.CHOOSING_ROWS` rows in all, fewer when the `calls_left` pay for a search (the starting
+    prompt and one race, `search_rows`) on fewer."""
+    wanted = search_rows(CHOOSING_ROWS, calls_left, config.candidates)
+    return held_out_count(valid_size, train_size, config.num_demos, wanted)
 
 
 @dataclass(frozen=True)
@@ -81,11 +90,13 @@ def upfront_note(config: OptimizationConfig) -> str | None:
             f"`--dry-run` prints the plan.")
 
 
-def plan(config: OptimizationConfig, *, valid_size: int | None = None, labels: int = 2,
+def plan(config: OptimizationConfig, *, valid_size: int | None = None, train_size: int = 0, labels: int = 2,
          classification: bool = True) -> Plan:
-    """The calls `config` plans for. `valid_size` is the validation set of the user's data (None:
-    synthetic data); `labels`/`classification` say what intake is expected to find."""
-    steps: list[tuple[str, int]] = [("intake (reading the task)", 3)]
+    """The calls `config` plans for. `valid_size` and `train_size` are the validation and training
+    sets of the user's data (None: synthetic data); `labels`/`classification` say what intake is
+    expected to find."""
+    # a JSON answer and its retries; and the type's choice, for a model that scores options
+    steps: list[tuple[str, int]] = [("intake (reading the task)", 5)]
     if valid_size is None:
         size = data_size(config, classification, labels)
         valid_size = max(1, size - min(max(1, round(size * config.train_ratio)), size - 1))
@@ -97,6 +108,8 @@ def plan(config: OptimizationConfig, *, valid_size: int | None = None, labels: i
             steps += [(f"writing {size} synthetic examples", math.ceil(size / config.batch_size) * 3),
                       (f"scoring the starting prompt on {valid_size} examples", valid_size)]
     else:
+        left = None if config.max_calls is None else config.max_calls - sum(c for _, c in steps)
+        valid_size += validation_rows(config, valid_size, train_size, left)
         if config.backend == "meta_prompt" and config.max_calls is not None:  # as the backend narrows it
             valid_size = search_rows(valid_size, config.max_calls - sum(c for _, c in steps), config.candidates)
         steps.append((f"scoring the starting prompt on {valid_size} examples", valid_size))

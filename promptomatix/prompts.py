@@ -55,19 +55,6 @@ class Prompt:
     def with_(self, **changes) -> Prompt:
         return replace(self, **changes)
 
-    def to_dict(self) -> dict:
-        """Plain JSON data; `from_dict` reads it back (checkpoints, the registered model)."""
-        return {"instruction": self.instruction, "input_fields": list(self.input_fields),
-                "output_fields": list(self.output_fields), "demos": [dict(d) for d in self.demos],
-                "single_line": self.single_line, "labels": list(self.labels),
-                "calibration": list(self.calibration)}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> Prompt:
-        return cls(data["instruction"], tuple(data["input_fields"]), tuple(data["output_fields"]),
-                   tuple(dict(d) for d in data.get("demos", ())), bool(data.get("single_line", False)),
-                   tuple(data.get("labels") or ()), tuple(float(x) for x in data.get("calibration") or ()))
-
     @property
     def template(self) -> str:
         blocks = [self.instruction.strip()] if self.instruction.strip() else []

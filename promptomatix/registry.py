@@ -20,13 +20,13 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 
+from promptomatix import record
 from promptomatix.config import ModelSettings, redact_url
 from promptomatix.errors import RegistryError
 from promptomatix.prompts import Prompt
 
 log = logging.getLogger(__name__)
 PROMPT_SUFFIX = "-prompt"
-PROMPT_URI_TAG = "prompt_uri"  # on every model version promptomatix registers (or copies): its prompt version
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ def check_name(name: str) -> None:
                             f"pass another --name")
     if model_exists(client, name):  # another tool's model (another flavor): our version would not serve like its
         foreign = next((v for v in client.search_model_versions(f"name = '{name}'")
-                        if PROMPT_URI_TAG not in (v.tags or {})), None)
+                        if record.PROMPT_URI not in (v.tags or {})), None)
         if foreign is not None:
             raise RegistryError(f"the model {name!r} holds versions promptomatix did not register (version "
                                 f"{foreign.version}, from {foreign.source}); pass another --name")
@@ -71,9 +71,7 @@ def model_config(prompt: Prompt, settings: ModelSettings, prompt_uri: str | None
     """What the registered pyfunc model (promptomatix/serving.py) reads back to serve. MLflow
     logs it as run params too (`prompt/...`, `model/...`): what is unset is left out, so no
     param reads "None"."""
-    config = {"prompt": prompt.to_dict(), "model": _model_settings(settings), "prompt_uri": prompt_uri,
-              "program": program}
-    return {k: v for k, v in config.items() if v is not None}
+    return record.model_config(prompt, _model_settings(settings), prompt_uri, program)
 
 
 def model_params(settings: ModelSettings) -> dict[str, str]:
@@ -120,13 +118,13 @@ def register(name: str, prompt: Prompt, settings: ModelSettings, *, tags: dict[s
                 pip_requirements=[f"mlflow=={mlflow.__version__}", "promptomatix"], prompts=[prompt_version.uri],
             )
         with contextlib.redirect_stderr(io.StringIO()) as said:  # MLflow prints its progress there
-            version = mlflow.register_model(info.model_uri, name, tags=tags | {PROMPT_URI_TAG: prompt_version.uri})
+            version = mlflow.register_model(info.model_uri, name, tags=tags | {record.PROMPT_URI: prompt_version.uri})
         for line in said.getvalue().splitlines():  # as progress: on the console unless --quiet
             log.info("%s", line)
         client.update_model_version(name, str(version.version), description=change)
         if not model_existed:
             client.update_registered_model(name, description=task[:5000])
-        client.set_prompt_version_tag(prompt_name_for(name), str(prompt_version.version), "model_version",
+        client.set_prompt_version_tag(prompt_name_for(name), str(prompt_version.version), record.MODEL_VERSION,
                                       str(version.version))
     except BaseException:
         log.error("registering the model failed; removing prompt version %s", prompt_version.uri)
@@ -151,7 +149,7 @@ def remove_run_versions(name: str, run_id: str) -> list[str]:
         while True:
             page = client.search_prompt_versions(prompt_name, page_token=token)
             for version in page:
-                if (version.tags or {}).get("run_id") == run_id:
+                if (version.tags or {}).get(record.RUN_ID) == run_id:
                     client.delete_prompt_version(prompt_name, str(version.version))
                     removed.append(f"prompts:/{prompt_name}/{version.version}")
             token = page.token

@@ -140,6 +140,11 @@ class Metric:
         return "prompt" in self._asks
 
     @property
+    def weights(self) -> dict[str, float]:
+        """What this metric is, as a registered version records it: `name:key` -> weight."""
+        return {f"{self.name}:{self.score_key}": 1.0}
+
+    @property
     def per_example(self) -> bool:
         """True for DSPy's shape: it scores whole examples, not one output field at a time."""
         return self.shape == PER_EXAMPLE
@@ -194,6 +199,9 @@ def mean_over_fields(scores: Sequence[float]) -> float:
     return sum(scores) / len(scores)
 
 
+WEIGHTED_KEY = "weighted"
+
+
 class CompositeMetric:
     """A weighted combination of metrics (e.g. 0.7 accuracy + 0.3 brevity): the score and each
     example's score are the weighted means of the parts'; `details` has each part's score."""
@@ -202,6 +210,17 @@ class CompositeMetric:
         self.parts = list(parts)
         self.total = sum(weight for _, weight in self.parts)
         self.name = " + ".join(f"{w:g}*{m.name}:{m.score_key}" for m, w in self.parts)
+        self.score_key = WEIGHTED_KEY  # the combination's own score, as `evaluate` names it
+
+    @property
+    def weights(self) -> dict[str, float]:
+        """`name:key` -> weight of each part, as a registered version records it (weights of
+        one part named twice add up)."""
+        found: dict[str, float] = {}
+        for metric, weight in self.parts:
+            spec = f"{metric.name}:{metric.score_key}"
+            found[spec] = found.get(spec, 0.0) + weight
+        return found
 
     @property
     def per_example(self) -> bool:
@@ -240,6 +259,15 @@ def build_metric(default: str, default_key: str, weights: dict[str, float] | Non
         if not isinstance(weight, (int, float)) or weight <= 0:
             raise ConfigError(f"metric weight for {spec!r} must be a positive number, got {weight!r}")
         parts.append((Metric(name, key or (default_key if name == default else name), options), float(weight)))
+    return CompositeMetric(parts)
+
+
+def metric_from_weights(weights: Mapping[str, float],
+                        options: Mapping[str, object] | None = None) -> Metric | CompositeMetric:
+    """The metric a registered version recorded (`name:key` -> weight, see `Metric.weights`)."""
+    parts = [(Metric(*spec.split(":", 1), options), weight) for spec, weight in weights.items()]
+    if len(parts) == 1 and parts[0][1] == 1.0:
+        return parts[0][0]
     return CompositeMetric(parts)
 
 

@@ -18,11 +18,11 @@ from importlib import import_module
 import mlflow
 import pandas as pd
 
+from promptomatix import record
 from promptomatix.config import ModelSettings
 from promptomatix.evaluation import answer
 from promptomatix.models.lm import LM
 from promptomatix.models.usage import UsageMeter
-from promptomatix.prompts import Prompt
 
 log = logging.getLogger(__name__)
 PROGRAM_RUNNERS = {"dspy": "promptomatix.backends.dspy.program"}
@@ -39,11 +39,11 @@ def load_program_runner(program: dict, settings: ModelSettings, meter: UsageMete
 class PromptModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context):
         config = context.model_config
-        self.prompt = Prompt.from_dict(config["prompt"])
-        settings = ModelSettings(**config["model"])
+        self.prompt = record.config_prompt(config)
+        settings = ModelSettings(**record.config_model(config))
         self.meter = UsageMeter()
         self.lm = LM(settings, self.meter)
-        program = config.get("program")
+        program = record.config_program(config)
         self.runner = load_program_runner(program, settings, self.meter) if program else None
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import logging
 import os
 import signal
@@ -52,14 +53,18 @@ class Terminated(KeyboardInterrupt):
 
 
 @contextlib.contextmanager
-def stop_on_signals() -> Iterator[None]:
+def stop_on_signals(keep_handlers: bool = False) -> Iterator[None]:
     """SIGTERM and SIGHUP raise `Terminated` in the main thread while inside. A second signal
     while the first is being handled is ignored, so the clean-up (a few store writes) is not cut
     short; SIGKILL still ends the process. Outside the main thread (where Python cannot set
-    handlers) nothing changes."""
+    handlers) nothing changes. A signal the process ignores stays ignored (`nohup` ignores
+    SIGHUP so that a closed terminal does not stop the job); with `keep_handlers`, so does one
+    a handler of the program's own is set for (a library call inside someone's application)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    taken = [signum for signum in STOP_SIGNALS if signal.getsignal(signum) is not signal.SIG_IGN
+             and (not keep_handlers or signal.getsignal(signum) is signal.SIG_DFL)]
     received: list[int] = []
 
     def handler(signum, frame):
@@ -69,12 +74,42 @@ def stop_on_signals() -> Iterator[None]:
         received.append(signum)
         raise Terminated(signum)
 
-    previous = {signum: signal.signal(signum, handler) for signum in STOP_SIGNALS}
+    previous = {signum: signal.signal(signum, handler) for signum in taken}
     try:
         yield
     finally:
         for signum, old in previous.items():
             signal.signal(signum, old)
+
+
+def stops_on_signals(fn: Callable[..., R]) -> Callable[..., R]:
+    """`fn` run inside `stop_on_signals(keep_handlers=True)`: a script calling the Python API
+    under `timeout` (or in a container that is stopped) has its run ended KILLED with the reason,
+    where Python's default would end the process at once and leave the run RUNNING. After the
+    clean-up the process still dies of the signal, as the default it stood in for would have
+    (worker threads in a model call would otherwise hold the exit for minutes). Handlers the
+    calling program set stay in charge."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        defaults = {s for s in STOP_SIGNALS if signal.getsignal(s) is signal.SIG_DFL}
+        try:
+            with stop_on_signals(keep_handlers=True):
+                return fn(*args, **kwargs)
+        except Terminated as exc:
+            if exc.signum in defaults and threading.current_thread() is threading.main_thread():
+                die_of(exc)
+            raise
+    return wrapper
+
+
+def die_of(exc: Terminated) -> None:
+    """End the process by `exc`'s signal under its default disposition, its reason on stderr."""
+    print(f"promptomatix: {exc}", file=sys.stderr)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    signal.signal(exc.signum, signal.SIG_DFL)
+    os.kill(os.getpid(), exc.signum)
 
 
 def stop_with_parent(signum: int = signal.SIGTERM) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 Example = dict[str, str]
 
@@ -23,6 +23,3 @@ class TaskSpec:
     @property
     def fields(self) -> tuple[str, ...]:
         return self.input_fields + self.output_fields
-
-    def to_dict(self) -> dict:
-        return asdict(self)

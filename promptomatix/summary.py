@@ -13,6 +13,7 @@ def summary(result) -> str:
     """`result` is an `OptimizationResult`."""
     import mlflow
 
+    from promptomatix.record import SEARCH_COMPLETE
 
     usage = result.usage
     budget = result.extra.get("max_calls")
@@ -32,7 +33,7 @@ def summary(result) -> str:
         f"{f' of {budget} allowed' if budget else ''} "
         f"({usage.retries} retries, {usage.parse_failures} parse failures, {usage.cache_hits} cached, "
         f"{usage.unmapped_answers} answers naming no label), {result.seconds:.1f} s",
-        f"stopped by:      {result.extra['stopped_by']}",
+        f"stopped by:      {result.extra.get('stopped_by', SEARCH_COMPLETE)}",
         *(["final eval:      " + ", ".join(f"{k} {v:.3f}" for k, v in result.extra["final_scores"].items())]
           if result.extra.get("final_scores") else []),
         f"run id:          {result.run_id}",

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import mlflow
 import pandas as pd
 
+from promptomatix import record
 from promptomatix.backends.base import Candidate
 from promptomatix.callbacks import Callback
 from promptomatix.errors import ConfigError
@@ -28,10 +29,6 @@ PARAM_PREFIX = "promptomatix."
 # MLflow's own tags: the run's name and its description (the "note" the UI shows and edits).
 RUN_NAME_TAG = "mlflow.runName"
 RUN_NOTE_TAG = "mlflow.note.content"
-CANDIDATES_TABLE = "candidates.json"  # the candidate table (`mlflow.log_table`), one row per candidate
-# The optimized prompt's answer to each validation example, as `promptomatix evaluate` records
-# its test examples (`lifecycle.evaluation.RESULTS_ARTIFACT`): inputs, expected, produced, score.
-VALID_RESULTS_TABLE = "evaluation/valid_results.json"
 
 
 def log_results(examples: Sequence[Example], predictions: Sequence[Example], scores: Sequence[float],
@@ -162,7 +159,7 @@ def log_config(params: dict[str, str]) -> None:
 
 def log_examples(examples: Sequence[Example], name: str, context: str) -> None:
     """A data set as a JSONL artifact (to read) and as a run input (to find and compare)."""
-    mlflow.log_text("\n".join(json.dumps(e, ensure_ascii=False) for e in examples) + "\n", f"data/{name}.jsonl")
+    mlflow.log_text("\n".join(json.dumps(e, ensure_ascii=False) for e in examples) + "\n", record.data_artifact(name))
     dataset = mlflow.data.from_pandas(pd.DataFrame(list(examples)), name=name)
     _log_input(dataset, context)
 
@@ -189,89 +186,10 @@ def _log_input(dataset, context: str, attempts: int = 4) -> None:
 _DUPLICATE_ERRORS = ("UNIQUE constraint failed", "duplicate key value", "Duplicate entry", "IntegrityError")
 
 
-class RunTracer:
-    """Every LLM call of an optimization as an MLflow trace span linked to its run, so the run's
-    Traces tab shows what the model was asked and answered: the prompt and the request's
-    settings as inputs, the answer as outputs, token usage (MLflow's own attribute, which the UI
-    sums), cost, whether the cache answered, and the span's own latency.
-
-    Calls are grouped: `group(name, attributes)` opens a trace (a candidate's scoring in a step,
-    say) and `within(group)` makes the calls of the current thread its children; `phase(name)`
-    does both for a stretch of work on this thread (intake, data generation). A call outside
-    any group is a trace of its own. The `LM` and the `Evaluator` see only this interface."""
-
-    def __init__(self, run_id: str, experiment_id: str):
-        import contextvars
-
-        self.run_id = run_id
-        self.experiment_id = experiment_id
-        self._parent = contextvars.ContextVar(f"promptomatix_trace_parent_{id(self)}", default=None)
-
-    def group(self, name: str, attributes: dict | None = None, inputs: dict | None = None):
-        parent = self._parent.get()
-        return mlflow.start_span_no_context(
-            name, span_type="CHAIN", parent_span=parent, inputs=inputs, attributes=attributes or {},
-            experiment_id=None if parent else self.experiment_id,
-            metadata=None if parent else {"mlflow.sourceRun": self.run_id})
-
-    @staticmethod
-    def end(span, outputs=None) -> None:
-        span.end(outputs=outputs)
-
-    @contextlib.contextmanager
-    def within(self, span):
-        token = self._parent.set(span)
-        try:
-            yield span
-        finally:
-            self._parent.reset(token)
-
-    @contextlib.contextmanager
-    def phase(self, name: str, attributes: dict | None = None):
-        span = self.group(name, attributes)
-        status = "OK"
-        try:
-            with self.within(span):
-                yield span
-        except BaseException:
-            status = "ERROR"
-            raise
-        finally:
-            span.end(status=status)
-
-    @contextlib.contextmanager
-    def call(self, model: str, prompt: str, request: dict):
-        """One LLM request; the block calls `record(answer, prompt_tokens, completion_tokens,
-        cost, cached)` once it has the answer."""
-        parent = self._parent.get()
-        span = mlflow.start_span_no_context(
-            model, span_type="LLM", parent_span=parent, inputs={"prompt": prompt, **request},
-            attributes={"model": model}, experiment_id=None if parent else self.experiment_id,
-            metadata=None if parent else {"mlflow.sourceRun": self.run_id})
-        answer: dict = {}
-
-        def record(text: str, prompt_tokens: int = 0, completion_tokens: int = 0, cost: float = 0.0,
-                   cached: bool = False) -> None:
-            answer.update(text=text, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-                          cost=cost, cached=cached)
-
-        try:
-            yield record
-        except BaseException as exc:
-            span.set_attribute("error", f"{type(exc).__name__}: {exc}"[:2000])
-            span.end(status="ERROR")
-            raise
-        span.set_attributes({"mlflow.chat.tokenUsage": {
-            "input_tokens": answer.get("prompt_tokens", 0), "output_tokens": answer.get("completion_tokens", 0),
-            "total_tokens": answer.get("prompt_tokens", 0) + answer.get("completion_tokens", 0)},
-            "cost_usd": answer.get("cost", 0.0), "cached": answer.get("cached", False)})
-        span.end(outputs={"answer": answer.get("text", "")})
-
-
 class MLflowTracker(Callback):
     """Per iteration (`step`): best score and objective, mean candidate score, tokens and cost so
     far; every candidate prompt as a text artifact and a row of the candidate table
-    (`CANDIDATES_TABLE`, MLflow's table view): step, candidate, what changed (the backend's
+    (`record.CANDIDATES_TABLE`, MLflow's table view): step, candidate, what changed (the backend's
     words, whether the instruction differs from the starting prompt's, the demos it carries),
     score, objective and the task-model calls that scored it (one per validation example it
     was raced on)."""
@@ -287,7 +205,7 @@ class MLflowTracker(Callback):
 
     def on_candidate(self, step: int, candidate: Candidate) -> None:
         index = sum(1 for r in self.rows if r["step"] == step)
-        path = f"prompts/step_{step:02d}_candidate_{index:02d}.txt"
+        path = record.candidate_artifact(step, index)
         mlflow.log_text(candidate.prompt.template, path)
         prompt, evaluation = candidate.prompt, candidate.evaluation
         rewritten = self._start is not None and prompt.instruction.strip() != self._start.instruction.strip()
@@ -309,5 +227,5 @@ class MLflowTracker(Callback):
             metrics["mean_candidate_score"] = sum(c.score for c in candidates) / len(candidates)
         mlflow.log_metrics(metrics, step=step)
         if len(self.rows) > self._logged_rows:  # log_table appends to an existing table
-            mlflow.log_table(pd.DataFrame(self.rows[self._logged_rows:]), CANDIDATES_TABLE)
+            mlflow.log_table(pd.DataFrame(self.rows[self._logged_rows:]), record.CANDIDATES_TABLE)
             self._logged_rows = len(self.rows)

@@ -58,15 +58,16 @@ def files(tmp_path):
 
 @pytest.fixture
 def make_versions(tracking, version_llm, files):
-    """`make(*qualities, name="reviews", valid="valid")` registers one version per quality."""
+    """`make(*qualities, name="reviews", valid="valid", **options)` registers one version per
+    quality (`options`: more options of `optimize`, such as `metric_weights`)."""
 
-    def make(*qualities: int, name: str = "reviews", valid: str = "valid") -> list[str]:
+    def make(*qualities: int, name: str = "reviews", valid: str = "valid", **options) -> list[str]:
         made = []
         for quality in qualities:
             result = promptomatix.optimize(
                 raw_input=f"Classify the sentiment of a movie review QUALITY={quality}", name=name,
                 model=FAKE_MODEL, train_data=files["train"], valid_data=files[valid], num_demos=0,
-                iterations=1, candidates=1, num_threads=1, show_progress=False)
+                iterations=1, candidates=1, num_threads=1, show_progress=False, **options)
             made.append(result.model_version)
         return made
 

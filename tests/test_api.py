@@ -259,5 +259,57 @@ def test_a_plan_counts_the_calls_and_makes_none(tracking, scripted, tmp_path):
                             for i in range(40)))
     with_data = promptomatix.plan(raw_input="Classify", model=FAKE_MODEL, train_data=str(path), max_calls=100,
                                   output_fields=["sentiment"])
-    assert "scoring the starting prompt on 20 examples" in str(with_data) and "budget: 100 calls" in str(with_data)
+    # 20 validation rows of the 50/50 split, and 4 training rows held out to bring it towards 25
+    # (16 kept, two demo sets' worth)
+    assert "scoring the starting prompt on 24 examples" in str(with_data) and "budget: 100 calls" in str(with_data)
     assert scripted.calls == []
+
+
+def test_a_validation_set_too_small_to_choose_by_is_topped_up_from_training(tracking, scripted, tmp_path):
+    rows = [{"review": f"a {'good' if i % 2 else 'bad'} film {i}", "sentiment": "positive" if i % 2 else "negative"}
+            for i in range(44)]
+    train, valid = tmp_path / "train.jsonl", tmp_path / "valid.jsonl"
+    train.write_text("".join(json.dumps(r) + "\n" for r in rows[:40]))
+    valid.write_text("".join(json.dumps(r) + "\n" for r in rows[40:]))
+    options = dict(train_data=str(train), valid_data=str(valid), iterations=1)
+    planned = promptomatix.plan(**{**dict(raw_input="Classify", model=FAKE_MODEL, output_fields=["sentiment"]),
+                                   **options})
+    assert "scoring the starting prompt on 25 examples" in str(planned)
+    result = run_optimize(**options)
+    assert (result.train_size, result.valid_size) == (19, 25)
+    logged = [json.loads(line) for line in
+              mlflow.artifacts.load_text(f"runs:/{result.run_id}/data/valid.jsonl").splitlines()]
+    assert logged[:4] == rows[40:]  # the given rows first: a search narrowed by its budget scores them
+    held = logged[4:]
+    train_logged = [json.loads(line) for line in
+                    mlflow.artifacts.load_text(f"runs:/{result.run_id}/data/train.jsonl").splitlines()]
+    assert len(train_logged) == 19 and all(r in rows[:40] and r not in train_logged for r in held)
+    assert mlflow.get_run(result.run_id).data.params["valid_from_train"] == "21"
+    # a budget that pays for a search on fewer rows holds out fewer
+    small = run_optimize(**options, max_calls=40)
+    assert 4 < small.valid_size < 25
+
+
+def test_the_starting_score_is_the_one_the_backend_returns(tracking, scripted):
+    """The run reports the starting score from the backend's `Outcome`, not from what it
+    observed at step 0; a backend returning anything else fails with a PluginError."""
+    from promptomatix.backends.base import Backend, Outcome
+    from promptomatix.errors import PluginError
+
+    class Reports(Backend):
+        def __init__(self, returns):
+            self.returns = returns
+
+        def optimize(self, task, callbacks):
+            start = task.score(task.start)
+            callbacks.on_candidate(0, start)
+            callbacks.on_iteration_end(0, start, [])
+            return self.returns(start)
+
+    result = run_optimize(backend=Reports(lambda start: Outcome(start, 0.125)), num_demos=0)
+    assert result.initial_score == 0.125
+    assert mlflow.get_run(result.run_id).data.metrics["initial_score"] == 0.125
+    assert MlflowClient().get_model_version(result.model_name, result.model_version).tags["initial_score"] == "0.1250"
+
+    with pytest.raises(PluginError, match="returns an Outcome"):
+        run_optimize(backend=Reports(lambda start: start), num_demos=0, register=False)

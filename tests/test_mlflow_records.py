@@ -129,10 +129,11 @@ def test_every_llm_call_is_a_span_of_the_run_grouped_by_step_and_prompt(tracking
     span = next(s for s in llm_spans if "Review:" in s.inputs["prompt"])
     assert span.outputs["answer"] and span.attributes["mlflow.chat.tokenUsage"]["input_tokens"] > 0
     assert span.end_time_ns > span.start_time_ns  # latency
-    # a step's trace per prompt scored in it, named by the prompt's id in the candidate table
+    # a trace per step, a span per prompt scored in it named by the prompt's id in the candidate table
     candidates = MlflowClient().load_table(run.info.experiment_id, "candidates.json", run_ids=[result.run_id])
-    scored = [t.data.spans[0] for t in traces if t.data.spans[0].name.startswith("iteration 1")]
-    assert scored and {s.attributes["prompt_id"] for s in scored} <= set(candidates.prompt_id)
+    steps = [t for t in traces if t.data.spans[0].name.startswith("iteration 1")]
+    scored = [s for t in steps for s in t.data.spans if s.span_type == "CHAIN" and "prompt_id" in s.attributes]
+    assert len(scored) > len(steps) and {s.attributes["prompt_id"] for s in scored} <= set(candidates.prompt_id)
     assert all(s.attributes["step"].startswith("iteration 1") for s in scored)
     assert all(child.parent_id for t in traces if t.data.spans[0].name.startswith("iteration")
                for child in t.data.spans[1:])

@@ -1,17 +1,24 @@
-"""The interface every optimization backend implements."""
+"""The interface every optimization backend implements: what a backend gets (`OptimizationTask`,
+and `Callback` for reporting and for the stop request), what it returns (`Outcome`), and the one
+rule for keeping the best candidate (`keep_best`). A backend needs nothing else from the package,
+and never imports MLflow (the run is recorded by the callbacks).
+"""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from operator import attrgetter
+from typing import TypeVar
 
 from promptomatix.callbacks import Callback
-from promptomatix.config import OptimizationConfig
+from promptomatix.config import ModelSettings, OptimizationConfig
 from promptomatix.evaluation import Evaluation, Evaluator
 from promptomatix.models.lm import LM
+from promptomatix.models.usage import UsageMeter
 from promptomatix.prompts import Prompt
-from promptomatix.scoring import Objective
+from promptomatix.scoring import CompositeMetric, Metric, Objective
 from promptomatix.spec import Example, TaskSpec
 
 
@@ -36,7 +43,9 @@ class Candidate:
 
 @dataclass(frozen=True)
 class OptimizationTask:
-    """What a backend gets: the spec, the starting prompt, the data, and the means to score.
+    """What a backend gets: the spec, the starting prompt, the data, and the means to score;
+    its properties (`meter`, `task_model`, `optimizer_model`, `metric`, `show_progress`) are the
+    rest of what a backend may use, so no backend reaches into the evaluator or its model.
 
     `feedback` is reviewers' open comments on the starting prompt (text for the optimizer model,
     empty when there are none). `checkpoint` is the state the backend last reported with
@@ -54,6 +63,38 @@ class OptimizationTask:
     feedback: str = ""
     checkpoint: dict | None = None
 
+    @property
+    def meter(self) -> UsageMeter:
+        """The optimization's usage and budget, shared by every model call of the run: ask it what
+        is left (`remaining_calls`), or end the search with `stop(limit, reason)`."""
+        return self.evaluator.lm.meter
+
+    @property
+    def task_model(self) -> ModelSettings:
+        """The model the prompt is for (which `evaluator` asks)."""
+        return self.evaluator.lm.settings
+
+    @property
+    def optimizer_model(self) -> ModelSettings:
+        """The model that proposes (which `optimizer_lm` asks)."""
+        return self.optimizer_lm.settings
+
+    @property
+    def metric(self) -> Metric | CompositeMetric:
+        """The quality metric behind every score (without the length penalty of `objective`)."""
+        return self.evaluator.metric
+
+    @property
+    def show_progress(self) -> bool:
+        """Whether progress bars are wanted."""
+        return self.evaluator.show_progress
+
+    @property
+    def tracer(self):
+        """The run's tracer (`tracing.RunTracer`), or None without traces: a backend making
+        model calls of its own records them as spans through it."""
+        return self.evaluator.lm.tracer
+
     def score(self, prompt: Prompt, desc: str = "scoring") -> Candidate:
         return self.candidate(prompt, self.evaluator.evaluate(prompt, self.valid, desc=desc))
 
@@ -61,15 +102,42 @@ class OptimizationTask:
         return Candidate(prompt, evaluation, self.objective(evaluation.score, prompt.template), change=change)
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """What a backend returns: the best candidate it found, scored on the validation rows it
+    searched on, and the starting prompt's score on the same rows."""
+
+    best: Candidate
+    initial_score: float
+
+
+Ranked = TypeVar("Ranked")
+
+
+def keep_best(incumbent: Ranked, challengers: Iterable[Ranked],
+              key: Callable[[Ranked], float] = attrgetter("objective")) -> Ranked:
+    """The challenger ranking highest by `key` (the objective unless a backend ranks otherwise)
+    when it ranks strictly above `incumbent`, else `incumbent`. Ties keep the incumbent: a change
+    must earn its place, so what a backend returns is never below its start."""
+    best = incumbent
+    for challenger in challengers:
+        if key(challenger) > key(best):
+            best = challenger
+    return best
+
+
 class Backend(ABC):
     """An optimizer of prompts.
 
     `optimize` receives the task (starting prompt, train and validation examples, an evaluator
-    and the objective) and returns the best candidate it found, scored on the validation set.
-    It reports each scored candidate and each finished iteration to `callbacks`, with step 0
-    for the starting prompt, and may report its state after each step (`on_checkpoint`) so a
-    killed run can be resumed. It must not return a candidate whose objective is below the
-    starting prompt's.
+    and the objective, and what else a backend may use: the budget's `meter`, the two models'
+    settings, the `metric`, `show_progress`) and returns an `Outcome`: the best candidate it
+    found, scored on the validation set, and the starting prompt's score. It reports each
+    scored candidate and each finished iteration to `callbacks`, with step 0 for the starting
+    prompt, stops between iterations once `callbacks.should_stop` is true, and may report its
+    state after each step (`on_checkpoint`) so a killed run can be resumed. It keeps the best
+    with `keep_best` (or a stricter rule), so it never returns a candidate whose objective is
+    below the starting prompt's.
 
     `options` names the backend-specific config keys it reads (of `config.BACKEND_OPTIONS`):
     only those are logged as the run's params, with the options every backend reads.
@@ -82,5 +150,5 @@ class Backend(ABC):
         starts, so bad input costs nothing and leaves nothing behind."""
 
     @abstractmethod
-    def optimize(self, task: OptimizationTask, callbacks: Callback) -> Candidate:
+    def optimize(self, task: OptimizationTask, callbacks: Callback) -> Outcome:
         ...

@@ -21,17 +21,21 @@ import json
 import logging
 import random
 
-from promptomatix import checkpoints
-from promptomatix.backends.base import Backend, Candidate, OptimizationTask
-from promptomatix.backends.search import (MIN_RACE, Race, beats, demo_counts, draw_demos, fits, race_cost, race_fits,
-                                          rank, search_rows)
+from promptomatix import record
+from collections.abc import Sequence
+
+from promptomatix.backends.base import Backend, Candidate, OptimizationTask, Outcome, keep_best
+from promptomatix.backends.search import (MIN_RACE, Race, demo_counts, draw_demos, fits, race_cost, race_fits, rank,
+                                          search_rows)
 from promptomatix.callbacks import Callback
 from promptomatix.config import OptimizationConfig
 from promptomatix.errors import BudgetExhausted, ConfigError, ParseError
+from promptomatix.evaluation import Evaluation
 from promptomatix.metaprompts import check_source, fill
-from promptomatix.models.lm import context_tokens
+from promptomatix.models.lm import LM, context_tokens
 from promptomatix.prompts import Prompt
 from promptomatix.signals import map_in_threads
+from promptomatix.spec import Example
 
 log = logging.getLogger(__name__)
 
@@ -61,28 +65,29 @@ class MetaPromptBackend(Backend):
             raise ConfigError(f"{' and '.join(ignored)} apply to --backend dspy; the meta_prompt backend would "
                               f"ignore them (add --backend dspy, or drop them)")
 
-    def optimize(self, task: OptimizationTask, callbacks: Callback) -> Candidate:
+    def optimize(self, task: OptimizationTask, callbacks: Callback) -> Outcome:
         rng = random.Random(task.config.seed)
         if task.checkpoint:  # a resumed run: go on after the last completed iteration
             state = task.checkpoint["state"]
-            best, tried = checkpoints.candidate_from_dict(state["best"]), set(state["tried"])
-            checkpoints.set_rng_state(rng, state["rng"])
+            best, tried = record.candidate_from_dict(state["best"]), set(state["tried"])
+            initial = state["initial_score"] if "initial_score" in state else _step_zero_score(task.checkpoint)
+            record.set_rng_state(rng, state["rng"])
             first = task.checkpoint["step"] + 1
             task = self.narrow(task, state.get("rows", len(task.valid)))
         else:
-            task = self.narrow(task, search_rows(len(task.valid), task.evaluator.lm.meter.remaining_calls(),
+            task = self.narrow(task, search_rows(len(task.valid), task.meter.remaining_calls(),
                                                  task.config.candidates))
             best = task.score(task.start, desc="scoring the starting prompt")
+            initial = best.score
             callbacks.on_candidate(0, best)
             callbacks.on_iteration_end(0, best, [])
             tried, first = {best.prompt.template}, 1
-            callbacks.on_checkpoint(0, self._state(task, best, tried, rng))
+            callbacks.on_checkpoint(0, self._state(task, best, initial, tried, rng))
         for step in range(first, task.config.iterations + 1):
             try:
                 size = self.affordable(task, task.config.iterations - step + 1)
                 if size < 1:
-                    task.evaluator.lm.meter.stop("max_calls", "the calls left in the budget do not pay for "
-                                                              "another iteration")
+                    task.meter.stop("max_calls", "the calls left in the budget do not pay for another iteration")
                 proposals = self.within_budget(task, self.propose(task, best, step, size, rng, tried))
                 stages = Race(task).run([best.prompt, *(p for p, _ in proposals)], desc=f"iteration {step}",
                                         changes=["", *(c for _, c in proposals)], incumbent=True) if proposals else []
@@ -93,19 +98,18 @@ class MetaPromptBackend(Backend):
             for candidate in scored:
                 callbacks.on_candidate(step, candidate)
             finalists = [c for c in stages[-1] if len(c.evaluation.per_example) == len(task.valid)] if stages else []
-            challenger = max((c for c in finalists if c.score >= best.score), key=rank, default=None)
-            if challenger is not None and beats(challenger, best):
-                best = challenger
+            # Ranked with the soft score, and never a lower reported score (see `search.py`).
+            best = keep_best(best, [c for c in finalists if c.score >= best.score], key=rank)
             callbacks.on_iteration_end(step, best, scored)
-            callbacks.on_checkpoint(step, self._state(task, best, tried, rng))
-            if getattr(callbacks, "should_stop", False):
+            callbacks.on_checkpoint(step, self._state(task, best, initial, tried, rng))
+            if callbacks.should_stop:
                 break
-        return best
+        return Outcome(best, initial)
 
     @staticmethod
-    def _state(task: OptimizationTask, best: Candidate, tried: set[str], rng: random.Random) -> dict:
-        return {"best": checkpoints.candidate_to_dict(best), "tried": sorted(tried), "rng": checkpoints.rng_state(rng),
-                "rows": len(task.valid)}
+    def _state(task: OptimizationTask, best: Candidate, initial: float, tried: set[str], rng: random.Random) -> dict:
+        return {"best": record.candidate_to_dict(best), "initial_score": initial, "tried": sorted(tried),
+                "rng": record.rng_state(rng), "rows": len(task.valid)}
 
     @staticmethod
     def narrow(task: OptimizationTask, rows: int) -> OptimizationTask:
@@ -123,7 +127,7 @@ class MetaPromptBackend(Backend):
         thin for a race of `MIN_RACE` goes whole to this iteration: one race worth running beats
         several that one lucky row decides."""
         wanted = task.config.candidates
-        remaining = task.evaluator.lm.meter.remaining_calls()
+        remaining = task.meter.remaining_calls()
         if remaining is None:
             return wanted
         rows = len(task.valid)
@@ -140,7 +144,7 @@ class MetaPromptBackend(Backend):
         """`proposals` cut (from the end) to what the calls left pay for in a race: a rewrite
         may have cost more calls than planned (unreadable answers are asked again), and a race
         the budget stops half-way decides nothing."""
-        remaining = task.evaluator.lm.meter.remaining_calls()
+        remaining = task.meter.remaining_calls()
         while remaining is not None and proposals and race_cost(len(proposals), len(task.valid)) > remaining:
             proposals = proposals[:-1]
         return proposals
@@ -174,7 +178,7 @@ class MetaPromptBackend(Backend):
             proposals.append((incumbent.with_(demos=tuple(demos)), "demos reordered"))
         for instruction in self.rewrites(task, best, step, rewrites):
             proposals.append((incumbent.with_(instruction=instruction), "instruction rewritten"))
-        limit = context_tokens(task.evaluator.lm.model)
+        limit = context_tokens(task.task_model.model)
         fresh = []
         for prompt, change in proposals:
             if prompt.template in tried or not fits(prompt, task.valid, limit):
@@ -212,23 +216,40 @@ class MetaPromptBackend(Backend):
             return None
 
     def rewrite(self, task: OptimizationTask, best: Candidate, salt: str = "") -> str:
-        prompt = best.prompt
         rows = task.valid[: len(best.evaluation.per_example)]
-        failures = [
-            (example, predicted)
-            for example, predicted, score in zip(rows, best.evaluation.predictions, best.evaluation.per_example)
-            if score < 1.0
-        ][: self.max_failures]
-        shown = "\n".join(
-            json.dumps({"input": {f: e[f] for f in prompt.input_fields},
-                        "expected": {f: e[f] for f in prompt.output_fields},
-                        "got": p}, ensure_ascii=False)
-            for e, p in failures
-        ) or "(none)"
-        text = fill(task.config.meta_prompt, description=task.spec.description, instruction=prompt.instruction,
-                    score=f"{best.score:.3f}", failures=shown, feedback=task.feedback or "(none)")
-        answer = task.optimizer_lm.complete_json(text, REWRITE_SCHEMA, max_tokens=400, salt=salt)
-        return " ".join(str(answer["instruction"]).split()) or prompt.instruction
+        return rewrite_instruction(task.optimizer_lm, task.config.meta_prompt, best.prompt, best.evaluation,
+                                   failures(rows, best.evaluation, self.max_failures),
+                                   description=task.spec.description, feedback=task.feedback, salt=salt)
+
+
+def failures(rows: Sequence[Example], evaluation: Evaluation, limit: int) -> list[tuple[Example, Example]]:
+    """The first `limit` of `rows` the evaluation did not score fully right, with what was answered."""
+    wrong = [(example, predicted) for example, predicted, score
+             in zip(rows, evaluation.predictions, evaluation.per_example) if score < 1.0]
+    return wrong[:limit]
+
+
+def rewrite_instruction(lm: LM, meta_prompt: str, prompt: Prompt, evaluation: Evaluation,
+                        failed: Sequence[tuple[Example, Example]], *, description: str, feedback: str = "",
+                        salt: str = "") -> str:
+    """The instruction of `prompt` rewritten by `lm` with the meta-prompt `meta_prompt`, shown
+    the prompt's score, the examples it `failed` (example, answer) and reviewers' `feedback`.
+    The rewrite step of this backend, and of `interop.PromptomatixOptimizer`."""
+    shown = "\n".join(
+        json.dumps({"input": {f: e[f] for f in prompt.input_fields},
+                    "expected": {f: e[f] for f in prompt.output_fields},
+                    "got": p}, ensure_ascii=False)
+        for e, p in failed
+    ) or "(none)"
+    text = fill(meta_prompt, description=description, instruction=prompt.instruction,
+                score=f"{evaluation.score:.3f}", failures=shown, feedback=feedback or "(none)")
+    answer = lm.complete_json(text, REWRITE_SCHEMA, max_tokens=400, salt=salt)
+    return " ".join(str(answer["instruction"]).split()) or prompt.instruction
+
+
+def _step_zero_score(checkpoint: dict) -> float:
+    """The starting prompt's score in a checkpoint written before states held it (its step-0 row)."""
+    return next(row["score"] for row in checkpoint["rows"] if row["step"] == 0)
 
 
 def _new_candidates(stages: list[list[Candidate]], incumbent: Prompt) -> list[Candidate]:

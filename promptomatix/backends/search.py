@@ -16,8 +16,8 @@ model scores labels the quality is the mean of accuracy and the probability the 
 right labels (`Evaluation.soft`). On a few dozen validation examples many prompts answer equally
 many right; the probability of the right answer tells them apart with far less noise (a proper
 scoring rule), and a prompt that is right by luck is seldom also sure. A challenger replaces the
-incumbent only when it ranks higher and answers at least as many right (`beats`), so the
-reported score never goes down.
+incumbent only when it ranks higher (`base.keep_best` by `rank`) and answers at least as many
+right, so the reported score never goes down.
 """
 
 from __future__ import annotations
@@ -45,12 +45,6 @@ def rank(candidate: Candidate) -> float:
     # The objective is quality x length factor; the same factor applies to the blended quality.
     factor = candidate.objective / score if score > 0 else 1.0
     return (score + soft) / 2 * factor
-
-
-def beats(challenger: Candidate, incumbent: Candidate) -> bool:
-    """Whether `challenger` should replace `incumbent`: it ranks higher and is at least as good
-    on the reported score. Ties keep the incumbent: a change must earn its place."""
-    return rank(challenger) > rank(incumbent) and challenger.score >= incumbent.score
 
 
 def demo_counts(num_demos: int, labels: Sequence[str]) -> list[int]:

@@ -17,6 +17,7 @@ import mlflow
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
+from promptomatix import record
 from promptomatix.errors import RegistryError
 from promptomatix.lifecycle import versions
 from promptomatix.registry import model_exists, prompt_name_for
@@ -76,9 +77,9 @@ def copy_checked(source, prompt: tuple[str, str], target: str) -> Copied:
             if not key.startswith(("mlflow.", "_mlflow")) and value.strip():
                 client.set_prompt_version_tag(prompt_name_for(target), str(copied_prompt.version), key, value)
         copy = client.copy_model_version(source_uri, target)
-        client.set_model_version_tag(target, copy.version, "prompt_uri", copied_prompt.uri)
+        client.set_model_version_tag(target, copy.version, record.PROMPT_URI, copied_prompt.uri)
         client.set_model_version_tag(target, copy.version, "copied_from", source_uri)
-        client.set_prompt_version_tag(prompt_name_for(target), str(copied_prompt.version), "model_version",
+        client.set_prompt_version_tag(prompt_name_for(target), str(copied_prompt.version), record.MODEL_VERSION,
                                       str(copy.version))
     except BaseException:
         log.error("copying %s failed; removing prompt version %s", source_uri, copied_prompt.uri)

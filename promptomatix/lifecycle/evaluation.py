@@ -6,7 +6,9 @@ Out: an `EvaluationReport`. The run holds the per-example table (`evaluation/res
 the data (`data/test.jsonl` and a dataset input), the metric `test_score`, and tags naming the
 version; `mlflow.genai.evaluate` runs the version's pyfunc model as `predict_fn` with the task
 type's metric module wrapped as a `@scorer`. The metric is the version's final-evaluation
-metric (its tag `eval_metrics`, from the run's `eval_metrics` or its task type's), else the task
+metric (its tag `eval_metrics`, from the run's `eval_metrics` or its task type's), else the
+metric its validation score was measured with (`record.METRIC_WEIGHTS`: the task type's, or the
+run's `--metric` weights), else, for a version registered before that was recorded, its task
 type's; with several, the first gives `test_score` and each is logged as `test_score.<name>`.
 The version gets the tags `test_score`,
 `test_data_digest`, `test_run_id`, `test_data`, `test_metric` and `test_score.<digest>`.
@@ -29,6 +31,7 @@ import mlflow
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
+from promptomatix import record
 from promptomatix.errors import ConfigError, DataError, PromptomatixError, RegistryError
 from promptomatix.failures import record_failure
 from promptomatix.lifecycle import versions
@@ -86,7 +89,7 @@ def prepare(version, data: str | Sequence[Example]) -> Prepared:
     from promptomatix.data.loaders import check_fields, load_examples
     from promptomatix.tasks import get_task_type
 
-    task_name = (version.tags or {}).get("task_type")
+    task_name = (version.tags or {}).get(record.TASK_TYPE)
     if not task_name:
         raise RegistryError(f"version {version.version} of {version.name!r} has no task_type tag; "
                             f"it was not registered by promptomatix")
@@ -139,7 +142,7 @@ def run(prepared: Prepared, *, show_progress: bool = True) -> EvaluationReport:
                           nested=mlflow.active_run() is not None) as active:
         mlflow.set_tags({"promptomatix.evaluated_model": uri, "promptomatix.model_name": version.name,
                          "promptomatix.model_version": str(version.version),
-                         "promptomatix.data_digest": prepared.digest, "promptomatix.task_type": task.name})
+                         "promptomatix.data_digest": prepared.digest, record.RUN_TASK_TYPE: task.name})
         mlflow.log_params({"promptomatix.eval.data": prepared.source[:500],
                            "promptomatix.eval.size": len(prepared.examples), "promptomatix.eval.metric": label})
         try:
@@ -155,10 +158,10 @@ def run(prepared: Prepared, *, show_progress: bool = True) -> EvaluationReport:
         _log_data(prepared)
         run_id = active.info.run_id
     client = MlflowClient()
-    for key, value in {versions.TEST_SCORE: f"{score:.4f}", versions.TEST_DIGEST: prepared.digest,
-                       versions.TEST_RUN: run_id, versions.TEST_DATA: prepared.source[:500],
-                       versions.TEST_METRIC: label,
-                       versions.TEST_SCORE_PREFIX + prepared.digest: f"{score:.4f}"}.items():
+    for key, value in {record.TEST_SCORE: f"{score:.4f}", record.TEST_DIGEST: prepared.digest,
+                       record.TEST_RUN: run_id, record.TEST_DATA: prepared.source[:500],
+                       record.TEST_METRIC: label,
+                       record.TEST_SCORE_PREFIX + prepared.digest: f"{score:.4f}"}.items():
         client.set_model_version_tag(version.name, str(version.version), key, value)
     return EvaluationReport(version.name, str(version.version), label, score, len(prepared.examples),
                             prepared.digest, prepared.source, run_id, tuple(rows))
@@ -166,12 +169,16 @@ def run(prepared: Prepared, *, show_progress: bool = True) -> EvaluationReport:
 
 def final_metrics(version, task) -> dict:
     """The final-evaluation metrics of `version` by label (see the module docstring)."""
-    from promptomatix.scoring import Metric, eval_metrics
+    from promptomatix.scoring import Metric, eval_metrics, metric_from_weights
 
-    specs = [s for s in ((version.tags or {}).get("eval_metrics") or "").split(",") if s] or list(task.eval_metrics)
-    if not specs:
+    specs = record.eval_metric_specs(version.tags) or list(task.eval_metrics)
+    if specs:
+        return eval_metrics(specs, task.metric, task.score_key)
+    weights = record.recorded_metric(version.tags)
+    if weights is None:  # registered before versions recorded their metric: scored as it was then
         return {task.score_key: Metric(task.metric, task.score_key)}
-    return eval_metrics(specs, task.metric, task.score_key)
+    metric = metric_from_weights(weights)
+    return {metric.score_key: metric}
 
 
 def _more_scores(prepared: Prepared, rows: list[dict], metrics: dict) -> None:
@@ -263,7 +270,8 @@ def _log_data(prepared: Prepared) -> None:
     import pandas as pd
 
     frame = pd.DataFrame(list(prepared.examples))
-    mlflow.log_text("\n".join(json.dumps(e, ensure_ascii=False) for e in prepared.examples) + "\n", "data/test.jsonl")
+    mlflow.log_text("\n".join(json.dumps(e, ensure_ascii=False) for e in prepared.examples) + "\n",
+                    record.data_artifact("test"))
     mlflow.log_input(mlflow.data.from_pandas(frame, name="test", source=None), context="evaluation")
 
 

@@ -16,8 +16,11 @@ the same data is at least the holder's. "The same data" is, in this order:
   2. else the same validation set: both versions' optimization runs have a `valid` dataset input
      with the same digest; their `validation_score` tags are compared;
   3. else there is no comparison: refused (PromotionError), unless `force=True`.
-Both versions must also have the same task type (the same metric). A first holder needs no
-comparison. Every check runs before the first write.
+Both versions must also have been scored with the same metric (`record.METRIC_WEIGHTS`: the
+same parts with the same weights) and the same final-evaluation metrics (`eval_metrics`), or the
+scores would not mean the same; a version registered before the metric was recorded is compared
+on its task type instead. A first holder needs no comparison. Every check runs before the first
+write.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import mlflow
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
+from promptomatix import record
 from promptomatix.errors import RegistryError
 from promptomatix.lifecycle import evaluation
 from promptomatix.lifecycle import versions
@@ -105,28 +109,46 @@ class PromotionDecision:
 def compare_versions(candidate, holder, *, digest: str | None = None) -> Comparison:
     """Apply the rule of the module docstring; `digest` names the test data to use (else the
     candidate's latest shared one)."""
-    kinds = ((candidate.tags or {}).get("task_type"), (holder.tags or {}).get("task_type"))
-    if kinds[0] != kinds[1]:
-        return Comparison("none", why=f"the versions have different task types ({kinds[0]} and {kinds[1]}), "
-                                      f"so different metrics")
+    different = different_metrics(candidate, holder)
+    if different:
+        return Comparison("none", why=different)
     ours, theirs = versions.test_scores(candidate), versions.test_scores(holder)
     shared = set(ours) & set(theirs)
     if digest is not None:
         shared &= {digest}
     if shared:
-        latest = [(candidate.tags or {}).get(versions.TEST_DIGEST), (holder.tags or {}).get(versions.TEST_DIGEST)]
+        latest = [(candidate.tags or {}).get(record.TEST_DIGEST), (holder.tags or {}).get(record.TEST_DIGEST)]
         chosen = next((d for d in latest if d in shared), None) or sorted(shared)[0]
         return Comparison("test", chosen, ours[chosen], theirs[chosen])
     if digest is not None:
         return Comparison("none", why=f"the two versions have no score on data {digest}")
     valid = versions.valid_digest(candidate), versions.valid_digest(holder)
-    scores = versions.float_tag(candidate, "validation_score"), versions.float_tag(holder, "validation_score")
+    scores = versions.float_tag(candidate, record.VALIDATION_SCORE), versions.float_tag(holder, record.VALIDATION_SCORE)
     if valid[0] and valid[0] == valid[1] and None not in scores:
         return Comparison("validation", valid[0], scores[0], scores[1])
     return Comparison("none", why=(
         f"version {candidate.version} and version {holder.version} have no score on the same data "
         f"(test data: {', '.join(sorted(ours)) or 'none'} vs {', '.join(sorted(theirs)) or 'none'}; "
         f"validation sets: {valid[0] or 'unknown'} vs {valid[1] or 'unknown'})"))
+
+
+def different_metrics(candidate, holder) -> str | None:
+    """Why the two versions' scores do not mean the same (see the module docstring), or None."""
+    ours, theirs = candidate.tags or {}, holder.tags or {}
+    metrics = record.recorded_metric(ours), record.recorded_metric(theirs)
+    if None in metrics:  # one predates the metric record: its task type says which metric it had
+        kinds = ours.get(record.TASK_TYPE), theirs.get(record.TASK_TYPE)
+        if kinds[0] != kinds[1]:
+            return f"the versions have different task types ({kinds[0]} and {kinds[1]}), so different metrics"
+        return None
+    if metrics[0] != metrics[1]:
+        return (f"version {candidate.version} was scored with {record.metric_label(metrics[0])} and version "
+                f"{holder.version} with {record.metric_label(metrics[1])}, so their scores do not mean the same")
+    finals = record.eval_metric_specs(ours), record.eval_metric_specs(theirs)
+    if finals[0] != finals[1]:
+        return (f"version {candidate.version} is evaluated with {','.join(finals[0]) or 'its metric'} and version "
+                f"{holder.version} with {','.join(finals[1]) or 'its metric'}, so their scores do not mean the same")
+    return None
 
 
 def promote(name: str, version: str, alias: str, *, force: bool = False, reason: str = "",
@@ -149,6 +171,9 @@ def promote(name: str, version: str, alias: str, *, force: bool = False, reason:
         return PromotionDecision(target, alias, str(candidate.version), str(holder.version), "unchanged", "none",
                                  reason=reason)
     comparison = None
+    different = holder is not None and different_metrics(candidate, holder)
+    if different and not force:  # scoring both on `data` would not help: refused before any write
+        raise PromotionError(f"cannot compare: {different}; pass --force to promote anyway")
     if data is not None:
         prepared = [evaluation.prepare(v, data) for v in (candidate, holder) if v is not None]
         if len({p.digest for p in prepared}) > 1:

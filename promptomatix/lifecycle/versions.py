@@ -14,16 +14,10 @@ from datetime import datetime, timezone
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
+from promptomatix import record
 from promptomatix.errors import RegistryError
 from promptomatix.registry import PROMPT_SUFFIX, model_exists, prompt_name_for
 
-# Tags written by `evaluate` on a model version.
-TEST_SCORE = "test_score"
-TEST_DIGEST = "test_data_digest"
-TEST_RUN = "test_run_id"
-TEST_DATA = "test_data"
-TEST_METRIC = "test_metric"
-TEST_SCORE_PREFIX = "test_score."  # + data digest: one score per data set a version was evaluated on
 # Registered-model tag holding the versions that held an alias, oldest first (JSON list).
 HISTORY_PREFIX = "alias_history."
 
@@ -111,7 +105,7 @@ def linked_prompt(version) -> tuple[str, str]:
     """(prompt name, prompt version) of the Prompt Registry version registered with this model
     version. Refuses a version whose prompt belongs to another model (a copy made outside
     promptomatix) or that has none (not registered by promptomatix)."""
-    uri = (version.tags or {}).get("prompt_uri", "")
+    uri = (version.tags or {}).get(record.PROMPT_URI, "")
     match = _PROMPT_URI.match(uri)
     if not match:
         raise RegistryError(f"version {version.version} of {version.name!r} has no linked prompt version "
@@ -153,10 +147,10 @@ def test_scores(version) -> dict[str, float]:
     """Data digest -> test score, for every data set `evaluate` scored this version on."""
     scores = {}
     for key in (version.tags or {}):
-        if key.startswith(TEST_SCORE_PREFIX):
+        if key.startswith(record.TEST_SCORE_PREFIX):
             value = float_tag(version, key)
             if value is not None:
-                scores[key[len(TEST_SCORE_PREFIX):]] = value
+                scores[key[len(record.TEST_SCORE_PREFIX):]] = value
     return scores
 
 
@@ -170,14 +164,15 @@ def valid_digest(version) -> str | None:
     except MlflowException:
         return None
     for item in run.inputs.dataset_inputs if run.inputs else ():
-        if item.dataset.name == "valid":
+        if item.dataset.name == record.VALID:
             return item.dataset.digest
     return None
 
 
 def compare(name: str) -> list[dict]:
     """One dict per version of `name`, oldest first: version, parent_version (the version it was
-    optimized from, or None), aliases, validation_score,
+    optimized from, or None), aliases, validation_score, metric (what the validation score was
+    measured with; None for a version registered before it was recorded),
     test_score (latest evaluation, or None), test_data_digest, prompt_words, cost, backend,
     task_type, run_id, created (ISO 8601, UTC). Scores and cost are floats or None."""
     model = get_model(name)
@@ -189,15 +184,16 @@ def compare(name: str) -> list[dict]:
         tags = version.tags or {}
         rows.append({
             "version": str(version.version),
-            "parent_version": tags.get("parent_version"),
+            "parent_version": tags.get(record.PARENT_VERSION_TAG),
             "aliases": sorted(by_version.get(str(version.version), [])),
-            "validation_score": float_tag(version, "validation_score"),
-            "test_score": float_tag(version, TEST_SCORE),
-            "test_data_digest": tags.get(TEST_DIGEST),
-            "prompt_words": _prompt_words(tags.get("prompt_uri", "")),
-            "cost": float_tag(version, "cost"),
-            "backend": tags.get("backend"),
-            "task_type": tags.get("task_type"),
+            "validation_score": float_tag(version, record.VALIDATION_SCORE),
+            "metric": tags.get(record.METRIC),
+            "test_score": float_tag(version, record.TEST_SCORE),
+            "test_data_digest": tags.get(record.TEST_DIGEST),
+            "prompt_words": _prompt_words(tags.get(record.PROMPT_URI, "")),
+            "cost": float_tag(version, record.COST),
+            "backend": tags.get(record.BACKEND),
+            "task_type": tags.get(record.TASK_TYPE),
             "run_id": version.run_id,
             "created": datetime.fromtimestamp(version.creation_timestamp / 1000, timezone.utc)
             .isoformat(timespec="seconds"),

@@ -85,7 +85,7 @@ class LM:
                  tracer=None):
         self.settings = settings
         self.cache = cache
-        # Optional: records each request as a trace span (`tracking.RunTracer`'s `call`).
+        # Optional: records each request as a trace span (`tracing.RunTracer`'s `call`).
         self.tracer = tracer
         self.meter = meter
         self.max_retries = max_retries

@@ -257,7 +257,7 @@ class TwoStep(dspy.Module):
 def test_the_chosen_module_is_the_one_compiled_and_run(scripted, accuracy, module, kind, marker):
     recorder = Recorder()
     with dspy.context(interpreter_factory=dspy.LocalInterpreter):  # ProgramOfThought runs its code here
-        best = DSPyBackend().optimize(make_task(accuracy, dspy_module=module), recorder)
+        best = DSPyBackend().optimize(make_task(accuracy, dspy_module=module), recorder).best
 
     canonical = module.removeprefix("dspy.")
     assert best.program["module"] == canonical and best.score == 1.0
@@ -287,7 +287,7 @@ def test_steps_start_with_the_uncompiled_program_and_report_each_candidate(scrip
     recorder = Recorder()
     task = make_task(accuracy, optimizer="BootstrapFewShotWithRandomSearch", candidates=2)
 
-    best = DSPyBackend().optimize(task, recorder)
+    best = DSPyBackend().optimize(task, recorder).best
 
     (step0, start), *_ = recorder.candidates
     assert step0 == 0 and start.score == 0.5 and start.prompt == task.start and not start.prompt.demos
@@ -310,7 +310,7 @@ def test_a_hook_stopping_after_the_start_skips_the_optimizer(scripted, accuracy)
             raise StopOptimization
 
     recorder = Recorder()
-    best = DSPyBackend().optimize(make_task(accuracy), CallbackList([recorder], [StopAtOnce()]))
+    best = DSPyBackend().optimize(make_task(accuracy), CallbackList([recorder], [StopAtOnce()])).best
 
     assert [step for step, _ in recorder.candidates] == [0] and best.score == 0.5
     assert len(scripted.calls) == len(VALID)  # the start was scored, nothing was compiled
@@ -372,6 +372,28 @@ def test_usage_and_parse_failures_reach_the_result(tracking, scripted, tmp_path)
     assert result.usage.cost == pytest.approx(0.001 * result.usage.calls)
     run = MlflowClient().get_run(result.run_id)
     assert run.data.metrics["total_parse_failures"] == 0.0
+
+
+def test_dspy_calls_are_spans_of_the_run_grouped_by_step_and_program(tracking, scripted, tmp_path):
+    # COPRO: its proposals (optimizer model) and its evaluations in DSPy's worker threads
+    result = run_optimize(tmp_path, optimizer="COPRO")
+    experiment = MlflowClient().get_run(result.run_id).info.experiment_id
+    traces = mlflow.search_traces(locations=[experiment], run_id=result.run_id, return_type="list")
+    roots = {t.data.spans[0].name: t.data.spans[0] for t in traces}
+    assert {"intake", "step 0 · starting program", "compile · COPRO", "step 1 · program 1"} <= roots.keys()
+    llm = [s for t in traces for s in t.data.spans if s.span_type == "LLM"]
+    assert all(s.parent_id for s in llm)  # every call inside its step's trace, none on its own
+    assert sum(not s.attributes["cached"] for s in llm) == result.usage.calls == len(scripted.calls)
+    # what the model was asked and answered, with tokens and latency
+    span = next(s for s in llm if s.parent_id == roots["step 0 · starting program"].span_id)
+    assert span.inputs["messages"][-1]["content"] and span.outputs["answer"]
+    assert span.attributes["mlflow.chat.tokenUsage"]["input_tokens"] > 0 and span.end_time_ns > span.start_time_ns
+    assert len([s for s in llm if s.parent_id == roots["step 0 · starting program"].span_id]) == len(VALID)
+    # a scored program's trace names its prompt as the candidate table does
+    table = json.loads(mlflow.artifacts.load_text(f"runs:/{result.run_id}/candidates.json"))
+    prompt_ids = {dict(zip(table["columns"], row))["prompt_id"] for row in table["data"]}
+    assert roots["step 0 · starting program"].attributes["prompt_id"] in prompt_ids
+    assert len([s for s in llm if s.parent_id == roots["compile · COPRO"].span_id]) > 0
 
 
 # --- the metric ----------------------------------------------------------------------------------

@@ -89,10 +89,11 @@ def test_a_better_instruction_is_found_and_returned(fake_llm, accuracy):
     fake_llm.rules = [(REWRITE_MARK, rewrites(better)), (MAGIC, right_answer)]
     recorder = Recorder()
 
-    result = MetaPromptBackend().optimize(make_task(accuracy, "Classify the sentiment."), recorder)
+    outcome = MetaPromptBackend().optimize(make_task(accuracy, "Classify the sentiment."), recorder)
+    result = outcome.best
 
     start = recorder.candidates[0][1]
-    assert start.score == 0.0
+    assert start.score == 0.0 == outcome.initial_score  # the start's score, returned with the best
     assert result.score == 1.0 > start.score
     assert MAGIC in result.prompt.instruction
     assert result.objective > start.objective
@@ -106,7 +107,7 @@ def test_harmful_rewrites_keep_the_starting_prompt(fake_llm, accuracy):
     recorder = Recorder()
     task = make_task(accuracy, start_instruction, iterations=3, candidates=2, num_demos=0)
 
-    result = MetaPromptBackend().optimize(task, recorder)
+    result = MetaPromptBackend().optimize(task, recorder).best
 
     assert result.prompt == task.start
     assert result.score == 1.0
@@ -155,7 +156,7 @@ def test_duplicate_candidates_are_not_scored_twice(fake_llm, accuracy):
     # Without demos every candidate is the same prompt.
     task = make_task(accuracy, "Classify the sentiment.", iterations=3, candidates=3, num_demos=0)
 
-    result = MetaPromptBackend().optimize(task, recorder)
+    result = MetaPromptBackend().optimize(task, recorder).best
 
     assert result.prompt.instruction == same
     assert [step for step, _ in recorder.candidates] == [0, 1]  # the start, then the rewrite once
@@ -167,7 +168,7 @@ def test_a_rewrite_identical_to_the_start_is_not_scored(fake_llm, accuracy):
     fake_llm.rules = [(REWRITE_MARK, rewrites(start))]
     recorder = Recorder()
 
-    result = MetaPromptBackend().optimize(make_task(accuracy, start, num_demos=0), recorder)
+    result = MetaPromptBackend().optimize(make_task(accuracy, start, num_demos=0), recorder).best
 
     assert result.prompt.instruction == start
     assert [step for step, _ in recorder.candidates] == [0]
@@ -180,7 +181,7 @@ def test_length_penalty_makes_the_shorter_prompt_win_a_quality_tie(fake_llm, acc
     fake_llm.rules = [(REWRITE_MARK, rewrites(short)), (MAGIC, right_answer)]
     recorder = Recorder()
 
-    result = MetaPromptBackend().optimize(make_task(accuracy, long_start, num_demos=0), recorder)
+    result = MetaPromptBackend().optimize(make_task(accuracy, long_start, num_demos=0), recorder).best
 
     assert recorder.candidates[0][1].score == result.score == 1.0
     assert result.prompt.instruction == short
@@ -192,7 +193,7 @@ def test_a_tie_in_objective_keeps_the_incumbent(fake_llm, accuracy):
     fake_llm.rules = [(REWRITE_MARK, rewrites(same_length)), (MAGIC, right_answer)]
     recorder = Recorder()
 
-    result = MetaPromptBackend().optimize(make_task(accuracy, start, num_demos=0), recorder)
+    result = MetaPromptBackend().optimize(make_task(accuracy, start, num_demos=0), recorder).best
 
     assert recorder.candidates[1][1].objective == recorder.candidates[0][1].objective  # a real tie
     assert result.prompt.instruction == start
@@ -247,7 +248,7 @@ def test_same_seed_gives_the_same_result(fake_llm, accuracy):
         fake_llm.rules = [(REWRITE_MARK, rewrites(better)), (MAGIC, right_answer)]
         return MetaPromptBackend().optimize(
             make_task(accuracy, "Classify.", iterations=2, candidates=2, num_demos=2, seed=seed,
-                      lambda_penalty=0.0), Callback())
+                      lambda_penalty=0.0), Callback()).best
 
     first, again = run(3), run(3)
     assert first.prompt == again.prompt
@@ -259,7 +260,7 @@ def test_an_unreadable_rewrite_skips_that_candidate_and_the_search_goes_on(fake_
     task = make_task(accuracy, "Say something.", iterations=1, candidates=2, num_threads=1, num_demos=0)  # in turn
     recorder = Recorder()
 
-    best = MetaPromptBackend().optimize(task, recorder)
+    best = MetaPromptBackend().optimize(task, recorder).best
 
     assert [step for step, _ in recorder.candidates] == [0, 1]  # the first candidate was skipped
     assert MAGIC in best.prompt.instruction
@@ -287,7 +288,7 @@ def test_the_rewrites_of_an_iteration_are_asked_at_once(fake_llm, accuracy):
     task = make_task(accuracy, "Say something.", iterations=1, candidates=3, num_threads=3, num_demos=0)
     recorder = Recorder()
 
-    best = MetaPromptBackend().optimize(task, recorder)  # would time out (BrokenBarrierError) one at a time
+    best = MetaPromptBackend().optimize(task, recorder).best  # would time out (BrokenBarrierError) one at a time
 
     assert [step for step, _ in recorder.candidates] == [0, 1, 1, 1]
     assert MAGIC in best.prompt.instruction
@@ -321,7 +322,7 @@ def test_a_biased_model_is_calibrated_and_the_calibrated_prompt_wins(scoring, ac
     scoring.rules = [(REWRITE_MARK, rewrites("Classify the sentiment, carefully."))]
     recorder = Recorder()
 
-    result = MetaPromptBackend().optimize(labelled_task(accuracy, UsageMeter(), num_demos=0), recorder)
+    result = MetaPromptBackend().optimize(labelled_task(accuracy, UsageMeter(), num_demos=0), recorder).best
 
     start = recorder.candidates[0][1]
     assert start.score == 0.5  # says "positive" to everything
@@ -353,7 +354,7 @@ def test_the_budget_shrinks_an_iteration_and_a_spent_one_keeps_the_best_so_far(s
     task = labelled_task(accuracy, meter, iterations=3, candidates=8, num_demos=2)
     recorder = Recorder()
 
-    result = MetaPromptBackend().optimize(task, recorder)
+    result = MetaPromptBackend().optimize(task, recorder).best
 
     assert meter.snapshot().calls <= len(VALID) + 6
     assert meter.stopped_by == "max_calls"
@@ -401,7 +402,7 @@ def test_a_budget_too_small_for_the_whole_validation_set_still_races_prompts(sco
     task = labelled_task(accuracy, meter, valid=WIDE_VALID, iterations=3, candidates=8)
     recorder = Recorder()
 
-    result = MetaPromptBackend().optimize(task, recorder)
+    result = MetaPromptBackend().optimize(task, recorder).best
 
     start = recorder.candidates[0][1]
     assert len(start.evaluation.per_example) < len(WIDE_VALID)  # searched on the rows the budget pays for

@@ -1,5 +1,6 @@
 """Synthetic examples from the (fake) optimizer model: batching, checks, balance, de-duplication."""
 
+import dataclasses
 import json
 from collections import Counter
 
@@ -122,7 +123,7 @@ def test_invalid_examples_rejected_and_counted(fake_llm, lm, bad):
 
 def test_sample_examples_kept_first(fake_llm, lm):
     samples = (review("A gripping, funny film"), review("Dull and far too long", "negative"))
-    spec = TaskSpec(**{**SENTIMENT.to_dict(), "sample_examples": samples})
+    spec = dataclasses.replace(SENTIMENT, sample_examples=tuple(samples))
     fake_llm.rules = [(SYNTHETIC, scripted([review("a gripping, funny film"), review("Lovely cast")],
                                            [review("Weak ending", "negative")]))]
     examples, report = generate_examples(spec, lm, 4, batch_size=2, show_progress=False)

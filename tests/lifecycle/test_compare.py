@@ -53,6 +53,7 @@ def test_compare_json_is_for_scripts(make_versions, files):
     prompt = mlflow.genai.load_prompt("prompts:/reviews-prompt/1")
     assert row["version"] == "1" and row["aliases"] == [] and row["parent_version"] is None
     assert row["validation_score"] == 0.5 and row["test_score"] == report.score == 0.5
+    assert row["metric"] == "classification:accuracy"
     assert row["test_data_digest"] == report.data_digest
     assert row["prompt_words"] == prompt_words(prompt.template)
     assert row["cost"] > 0 and row["backend"] == "meta_prompt" and row["task_type"] == "classification"

@@ -48,6 +48,29 @@ def test_evaluate_scores_a_version_in_a_new_run_linked_both_ways(make_versions, 
     assert len(traces) == 4
 
 
+def test_evaluate_scores_with_the_metric_the_version_was_optimized_with(make_versions, files):
+    """A version optimized with --metric weights is evaluated with those weights, not with its
+    task type's metric; one registered before the metric was recorded keeps the task type's."""
+    from promptomatix.scoring import Metric
+
+    make_versions(3, metric_weights={"classification": 0.7, "brevity": 0.3})
+    make_versions(3)
+    client = MlflowClient()
+    for key in ("metric", "metric_weights"):  # version 2 as registered before this record existed
+        client.delete_model_version_tag("reviews", "2", key)
+
+    weighted = evaluate("reviews@1", files["test"], show_progress=False)
+    predicted = [str(r["predicted_sentiment"]) for r in weighted.rows]
+    expected = [str(r["expected_sentiment"]) for r in weighted.rows]
+    brevity = Metric("brevity", "brevity").score(predicted, expected).score
+    assert weighted.metric == "weighted" and weighted.score == pytest.approx(0.7 * 0.75 + 0.3 * brevity)
+    assert client.get_model_version("reviews", "1").tags["test_metric"] == "weighted"
+    assert weighted.score != pytest.approx(0.75)
+
+    plain = evaluate("reviews@2", files["test"], show_progress=False)
+    assert (plain.metric, plain.score) == ("accuracy", 0.75)
+
+
 def test_evaluate_by_alias_and_through_the_python_api(make_versions, files):
     make_versions(1, 4)
     MlflowClient().set_registered_model_alias("reviews", "champion", "2")

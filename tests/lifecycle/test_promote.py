@@ -129,6 +129,44 @@ def test_different_validation_sets_are_refused_unless_data_or_force(make_version
     assert tags("2")["basis"] == "test" and tags("2")["digest"] == tags("2")["digest"].strip() != ""
 
 
+WEIGHTED = {"classification": 0.7, "brevity": 0.3}
+WEIGHTED_LABEL = "0.3*brevity:brevity + 0.7*classification:accuracy"
+
+
+def test_versions_scored_with_different_metrics_are_not_compared_as_equals(make_versions, files):
+    """Two versions optimized with different --metric weights on one validation set: their
+    scores do not mean the same, so the promotion is refused before any write (with --data too:
+    `evaluate` scores each with its own metric) unless forced. The same weights written at
+    another scale (7:3 and 0.7:0.3) are the same metric, and compare."""
+    make_versions(2, metric_weights=WEIGHTED)
+    make_versions(4, metric_weights={"classification": 7, "brevity": 3})
+    make_versions(4)
+    assert MlflowClient().get_model_version("reviews", "1").tags["metric"] == WEIGHTED_LABEL
+    assert MlflowClient().get_model_version("reviews", "3").tags["metric"] == "classification:accuracy"
+    promote("reviews", "1", "champion")
+    assert promote("reviews", "2", "champion").decision == "promoted"  # like with like
+    before = registry_state()
+    one_error_line(invoke("promote", "reviews", "--version", "3", "--alias", "champion"), "cannot compare",
+                   f"version 3 was scored with classification:accuracy and version 2 with {WEIGHTED_LABEL}",
+                   "--force")
+    with pytest.raises(PromotionError, match="do not mean the same"):
+        promote("reviews", "3", "champion", data=files["test"])
+    assert registry_state() == before  # nothing evaluated, nothing moved
+    decision = promote("reviews", "3", "champion", force=True)
+    assert (decision.decision, decision.basis) == ("forced", "none") and champion() == "3"
+
+
+def test_a_version_registered_before_metrics_were_recorded_compares_by_task_type(make_versions):
+    make_versions(2, metric_weights=WEIGHTED)
+    make_versions(4)
+    client = MlflowClient()
+    for key in ("metric", "metric_weights"):  # as a version registered before this record existed
+        client.delete_model_version_tag("reviews", "1", key)
+    promote("reviews", "1", "champion")
+    decision = promote("reviews", "2", "champion")
+    assert (decision.decision, decision.basis) == ("promoted", "validation")
+
+
 def test_with_data_a_lower_score_is_rejected_after_both_are_evaluated(make_versions, files):
     make_versions(3)
     make_versions(1, valid="other_valid")

@@ -1,5 +1,7 @@
 """`promptomatix` as a user runs it, in its own process, with the scripted providers of
 `reliability_support` installed: `python cli_with_fakes.py optimize --model reliable/fake ...`.
+`python cli_with_fakes.py python-api` runs the same job through `promptomatix.optimize` instead,
+as a user's script does.
 
 `reliable/fake` answers with the scripted sentiment task. With RELIABILITY_FAIL_REWRITES=1 in
 the environment, every rewrite call fails the way a provider rejects a key, echoing the key
@@ -53,6 +55,12 @@ if __name__ == "__main__":
             block()
 
         mlflow.register_model = register_then_block
+    if sys.argv[1:] == ["python-api"]:
+        import promptomatix
+
+        promptomatix.optimize(raw_input=support.RAW_INPUT, model="reliable/fake", synthetic_data_size=6,
+                              iterations=2, candidates=1, num_threads=2, name="reviews", show_progress=False)
+        sys.exit(0)
     from promptomatix.cli import main
 
     sys.argv[0] = "promptomatix"

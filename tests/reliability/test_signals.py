@@ -25,22 +25,22 @@ JOB = ["optimize", "--raw-input", RAW_INPUT, "--model", "reliable/fake", "--synt
        "--iterations", "2", "--candidates", "1", "--num-threads", "2", "--name", "reviews", "--quiet"]
 
 
-def signal_job(tmp_path: Path, block_at: str, signum: int, while_blocked=lambda: None
-               ) -> tuple[subprocess.CompletedProcess, float]:
-    """Run the job until the scripted model blocks at `block_at`, call `while_blocked`, send
-    `signum`, and return the finished process and the seconds from the signal to its exit."""
+def signal_job(tmp_path: Path, block_at: str, signum: int, while_blocked=lambda child: None, job=JOB,
+               preexec_fn=None) -> tuple[subprocess.CompletedProcess, float]:
+    """Run `job` until the scripted model blocks at `block_at`, call `while_blocked(process)`,
+    send `signum`, and return the finished process and the seconds from the signal to its exit."""
     marker = tmp_path / "blocked"
     env = dict(os.environ, RELIABILITY_BLOCK=f"{block_at}:{marker}")
     env.pop("MLFLOW_RUN_ID", None)
-    child = subprocess.Popen([sys.executable, str(HERE / "cli_with_fakes.py"), *JOB], cwd=tmp_path, env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    child = subprocess.Popen([sys.executable, str(HERE / "cli_with_fakes.py"), *job], cwd=tmp_path, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=preexec_fn)
     try:
         deadline = time.monotonic() + 180
         while not marker.exists():
             assert child.poll() is None, child.communicate()[1]
             assert time.monotonic() < deadline, f"the job never got to {block_at}"
             time.sleep(0.1)
-        while_blocked()
+        while_blocked(child)
         sent = time.monotonic()
         child.send_signal(signum)
         stdout, stderr = child.communicate(timeout=60)
@@ -57,7 +57,7 @@ def only_run():
 
 
 def test_sigterm_mid_search_ends_the_run_killed_exit_143_and_resume_finishes_it(tracking, tmp_path):
-    def resume_while_alive():  # two processes would do one job: refused while the first one lives
+    def resume_while_alive(child):  # two processes would do one job: refused while the first one lives
         refused = CliRunner().invoke(cli, ["optimize", "--resume", only_run().info.run_id])
         assert refused.exit_code == 2
         assert refused.stderr.startswith(f"Error: run {only_run().info.run_id} is still running, in process ")
@@ -94,3 +94,27 @@ def test_sighup_while_registering_undoes_the_registration(tracking, tmp_path):
     client = MlflowClient()
     assert client.search_registered_models() == []  # the model version, and the model it created, undone
     assert mlflow.genai.search_prompts() == []  # the prompt version too
+
+
+def test_sigterm_to_a_script_calling_the_python_api_ends_its_run_killed(tracking, tmp_path):
+    # what `timeout 600 python my_script.py` does when the time is up
+    done, seconds = signal_job(tmp_path, "rewrite", signal.SIGTERM, job=["python-api"])
+
+    assert done.returncode == -signal.SIGTERM and seconds < 10  # dies of the signal, as by default
+    run = only_run()
+    assert run.info.status == "KILLED"
+    assert run.data.tags["promptomatix.error"].startswith("stopped by SIGTERM")
+    assert f"promptomatix: stopped by SIGTERM; run {run.info.run_id} ended KILLED" in done.stderr
+
+
+def test_a_job_started_under_nohup_goes_on_when_its_terminal_closes(tracking, tmp_path):
+    def hang_up(child):
+        child.send_signal(signal.SIGHUP)
+        time.sleep(2)
+        assert child.poll() is None, "SIGHUP, ignored by nohup, stopped the job"
+
+    # nohup starts the job with SIGHUP ignored; the job must not take it back. SIGTERM then ends it.
+    done, _ = signal_job(tmp_path, "rewrite", signal.SIGTERM, hang_up,
+                         preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+    assert done.returncode == 143, done.stderr
+    assert only_run().data.tags["promptomatix.error"].startswith("stopped by SIGTERM")

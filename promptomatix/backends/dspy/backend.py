@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import logging
 
-from promptomatix.backends.base import Backend, Candidate, OptimizationTask
+from promptomatix.backends.base import Backend, Candidate, OptimizationTask, Outcome, keep_best
 from promptomatix.callbacks import Callback
 from promptomatix.config import OptimizationConfig
 from promptomatix.errors import BudgetExhausted, ConfigError, LLMError
@@ -50,10 +50,11 @@ class DSPyBackend(Backend):
             raise ConfigError("meta_prompt applies to --backend meta_prompt; the dspy backend would ignore it "
                               "(its optimizer writes the instructions)")
 
-    def optimize(self, task: OptimizationTask, callbacks: Callback) -> Candidate:
+    def optimize(self, task: OptimizationTask, callbacks: Callback) -> Outcome:
         import dspy
         from dspy.utils.exceptions import AdapterParseError, LMError
 
+        from promptomatix.backends.dspy import traces
         from promptomatix.backends.dspy.adapter import adapter_spec, make_adapter
         from promptomatix.backends.dspy.lm import MeteredLM
         from promptomatix.backends.dspy.metric import FeedbackMetric, ProgramMetric, ProgramTagger
@@ -61,59 +62,61 @@ class DSPyBackend(Backend):
         from promptomatix.backends.dspy.program import SignatureSpec, build_program, resolve_module
 
         config = task.config
-        meter = task.evaluator.lm.meter
-        task_lm = MeteredLM(task.evaluator.lm.settings, meter, num_retries=config.max_retries)
-        optimizer_lm = MeteredLM(task.optimizer_lm.settings, meter, num_retries=config.max_retries)
+        meter = task.meter
+        tracer = task.tracer  # the run's traces: DSPy's calls are spans as the other backend's
+        task_lm = MeteredLM(task.task_model, meter, num_retries=config.max_retries, tracer=tracer)
+        optimizer_lm = MeteredLM(task.optimizer_model, meter, num_retries=config.max_retries, tracer=tracer)
         spec = SignatureSpec(task.start.instruction, task.start.input_fields, task.start.output_fields,
                              task.spec.labels)
         adapter = adapter_spec(task_lm.model, single_line=spec.output_fields[:1] if task.start.single_line else (),
                                labels=task.start.labels)
         module, _ = resolve_module(config.dspy_module)
         scorer = _Scorer(task, spec, module, adapter)
-        metric = ProgramMetric(task.evaluator.metric, spec.output_fields, task.objective)
+        metric = ProgramMetric(task.metric, spec.output_fields, task.objective)
         setup = Setup(metric, FeedbackMetric(metric), task_lm, optimizer_lm,
-                      _examples(task.train, spec), _examples(task.valid, spec), config,
-                      task.evaluator.show_progress)
+                      _examples(task.train, spec), _examples(task.valid, spec), config, task.show_progress)
         student = build_program(module, spec, task.start.demos)
         recipe = get_recipe(config.optimizer)
         context = dict(lm=task_lm, adapter=make_adapter(adapter, meter),
                        callbacks=[*dspy.settings.get("callbacks", []), ProgramTagger()])
         try:
             with dspy.context(**context):
-                best = scorer(student)
+                best = scorer(student, "step 0 · starting program")
+                initial = best.score
                 callbacks.on_candidate(0, best)
                 callbacks.on_iteration_end(0, best, [])
-                if _stopped(callbacks):
-                    return best
+                if callbacks.should_stop:
+                    return Outcome(best, initial)
                 try:
-                    compiled = recipe.compile(student, setup)
+                    with traces.group(tracer, f"compile · {config.optimizer}", {"optimizer": config.optimizer}):
+                        compiled = recipe.compile(student, setup)
                 except Exception as exc:  # DSPy wraps what its threads raise: the meter says if it was us
                     if meter.stopped_by is None:
                         raise
                     log.warning("DSPy's %s stopped when the budget (%s) ran out (%s: %s); keeping the start",
                                 config.optimizer, meter.stopped_by, type(exc).__name__, str(exc)[:200])
-                    return best
+                    return Outcome(best, initial)
                 rounds = recipe.rounds(compiled)
                 if scorer.key(compiled) not in {scorer.key(p) for programs in rounds for p in programs}:
                     rounds.append([compiled])
                 for step, programs in enumerate(rounds, start=1):
                     try:
-                        scored = [scorer(program) for program in programs]
+                        scored = [scorer(program, f"step {step} · program {index}")
+                                  for index, program in enumerate(programs, start=1)]
                     except BudgetExhausted as exc:
                         log.info("scoring DSPy's candidates stopped: %s; keeping the best so far", exc)
                         break
                     for candidate in scored:
                         callbacks.on_candidate(step, candidate)
-                    # Ties keep the incumbent: a change must earn its place.
-                    best = max([best, *scored], key=lambda c: c.objective)
+                    best = keep_best(best, scored)
                     callbacks.on_iteration_end(step, best, scored)
-                    if _stopped(callbacks):
+                    if callbacks.should_stop:
                         break
         except LMError as exc:
             raise LLMError(f"{type(exc).__name__}: {exc}") from exc
         except AdapterParseError as exc:  # an answer an optimizer itself needed (a proposal) was unreadable
             raise LLMError(f"the optimizer could not read a model answer: {exc}") from exc
-        return best
+        return Outcome(best, initial)
 
 
 class _Scorer:
@@ -130,28 +133,31 @@ class _Scorer:
         self.valid = _examples(task.valid, spec)
         self._scored: dict[str, Candidate] = {}
 
-    def __call__(self, program) -> Candidate:
+    def __call__(self, program, name: str) -> Candidate:
+        """`program` scored, its calls a trace named `name` (a program scored before: no call)."""
+        from promptomatix.backends.dspy import traces
         from promptomatix.backends.dspy.evaluation import evaluate_program
         from promptomatix.backends.dspy.program import program_prompt, program_text, program_to_dict
+        from promptomatix.evaluation import prompt_id
 
         key = self.key(program)
         if key not in self._scored:
             task = self.task
-            evaluation = evaluate_program(program, self.valid, task.evaluator.metric, self.spec.output_fields,
-                                          num_threads=task.config.num_threads,
-                                          show_progress=task.evaluator.show_progress)
-            self._scored[key] = Candidate(
-                prompt=program_prompt(program, self.spec, single_line=task.start.single_line,
-                                      labels=task.start.labels),
-                evaluation=evaluation,
-                objective=task.objective(evaluation.score, program_text(program)),
-                program=program_to_dict(program, self.module, self.spec, self.adapter),
-            )
+            with traces.group(task.tracer, name, {"step": name}) as group:
+                evaluation = evaluate_program(program, self.valid, task.metric, self.spec.output_fields,
+                                              num_threads=task.config.num_threads,
+                                              show_progress=task.show_progress)
+                candidate = Candidate(
+                    prompt=program_prompt(program, self.spec, single_line=task.start.single_line,
+                                          labels=task.start.labels),
+                    evaluation=evaluation,
+                    objective=task.objective(evaluation.score, program_text(program)),
+                    program=program_to_dict(program, self.module, self.spec, self.adapter),
+                )
+                if group is not None:  # the candidate table's id of this program's prompt
+                    group.set_attributes({"prompt_id": prompt_id(candidate.prompt), "score": evaluation.score})
+            self._scored[key] = candidate
         return self._scored[key]
-
-
-def _stopped(callbacks: Callback) -> bool:
-    return getattr(callbacks, "should_stop", False)
 
 
 def _examples(examples, spec) -> list:

@@ -15,10 +15,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from promptomatix.evaluation import Evaluation
-from promptomatix.scoring import Metric
+from promptomatix.scoring import CompositeMetric, Metric
 
 
-def evaluate_program(program, examples: Sequence, metric: Metric, output_fields: Sequence[str], *,
+def evaluate_program(program, examples: Sequence, metric: Metric | CompositeMetric, output_fields: Sequence[str], *,
                      num_threads: int = 1, show_progress: bool = False) -> Evaluation:
     """`examples` are `dspy.Example`s with their inputs marked."""
     from dspy.utils.exceptions import AdapterParseError

@@ -21,7 +21,7 @@ import dspy
 from dspy.utils.callback import BaseCallback
 
 from promptomatix.backends.dspy.program import predictors_text, program_text
-from promptomatix.scoring import Metric, Objective, mean_over_fields, prompt_words
+from promptomatix.scoring import CompositeMetric, Metric, Objective, mean_over_fields, prompt_words
 
 PROGRAM_TEXT = "_promptomatix_program_text"  # the attribute ProgramTagger sets on predictions
 
@@ -53,7 +53,7 @@ def _text(value) -> str:
 class ProgramMetric:
     """DSPy's standard metric `metric(example, pred, trace=None) -> float` (see the module doc)."""
 
-    def __init__(self, metric: Metric, output_fields: Sequence[str], objective: Objective):
+    def __init__(self, metric: Metric | CompositeMetric, output_fields: Sequence[str], objective: Objective):
         self.metric = metric
         self.output_fields = tuple(output_fields)
         self.objective = objective

@@ -1,0 +1,231 @@
+"""What an optimization records, in one place: the artifact paths and tags of its MLflow run, the
+tags of the version it registers, and the JSON form of prompts, task specs and candidates.
+
+Writers (`api`, `tracking`, `registry`, `checkpoints`) and readers (`checkpoints.read_saved`,
+`lineage`, `critiques`, `compat`, `lifecycle`, `serving`) name a path or a tag only through this
+module, so the two sides cannot drift apart.
+
+This module imports no MLflow (backends use its conversions for their checkpoints, and backends
+never import MLflow) and does no work at import time.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Mapping
+from dataclasses import asdict
+from typing import TYPE_CHECKING
+
+from promptomatix.evaluation import Evaluation
+from promptomatix.prompts import Prompt
+from promptomatix.spec import TaskSpec
+
+if TYPE_CHECKING:
+    from promptomatix.backends.base import Candidate
+
+# --- artifacts of the optimization run ----------------------------------------------------------
+CONFIG_ARTIFACT = "config.yaml"  # the effective options, re-runnable with --config-from, read by --resume
+SPEC_ARTIFACT = "task_spec.json"
+RAW_INPUT_ARTIFACT = "raw_input.txt"
+INITIAL_PROMPT_ARTIFACT = "initial_prompt.txt"
+OPTIMIZED_PROMPT_ARTIFACT = "optimized_prompt.txt"
+PROGRAM_ARTIFACT = "program.json"
+VALID_PREDICTIONS_ARTIFACT = "valid_predictions.json"
+DATA_REJECTIONS_ARTIFACT = "data_rejections.json"
+CHECKPOINT_DIR = "checkpoints"
+CANDIDATES_TABLE = "candidates.json"  # the candidate table (`mlflow.log_table`), one row per candidate
+# The optimized prompt's answer to each validation example, as `promptomatix evaluate` records
+# its test examples (`lifecycle.evaluation.RESULTS_ARTIFACT`): inputs, expected, produced, score.
+VALID_RESULTS_TABLE = "evaluation/valid_results.json"
+TRAIN, VALID = "train", "valid"  # the data sets' names: artifact, dataset input
+
+
+def data_artifact(name: str) -> str:
+    """The JSONL artifact of data set `name` (`TRAIN`, `VALID`)."""
+    return f"data/{name}.jsonl"
+
+
+def checkpoint_artifact(step: int) -> str:
+    return f"{CHECKPOINT_DIR}/step_{step:03d}.json"
+
+
+def candidate_artifact(step: int, index: int) -> str:
+    return f"prompts/step_{step:02d}_candidate_{index:02d}.txt"
+
+
+# --- tags of the optimization run -----------------------------------------------------------------
+RUN_TASK_TYPE = "promptomatix.task_type"
+RUN_BACKEND = "promptomatix.backend"
+RUN_MODEL_URI = "promptomatix.model_uri"
+RUN_PROMPT_URI = "promptomatix.prompt_uri"
+STOPPED_BY = "promptomatix.stopped_by"  # why the search ended: a limit of the budget, a hook, or done
+SEARCH_COMPLETE = "search_complete"  # its value when the search ran its course
+EVAL_METRICS_RUN_TAG = "promptomatix.eval_metrics"  # the final evaluation's metrics, on the run
+SAMPLE_TAG = "promptomatix.sample"  # per data file, when only a sample of it was used: "1000 of 50000"
+HOOK_ERROR_PREFIX = "promptomatix.hook_error."  # + hook name
+RESUMED_FROM = "promptomatix.resumed_from"
+RESUMED_BY = "promptomatix.resumed_by"
+# Which process runs the optimization: "<host> <pid> <start>" (start: the process's start time in
+# clock ticks since boot, from /proc, so that a pid used again by another process is told apart).
+PROCESS = "promptomatix.process"
+PARENT_RUN = "promptomatix.parent_run_id"
+PARENT_VERSION = "promptomatix.parent_version"
+FEEDBACK_USED = "promptomatix.feedback_used"
+
+# --- tags of a registered version (model version; the prompt version gets the same) ----------------
+RUN_ID = "run_id"
+VALIDATION_SCORE = "validation_score"
+INITIAL_SCORE = "initial_score"
+BACKEND = "backend"
+TASK_TYPE = "task_type"
+COST = "cost"
+TOKENS = "tokens"
+PARENT_VERSION_TAG = "parent_version"
+PARENT_RUN_ID_TAG = "parent_run_id"
+EVAL_METRICS = "eval_metrics"  # the final evaluation's metrics, read by `evaluate`
+# The metric `validation_score` was measured with: its name, and as JSON the weight of each part
+# (`name:key` -> weight, summing to 1). Versions registered before it was recorded lack it.
+METRIC = "metric"
+METRIC_WEIGHTS = "metric_weights"
+PROMPT_URI = "prompt_uri"  # on every model version promptomatix registers (or copies): its prompt version
+MODEL_VERSION = "model_version"  # on the prompt version: its model version
+# Written by `evaluate` on a model version.
+TEST_SCORE = "test_score"
+TEST_DIGEST = "test_data_digest"
+TEST_RUN = "test_run_id"
+TEST_DATA = "test_data"
+TEST_METRIC = "test_metric"
+TEST_SCORE_PREFIX = "test_score."  # + data digest: one score per data set a version was evaluated on
+
+
+def version_tags(*, run_id: str, score: float, initial_score: float, backend: str, task_type: str, cost: float,
+                 tokens: int, metric: Mapping[str, float], eval_metrics: tuple[str, ...] = (),
+                 parent_version: str | None = None, parent_run_id: str | None = None) -> dict[str, str]:
+    """The tags a registered version carries (model version and prompt version alike); `metric`
+    is what the scores were measured with (`metric_weights`)."""
+    tags = {RUN_ID: run_id, VALIDATION_SCORE: f"{score:.4f}", INITIAL_SCORE: f"{initial_score:.4f}",
+            BACKEND: backend, TASK_TYPE: task_type, COST: f"{cost:.6f}", TOKENS: str(tokens),
+            METRIC: metric_label(metric), METRIC_WEIGHTS: json.dumps(dict(metric), sort_keys=True)}
+    if parent_version is not None:
+        tags |= {PARENT_VERSION_TAG: parent_version, PARENT_RUN_ID_TAG: parent_run_id or ""}
+    if eval_metrics:
+        tags[EVAL_METRICS] = ",".join(eval_metrics)
+    return tags
+
+
+def metric_weights(parts: Mapping[str, float]) -> dict[str, float]:
+    """`name:key` -> weight, normalized to sum 1: weights 7 and 3 score as 0.7 and 0.3 do."""
+    total = sum(parts.values())
+    return {spec: round(weight / total, 6) for spec, weight in sorted(parts.items())}
+
+
+def metric_label(weights: Mapping[str, float]) -> str:
+    """A metric as people read it: `classification:accuracy`, or `0.7*classification:accuracy +
+    0.3*brevity:brevity` for a weighted one."""
+    if len(weights) == 1:
+        return next(iter(weights))
+    return " + ".join(f"{weight:g}*{spec}" for spec, weight in weights.items())
+
+
+def recorded_metric(tags: Mapping[str, str] | None) -> dict[str, float] | None:
+    """The metric a version's `validation_score` was measured with (see `METRIC_WEIGHTS`), or None
+    for a version registered before the metric was recorded (or with a tag that does not read)."""
+    text = (tags or {}).get(METRIC_WEIGHTS)
+    if not text:
+        return None
+    try:
+        weights = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(weights, dict) or not weights:
+        return None
+    return {str(k): float(v) for k, v in weights.items()}
+
+
+def eval_metric_specs(tags: Mapping[str, str] | None) -> list[str]:
+    """The final-evaluation metrics a version names (`EVAL_METRICS`), empty when none."""
+    return [s for s in ((tags or {}).get(EVAL_METRICS) or "").split(",") if s]
+
+
+# --- the registered model's config (what serving reads back) ---------------------------------------
+def model_config(prompt: Prompt, model: Mapping[str, object], prompt_uri: str | None = None,
+                 program: dict | None = None) -> dict:
+    """The pyfunc model's `model_config`: the prompt, the task model's settings (no credentials),
+    the linked prompt version, the program. What is unset is left out: MLflow logs the config as
+    run params too, and no param should read "None"."""
+    config = {"prompt": prompt_to_dict(prompt), "model": dict(model), "prompt_uri": prompt_uri, "program": program}
+    return {k: v for k, v in config.items() if v is not None}
+
+
+def config_prompt(config: Mapping) -> Prompt | None:
+    """The prompt of a registered model's config, None when it has none."""
+    data = config.get("prompt")
+    return prompt_from_dict(data) if data else None
+
+
+def config_model(config: Mapping) -> dict:
+    """The task model's settings of a registered model's config (empty when it has none)."""
+    return dict(config.get("model") or {})
+
+
+def config_program(config: Mapping) -> dict | None:
+    return config.get("program")
+
+
+# --- JSON forms ---------------------------------------------------------------------------------------
+def prompt_to_dict(prompt: Prompt) -> dict:
+    """Plain JSON data; `prompt_from_dict` reads it back (checkpoints, the registered model)."""
+    return {"instruction": prompt.instruction, "input_fields": list(prompt.input_fields),
+            "output_fields": list(prompt.output_fields), "demos": [dict(d) for d in prompt.demos],
+            "single_line": prompt.single_line, "labels": list(prompt.labels),
+            "calibration": list(prompt.calibration)}
+
+
+def prompt_from_dict(data: Mapping) -> Prompt:
+    return Prompt(data["instruction"], tuple(data["input_fields"]), tuple(data["output_fields"]),
+                  tuple(dict(d) for d in data.get("demos", ())), bool(data.get("single_line", False)),
+                  tuple(data.get("labels") or ()), tuple(float(x) for x in data.get("calibration") or ()))
+
+
+def spec_to_dict(spec: TaskSpec) -> dict:
+    return asdict(spec)
+
+
+def spec_from_dict(data: Mapping) -> TaskSpec:
+    return TaskSpec(**{**data, **{k: tuple(data.get(k) or ()) for k in ("input_fields", "output_fields", "labels")},
+                       "sample_examples": tuple(data.get("sample_examples") or ())})
+
+
+def evaluation_to_dict(evaluation: Evaluation) -> dict:
+    e = evaluation
+    return {"score": e.score, "per_example": list(e.per_example), "predictions": list(e.predictions),
+            "scores": [list(s) if s is not None else None for s in e.scores], "unmapped": e.unmapped,
+            "soft": e.soft}
+
+
+def evaluation_from_dict(data: Mapping) -> Evaluation:
+    return Evaluation(data["score"], tuple(data["per_example"]), tuple(data["predictions"]),
+                      tuple(tuple(s) if s is not None else None for s in data.get("scores") or ()),
+                      int(data.get("unmapped") or 0), data.get("soft"))
+
+
+def candidate_to_dict(candidate: Candidate) -> dict:
+    return {"prompt": prompt_to_dict(candidate.prompt), "objective": candidate.objective,
+            "program": candidate.program, "evaluation": evaluation_to_dict(candidate.evaluation)}
+
+
+def candidate_from_dict(data: Mapping) -> Candidate:
+    from promptomatix.backends.base import Candidate  # the backends' type; base imports this module's peers
+
+    return Candidate(prompt_from_dict(data["prompt"]), evaluation_from_dict(data["evaluation"]), data["objective"],
+                     data.get("program"))
+
+
+def rng_state(rng: random.Random) -> list:
+    version, internal, gauss = rng.getstate()
+    return [version, list(internal), gauss]
+
+
+def set_rng_state(rng: random.Random, state: list) -> None:
+    rng.setstate((state[0], tuple(state[1]), state[2]))
