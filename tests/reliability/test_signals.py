@@ -25,8 +25,14 @@ JOB = ["optimize", "--raw-input", RAW_INPUT, "--model", "reliable/fake", "--synt
        "--iterations", "2", "--candidates", "1", "--num-threads", "2", "--name", "reviews", "--quiet"]
 
 
+def from_a_terminal() -> None:
+    """The signal dispositions of a job started from a terminal: SIGHUP at its default, even when
+    the test itself runs under nohup (which ignores it, and children inherit that)."""
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
 def signal_job(tmp_path: Path, block_at: str, signum: int, while_blocked=lambda child: None, job=JOB,
-               preexec_fn=None) -> tuple[subprocess.CompletedProcess, float]:
+               preexec_fn=from_a_terminal) -> tuple[subprocess.CompletedProcess, float]:
     """Run `job` until the scripted model blocks at `block_at`, call `while_blocked(process)`,
     send `signum`, and return the finished process and the seconds from the signal to its exit."""
     marker = tmp_path / "blocked"
