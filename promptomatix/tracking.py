@@ -165,10 +165,14 @@ def log_examples(examples: Sequence[Example], name: str, context: str) -> None:
 
 
 def _log_input(dataset, context: str, attempts: int = 4) -> None:
-    """`mlflow.log_input`, again when another process logged the same data set (same name and
-    digest) at the same moment: the store checks for the data set, then inserts it, so the
-    slower of two concurrent writers gets a unique-constraint error; asked again, it finds the
-    data set and links it."""
+    """`mlflow.log_input`, again when the store or the connection to it failed in a way that
+    asking again fixes:
+    - another process logged the same data set (same name and digest) at the same moment: the
+      store checks for the data set, then inserts it, so the slower of two concurrent writers gets
+      a unique-constraint error; asked again, it finds the data set and links it;
+    - a busy tracking server dropped the connection mid-answer (MLflow's HTTP retries cover
+      refused connections and 5xx answers, not a body cut short). Asking again is safe: the
+      store links a data set to a run once."""
     from mlflow.exceptions import MlflowException
 
     for attempt in range(attempts):
@@ -177,13 +181,17 @@ def _log_input(dataset, context: str, attempts: int = 4) -> None:
             return
         except MlflowException as exc:
             text = str(exc)
-            if attempt + 1 == attempts or not any(s in text for s in _DUPLICATE_ERRORS):
+            if attempt + 1 == attempts or not any(s in text for s in _RETRIED_ERRORS):
                 raise
-            time.sleep(0.2 * (attempt + 1))
+            log.info("logging the %s data set failed (%s); trying again", context, text[:200])
+            time.sleep(0.2 * 2 ** attempt)
 
 
-# How sqlite, PostgreSQL and MySQL report a duplicate insert (through SQLAlchemy's IntegrityError).
-_DUPLICATE_ERRORS = ("UNIQUE constraint failed", "duplicate key value", "Duplicate entry", "IntegrityError")
+# How sqlite, PostgreSQL and MySQL report a duplicate insert (through SQLAlchemy's IntegrityError),
+# and how requests/urllib3 report a connection a server closed before its answer was complete.
+_RETRIED_ERRORS = ("UNIQUE constraint failed", "duplicate key value", "Duplicate entry", "IntegrityError",
+                   "IncompleteRead", "Connection aborted", "RemoteDisconnected", "Connection reset by peer",
+                   "ChunkedEncodingError")
 
 
 class MLflowTracker(Callback):

@@ -162,3 +162,27 @@ def test_a_store_failure_while_registering_leaves_the_registry_as_it_was(trackin
     failed = [r for r in mlflow.search_runs(output_format="list", search_all_experiments=True)
               if r.info.status == "FAILED"]
     assert len(failed) == 1 and "restarting" in failed[0].data.tags["promptomatix.error"]
+
+
+def test_a_tracking_server_dropping_a_data_set_answer_mid_way_is_asked_again(tracking, monkeypatch):
+    """A busy server that closes the connection while answering `log-inputs` (seen with eight
+    concurrent optimizations on one server): the data set is logged again, the run finishes."""
+    install("flaky", FaultyLLM(rate=0.0))
+    real, dropped = mlflow.log_input, []
+
+    def drops_once(dataset, *args, **kwargs):
+        if not dropped:
+            dropped.append(dataset.name)
+            raise mlflow.exceptions.MlflowException(
+                "API request to http://127.0.0.1:5000/api/2.0/mlflow/runs/log-inputs failed with exception "
+                "('Connection broken: IncompleteRead(0 bytes read, 2 more expected)', IncompleteRead(0 bytes read))")
+        return real(dataset, *args, **kwargs)
+
+    monkeypatch.setattr(mlflow, "log_input", drops_once)
+    monkeypatch.setattr("promptomatix.tracking.time.sleep", lambda seconds: None)
+    result = promptomatix.optimize(raw_input=RAW_INPUT, model="flaky/fake", name="reviews", synthetic_data_size=6,
+                                   iterations=1, candidates=1, show_progress=False)
+
+    run = mlflow.get_run(result.run_id)
+    assert run.info.status == "FINISHED" and dropped
+    assert dropped[0] in {d.dataset.name for d in run.inputs.dataset_inputs}
