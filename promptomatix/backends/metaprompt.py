@@ -2,8 +2,9 @@
 on the validation set, and keeps the winner only when it beats the incumbent.
 
 Variants, in the order a small model gains most from them (see `backends/search.py`):
-- new few-shot demo sets from the training examples, label-balanced, of a size from a small
-  ladder; from the second iteration on, half of them change a third of the incumbent's demos;
+- new few-shot demo sets from the training examples (for classification, the half of each
+  label's most typical of it), label-balanced, of a size from a small ladder; from the second
+  iteration on, half of them change a third of the incumbent's demos;
 - the incumbent's demos in another order;
 - instructions rewritten by the optimizer model (`config.meta_prompt`), from the incumbent's
   failures and reviewers' feedback, keeping the incumbent's demos;
@@ -26,7 +27,7 @@ from collections.abc import Sequence
 
 from promptomatix.backends.base import Backend, Candidate, OptimizationTask, Outcome, keep_best
 from promptomatix.backends.search import (MIN_RACE, Race, demo_counts, draw_demos, fits, race_cost, race_fits, rank,
-                                          search_rows)
+                                          search_rows, typical_half)
 from promptomatix.callbacks import Callback
 from promptomatix.config import OptimizationConfig
 from promptomatix.errors import BudgetExhausted, ConfigError, ParseError
@@ -164,13 +165,22 @@ class MetaPromptBackend(Backend):
         proposals: list[tuple[Prompt, str]] = []
         label_field = task.spec.output_fields[0] if incumbent.labels else None
         counts = demo_counts(config.num_demos, incumbent.labels)
+        typical = typical_half(task.train, label_field, max(counts) // len(incumbent.labels)) if label_field \
+            else task.train
+        seen = set(tried)
         for index in range(size - rewrites - orders):
-            if step > 1 and index % 2 and incumbent.demos:
-                demos = self.mutate(incumbent.demos, task.train, label_field, rng)
-                change = "demos changed"
-            else:
-                demos = draw_demos(task.train, counts[index % len(counts)], label_field, incumbent.labels, rng)
-                change = f"{len(demos)} new demos"
+            # From the typical half first; from all training examples when that half has no new
+            # set left to give (a small training set).
+            for pool in (typical, task.train):
+                if step > 1 and index % 2 and incumbent.demos:
+                    demos = self.mutate(incumbent.demos, pool, label_field, rng)
+                    change = "demos changed"
+                else:
+                    demos = draw_demos(pool, counts[index % len(counts)], label_field, incumbent.labels, rng)
+                    change = f"{len(demos)} new demos"
+                if incumbent.with_(demos=demos).template not in seen:
+                    break
+            seen.add(incumbent.with_(demos=demos).template)
             proposals.append((incumbent.with_(demos=demos), change))
         for _ in range(orders):
             demos = list(incumbent.demos)

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import FAKE_MODEL
 from promptomatix.backends.base import OptimizationTask
-from promptomatix.backends.search import Race, demo_counts, draw_demos, fits, race_cost, rungs
+from promptomatix.backends.search import Race, demo_counts, draw_demos, fits, race_cost, rungs, typical_half
 from promptomatix.config import ModelSettings, OptimizationConfig
 from promptomatix.evaluation import Evaluator
 from promptomatix.models.lm import LM
@@ -42,6 +42,24 @@ def test_a_label_with_too_few_examples_gives_what_it_has():
     train = TRAIN[:4]  # a, b, c, a
     demos = draw_demos(train, 6, "label", ("a", "b", "c"), random.Random(1))
     assert Counter(d["label"] for d in demos) == {"a": 2, "b": 1, "c": 1}
+
+
+def test_demos_come_from_the_half_of_each_label_most_typical_of_it():
+    good = ["a wonderful moving film", "wonderful acting, a moving story", "a wonderful film",
+            "moving and wonderful", "the film is wonderful", "simply wonderful"]
+    bad = ["a dull boring film", "boring, dull acting", "dull and boring", "the film is boring", "boring story",
+           "so dull"]
+    train = [{"text": t, "label": "positive"} for t in good] + [{"text": t, "label": "negative"} for t in bad]
+    train += [{"text": "a boring dull mess", "label": "positive"},  # a wrong label
+              {"text": "tickets at the box office", "label": "negative"}]  # off-topic
+    kept = typical_half(train, "label")
+
+    assert Counter(e["label"] for e in kept) == {"positive": 4, "negative": 4}  # half of 7 each, rounded up
+    assert {"text": "a boring dull mess", "label": "positive"} not in kept
+    assert {"text": "tickets at the box office", "label": "negative"} not in kept
+    assert kept == [e for e in train if e in kept]  # in training order
+    assert len(typical_half(train, "label", at_least=6)) == 12  # enough of each for a 6-per-label set
+    assert typical_half(train[:1], "label") == train[:1]
 
 
 def test_a_prompt_too_long_for_the_context_does_not_fit():
