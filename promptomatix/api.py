@@ -387,7 +387,8 @@ def _prepare_data(job: _Job, models: _Models) -> tuple[TaskSpec, Evaluator, list
     train = valid = None
     if job.user_data:
         train, valid = _user_split(spec, job.user_data, job.valid_data, config)
-        train, valid = _held_out(train, valid, config, models.meter.remaining_calls())
+        train, valid = _held_out(train, valid, config, models.meter.remaining_calls(),
+                                 spec.output_fields[0] if spec.task_type == "classification" else None)
         spec = _data_labels(spec, train + valid, config.train_data)
     steps = DataSteps(config.data_steps, spec, options=config.plugin_options)
     if job.user_data and steps:
@@ -403,6 +404,8 @@ def _prepare_data(job: _Job, models: _Models) -> tuple[TaskSpec, Evaluator, list
                                            job.show_progress)
     if steps:
         _log_rejections(steps)
+    if spec.task_type == "classification":
+        valid = data.interleaved(valid, spec.output_fields[0])
     log_examples(train, record.TRAIN, "training")
     log_examples(valid, record.VALID, "validation")
     return spec, evaluator, train, valid
@@ -613,8 +616,8 @@ def _user_split(spec: TaskSpec, user_data: list[Example], valid_data: list[Examp
     return data.split(train, config.train_ratio, config.seed)
 
 
-def _held_out(train: list[Example], valid: list[Example], config: OptimizationConfig,
-              calls_left: int | None) -> tuple[list[Example], list[Example]]:
+def _held_out(train: list[Example], valid: list[Example], config: OptimizationConfig, calls_left: int | None,
+              label_field: str | None) -> tuple[list[Example], list[Example]]:
     """A validation set too small to choose by, topped up with training examples
     (`planning.validation_rows`), said in the log and on the run (param `valid_from_train`)."""
     count = validation_rows(config, len(valid), len(train), calls_left)
@@ -622,7 +625,7 @@ def _held_out(train: list[Example], valid: list[Example], config: OptimizationCo
         log.warning("%d validation examples are too few to choose between prompts: %d training examples are "
                     "held out as validation too (%d left to draw demos from)", len(valid), count, len(train) - count)
         mlflow.log_param("valid_from_train", count)
-    return data.hold_out(train, valid, count, config.seed)
+    return data.hold_out(train, valid, count, config.seed, label_field)
 
 
 def _sampled(examples: list[Example], source: str, seed: int) -> list[Example]:

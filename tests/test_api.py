@@ -281,6 +281,11 @@ def test_a_validation_set_too_small_to_choose_by_is_topped_up_from_training(trac
               mlflow.artifacts.load_text(f"runs:/{result.run_id}/data/valid.jsonl").splitlines()]
     assert logged[:4] == rows[40:]  # the given rows first: a search narrowed by its budget scores them
     held = logged[4:]
+    # the rows held out bring the labels level, and the labels take turns: the first rows a
+    # race scores are never all of one label
+    labels = [r["sentiment"] for r in logged]
+    assert abs(labels.count("positive") - labels.count("negative")) <= 1
+    assert all(a != b for a, b in zip(labels[:24], labels[1:24]))
     train_logged = [json.loads(line) for line in
                     mlflow.artifacts.load_text(f"runs:/{result.run_id}/data/train.jsonl").splitlines()]
     assert len(train_logged) == 19 and all(r in rows[:40] and r not in train_logged for r in held)

@@ -4,7 +4,8 @@
   classification, in a size from a small ladder (`demo_counts`) and in random order, never
   longer than the model's context allows; for classification, from the half of each label's
   examples most typical of it (`typical_half`).
-- `Race`: successive halving. Every candidate is scored on the first few validation examples;
+- `Race`: successive halving. Every candidate is scored on the first few validation examples
+  (for classification, the labels take turns in the validation set: `data.interleaved`);
   the better half goes on to twice as many, and so on until the survivors are scored on the
   whole validation set. A candidate that is clearly worse costs a few calls, not a full pass.
   Answers already given (the first rows of a survivor) are never asked again.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections import Counter
 from collections.abc import Sequence
 
 from promptomatix.spec import Example
@@ -22,15 +23,53 @@ def held_out_count(valid_size: int, train_size: int, num_demos: int, wanted: int
     return max(0, min(wanted - valid_size, train_size - keep))
 
 
-def hold_out(train: Sequence[Example], valid: Sequence[Example], count: int,
-             seed: int) -> tuple[list[Example], list[Example]]:
+def hold_out(train: Sequence[Example], valid: Sequence[Example], count: int, seed: int,
+             label_field: str | None = None) -> tuple[list[Example], list[Example]]:
     """`count` training examples (a choice seeded by `seed`) moved to the end of `valid`, so
-    that a search narrowed to the first rows of validation scores the given ones first."""
+    that a search narrowed to the first rows of validation scores the given ones first.
+
+    With `label_field` (classification), each example moved is of the label validation has
+    fewest of, while that label keeps at least half its training examples for demos: on a
+    dozen rows a chance skew decides, and a prompt answering one label for everything scored
+    8 of 16 where half the rows were of that label (and 0.276 on the test set)."""
     if count < 1:
         return list(train), list(valid)
-    moved = set(random.Random(seed).sample(range(len(train)), count))
+    rng = random.Random(seed)
+    order = rng.sample(range(len(train)), len(train))
+    if label_field is None:
+        moved = set(order[:count])
+    else:
+        in_valid = Counter(e.get(label_field) for e in valid)
+        left = Counter(train[i].get(label_field) for i in order)
+        floor = {label: (n + 1) // 2 for label, n in left.items()}
+        moved = set()
+        for _ in range(count):
+            spare = [i for i in order if i not in moved and left[train[i].get(label_field)] > floor[train[i].get(label_field)]]
+            pool = spare or [i for i in order if i not in moved]
+            pick = min(pool, key=lambda i: in_valid[train[i].get(label_field)])  # the first such in `order`
+            label = train[pick].get(label_field)
+            moved.add(pick)
+            in_valid[label] += 1
+            left[label] -= 1
     return ([e for i, e in enumerate(train) if i not in moved],
             [*valid, *(e for i, e in enumerate(train) if i in moved)])
+
+
+def interleaved(examples: Sequence[Example], label_field: str) -> list[Example]:
+    """`examples` with the labels taking turns (in the order they first come; each label's
+    examples in their order), so that the first rows of a race, and a search narrowed to the
+    first rows, see the labels about equally: on 4 rows that are all of one label, a prompt
+    answering that label for everything would win the first stage."""
+    groups: dict[str | None, list[Example]] = {}
+    for example in examples:
+        groups.setdefault(example.get(label_field), []).append(example)
+    turns = [list(reversed(group)) for group in groups.values()]
+    out: list[Example] = []
+    while len(out) < len(examples):
+        for group in turns:
+            if group:
+                out.append(group.pop())
+    return out
 
 
 def split(examples: Sequence[Example], train_ratio: float, seed: int) -> tuple[list[Example], list[Example]]:
