@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import itertools
 import json
 import threading
@@ -343,6 +345,30 @@ def test_demo_sets_of_a_label_prompt_hold_every_label(scoring, accuracy):
     for demos in demo_sets:
         labels = [d["label"] for d in demos]
         assert labels.count("positive") == labels.count("negative")
+
+
+def _proposed_demo_sets(accuracy, train, num_demos):
+    import random as random_module
+
+    task = dataclasses.replace(labelled_task(accuracy, UsageMeter(), candidates=8, num_demos=num_demos), train=train)
+    proposals = MetaPromptBackend().propose(task, task.score(task.start), 1, 6, random_module.Random(0), set())
+    return [[d["text"] for d in prompt.demos] for prompt, _ in proposals if prompt.demos]
+
+
+def test_demo_sets_favour_typical_examples_and_still_differ_on_a_small_training_set(scoring, accuracy):
+    scoring.score = biased(0.0)
+
+    def films(word, label, count):
+        return [{"text": f"a {word} film {i}", "label": label} for i in range(count)]
+
+    odd = [{"text": "tickets at the box office", "label": "positive"},
+           {"text": "the popcorn was cold", "label": "negative"}]
+    sets = _proposed_demo_sets(accuracy, films("good", "positive", 12) + films("bad", "negative", 12) + odd, 4)
+    assert sets and not {"tickets at the box office", "the popcorn was cold"} & {t for s in sets for t in s}
+
+    # 6 examples a label, 8-demo sets (4 a label): the half kept holds all 6, not a single set's 4
+    sets = _proposed_demo_sets(accuracy, films("good", "positive", 6) + films("bad", "negative", 6), 8)
+    assert len({frozenset(s) for s in sets if len(s) == 8}) >= 2
 
 
 def test_the_budget_shrinks_an_iteration_and_a_spent_one_keeps_the_best_so_far(scoring, accuracy):
