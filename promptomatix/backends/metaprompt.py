@@ -181,11 +181,10 @@ class MetaPromptBackend(Backend):
                 else:
                     demos = draw_demos(pool, counts[index % len(counts)], label_field, incumbent.labels, rng)
                     change = f"{len(demos)} new demos"
-                prompt = incumbent.with_(demos=demos)
-                if prompt.template not in seen:
+                if incumbent.with_(demos=demos).template not in seen:
                     break
-            seen.add(prompt.template)
-            proposals.append((prompt, change))
+            seen.add(incumbent.with_(demos=demos).template)
+            proposals.append((incumbent.with_(demos=demos), change))
         for _ in range(orders):
             demos = list(incumbent.demos)
             rng.shuffle(demos)
