@@ -181,10 +181,11 @@ class MetaPromptBackend(Backend):
                 else:
                     demos = draw_demos(pool, counts[index % len(counts)], label_field, incumbent.labels, rng)
                     change = f"{len(demos)} new demos"
-                if incumbent.with_(demos=demos).template not in seen:
+                prompt = incumbent.with_(demos=demos)
+                if prompt.template not in seen:
                     break
-            seen.add(incumbent.with_(demos=demos).template)
-            proposals.append((incumbent.with_(demos=demos), change))
+            seen.add(prompt.template)
+            proposals.append((prompt, change))
         for _ in range(orders):
             demos = list(incumbent.demos)
             rng.shuffle(demos)
