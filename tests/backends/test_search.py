@@ -132,3 +132,48 @@ def test_the_incumbent_runs_in_every_stage_without_taking_a_survivors_place(fake
     assert [c.prompt.instruction for c in stages[1]][0] == "WRONG start." and len(stages[1]) == 3
     assert [c.prompt.instruction for c in stages[-1]] == ["WRONG start.", "RIGHT classify."]
     assert meter.snapshot().calls - before == race_cost(4, 16)
+
+
+def scored_race_task(valid) -> OptimizationTask:
+    """A label task on `valid` whose model scores labels (`SCORING_MODEL`)."""
+    from conftest import SCORING_MODEL
+
+    evaluator = Evaluator(LM(ModelSettings(SCORING_MODEL), UsageMeter()), Metric("classification", "accuracy"),
+                          show_progress=False)
+    spec = TaskSpec("Classify.", ("text",), ("label",), "classification", ("positive", "negative"))
+    start = Prompt("Classify.", ("text",), ("label",), single_line=True, labels=spec.labels)
+    return OptimizationTask(spec, start, [], list(valid), evaluator, Objective(0.0), evaluator.lm,
+                            OptimizationConfig(raw_input="x"))
+
+
+def leaning(margins: dict[str, float]):
+    """Label scores giving `positive` the review's margin over `negative`."""
+    def score(prompt, option):
+        query = prompt.rsplit("Text: ", 1)[-1].split("\n")[0]
+        return margins[query] if option == "positive" else 0.0
+    return score
+
+
+def test_a_prompt_goes_calibrated_unless_its_raw_answers_are_clearly_better(scoring):
+    # Balanced rows, a model leaning positive: raw, every review it is unsure of comes out
+    # positive; calibrated, one sure positive (margin 0.1) turns negative, the rest right.
+    # One row is no evidence against calibration, which the test sets say is worth far more.
+    margins = {"p1": 3.0, "p2": 3.0, "p3": 3.0, "p4": 0.1, "n1": -1.0, "n2": -1.0, "n3": -1.0, "n4": -1.0}
+    valid = [{"text": t, "label": "positive" if t[0] == "p" else "negative"} for t in margins]
+    scoring.score = leaning(margins)
+    task = scored_race_task(valid)
+
+    [one] = Race(task).run([task.start], "test")[-1]
+
+    assert one.prompt.calibration and "calibrated" in one.change
+    assert one.score == 7 / 8  # one row below the raw prompt's 8 of 8, kept all the same
+
+    # All rows positive and the model says so: calibration, levelling the labels over the rows,
+    # would call the less sure half negative. Raw answers clearly better: no calibration.
+    margins = {f"p{i}": 1.0 + i / 10 for i in range(12)}
+    scoring.score = leaning(margins)
+    task = scored_race_task([{"text": t, "label": "positive"} for t in margins])
+
+    [one] = Race(task).run([task.start], "test")[-1]
+
+    assert not one.prompt.calibration and one.score == 1.0
