@@ -371,6 +371,26 @@ def test_demo_sets_favour_typical_examples_and_still_differ_on_a_small_training_
     assert len({frozenset(s) for s in sets if len(s) == 8}) >= 2
 
 
+def test_new_demo_sets_are_whole_and_fewer_demos_are_tried_on_the_incumbent(scoring, accuracy):
+    import random as random_module
+
+    scoring.score = biased(0.0)
+    train = [{"text": f"a {word} film {i}", "label": label}
+             for i in range(8) for word, label in (("good", "positive"), ("bad", "negative"))]
+    task = dataclasses.replace(labelled_task(accuracy, UsageMeter(), candidates=8, num_demos=8), train=train)
+    start = task.score(task.start)
+
+    first = MetaPromptBackend().propose(task, start, 1, 6, random_module.Random(0), set())
+    assert {len(p.demos) for p, _ in first if p.demos} == {8}  # never a half-size set drawn
+
+    incumbent = dataclasses.replace(start, prompt=first[0][0])
+    later = MetaPromptBackend().propose(task, incumbent, 2, 6, random_module.Random(0), set())
+    [(fewer, change)] = [(p, c) for p, c in later if len(p.demos) < 8]
+    assert change == "fewer demos" and len(fewer.demos) == 4
+    assert set(map(str, fewer.demos)) <= set(map(str, incumbent.prompt.demos))
+    assert sorted(d["label"] for d in fewer.demos) == ["negative", "negative", "positive", "positive"]
+
+
 def test_the_budget_shrinks_an_iteration_and_a_spent_one_keeps_the_best_so_far(scoring, accuracy):
     from promptomatix.models.usage import Limits
 
