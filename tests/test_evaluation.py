@@ -134,3 +134,24 @@ def test_a_failed_evaluation_is_not_cached(fake_llm, accuracy):
 
     fake_llm.rules = always("negative")
     assert evaluator.evaluate(PROMPT, EXAMPLES).score == 0.5
+
+
+def test_calibration_on_rows_mostly_of_one_label_does_not_take_that_label_for_a_bias(scoring, accuracy):
+    from conftest import SCORING_MODEL
+
+    # Eight positive reviews, two negative; the model reads them right (margins +1.5, -1.5) with
+    # no lean. Calibrated on all ten rows, the positives' weight would pass for a bias towards
+    # "positive" and turn a weakly positive review negative; a balanced part sees no bias.
+    margins = {**{f"good {i}": 1.5 for i in range(7)}, "fairly good": 0.4, "bad 1": -1.5, "bad 2": -1.5}
+    rows = [{"text": t, "label": "positive" if m > 0 else "negative"} for t, m in margins.items()]
+    scoring.score = lambda prompt, option: margins[prompt.rsplit("Text: ", 1)[-1].split("\n")[0]] \
+        if option == "positive" else 0.0
+    evaluator = Evaluator(LM(ModelSettings(SCORING_MODEL), UsageMeter()), accuracy, show_progress=False)
+    prompt = Prompt("Classify.", ("text",), ("label",), single_line=True, labels=("positive", "negative"))
+
+    plain = evaluator.evaluate(prompt, rows)
+    calibrated, evaluation = evaluator.calibrated(prompt, rows, plain)
+
+    assert plain.score == 1.0
+    assert evaluation.score == 1.0 and calibrated.calibration
+    assert calibrated.calibration[0] - calibrated.calibration[1] == pytest.approx(0.0, abs=0.2)
