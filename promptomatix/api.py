@@ -433,10 +433,20 @@ def _data_labels(spec: TaskSpec, examples: list[Example], source: str) -> TaskSp
 
 
 def _evaluator(config: OptimizationConfig, spec: TaskSpec, task_lm: LM, show_progress: bool) -> Evaluator:
-    """The task model scored by the task type's metric, or the weighted one `--metric` names."""
+    """The task model scored by the task type's metric, or the weighted one `--metric` names;
+    without the user's data, calibrating label prompts from content-free inputs.
+
+    Why: batch calibration assumes the rows are what the prompt will answer. Synthetic rows are
+    not (short, two in three positive for sentiment, labelled by the task model itself), and a
+    bias read from them is often the wrong one. Raw-input runs on the embedded model, their
+    finalists with demos, accuracy on real test rows uncalibrated / calibrated on a label-balanced
+    part of the synthetic rows / from content-free inputs / on the test rows themselves (the
+    bound): SST-2, three runs, 12 prompts, 150 rows: 0.852 / 0.823 / 0.878 / 0.896; AG News, one
+    run, 4 prompts, 100 rows: 0.362 / 0.585 / 0.595 / 0.652."""
     task_type = get_task_type(spec.task_type)
     metric = build_metric(task_type.metric, task_type.score_key, config.metric_weights, config.plugin_options)
-    return Evaluator(task_lm, metric, num_threads=config.num_threads, show_progress=show_progress)
+    return Evaluator(task_lm, metric, num_threads=config.num_threads, show_progress=show_progress,
+                     content_free=not config.train_data)
 
 
 def _start(job: _Job, spec: TaskSpec) -> Prompt:

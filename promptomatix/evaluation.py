@@ -13,6 +13,10 @@ from promptomatix.signals import map_in_threads
 from promptomatix.scoring import Metric
 from promptomatix.spec import Example
 
+# Inputs with no content, whose answers show a prompt's bias among its labels (contextual
+# calibration, Zhao et al. 2021, "Calibrate Before Use"): averaged over the three, as there.
+CONTENT_FREE = ("N/A", "", "[MASK]")
+
 
 @dataclass(frozen=True)
 class Answer:
@@ -55,13 +59,19 @@ class Evaluation:
 
 class Evaluator:
     """Scores prompts on examples: predictions from the task model, `metric` per output field
-    (averaged). Answers are cached per (prompt, inputs), so a prompt is never paid for twice."""
+    (averaged). Answers are cached per (prompt, inputs), so a prompt is never paid for twice.
 
-    def __init__(self, lm: LM, metric: Metric, *, num_threads: int = 1, show_progress: bool = True):
+    With `content_free`, a label prompt's calibration is read from its answers to content-free
+    inputs (`CONTENT_FREE`, each input field set to one) rather than from the rows it is scored
+    on: for rows that are no sample of what the prompt will answer, as synthetic ones are."""
+
+    def __init__(self, lm: LM, metric: Metric, *, num_threads: int = 1, show_progress: bool = True,
+                 content_free: bool = False):
         self.lm = lm
         self.metric = metric
         self.num_threads = num_threads
         self.show_progress = show_progress
+        self.content_free = content_free
         self._cache: dict[tuple, Answer] = {}  # (rendered prompt, labels) -> answer
 
     def predict(self, prompt: Prompt, inputs: Example) -> Example:
@@ -130,15 +140,34 @@ class Evaluator:
         return Evaluation(scored.score, per_example, tuple(predictions),
                           scores if prompt.labels else (), sum(a.unmapped for a in answers), soft)
 
+    def calibration_inputs(self, prompt: Prompt) -> list[Example]:
+        """The inputs besides the rows that `calibrated` reads `prompt`'s calibration from: the
+        content-free ones, when this evaluator calibrates from them (see the class); else none."""
+        if not self.content_free or not prompt.labels:
+            return []
+        return [dict.fromkeys(prompt.input_fields, text) for text in CONTENT_FREE]
+
+    def ask_calibration_inputs(self, prompts: Sequence[Prompt], desc: str) -> None:
+        """Ask each of `prompts` its `calibration_inputs`, all in one pool, so that `calibrated`
+        makes no call (each prompt is asked once: answers are cached)."""
+        self._ask([(p, e) for p in prompts for e in self.calibration_inputs(p)], desc)
+
     def calibrated(self, prompt: Prompt, examples: Sequence[Example],
                    evaluation: Evaluation) -> tuple[Prompt, Evaluation] | None:
-        """`prompt` with batch calibration estimated from the label scores of `evaluation` (its
-        answers to `examples`) on a label-balanced part of them (`balanced`), and its evaluation
-        from the same answers: no model call. None when the model gave no label scores."""
+        """`prompt` with batch calibration, and its evaluation from the answers of `evaluation`
+        (to `examples`). The calibration is estimated from the label scores of a label-balanced
+        part of those answers (`balanced`), no model call; or with `content_free`, from the
+        answers to `calibration_inputs` (asked unless they were). None when the model gave no
+        label scores."""
         if not prompt.labels or not evaluation.scores or any(s is None for s in evaluation.scores):
             return None
-        rows = balanced(examples, prompt.output_fields[0], prompt.labels)
-        calibrated = prompt.with_(calibration=batch_calibration([evaluation.scores[i] for i in rows]))
+        if self.content_free:
+            basis = [self._answer(prompt, e).scores for e in self.calibration_inputs(prompt)]
+            if any(s is None for s in basis):
+                return None
+        else:
+            basis = [evaluation.scores[i] for i in balanced(examples, prompt.output_fields[0], prompt.labels)]
+        calibrated = prompt.with_(calibration=batch_calibration(basis))
         answers = [self._answer(prompt, e) for e in examples]
         return calibrated, self.score(calibrated, examples, answers)
 

@@ -16,6 +16,7 @@ from promptomatix.backends.search import race_cost, search_rows
 from promptomatix.config import OptimizationConfig
 from promptomatix.data import CHOOSING_ROWS, held_out_count
 from promptomatix.data.selflabel import TEACHERS, WRITE_ATTEMPTS
+from promptomatix.evaluation import CONTENT_FREE
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,8 @@ def plan(config: OptimizationConfig, *, valid_size: int | None = None, train_siz
     expected to find."""
     # a JSON answer and its retries; and the type's choice, for a model that scores options
     steps: list[tuple[str, int]] = [("intake (reading the task)", 5)]
-    if valid_size is None:
+    synthetic = valid_size is None
+    if synthetic:
         size = data_size(config, classification, labels)
         valid_size = max(1, size - min(max(1, round(size * config.train_ratio)), size - 1))
         if classification:
@@ -114,7 +116,9 @@ def plan(config: OptimizationConfig, *, valid_size: int | None = None, train_siz
             valid_size = search_rows(valid_size, config.max_calls - sum(c for _, c in steps), config.candidates)
         steps.append((f"scoring the starting prompt on {valid_size} examples", valid_size))
     if config.backend == "meta_prompt":
-        race = race_cost(config.candidates, valid_size) + max(1, config.candidates // 4)
+        # synthetic label data: each prompt's calibration is read from content-free inputs
+        per_prompt = len(CONTENT_FREE) if classification and synthetic else 0
+        race = race_cost(config.candidates, valid_size, per_prompt) + max(1, config.candidates // 4)
         what, calls = f"search: {config.iterations} iterations x {config.candidates} candidates", race * config.iterations
         left = None if config.max_calls is None else max(0, config.max_calls - sum(c for _, c in steps))
         if left is not None and left < calls:

@@ -44,7 +44,8 @@ class Candidate:
 @dataclass(frozen=True)
 class OptimizationTask:
     """What a backend gets: the spec, the starting prompt, the data, and the means to score;
-    its properties (`meter`, `task_model`, `optimizer_model`, `metric`, `show_progress`) are the
+    its properties (`meter`, `task_model`, `optimizer_model`, `metric`, `show_progress`,
+    `calibration_calls`) are the
     rest of what a backend may use, so no backend reaches into the evaluator or its model.
 
     `feedback` is reviewers' open comments on the starting prompt (text for the optimizer model,
@@ -78,6 +79,13 @@ class OptimizationTask:
     def optimizer_model(self) -> ModelSettings:
         """The model that proposes (which `optimizer_lm` asks)."""
         return self.optimizer_lm.settings
+
+    @property
+    def calibration_calls(self) -> int:
+        """Model calls the calibration of a new label prompt costs: 0 when it is read from the
+        answers to the validation rows, else one per content-free input (synthetic rows, see
+        `Evaluator`)."""
+        return len(self.evaluator.calibration_inputs(self.start))
 
     @property
     def metric(self) -> Metric | CompositeMetric:

@@ -78,7 +78,7 @@ class MetaPromptBackend(Backend):
             task = self.narrow(task, state.get("rows", len(task.valid)))
         else:
             task = self.narrow(task, search_rows(len(task.valid), task.meter.remaining_calls(),
-                                                 task.config.candidates))
+                                                 task.config.candidates, task.calibration_calls))
             best = task.score(task.start, desc="scoring the starting prompt")
             initial = best.score
             callbacks.on_candidate(0, best)
@@ -132,12 +132,12 @@ class MetaPromptBackend(Backend):
         remaining = task.meter.remaining_calls()
         if remaining is None:
             return wanted
-        rows = len(task.valid)
+        rows, per_prompt = len(task.valid), task.calibration_calls
         share = remaining // max(1, iterations_left)
-        if not race_fits(min(wanted, MIN_RACE), rows, share):
+        if not race_fits(min(wanted, MIN_RACE), rows, share, per_prompt):
             share = remaining
         wanted = min(wanted, share)  # each candidate costs a call at least: fewer steps down, however large
-        while wanted > 0 and not race_fits(wanted, rows, share):
+        while wanted > 0 and not race_fits(wanted, rows, share, per_prompt):
             wanted -= 1
         return wanted
 
@@ -146,8 +146,9 @@ class MetaPromptBackend(Backend):
         """`proposals` cut (from the end) to what the calls left pay for in a race: a rewrite
         may have cost more calls than planned (unreadable answers are asked again), and a race
         the budget stops half-way decides nothing."""
-        remaining = task.meter.remaining_calls()
-        while remaining is not None and proposals and race_cost(len(proposals), len(task.valid)) > remaining:
+        remaining, per_prompt = task.meter.remaining_calls(), task.calibration_calls
+        while remaining is not None and proposals and \
+                race_cost(len(proposals), len(task.valid), per_prompt) + per_prompt > remaining:
             proposals = proposals[:-1]
         return proposals
 

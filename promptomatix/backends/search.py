@@ -9,9 +9,10 @@
   the better half goes on to twice as many, and so on until the survivors are scored on the
   whole validation set. A candidate that is clearly worse costs a few calls, not a full pass.
   Answers already given (the first rows of a survivor) are never asked again.
-- Calibration is free: for a label prompt whose model scores labels, the calibrated variant of
-  every scored prompt is read from the same answers (`Evaluator.calibrated`), and stands for it
-  unless the uncalibrated prompt is clearly better on the rows (`clearly_better`).
+- Calibration: for a label prompt whose model scores labels, the calibrated variant of every
+  scored prompt is read from the same answers (`Evaluator.calibrated`), and stands for it unless
+  the uncalibrated prompt is clearly better on the rows (`clearly_better`). Free on the user's
+  rows; on synthetic ones it is read from content-free inputs, `per_prompt` calls a prompt.
 
 Ranking: by the objective (quality with the length penalty), where for a label prompt whose
 model scores labels the quality is the mean of accuracy and the probability the prompt gives the
@@ -160,22 +161,23 @@ def rungs(valid_size: int, first: int = 4) -> list[int]:
     return sizes
 
 
-def race_cost(candidates: int, valid_size: int) -> int:
-    """Model calls a race of `candidates` prompts costs at most (one call per new row)."""
-    total, alive, done = 0, candidates, 0
+def race_cost(candidates: int, valid_size: int, per_prompt: int = 0) -> int:
+    """Model calls a race of `candidates` prompts costs at most (one call per new row, and
+    `per_prompt` for each prompt's calibration, `Evaluator.calibration_inputs`)."""
+    total, alive, done = candidates * per_prompt, candidates, 0
     for size in rungs(valid_size):
         total += alive * (size - done)
         done, alive = size, max(1, math.ceil(alive / 2))
     return total
 
 
-def race_fits(candidates: int, valid_size: int, calls: int) -> bool:
+def race_fits(candidates: int, valid_size: int, calls: int, per_prompt: int = 0) -> bool:
     """Whether `calls` pay for racing `candidates` new prompts on `valid_size` rows, with one
-    call to spare for a rewrite."""
-    return race_cost(candidates, valid_size) + 1 <= calls
+    call to spare for a rewrite and `per_prompt` for an incumbent not yet calibrated."""
+    return race_cost(candidates, valid_size, per_prompt) + per_prompt + 1 <= calls
 
 
-def search_rows(valid_size: int, calls: int | None, candidates: int) -> int:
+def search_rows(valid_size: int, calls: int | None, candidates: int, per_prompt: int = 0) -> int:
     """Validation rows a search with `calls` model calls left can use: all of them when the calls
     pay for scoring the starting prompt on them and one race of `MIN_RACE` new prompts (fewer if
     fewer are asked for); else the most rows that do, down to a race's first stage. A race on
@@ -185,7 +187,7 @@ def search_rows(valid_size: int, calls: int | None, candidates: int) -> int:
         return valid_size
     race = max(1, min(candidates, MIN_RACE))
     for rows in range(valid_size, rungs(valid_size)[0] - 1, -1):
-        if race_fits(race, rows, calls - rows):
+        if race_fits(race, rows, calls - rows, per_prompt):
             return rows
     return valid_size
 
@@ -207,6 +209,7 @@ class Race:
         valid = list(self.task.valid)
         change = dict(zip((p.template for p in prompts), changes))
         alive = [p.with_(calibration=()) for p in prompts]  # calibration is re-estimated on the rows
+        self.task.evaluator.ask_calibration_inputs(alive, desc=f"{desc}, content-free inputs")
         stages: list[list[Candidate]] = []
         for size in rungs(len(valid)):
             rows = valid[:size]
