@@ -298,13 +298,14 @@ def test_the_rewrites_of_an_iteration_are_asked_at_once(fake_llm, accuracy):
 
 # --- label prompts on a model that scores labels, and the budget ------------------------------------
 
-def labelled_task(accuracy, meter, *, valid=VALID, iterations=1, candidates=4, num_demos=2, bias=1.5):
+def labelled_task(accuracy, meter, *, valid=VALID, iterations=1, candidates=4, num_demos=2, bias=1.5,
+                  content_free=False):
     """A label prompt on `SCORING_MODEL`: it reads the review's words but prefers `positive` by
     `bias`, as a small model prefers some labels whatever the input."""
     from conftest import SCORING_MODEL
 
     lm = LM(ModelSettings(model=SCORING_MODEL), meter, backoff=0)
-    evaluator = Evaluator(lm, accuracy, num_threads=2, show_progress=False)
+    evaluator = Evaluator(lm, accuracy, num_threads=2, show_progress=False, content_free=content_free)
     config = OptimizationConfig(raw_input=SPEC.description, iterations=iterations, candidates=candidates,
                                 num_demos=num_demos, num_threads=2)
     start = Prompt("Classify the sentiment.", SPEC.input_fields, SPEC.output_fields, single_line=True,
@@ -314,8 +315,8 @@ def labelled_task(accuracy, meter, *, valid=VALID, iterations=1, candidates=4, n
 
 def biased(bias):
     def score(prompt, option):
-        right = TRUTH[query_text(prompt)]
-        return (0.0 if option == right else -1.0) + (bias if option == "positive" else 0.0)
+        right = TRUTH.get(query_text(prompt))  # None: an input with no content, only the lean shows
+        return (0.0 if option == right or right is None else -1.0) + (bias if option == "positive" else 0.0)
     return score
 
 
@@ -331,6 +332,55 @@ def test_a_biased_model_is_calibrated_and_the_calibrated_prompt_wins(scoring, ac
     assert result.score == 1.0 and result.prompt.calibration and "calibrated" in result.change
     assert result.prompt.instruction == "Classify the sentiment."  # calibration alone did it: no rewrite needed
     assert len(result.prompt.calibration) == 2
+
+
+def test_on_synthetic_rows_the_calibration_is_read_from_content_free_inputs(scoring, accuracy):
+    from promptomatix.evaluation import CONTENT_FREE
+
+    # The model leans to "positive" by 1.5 on the reviews but by 1.0 on inputs with no content:
+    # the rows would show a lean of 1.5 (half of them right, half wrong by 1.5 - 1), the
+    # content-free inputs show 1.0. Only the second is read from inputs that are no sample of
+    # the rows, as a run on synthetic data needs.
+    def score(prompt, option):
+        text = prompt.rsplit("Text:", 1)[-1].split("\n")[0].strip()
+        if text in CONTENT_FREE:
+            return 1.0 if option == "positive" else 0.0
+        return biased(1.5)(prompt, option)
+
+    scoring.score = score
+    scoring.rules = [(REWRITE_MARK, rewrites("Classify the sentiment, carefully."))]
+    recorder = Recorder()
+    task = labelled_task(accuracy, UsageMeter(), num_demos=0, content_free=True)
+    result = MetaPromptBackend().optimize(task, recorder).best
+
+    lean = dict(zip(task.start.labels, result.prompt.calibration))
+    assert lean["positive"] - lean["negative"] == pytest.approx(1.0)
+    assert result.score == 1.0 and "calibrated" in result.change
+    # every prompt raced was asked each content-free input once, and nothing else was
+    asked = [c["prompt"] for c in scoring.calls
+             if c["prompt"].rsplit("Text:", 1)[-1].split("\n")[0].strip() in CONTENT_FREE]
+    prompts = {c.prompt.template for _, c in recorder.candidates}
+    assert len(asked) == len(set(asked)) == len(CONTENT_FREE) * len(prompts) == task.calibration_calls * len(prompts)
+
+
+def test_content_free_calibration_is_paid_for_within_the_budget(scoring, accuracy):
+    from promptomatix.models.usage import Limits
+
+    scoring.score = biased(1.5)
+    scoring.rules = [(REWRITE_MARK, rewrites(*[f"Variant {i} of the instruction." for i in range(50)]))]
+    # A new prompt costs its answers to the 4 rows and 3 content-free ones: 10 calls after the
+    # start's 4 pay for none (the start's own calibration takes 3), 20 pay for a race.
+    for spare in (10, 20, 60):
+        meter = UsageMeter(Limits(calls=len(VALID) + spare))
+        recorder = Recorder()
+        task = labelled_task(accuracy, meter, iterations=2, candidates=8, num_demos=2, content_free=True)
+
+        result = MetaPromptBackend().optimize(task, recorder).best
+
+        assert meter.snapshot().calls <= len(VALID) + spare
+        new = [c for step, c in recorder.candidates if step > 0 and c.change != "calibrated"]
+        assert (len(new) >= 2) == (spare >= 20)
+        assert result.score >= recorder.candidates[0][1].score
 
 
 def test_demo_sets_of_a_label_prompt_hold_every_label(scoring, accuracy):
