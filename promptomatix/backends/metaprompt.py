@@ -9,7 +9,8 @@ Variants, in the order a small model gains most from them (see `backends/search.
 - the incumbent's demos in another order;
 - instructions rewritten by the optimizer model (`config.meta_prompt`), from the incumbent's
   failures and reviewers' feedback, keeping the incumbent's demos;
-- for a label prompt whose model scores labels, the calibrated variant of each (free).
+- for a label prompt whose model scores labels, the calibrated variant of each (free on the
+  user's rows; on synthetic ones three calls a prompt, see `Evaluator`).
 
 Iterations race `config.candidates` new prompts each (fewer when the call budget left would not
 pay for them), for `config.iterations` iterations or until the budget is spent; the best prompt
