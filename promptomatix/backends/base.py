@@ -45,8 +45,8 @@ class Candidate:
 class OptimizationTask:
     """What a backend gets: the spec, the starting prompt, the data, and the means to score;
     its properties (`meter`, `task_model`, `optimizer_model`, `metric`, `show_progress`,
-    `calibration_calls`) are the
-    rest of what a backend may use, so no backend reaches into the evaluator or its model.
+    `calibration_calls`) are the rest of what a backend may use, so no backend reaches into the
+    evaluator or its model.
 
     `feedback` is reviewers' open comments on the starting prompt (text for the optimizer model,
     empty when there are none). `checkpoint` is the state the backend last reported with
