@@ -12,11 +12,11 @@ import logging
 import math
 from dataclasses import dataclass
 
-from promptomatix.backends.search import deciding_cost, deciding_reserve, race_cost, search_rows
+from promptomatix.backends.search import race_cost, search_rows
 from promptomatix.config import OptimizationConfig
 from promptomatix.data import CHOOSING_ROWS, held_out_count
 from promptomatix.data.selflabel import TEACHERS, WRITE_ATTEMPTS
-from promptomatix.evaluation import CONTENT_FREE, calibrates_from_content_free
+from promptomatix.evaluation import CONTENT_FREE
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,6 @@ def plan(config: OptimizationConfig, *, valid_size: int | None = None, train_siz
     if synthetic:
         size = data_size(config, classification, labels)
         valid_size = max(1, size - min(max(1, round(size * config.train_ratio)), size - 1))
-        train_size = size - valid_size
         if classification:
             steps += [(f"writing {size} synthetic inputs", WRITE_ATTEMPTS * size),
                       (f"labelling them (starting prompt and {TEACHERS} teachers)", (1 + TEACHERS) * size),
@@ -112,23 +111,19 @@ def plan(config: OptimizationConfig, *, valid_size: int | None = None, train_siz
                       (f"scoring the starting prompt on {valid_size} examples", valid_size)]
     else:
         left = None if config.max_calls is None else config.max_calls - sum(c for _, c in steps)
-        held = validation_rows(config, valid_size, train_size, left)
-        valid_size, train_size = valid_size + held, train_size - held
+        valid_size += validation_rows(config, valid_size, train_size, left)
         if config.backend == "meta_prompt" and config.max_calls is not None:  # as the backend narrows it
             valid_size = search_rows(valid_size, config.max_calls - sum(c for _, c in steps), config.candidates)
         steps.append((f"scoring the starting prompt on {valid_size} examples", valid_size))
     if config.backend == "meta_prompt":
-        per_prompt = len(CONTENT_FREE) if classification and calibrates_from_content_free(not synthetic) else 0
+        # synthetic label data: each prompt's calibration is read from content-free inputs
+        per_prompt = len(CONTENT_FREE) if classification and synthetic else 0
         race = race_cost(config.candidates, valid_size, per_prompt) + max(1, config.candidates // 4)
         what, calls = f"search: {config.iterations} iterations x {config.candidates} candidates", race * config.iterations
         left = None if config.max_calls is None else max(0, config.max_calls - sum(c for _, c in steps))
-        deciding = deciding_cost(train_size, valid_size)
-        if left is not None:  # kept aside as the backend does (none: only what the search leaves)
-            deciding = deciding_reserve(train_size, valid_size, left)
-            left -= deciding
         if left is not None and left < calls:
             what, calls = f"{what} (as far as the {left} calls left go)", left
-        steps += [(what, calls), ("deciding a tie for the best on more rows (if there is one)", deciding)]
+        steps.append((what, calls))
     else:
         steps.append((f"search: DSPy's {config.optimizer} (stopped by the budget)", config.max_calls or 0))
     return Plan(tuple(steps), config)

@@ -13,10 +13,8 @@ Variants, in the order a small model gains most from them (see `backends/search.
   user's rows; on synthetic ones three calls a prompt, see `Evaluator`).
 
 Iterations race `config.candidates` new prompts each (fewer when the call budget left would not
-pay for them), for `config.iterations` iterations or until the budget is spent; then a tie for
-the best is decided on more rows (`search.decide`, its calls kept aside from the start when they
-are at most a quarter of the budget left). The best prompt found is returned, never one worse
-than the start.
+pay for them), for `config.iterations` iterations or until the budget is spent; the best prompt
+found so far is returned, never one worse than the start.
 """
 
 from __future__ import annotations
@@ -30,8 +28,8 @@ from promptomatix import record
 from collections.abc import Sequence
 
 from promptomatix.backends.base import Backend, Candidate, OptimizationTask, Outcome, keep_best
-from promptomatix.backends.search import (MIN_RACE, Race, decide, deciding_reserve, demo_counts, draw_demos, fits,
-                                          race_cost, race_fits, rank, search_rows, typical_half)
+from promptomatix.backends.search import (MIN_RACE, Race, demo_counts, draw_demos, fits, race_cost, race_fits, rank,
+                                          search_rows, typical_half)
 from promptomatix.callbacks import Callback
 from promptomatix.config import OptimizationConfig
 from promptomatix.errors import BudgetExhausted, ConfigError, ParseError
@@ -88,15 +86,12 @@ class MetaPromptBackend(Backend):
             callbacks.on_iteration_end(0, best, [])
             tried, first = {best.prompt.template}, 1
             callbacks.on_checkpoint(0, self._state(task, best, initial, tried, rng))
-        # Contenders for `decide`: a resumed run has only the best of the killed one's.
-        contenders = [best]
-        reserve = deciding_reserve(len(task.train), len(task.valid), task.meter.remaining_calls())
         for step in range(first, task.config.iterations + 1):
             try:
-                size = self.affordable(task, task.config.iterations - step + 1, reserve)
+                size = self.affordable(task, task.config.iterations - step + 1)
                 if size < 1:
                     task.meter.stop("max_calls", "the calls left in the budget do not pay for another iteration")
-                proposals = self.within_budget(task, self.propose(task, best, step, size, rng, tried), reserve)
+                proposals = self.within_budget(task, self.propose(task, best, step, size, rng, tried))
                 stages = Race(task).run([best.prompt, *(p for p, _ in proposals)], desc=f"iteration {step}",
                                         changes=["", *(c for _, c in proposals)], incumbent=True) if proposals else []
             except BudgetExhausted as exc:
@@ -106,19 +101,13 @@ class MetaPromptBackend(Backend):
             for candidate in scored:
                 callbacks.on_candidate(step, candidate)
             finalists = [c for c in stages[-1] if len(c.evaluation.per_example) == len(task.valid)] if stages else []
-            contenders += finalists
             # Ranked with the soft score, and never a lower reported score (see `search.py`).
             best = keep_best(best, [c for c in finalists if c.score >= best.score], key=rank)
             callbacks.on_iteration_end(step, best, scored)
             callbacks.on_checkpoint(step, self._state(task, best, initial, tried, rng))
             if callbacks.should_stop:
                 break
-        try:
-            best = decide(task, best, contenders)
-        except BudgetExhausted as exc:  # a cost or time limit: the calls were counted, not promised
-            log.info("no deciding between the two best prompts: %s", exc)
         return Outcome(best, initial)
-
 
     @staticmethod
     def _state(task: OptimizationTask, best: Candidate, initial: float, tried: set[str], rng: random.Random) -> dict:
@@ -135,16 +124,15 @@ class MetaPromptBackend(Backend):
         return dataclasses.replace(task, valid=task.valid[:rows])
 
     @staticmethod
-    def affordable(task: OptimizationTask, iterations_left: int, reserve: int = 0) -> int:
+    def affordable(task: OptimizationTask, iterations_left: int) -> int:
         """New prompts this iteration can race: `config.candidates`, fewer when the calls left
-        in the budget (less the `reserve`), shared by the iterations left, would not pay for that
-        many. A share too thin for a race of `MIN_RACE` goes whole to this iteration: one race
-        worth running beats several that one lucky row decides."""
+        in the budget, shared by the iterations left, would not pay for that many. A share too
+        thin for a race of `MIN_RACE` goes whole to this iteration: one race worth running beats
+        several that one lucky row decides."""
         wanted = task.config.candidates
         remaining = task.meter.remaining_calls()
         if remaining is None:
             return wanted
-        remaining = max(0, remaining - reserve)
         rows, per_prompt = len(task.valid), task.calibration_calls
         share = remaining // max(1, iterations_left)
         if not race_fits(min(wanted, MIN_RACE), rows, share, per_prompt):
@@ -155,12 +143,11 @@ class MetaPromptBackend(Backend):
         return wanted
 
     @staticmethod
-    def within_budget(task: OptimizationTask, proposals: list, reserve: int = 0) -> list:
-        """`proposals` cut (from the end) to what the calls left (less the `reserve`) pay for in
-        a race: a rewrite may have cost more calls than planned (unreadable answers are asked
-        again), and a race the budget stops half-way decides nothing."""
+    def within_budget(task: OptimizationTask, proposals: list) -> list:
+        """`proposals` cut (from the end) to what the calls left pay for in a race: a rewrite
+        may have cost more calls than planned (unreadable answers are asked again), and a race
+        the budget stops half-way decides nothing."""
         remaining, per_prompt = task.meter.remaining_calls(), task.calibration_calls
-        remaining = None if remaining is None else remaining - reserve
         while remaining is not None and proposals and \
                 race_cost(len(proposals), len(task.valid), per_prompt) + per_prompt > remaining:
             proposals = proposals[:-1]

@@ -21,18 +21,10 @@ many right; the probability of the right answer tells them apart with far less n
 scoring rule), and a prompt that is right by luck is seldom also sure. A challenger replaces the
 incumbent only when it ranks higher (`base.keep_best` by `rank`) and answers at least as many
 right, so the reported score never goes down.
-
-Deciding (`decide`): at the end of a search, when another prompt scored at least as well on the
-validation rows as the winner, the two are scored again on training examples in neither's demos
-(unseen by both, as many as there are validation rows) and the one ranking higher on all the
-rows is kept. A few dozen rows seldom separate prompts: a tie there is decided on twice the rows,
-not by the length penalty's few percent.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import logging
 import math
 import random
 import re
@@ -40,11 +32,8 @@ from collections import Counter
 from collections.abc import Sequence
 
 from promptomatix.backends.base import Candidate, OptimizationTask
-from promptomatix.data import interleaved
 from promptomatix.prompts import Prompt
 from promptomatix.spec import Example
-
-log = logging.getLogger(__name__)
 
 CHARS_PER_TOKEN = 3.5  # a cautious estimate: prompts are checked against the context before any call
 ANSWER_ROOM = 512  # tokens kept free for the query and the answer
@@ -245,53 +234,3 @@ class Race:
             return plain
         other = self.task.candidate(*calibrated, ", ".join(filter(None, (change, "calibrated"))))
         return plain if clearly_better(plain.evaluation.per_example, other.evaluation.per_example) else other
-
-
-def deciding_rows(task: OptimizationTask, prompts: Sequence[Prompt]) -> list[Example]:
-    """Training examples in none of `prompts`' demos, as many as there are validation rows at
-    most (for classification, the labels taking turns)."""
-    unseen = [e for e in task.train if not any(e in p.demos for p in prompts)]
-    if prompts and prompts[0].labels:
-        unseen = interleaved(unseen, prompts[0].output_fields[0])
-    return unseen[: len(task.valid)]
-
-
-def deciding_cost(train_size: int, valid_size: int) -> int:
-    """Model calls `decide` costs at most: two prompts on as many new rows as validation has."""
-    return 2 * min(train_size, valid_size)
-
-
-def deciding_reserve(train_size: int, valid_size: int, calls_left: int | None) -> int:
-    """Calls a search keeps aside for `decide`: its cost when that is at most a quarter of the
-    `calls_left` (the search first: a small budget is better spent finding prompts), else none
-    (`decide` then runs only if the search leaves enough)."""
-    cost = deciding_cost(train_size, valid_size)
-    return cost if calls_left is not None and 4 * cost <= calls_left else 0
-
-
-def decide(task: OptimizationTask, best: Candidate, contenders: Sequence[Candidate]) -> Candidate:
-    """`best`, or the contender ranking highest among those scored on every validation row at
-    least as well as it, when that one ranks higher than `best` on the validation rows and the
-    `deciding_rows` together (see the module's doc). Skipped, keeping `best`, when the calls left
-    do not pay for it. The candidate returned is the one scored on the validation rows, as every
-    candidate of the search, so its reported score is comparable and never below `best`'s."""
-    rivals = [c for c in contenders if c.prompt.template != best.prompt.template and c.score >= best.score
-              and len(c.evaluation.per_example) == len(task.valid)]
-    if not rivals:
-        return best
-    rival = max(rivals, key=rank)
-    rows = deciding_rows(task, [best.prompt, rival.prompt])
-    remaining = task.meter.remaining_calls()
-    if not rows or (remaining is not None and remaining < 2 * len(rows)):
-        log.info("no deciding between the two best prompts: %s", "no training example left unseen by both"
-                 if not rows else f"{remaining} calls left, {2 * len(rows)} needed")
-        return best
-    both = [*task.valid, *rows]
-    evaluations = task.evaluator.evaluate_many([best.prompt, rival.prompt], both,
-                                               desc=f"deciding between the two best, {len(rows)} more rows")
-    again = [task.candidate(c.prompt, e) for c, e in zip((best, rival), evaluations)]
-    log.info("deciding on %d rows: the best so far %.3f, the other %.3f (%s)", len(both), again[0].score,
-             again[1].score, rival.change or "unchanged")
-    if rank(again[1]) > rank(again[0]):
-        return dataclasses.replace(rival, change=", ".join(filter(None, (rival.change, f"chosen on {len(both)} rows"))))
-    return best
