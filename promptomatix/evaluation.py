@@ -18,6 +18,12 @@ from promptomatix.spec import Example
 CONTENT_FREE = ("N/A", "", "[MASK]")
 
 
+def calibrates_from_content_free(user_data: bool) -> bool:
+    """Whether label prompts are calibrated from `CONTENT_FREE` inputs rather than from the rows
+    they are scored on: when the rows are not the user's (see `Evaluator`)."""
+    return not user_data
+
+
 @dataclass(frozen=True)
 class Answer:
     """A prompt's answer to one input: the output fields, and for a label prompt each label's

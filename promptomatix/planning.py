@@ -16,7 +16,7 @@ from promptomatix.backends.search import race_cost, search_rows
 from promptomatix.config import OptimizationConfig
 from promptomatix.data import CHOOSING_ROWS, held_out_count
 from promptomatix.data.selflabel import TEACHERS, WRITE_ATTEMPTS
-from promptomatix.evaluation import CONTENT_FREE
+from promptomatix.evaluation import CONTENT_FREE, calibrates_from_content_free
 
 log = logging.getLogger(__name__)
 
@@ -116,8 +116,7 @@ def plan(config: OptimizationConfig, *, valid_size: int | None = None, train_siz
             valid_size = search_rows(valid_size, config.max_calls - sum(c for _, c in steps), config.candidates)
         steps.append((f"scoring the starting prompt on {valid_size} examples", valid_size))
     if config.backend == "meta_prompt":
-        # synthetic label data: each prompt's calibration is read from content-free inputs
-        per_prompt = len(CONTENT_FREE) if classification and synthetic else 0
+        per_prompt = len(CONTENT_FREE) if classification and calibrates_from_content_free(not synthetic) else 0
         race = race_cost(config.candidates, valid_size, per_prompt) + max(1, config.candidates // 4)
         what, calls = f"search: {config.iterations} iterations x {config.candidates} candidates", race * config.iterations
         left = None if config.max_calls is None else max(0, config.max_calls - sum(c for _, c in steps))
