@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -16,6 +17,9 @@ from promptomatix.spec import Example
 # Inputs with no content, whose answers show a prompt's bias among its labels (contextual
 # calibration, Zhao et al. 2021, "Calibrate Before Use"): averaged over the three, as there.
 CONTENT_FREE = ("N/A", "", "[MASK]")
+# The least probability a right label counts with in `Evaluation.soft`: one answer sure of a
+# wrong label costs the geometric mean a bounded share, not all of it.
+SURE_WRONG = 1e-4
 
 
 def calibrates_from_content_free(user_data: bool) -> bool:
@@ -52,8 +56,9 @@ def answer(prompt: Prompt, lm: LM, inputs: Example, *, salt: str = "") -> Answer
 class Evaluation:
     """Quality on a set of examples, without the length penalty. For a label prompt, `scores`
     holds each example's label scores (None where the model gave none), `unmapped` counts the
-    answers that named no label, and `soft` is the mean probability given the right label (a
-    finer score than accuracy, to tell apart prompts that answer equally many right)."""
+    answers that named no label, and `soft` is the geometric mean of the probability given the
+    right label (exp of the mean log score: finer than accuracy, to tell apart prompts that
+    answer equally many right; see `backends/search.py`)."""
 
     score: float
     per_example: tuple[float, ...]
@@ -141,8 +146,8 @@ class Evaluator:
         soft = None
         if prompt.labels and examples and all(s is not None for s in scores):
             field = prompt.output_fields[0]
-            soft = sum(label_probability(prompt.labels, s, prompt.calibration, e[field])
-                       for s, e in zip(scores, examples)) / len(examples)
+            soft = math.exp(sum(math.log(max(SURE_WRONG, label_probability(prompt.labels, s, prompt.calibration, e[field])))
+                                for s, e in zip(scores, examples)) / len(examples))
         return Evaluation(scored.score, per_example, tuple(predictions),
                           scores if prompt.labels else (), sum(a.unmapped for a in answers), soft)
 

@@ -16,9 +16,15 @@
 
 Ranking: by the objective (quality with the length penalty), where for a label prompt whose
 model scores labels the quality is the mean of accuracy and the probability the prompt gives the
-right labels (`Evaluation.soft`). On a few dozen validation examples many prompts answer equally
-many right; the probability of the right answer tells them apart with far less noise (a proper
-scoring rule), and a prompt that is right by luck is seldom also sure. A challenger replaces the
+right labels, averaged geometrically (`Evaluation.soft`, the log score). On a few dozen
+validation examples many prompts answer equally many right; the probability of the right answer
+tells them apart with far less noise, and a prompt that is right by luck is seldom also sure.
+The geometric mean because the log score is a proper scoring rule, the plain mean is not: it
+pays for sureness, and a confident wrong answer costs it little. AG News, user data, seed 1: a
+calibrated zero-shot prompt and an 8-demo one tied on 25 validation rows (0.64), and on 25 more;
+the plain mean favoured the zero-shot one on both (0.409/0.410, 0.474/0.451), the geometric
+mean the demos on both (0.322/0.359, 0.372/0.398), as 200 test rows did (accuracy 0.610/0.715,
+0.377/0.435). A challenger replaces the
 incumbent only when it ranks higher (`base.keep_best` by `rank`) and answers at least as many
 right, so the reported score never goes down.
 """

@@ -177,3 +177,29 @@ def test_a_prompt_goes_calibrated_unless_its_raw_answers_are_clearly_better(scor
     [one] = Race(task).run([task.start], "test")[-1]
 
     assert not one.prompt.calibration and one.score == 1.0
+
+
+def test_of_prompts_answering_equally_many_right_one_sure_of_a_wrong_answer_ranks_lower(scoring):
+    from conftest import SCORING_MODEL
+    from promptomatix.backends.base import Candidate
+    from promptomatix.backends.search import rank
+
+    # Both prompts answer three of four reviews right. "Sure" gives the right label 0.99 on those
+    # and 0.007 on the fourth; "measured" 0.73 and 0.38. The mean probability of the right label
+    # would rank "sure" first (0.75 against 0.64); the log score, which a prompt cannot game by
+    # sureness, ranks "measured" first (0.28 against 0.62 as geometric means).
+    margins = {"sure": {"p1": 5.0, "p2": 5.0, "n1": -5.0, "n2": 5.0},
+               "measured": {"p1": 1.0, "p2": 1.0, "n1": -1.0, "n2": 0.5}}
+    rows = [{"text": t, "label": "positive" if t[0] == "p" else "negative"} for t in ("p1", "p2", "n1", "n2")]
+    scoring.score = lambda prompt, option: margins[prompt.split(".")[0]][prompt.rsplit("Text: ", 1)[-1].split("\n")[0]] \
+        if option == "positive" else 0.0
+    evaluator = Evaluator(LM(ModelSettings(SCORING_MODEL), UsageMeter()), Metric("classification", "accuracy"),
+                          show_progress=False)
+    ranked = {}
+    for name in margins:
+        prompt = Prompt(f"{name}. Classify.", ("text",), ("label",), single_line=True, labels=("positive", "negative"))
+        evaluation = evaluator.evaluate(prompt, rows)
+        assert evaluation.score == 0.75
+        ranked[name] = rank(Candidate(prompt, evaluation, evaluation.score))
+
+    assert ranked["measured"] > ranked["sure"]
