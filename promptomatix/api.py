@@ -27,7 +27,7 @@ from promptomatix.data.steps import DataSteps
 from promptomatix.data.selflabel import self_label, write_inputs
 from promptomatix.data.synthetic import generate_examples
 from promptomatix.errors import BudgetExhausted, ConfigError, DataError, PluginError, PromptomatixError
-from promptomatix.evaluation import Evaluator, calibrates_from_content_free
+from promptomatix.evaluation import Evaluator
 from promptomatix.failures import reason_of, record_failure
 from promptomatix.intake import extract_task_spec, parse_markers, starting_instruction
 from promptomatix.models.cache import default_cache
@@ -446,7 +446,7 @@ def _evaluator(config: OptimizationConfig, spec: TaskSpec, task_lm: LM, show_pro
     task_type = get_task_type(spec.task_type)
     metric = build_metric(task_type.metric, task_type.score_key, config.metric_weights, config.plugin_options)
     return Evaluator(task_lm, metric, num_threads=config.num_threads, show_progress=show_progress,
-                     content_free=calibrates_from_content_free(bool(config.train_data)))
+                     synthetic=not config.train_data)
 
 
 def _start(job: _Job, spec: TaskSpec) -> Prompt:

@@ -22,6 +22,18 @@ CONTENT_FREE = ("N/A", "", "[MASK]")
 SURE_WRONG = 1e-4
 
 
+def soft_score(probabilities: Sequence[float], *, user_rows: bool) -> float:
+    """The probability a prompt gives the right labels, `probabilities` (one per row) in one
+    number. On the user's rows, their geometric mean (exp of the mean log score, floored at
+    `SURE_WRONG`): the log score is a proper scoring rule, the plain mean is not (it pays for
+    sureness). On synthetic rows, some of them mislabelled, the plain mean: a row whose label is
+    wrong moves it by at most 1/n, where the log score lets that one row sink a prompt sure of
+    the right answer (a bounded loss is robust to label noise; Ghosh et al. 2017)."""
+    if not user_rows:
+        return sum(probabilities) / len(probabilities)
+    return math.exp(sum(math.log(max(SURE_WRONG, p)) for p in probabilities) / len(probabilities))
+
+
 def calibrates_from_content_free(user_data: bool) -> bool:
     """Whether label prompts are calibrated from `CONTENT_FREE` inputs rather than from the rows
     they are scored on: when the rows are not the user's (see `Evaluator`)."""
@@ -56,9 +68,9 @@ def answer(prompt: Prompt, lm: LM, inputs: Example, *, salt: str = "") -> Answer
 class Evaluation:
     """Quality on a set of examples, without the length penalty. For a label prompt, `scores`
     holds each example's label scores (None where the model gave none), `unmapped` counts the
-    answers that named no label, and `soft` is the geometric mean of the probability given the
-    right label (exp of the mean log score: finer than accuracy, to tell apart prompts that
-    answer equally many right; see `backends/search.py`)."""
+    answers that named no label, and `soft` is the probability given the right labels, in one
+    number (`soft_score`: finer than accuracy, to tell apart prompts that answer equally many
+    right; see `backends/search.py`)."""
 
     score: float
     per_example: tuple[float, ...]
@@ -72,17 +84,19 @@ class Evaluator:
     """Scores prompts on examples: predictions from the task model, `metric` per output field
     (averaged). Answers are cached per (prompt, inputs), so a prompt is never paid for twice.
 
-    With `content_free`, a label prompt's calibration is read from its answers to content-free
-    inputs (`CONTENT_FREE`, each input field set to one) rather than from the rows it is scored
-    on: for rows that are no sample of what the prompt will answer, as synthetic ones are."""
+    With `synthetic` rows (not the user's), a label prompt's calibration is read from its answers
+    to content-free inputs (`CONTENT_FREE`, each input field set to one) rather than from the rows
+    it is scored on, which are no sample of what the prompt will answer; and its soft score is
+    the one robust to wrong labels (`soft_score`)."""
 
     def __init__(self, lm: LM, metric: Metric, *, num_threads: int = 1, show_progress: bool = True,
-                 content_free: bool = False):
+                 synthetic: bool = False):
         self.lm = lm
         self.metric = metric
         self.num_threads = num_threads
         self.show_progress = show_progress
-        self.content_free = content_free
+        self.synthetic = synthetic
+        self.content_free = calibrates_from_content_free(not synthetic)
         self._cache: dict[tuple, Answer] = {}  # (rendered prompt, labels) -> answer
 
     def predict(self, prompt: Prompt, inputs: Example) -> Example:
@@ -146,8 +160,8 @@ class Evaluator:
         soft = None
         if prompt.labels and examples and all(s is not None for s in scores):
             field = prompt.output_fields[0]
-            soft = math.exp(sum(math.log(max(SURE_WRONG, label_probability(prompt.labels, s, prompt.calibration, e[field])))
-                                for s, e in zip(scores, examples)) / len(examples))
+            soft = soft_score([label_probability(prompt.labels, s, prompt.calibration, e[field])
+                               for s, e in zip(scores, examples)], user_rows=not self.synthetic)
         return Evaluation(scored.score, per_example, tuple(predictions),
                           scores if prompt.labels else (), sum(a.unmapped for a in answers), soft)
 

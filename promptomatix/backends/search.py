@@ -16,7 +16,8 @@
 
 Ranking: by the objective (quality with the length penalty), where for a label prompt whose
 model scores labels the quality is the mean of accuracy and the probability the prompt gives the
-right labels, averaged geometrically (`Evaluation.soft`, the log score). On a few dozen
+right labels (`Evaluation.soft`: on the user's rows their geometric mean, the log score; on
+synthetic rows their plain mean, see `evaluation.soft_score`). On a few dozen
 validation examples many prompts answer equally many right; the probability of the right answer
 tells them apart with far less noise, and a prompt that is right by luck is seldom also sure.
 The geometric mean because the log score is a proper scoring rule, the plain mean is not: it
@@ -24,7 +25,9 @@ pays for sureness, and a confident wrong answer costs it little. AG News, user d
 calibrated zero-shot prompt and an 8-demo one tied on 25 validation rows (0.64), and on 25 more;
 the plain mean favoured the zero-shot one on both (0.409/0.410, 0.474/0.451), the geometric
 mean the demos on both (0.322/0.359, 0.372/0.398), as 200 test rows did (accuracy 0.610/0.715,
-0.377/0.435). A challenger replaces the
+0.377/0.435). Not on synthetic rows, labelled by the model and some wrongly: there the log
+score let one such row sink a prompt sure of the right answer (AG News from raw input, seed 2:
+0.676 on the test set with the plain mean, 0.588 with the log score). A challenger replaces the
 incumbent only when it ranks higher (`base.keep_best` by `rank`) and answers at least as many
 right, so the reported score never goes down.
 """

@@ -299,13 +299,13 @@ def test_the_rewrites_of_an_iteration_are_asked_at_once(fake_llm, accuracy):
 # --- label prompts on a model that scores labels, and the budget ------------------------------------
 
 def labelled_task(accuracy, meter, *, valid=VALID, iterations=1, candidates=4, num_demos=2, bias=1.5,
-                  content_free=False):
+                  synthetic=False):
     """A label prompt on `SCORING_MODEL`: it reads the review's words but prefers `positive` by
     `bias`, as a small model prefers some labels whatever the input."""
     from conftest import SCORING_MODEL
 
     lm = LM(ModelSettings(model=SCORING_MODEL), meter, backoff=0)
-    evaluator = Evaluator(lm, accuracy, num_threads=2, show_progress=False, content_free=content_free)
+    evaluator = Evaluator(lm, accuracy, num_threads=2, show_progress=False, synthetic=synthetic)
     config = OptimizationConfig(raw_input=SPEC.description, iterations=iterations, candidates=candidates,
                                 num_demos=num_demos, num_threads=2)
     start = Prompt("Classify the sentiment.", SPEC.input_fields, SPEC.output_fields, single_line=True,
@@ -350,7 +350,7 @@ def test_on_synthetic_rows_the_calibration_is_read_from_content_free_inputs(scor
     scoring.score = score
     scoring.rules = [(REWRITE_MARK, rewrites("Classify the sentiment, carefully."))]
     recorder = Recorder()
-    task = labelled_task(accuracy, UsageMeter(), num_demos=0, content_free=True)
+    task = labelled_task(accuracy, UsageMeter(), num_demos=0, synthetic=True)
     result = MetaPromptBackend().optimize(task, recorder).best
 
     lean = dict(zip(task.start.labels, result.prompt.calibration))
@@ -373,7 +373,7 @@ def test_content_free_calibration_is_paid_for_within_the_budget(scoring, accurac
     for spare in (10, 20, 60):
         meter = UsageMeter(Limits(calls=len(VALID) + spare))
         recorder = Recorder()
-        task = labelled_task(accuracy, meter, iterations=2, candidates=8, num_demos=2, content_free=True)
+        task = labelled_task(accuracy, meter, iterations=2, candidates=8, num_demos=2, synthetic=True)
 
         result = MetaPromptBackend().optimize(task, recorder).best
 

@@ -179,27 +179,43 @@ def test_a_prompt_goes_calibrated_unless_its_raw_answers_are_clearly_better(scor
     assert not one.prompt.calibration and one.score == 1.0
 
 
-def test_of_prompts_answering_equally_many_right_one_sure_of_a_wrong_answer_ranks_lower(scoring):
+# Both prompts answer three of four reviews right. "Sure" gives the right label 0.99 on those and
+# 0.007 on the fourth; "measured" 0.73 and 0.38: as mean probabilities of the right label 0.75
+# against 0.64, as geometric means (the log score) 0.28 against 0.62.
+SURE_AND_MEASURED = {"sure": {"p1": 5.0, "p2": 5.0, "n1": -5.0, "n2": 5.0},
+                     "measured": {"p1": 1.0, "p2": 1.0, "n1": -1.0, "n2": 0.5}}
+
+
+def _rank_sure_and_measured(scoring, synthetic: bool) -> dict[str, float]:
     from conftest import SCORING_MODEL
     from promptomatix.backends.base import Candidate
     from promptomatix.backends.search import rank
 
-    # Both prompts answer three of four reviews right. "Sure" gives the right label 0.99 on those
-    # and 0.007 on the fourth; "measured" 0.73 and 0.38. The mean probability of the right label
-    # would rank "sure" first (0.75 against 0.64); the log score, which a prompt cannot game by
-    # sureness, ranks "measured" first (0.28 against 0.62 as geometric means).
-    margins = {"sure": {"p1": 5.0, "p2": 5.0, "n1": -5.0, "n2": 5.0},
-               "measured": {"p1": 1.0, "p2": 1.0, "n1": -1.0, "n2": 0.5}}
-    rows = [{"text": t, "label": "positive" if t[0] == "p" else "negative"} for t in ("p1", "p2", "n1", "n2")]
+    margins = SURE_AND_MEASURED
     scoring.score = lambda prompt, option: margins[prompt.split(".")[0]][prompt.rsplit("Text: ", 1)[-1].split("\n")[0]] \
         if option == "positive" else 0.0
+    rows = [{"text": t, "label": "positive" if t[0] == "p" else "negative"} for t in ("p1", "p2", "n1", "n2")]
     evaluator = Evaluator(LM(ModelSettings(SCORING_MODEL), UsageMeter()), Metric("classification", "accuracy"),
-                          show_progress=False)
+                          show_progress=False, synthetic=synthetic)
     ranked = {}
     for name in margins:
         prompt = Prompt(f"{name}. Classify.", ("text",), ("label",), single_line=True, labels=("positive", "negative"))
         evaluation = evaluator.evaluate(prompt, rows)
         assert evaluation.score == 0.75
         ranked[name] = rank(Candidate(prompt, evaluation, evaluation.score))
+    return ranked
 
+
+def test_of_prompts_answering_equally_many_right_one_sure_of_a_wrong_answer_ranks_lower(scoring):
+    # On the user's rows, the log score, which a prompt cannot game by sureness, ranks
+    # "measured" first; the mean probability of the right label would rank "sure" first.
+    ranked = _rank_sure_and_measured(scoring, synthetic=False)
     assert ranked["measured"] > ranked["sure"]
+
+
+def test_on_synthetic_rows_one_row_against_a_sure_prompt_does_not_sink_it(scoring):
+    # Synthetic rows are labelled by a model, and some labels are wrong: there, "n2" may well be
+    # positive. The mean probability, which one row moves by at most a quarter here, ranks the
+    # prompt that is sure of the other three first; the log score would let that row decide.
+    ranked = _rank_sure_and_measured(scoring, synthetic=True)
+    assert ranked["sure"] > ranked["measured"]
