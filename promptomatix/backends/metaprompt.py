@@ -28,8 +28,8 @@ from promptomatix import record
 from collections.abc import Sequence
 
 from promptomatix.backends.base import Backend, Candidate, OptimizationTask, Outcome, keep_best
-from promptomatix.backends.search import (MIN_RACE, Race, demo_counts, draw_demos, fits, race_cost, race_fits, rank,
-                                          search_rows, typical_half)
+from promptomatix.backends.search import (MIN_RACE, Race, demo_counts, demos_that_fit, draw_demos, fits, race_cost,
+                                          race_fits, rank, search_rows, typical_half)
 from promptomatix.callbacks import Callback
 from promptomatix.config import OptimizationConfig
 from promptomatix.errors import BudgetExhausted, ConfigError, ParseError
@@ -167,7 +167,9 @@ class MetaPromptBackend(Backend):
             orders = 1 if len(incumbent.demos) >= 2 and size >= 4 else 0
         proposals: list[tuple[Prompt, str]] = []
         label_field = task.spec.output_fields[0] if incumbent.labels else None
-        counts = demo_counts(config.num_demos, incumbent.labels)
+        limit = context_tokens(task.task_model.model)
+        most = min(config.num_demos, demos_that_fit(incumbent, task.train, task.valid, limit))
+        counts = demo_counts(most, incumbent.labels, len(task.train))
         # New sets are drawn whole; the demo count is searched by trying the incumbent with fewer.
         # A small model's accuracy grows with the demos it sees, and a few dozen validation rows
         # cannot tell a weaker set from a lucky one: SST-2, 200 test reviews, calibrated, one
@@ -204,7 +206,6 @@ class MetaPromptBackend(Backend):
             proposals.append((incumbent.with_(demos=tuple(demos)), "demos reordered"))
         for instruction in self.rewrites(task, best, step, rewrites):
             proposals.append((incumbent.with_(instruction=instruction), "instruction rewritten"))
-        limit = context_tokens(task.task_model.model)
         fresh = []
         for prompt, change in proposals:
             if prompt.template in tried or not fits(prompt, task.valid, limit):

@@ -61,15 +61,36 @@ def rank(candidate: Candidate) -> float:
     return (score + soft) / 2 * factor
 
 
-def demo_counts(num_demos: int, labels: Sequence[str]) -> list[int]:
+def demo_counts(num_demos: int, labels: Sequence[str], pool: int | None = None) -> list[int]:
     """Demo set sizes to try: for classification, whole rounds of the labels (the same number of
-    demos for each), half of `num_demos` and all of it; otherwise half and all."""
+    demos for each), half of `num_demos` and all of it; otherwise half and all. From `pool`
+    training examples the largest set takes at most half (for classification, half of a label's
+    share), rounded up, so that sets drawn from them differ: 15 synthetic examples give 8-demo
+    sets, 40 of the user's 16-demo ones."""
     if num_demos < 1:
         return [0]
     if labels:
         per_label = max(1, num_demos // len(labels))
+        if pool is not None:
+            per_label = max(1, min(per_label, math.ceil(pool / len(labels) / 2)))
         return sorted({len(labels) * max(1, per_label // 2), len(labels) * per_label})
+    if pool is not None:
+        num_demos = max(1, min(num_demos, math.ceil(pool / 2)))
     return sorted({max(1, num_demos // 2), num_demos})
+
+
+def demos_that_fit(prompt: Prompt, train: Sequence[Example], examples: Sequence[Example],
+                   context_tokens: int) -> int:
+    """How many of `train`'s longest examples `prompt` (without its demos) can carry as demos and
+    still fit the context filled with the longest of `examples` (see `fits`): a set drawn at a
+    size the context cannot hold would never be scored."""
+    bare = prompt.with_(demos=())
+    if not train:
+        return 0
+    per_demo = max(len(bare.with_(demos=(e,)).template) - len(bare.template) for e in train)
+    longest = max((len(bare.render(e)) for e in examples), default=len(bare.template))
+    room = (context_tokens - ANSWER_ROOM) * CHARS_PER_TOKEN - longest
+    return max(0, int(room // max(1, per_demo)))
 
 
 def draw_demos(train: Sequence[Example], count: int, label_field: str | None, labels: Sequence[str],

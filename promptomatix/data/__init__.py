@@ -17,9 +17,10 @@ CHOOSING_ROWS = 25
 
 def held_out_count(valid_size: int, train_size: int, num_demos: int, wanted: int = CHOOSING_ROWS) -> int:
     """Training examples to move into a validation set of `valid_size` rows so that it has
-    `wanted`, keeping at least two demo sets' worth (`2 * num_demos`, at least 8) to draw demos
-    from: a demo pool a few examples smaller costs less than choosing by luck."""
-    keep = max(8, 2 * num_demos)
+    `wanted`, keeping at least two demo sets' worth (`2 * num_demos`, at least 8, at most 16)
+    to draw demos from: a demo pool a few examples smaller costs less than choosing by luck (the
+    demo sets shrink to half the pool, `backends.search.demo_counts`)."""
+    keep = max(8, 2 * min(num_demos, 8))
     return max(0, min(wanted - valid_size, train_size - keep))
 
 

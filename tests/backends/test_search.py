@@ -9,7 +9,7 @@ import pytest
 
 from conftest import FAKE_MODEL
 from promptomatix.backends.base import OptimizationTask
-from promptomatix.backends.search import Race, demo_counts, draw_demos, fits, race_cost, rungs, typical_half
+from promptomatix.backends.search import Race, demo_counts, demos_that_fit, draw_demos, fits, race_cost, rungs, typical_half
 from promptomatix.config import ModelSettings, OptimizationConfig
 from promptomatix.evaluation import Evaluator
 from promptomatix.models.lm import LM
@@ -27,6 +27,26 @@ TRAIN = [{"text": f"review {i}", "label": label} for i, label in enumerate(["a",
 ])
 def test_demo_set_sizes_are_whole_rounds_of_the_labels(num_demos, labels, counts):
     assert demo_counts(num_demos, labels) == counts
+
+
+@pytest.mark.parametrize("num_demos, labels, pool, counts", [
+    # 15 synthetic examples: 16 demos would be every one of them, each set the same set reordered.
+    (16, ("a", "b"), 15, [4, 8]), (16, ("a", "b", "c", "d"), 15, [4, 8]), (16, (), 15, [4, 8]),
+    # 40 of the user's: room for sets that differ.
+    (16, ("a", "b"), 40, [8, 16]), (16, ("a", "b", "c", "d"), 40, [8, 16]), (16, tuple("abcdef"), 40, [6, 12]),
+    (16, ("a", "b"), 1, [2]),
+])
+def test_the_largest_demo_set_takes_at_most_half_the_training_examples(num_demos, labels, pool, counts):
+    assert demo_counts(num_demos, labels, pool) == counts
+
+
+def test_the_demo_count_is_what_the_context_holds():
+    prompt = Prompt("Solve.", ("question",), ("answer",))
+    train = [{"question": "q" * 700, "answer": "a" * 700} for _ in range(20)]  # about 400 tokens each
+    carried = demos_that_fit(prompt, train, train[:3], 4096)
+    assert 5 <= carried <= 9
+    assert fits(prompt.with_(demos=tuple(train[:carried])), train[:3], 4096)
+    assert not fits(prompt.with_(demos=tuple(train[:carried + 1])), train[:3], 4096)
 
 
 def test_demo_sets_are_label_balanced_drawn_from_training_and_shuffled():
