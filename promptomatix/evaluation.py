@@ -96,8 +96,12 @@ class Evaluator:
         self.num_threads = num_threads
         self.show_progress = show_progress
         self.synthetic = synthetic
-        self.content_free = calibrates_from_content_free(not synthetic)
         self._cache: dict[tuple, Answer] = {}  # (rendered prompt, labels) -> answer
+
+    @property
+    def content_free(self) -> bool:
+        """Whether label prompts are calibrated from `CONTENT_FREE` inputs (on synthetic rows)."""
+        return calibrates_from_content_free(not self.synthetic)
 
     def predict(self, prompt: Prompt, inputs: Example) -> Example:
         return self._answer(prompt, inputs).outputs
