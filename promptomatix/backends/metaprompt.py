@@ -28,8 +28,8 @@ from promptomatix import record
 from collections.abc import Sequence
 
 from promptomatix.backends.base import Backend, Candidate, OptimizationTask, Outcome, keep_best
-from promptomatix.backends.search import (MIN_RACE, Race, demo_counts, demos_that_fit, draw_demos, fits, race_cost,
-                                          race_fits, rank, search_rows, typical_half)
+from promptomatix.backends.search import (MIN_RACE, Race, calibrated_on_more_rows, demo_counts, demos_that_fit,
+                                          draw_demos, fits, race_cost, race_fits, rank, search_rows, typical_half)
 from promptomatix.callbacks import Callback
 from promptomatix.config import OptimizationConfig
 from promptomatix.errors import BudgetExhausted, ConfigError, ParseError
@@ -86,6 +86,7 @@ class MetaPromptBackend(Backend):
             callbacks.on_iteration_end(0, best, [])
             tried, first = {best.prompt.template}, 1
             callbacks.on_checkpoint(0, self._state(task, best, initial, tried, rng))
+        done = first - 1
         for step in range(first, task.config.iterations + 1):
             try:
                 size = self.affordable(task, task.config.iterations - step + 1)
@@ -105,9 +106,14 @@ class MetaPromptBackend(Backend):
             best = keep_best(best, [c for c in finalists if c.score >= best.score], key=rank)
             callbacks.on_iteration_end(step, best, scored)
             callbacks.on_checkpoint(step, self._state(task, best, initial, tried, rng))
+            done = step
             if callbacks.should_stop:
                 break
-        return Outcome(best, initial)
+        final = calibrated_on_more_rows(task, best)
+        if final is not best:  # a step of its own in the candidate table and the step metrics
+            callbacks.on_candidate(done + 1, final)
+            callbacks.on_iteration_end(done + 1, final, [final])
+        return Outcome(final, initial)
 
     @staticmethod
     def _state(task: OptimizationTask, best: Candidate, initial: float, tried: set[str], rng: random.Random) -> dict:

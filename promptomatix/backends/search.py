@@ -13,6 +13,8 @@
   scored prompt is read from the same answers (`Evaluator.calibrated`), and stands for it unless
   the uncalibrated prompt is clearly better on the rows (`clearly_better`). Free on the user's
   rows; on synthetic ones it is read from content-free inputs, `per_prompt` calls a prompt.
+  The winner's calibration is read again from more of the user's rows when the calls left pay
+  for them (`calibrated_on_more_rows`).
 
 Ranking: by the objective (quality with the length penalty), where for a label prompt whose
 model scores labels the quality is the mean of accuracy and the probability the prompt gives the
@@ -29,7 +31,8 @@ mean the demos on both (0.322/0.359, 0.372/0.398), as 200 test rows did (accurac
 score let one such row sink a prompt sure of the right answer (AG News from raw input, seed 2:
 0.676 on the test set with the plain mean, 0.588 with the log score). A challenger replaces the
 incumbent only when it ranks higher (`base.keep_best` by `rank`) and answers at least as many
-right, so the reported score never goes down.
+right, so the reported score never goes down in the search (the winner's calibration read again
+from more rows at the end may cost it a validation row, `calibrated_on_more_rows`).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from collections import Counter
 from collections.abc import Sequence
 
 from promptomatix.backends.base import Candidate, OptimizationTask
+from promptomatix.errors import BudgetExhausted
 from promptomatix.prompts import Prompt
 from promptomatix.spec import Example
 
@@ -173,6 +177,40 @@ def clearly_better(first: Sequence[float], second: Sequence[float]) -> bool:
     wins = sum(1 for a, b in zip(first, second) if a > b)
     losses = sum(1 for a, b in zip(first, second) if a < b)
     return wins - losses > 2 * math.sqrt(wins + losses)
+
+
+def calibrated_on_more_rows(task: OptimizationTask, best: Candidate) -> Candidate:
+    """`best` with its calibration read again from the validation rows and the training
+    examples not among its demos (as many as the calls left pay for), scored on the validation
+    rows again (its score may be a row lower: the calibration is no longer fitted to them
+    alone); `best` itself when it has no calibration from the user's rows or no call is left.
+
+    Why: a calibration read from the ~25 validation rows is noisy, and for a label prompt its
+    offsets decide many answers. SST-2, user data, seed 0 at 250 calls: the run's four demo sets
+    on 300 test reviews scored 0.893 / 0.910 / 0.897 / 0.900 calibrated from the validation rows,
+    0.907 / 0.917 / 0.897 / 0.913 from those and the 24-32 unused training examples (calibrated
+    from the test reviews themselves: 0.893 / 0.917 / 0.900 / 0.900). Not only when it answers as
+    many of the rows right: the calibration it had was fitted to most of them, and that test
+    kept it in the same run (0.896 on 500 test reviews either way). One prompt: a few calls."""
+    evaluator = task.evaluator
+    if not best.prompt.calibration or evaluator.content_free:
+        return best
+    spare = [e for e in task.train if e not in best.prompt.demos]
+    remaining = task.meter.remaining_calls()
+    spare = spare[:remaining] if remaining is not None else spare
+    if not spare:
+        return best
+    rows = [*task.valid, *spare]
+    bare = best.prompt.with_(calibration=())
+    try:
+        evaluation = evaluator.evaluate(bare, rows, desc=f"calibrating the best prompt on {len(rows)} rows")
+    except BudgetExhausted:  # another limit (cost, time) reached: the calibration it had stands
+        return best
+    calibrated = evaluator.calibrated(bare, rows, evaluation)
+    if calibrated is None:
+        return best
+    return task.candidate(calibrated[0], evaluator.evaluate(calibrated[0], task.valid),
+                          ", ".join(filter(None, (best.change, f"calibrated on {len(rows)} rows"))))
 
 
 def fits(prompt: Prompt, examples: Sequence[Example], context_tokens: int) -> bool:

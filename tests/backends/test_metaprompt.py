@@ -6,6 +6,7 @@ import dataclasses
 
 import itertools
 import json
+import re
 import threading
 
 import pytest
@@ -545,3 +546,35 @@ def test_rewrites_that_cost_more_than_planned_do_not_leave_a_race_half_run(scori
     raced = [c for step, c in recorder.candidates if step == 1]
     assert raced and any(len(c.evaluation.per_example) == rows for c in raced)  # a race that finished
     assert meter.snapshot().calls <= budget
+
+
+def test_the_winner_is_calibrated_on_the_unused_training_examples_too(scoring, accuracy):
+    from promptomatix.models.usage import Limits
+
+    # The model leans to "positive" by 1.5 on the validation reviews and not at all on the others:
+    # a calibration read from validation alone over-corrects, and answers "negative" to every
+    # unseen positive review; read from validation and training rows, it gets them right.
+    unseen = [{"text": "a triumph of a film", "label": "positive"}, {"text": "tedious and flat", "label": "negative"}]
+    truth = {**TRUTH, **{e["text"]: e["label"] for e in unseen}}
+    leaning = {e["text"] for e in VALID}
+    scoring.score = lambda prompt, option: (0.0 if option == truth[query_text(prompt)] else -1.0) + \
+        (1.5 if option == "positive" and query_text(prompt) in leaning else 0.0)
+    scoring.rules = [(REWRITE_MARK, rewrites("Classify the sentiment, carefully."))]
+    meter = UsageMeter()
+    task = labelled_task(accuracy, meter, num_demos=0)
+    recorder = Recorder()
+
+    result = MetaPromptBackend().optimize(task, recorder).best
+
+    assert task.evaluator.evaluate(result.prompt, unseen).score == 1.0
+    assert f"calibrated on {len(VALID) + len(TRAIN)} rows" in result.change
+    assert recorder.iterations[-1] == (task.config.iterations + 1, result, [result])  # reported as a step
+    # Within a call limit, as many training rows as the calls left pay for.
+    total, asked = meter.snapshot().calls, set()
+    for limit in range(len(VALID) + 1, total):
+        meter = UsageMeter(Limits(calls=limit))
+        result = MetaPromptBackend().optimize(labelled_task(accuracy, meter, num_demos=0), Recorder()).best
+        rows = re.search(r"calibrated on (\d+) rows", result.change)
+        asked.add(int(rows.group(1)) if rows else len(VALID))
+        assert meter.snapshot().calls <= limit
+    assert asked & set(range(len(VALID) + 1, len(VALID) + len(TRAIN)))  # some, not all
