@@ -111,7 +111,8 @@ def plan(config: OptimizationConfig, *, valid_size: int | None = None, train_siz
                       (f"scoring the starting prompt on {valid_size} examples", valid_size)]
     else:
         left = None if config.max_calls is None else config.max_calls - sum(c for _, c in steps)
-        valid_size += validation_rows(config, valid_size, train_size, left)
+        held = validation_rows(config, valid_size, train_size, left)
+        valid_size, train_size = valid_size + held, train_size - held
         if config.backend == "meta_prompt" and config.max_calls is not None:  # as the backend narrows it
             valid_size = search_rows(valid_size, config.max_calls - sum(c for _, c in steps), config.candidates)
         steps.append((f"scoring the starting prompt on {valid_size} examples", valid_size))
@@ -123,6 +124,11 @@ def plan(config: OptimizationConfig, *, valid_size: int | None = None, train_siz
         if left is not None and left < calls:
             what, calls = f"{what} (as far as the {left} calls left go)", left
         steps.append((what, calls))
+        if classification and not synthetic and train_size:  # `search.calibrated_on_more_rows`
+            left = None if config.max_calls is None else max(0, config.max_calls - sum(c for _, c in steps))
+            if left != 0:
+                steps.append(("calibrating the winner on the training examples not among its demos",
+                              train_size if left is None else min(left, train_size)))
     else:
         steps.append((f"search: DSPy's {config.optimizer} (stopped by the budget)", config.max_calls or 0))
     return Plan(tuple(steps), config)

@@ -262,6 +262,10 @@ def test_a_plan_counts_the_calls_and_makes_none(tracking, scripted, tmp_path):
     # 20 validation rows of the 50/50 split, and 4 training rows held out to bring it towards 25
     # (16 kept, two demo sets' worth)
     assert "scoring the starting prompt on 24 examples" in str(with_data) and "budget: 100 calls" in str(with_data)
+    # with calls to spare, the winner's calibration is read again on the 16 training rows left
+    roomy = promptomatix.plan(raw_input="Classify", model=FAKE_MODEL, train_data=str(path), max_calls=1000,
+                              output_fields=["sentiment"])
+    assert ("calibrating the winner on the training examples not among its demos", 16) in roomy.steps
     assert scripted.calls == []
 
 
