@@ -124,11 +124,10 @@ def plan(config: OptimizationConfig, *, valid_size: int | None = None, train_siz
         if left is not None and left < calls:
             what, calls = f"{what} (as far as the {left} calls left go)", left
         steps.append((what, calls))
-        if classification and not synthetic and train_size:  # `search.calibrated_on_more_rows`
-            left = None if config.max_calls is None else max(0, config.max_calls - sum(c for _, c in steps))
-            if left != 0:
-                steps.append(("calibrating the winner on the training examples not among its demos",
-                              train_size if left is None else min(left, train_size)))
+        after = None if left is None else left - calls  # what the search leaves
+        if classification and not synthetic and train_size and after != 0:  # `search.calibrated_on_more_rows`
+            steps.append(("calibrating the winner on the training examples not among its demos",
+                          train_size if after is None else min(after, train_size)))
     else:
         steps.append((f"search: DSPy's {config.optimizer} (stopped by the budget)", config.max_calls or 0))
     return Plan(tuple(steps), config)
