@@ -9,8 +9,9 @@ and few-shot prompts whose demos are its most confident answers are better reade
 
 1. `write_inputs`: the optimizer model continues a plain text pattern, one input per call, each
    call asking for a label in turn (for variety, not for correctness), starting from the user's
-   own examples when the raw input has some. Empty, echoed and near-duplicate inputs (half or
-   more of their words shared with one kept) are dropped.
+   own examples when the raw input has some. Empty and near-duplicate inputs (half or more of
+   their words shared with one kept, or with the task's description) are dropped, and so are
+   those naming two or more of the labels (the label list echoed); bare markup tags are removed.
 2. `self_label`: the inputs are split into train and validation; the starting prompt answers
    them all (batch-calibrated when the model scores labels; where it names no label, the label
    asked for stands); `teachers` few-shot prompts, each with demos drawn from the most confident
@@ -52,6 +53,9 @@ MAX_INPUT_TOKENS = 64
 NEAR_DUPLICATE = 0.6  # share of content words in common (Jaccard) at which an input counts as a repeat
 TEACHERS = 2  # few-shot prompts whose consensus labels the inputs
 WRITE_ATTEMPTS = 2  # requests per input at most (some answers are dropped as repeats)
+# Markup without attributes (`<em>`, `</strong>`): web-page formatting a base model copies from
+# its training text around the inputs it writes, which no real input of the task carries.
+BARE_TAG = re.compile(r"</?[A-Za-z][A-Za-z0-9]*>")
 
 
 @dataclass
@@ -133,7 +137,8 @@ def _pattern(spec: TaskSpec, label: str, seeds: Sequence[Example], call: int,
 
 def _read_inputs(spec: TaskSpec, text: str) -> Example | None:
     """The input fields from a continuation of the pattern (the first field's value, then
-    `Field: value` lines), or None when one is missing or a single word."""
+    `Field: value` lines), bare markup tags removed; None when one is missing or a single word,
+    or when they name two or more of the labels (`_labels_named`)."""
     labels = {field_label(f).lower(): f for f in spec.input_fields[1:]}
     values = {f: [] for f in spec.input_fields}
     current = spec.input_fields[0]
@@ -143,10 +148,23 @@ def _read_inputs(spec: TaskSpec, text: str) -> Example | None:
             current = labels[head.strip().lower()]
             line = rest
         values[current].append(line)
-    example = {f: " ".join(" ".join(v).split()).strip() for f, v in values.items()}
+    example = {f: " ".join(BARE_TAG.sub("", " ".join(v)).split()).strip() for f, v in values.items()}
     if not all(len(v.split()) >= 2 for v in example.values()):
         return None
+    if len(_labels_named(spec.labels, " ".join(example.values()))) >= 2:
+        return None
     return example
+
+
+def _labels_named(labels: Sequence[str], text: str) -> set[str]:
+    """The labels `text` names, as whole words in any case. An input naming two or more echoes the
+    task's list of labels ("World, Sports, Business and Sci/Tech", "The world of sports (Sports
+    News)": AG News from raw input, 5 of the 30 inputs kept on seed 1 before they were dropped):
+    whatever label it is given, it teaches a prompt nothing and decides a validation row by
+    chance. Dropping them raised the share of right labels (by the benchmark's reference judge)
+    over three seeds from 0.43 to 0.46 (0.43/0.47/0.40 -> 0.37/0.54/0.46)."""
+    return {label for label in labels
+            if re.search(rf"(?<!\w){re.escape(label)}(?!\w)", text, flags=re.IGNORECASE)}
 
 
 def _words(text: str) -> set[str]:

@@ -35,10 +35,24 @@ def test_inputs_are_written_in_turn_for_each_label_and_repeats_are_dropped(fake_
     assert [e["review"] for e in inputs] == [sample_text(w, n) for w, n in (("good", 0), ("bad", 1), ("good", 2),
                                                                             ("bad", 3))]
     assert asked == ["positive", "positive", "negative", "positive"]  # labels asked in turn, request by request
-    assert (report.calls, report.duplicates, report.rejected) == (7, 2, 1)  # a repeat, an echo; "ok" is too short
+    # a repeat; the task's echo names both labels, "ok" is too short
+    assert (report.calls, report.duplicates, report.rejected) == (7, 1, 2)
     prompts = [c["prompt"] for c in fake_llm.calls]
     assert prompts[0].startswith(SPEC.description) and prompts[0].endswith("Sentiment: positive\nReview:")
     assert prompts[1].endswith("Sentiment: negative\nReview:")
+
+
+def test_an_input_naming_several_labels_is_dropped_and_markup_is_removed(fake_llm):
+    # A base model echoes the task's label list, and wraps inputs in the markup of web pages.
+    texts = iter(["Positive or negative? " + sample_text("good", 0), "<em>" + sample_text("good", 1) + "</em>",
+                  "a positive " + sample_text("good", 2), sample_text("bad", 3), sample_text("bad", 4)])
+    fake_llm.rules = [written_inputs(lambda label, n: next(texts), "Sentiment")]
+
+    inputs, _, report = write_inputs(SPEC, writer(), 4, show_progress=False)
+
+    assert [e["review"] for e in inputs] == [sample_text("good", 1), "a positive " + sample_text("good", 2),
+                                             sample_text("bad", 3), sample_text("bad", 4)]
+    assert report.rejected == 1  # one label named is a review's word; both is the label list
 
 
 def test_the_users_own_examples_lead_the_pattern(fake_llm):
