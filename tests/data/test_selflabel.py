@@ -26,7 +26,7 @@ def writer(model=FAKE_MODEL):
 
 def test_inputs_are_written_in_turn_for_each_label_and_repeats_are_dropped(fake_llm):
     texts = iter([sample_text("good", 0), sample_text("good", 0) + " again", "Classify the sentiment of a movie "
-                  "review as positive or negative", "ok", sample_text("bad", 1), sample_text("good", 2),
+                  "review", "ok", sample_text("bad", 1), sample_text("good", 2),
                   sample_text("bad", 3)])
     fake_llm.rules = [written_inputs(lambda label, n: next(texts), "Sentiment")]
 
@@ -35,8 +35,7 @@ def test_inputs_are_written_in_turn_for_each_label_and_repeats_are_dropped(fake_
     assert [e["review"] for e in inputs] == [sample_text(w, n) for w, n in (("good", 0), ("bad", 1), ("good", 2),
                                                                             ("bad", 3))]
     assert asked == ["positive", "positive", "negative", "positive"]  # labels asked in turn, request by request
-    # a repeat; the task's echo names both labels, "ok" is too short
-    assert (report.calls, report.duplicates, report.rejected) == (7, 1, 2)
+    assert (report.calls, report.duplicates, report.rejected) == (7, 2, 1)  # a repeat, the task echoed; "ok" is short
     prompts = [c["prompt"] for c in fake_llm.calls]
     assert prompts[0].startswith(SPEC.description) and prompts[0].endswith("Sentiment: positive\nReview:")
     assert prompts[1].endswith("Sentiment: negative\nReview:")
