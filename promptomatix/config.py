@@ -140,7 +140,7 @@ class OptimizationConfig:
     field_map: dict[str, str] = _option(dict, "Rename a data column to a field (repeatable).", metavar="COLUMN=FIELD")
     iterations: int | None = _option(None, "Optimization rounds (overrides --search).")
     candidates: int | None = _option(None, "New prompts per round (overrides --search).")
-    num_demos: int = _option(16, "Few-shot demos a candidate may carry.")
+    num_demos: int = _option(24, "Few-shot demos a candidate may carry.")
     # One point of accuracy is worth about 125 prompt words: long prompts lose ties, demos that
     # help still win.
     lambda_penalty: float = _option(0.0001, "Length penalty: objective = score x exp(-lambda x prompt words).")
