@@ -69,8 +69,8 @@ def demo_counts(num_demos: int, labels: Sequence[str], pool: int | None = None) 
     """Demo set sizes to try: for classification, whole rounds of the labels (the same number of
     demos for each), half of `num_demos` and all of it; otherwise half and all. From `pool`
     training examples the largest set takes at most half (for classification, half of a label's
-    share), rounded up, so that sets drawn from them differ: 15 synthetic examples give 8-demo
-    sets, 40 of the user's 16-demo ones."""
+    share), rounded up, so that sets drawn from them differ: with the default `num_demos`, 15
+    synthetic examples give 8-demo sets, 40 of the user's 20-demo ones."""
     if num_demos < 1:
         return [0]
     if labels:
