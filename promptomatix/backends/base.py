@@ -88,6 +88,12 @@ class OptimizationTask:
         return len(self.evaluator.calibration_inputs(self.start))
 
     @property
+    def synthetic(self) -> bool:
+        """Whether the examples are synthetic (generated and labelled by a model, some wrongly),
+        not the user's."""
+        return self.evaluator.synthetic
+
+    @property
     def metric(self) -> Metric | CompositeMetric:
         """The quality metric behind every score (without the length penalty of `objective`)."""
         return self.evaluator.metric

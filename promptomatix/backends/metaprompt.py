@@ -14,7 +14,8 @@ Variants, in the order a small model gains most from them (see `backends/search.
 
 Iterations race `config.candidates` new prompts each (fewer when the call budget left would not
 pay for them), for `config.iterations` iterations or until the budget is spent; the best prompt
-found so far is returned, never one worse than the start.
+found so far is returned, never one worse than the start. On synthetic rows that is the best
+prompt with demos unless one without is clearly better (`search.demos_unless_clearly_beaten`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from collections.abc import Sequence
 
 from promptomatix.backends.base import Backend, Candidate, OptimizationTask, Outcome, keep_best
 from promptomatix.backends.search import (MIN_RACE, Race, calibrated_on_more_rows, demo_counts, demos_that_fit,
-                                          draw_demos, fits, race_cost, race_fits, rank, search_rows, typical_half)
+                                          demos_unless_clearly_beaten, draw_demos, fits, race_cost, race_fits, rank,
+                                          search_rows, typical_half)
 from promptomatix.callbacks import Callback
 from promptomatix.config import OptimizationConfig
 from promptomatix.errors import BudgetExhausted, ConfigError, ParseError
@@ -73,6 +75,7 @@ class MetaPromptBackend(Backend):
         if task.checkpoint:  # a resumed run: go on after the last completed iteration
             state = task.checkpoint["state"]
             best, tried = record.candidate_from_dict(state["best"]), set(state["tried"])
+            with_demos = record.candidate_from_dict(state["with_demos"]) if state.get("with_demos") else None
             initial = state["initial_score"] if "initial_score" in state else _step_zero_score(task.checkpoint)
             record.set_rng_state(rng, state["rng"])
             first = task.checkpoint["step"] + 1
@@ -84,8 +87,8 @@ class MetaPromptBackend(Backend):
             initial = best.score
             callbacks.on_candidate(0, best)
             callbacks.on_iteration_end(0, best, [])
-            tried, first = {best.prompt.template}, 1
-            callbacks.on_checkpoint(0, self._state(task, best, initial, tried, rng))
+            tried, first, with_demos = {best.prompt.template}, 1, None
+            callbacks.on_checkpoint(0, self._state(task, best, initial, tried, rng, with_demos))
         done = first - 1
         for step in range(first, task.config.iterations + 1):
             try:
@@ -104,21 +107,31 @@ class MetaPromptBackend(Backend):
             finalists = [c for c in stages[-1] if len(c.evaluation.per_example) == len(task.valid)] if stages else []
             # Ranked with the soft score, and never a lower reported score (see `search.py`).
             best = keep_best(best, [c for c in finalists if c.score >= best.score], key=rank)
+            # The best prompt with demos, for `demos_unless_clearly_beaten` at the end.
+            with_demos = max(filter(None, (with_demos, *(c for c in finalists if c.prompt.demos))), key=rank,
+                             default=None)
             callbacks.on_iteration_end(step, best, scored)
-            callbacks.on_checkpoint(step, self._state(task, best, initial, tried, rng))
+            callbacks.on_checkpoint(step, self._state(task, best, initial, tried, rng, with_demos))
             done = step
             if callbacks.should_stop:
                 break
-        final = calibrated_on_more_rows(task, best)
-        if final is not best:  # a step of its own in the candidate table and the step metrics
-            callbacks.on_candidate(done + 1, final)
-            callbacks.on_iteration_end(done + 1, final, [final])
-        return Outcome(final, initial)
+        # Each a step of its own in the candidate table and the step metrics, when it changes the best.
+        for finish in (lambda c: demos_unless_clearly_beaten(task, c, with_demos, initial),
+                       lambda c: calibrated_on_more_rows(task, c)):
+            final = finish(best)
+            if final is not best:
+                done += 1
+                callbacks.on_candidate(done, final)
+                callbacks.on_iteration_end(done, final, [final])
+                best = final
+        return Outcome(best, initial)
 
     @staticmethod
-    def _state(task: OptimizationTask, best: Candidate, initial: float, tried: set[str], rng: random.Random) -> dict:
+    def _state(task: OptimizationTask, best: Candidate, initial: float, tried: set[str], rng: random.Random,
+               with_demos: Candidate | None) -> dict:
         return {"best": record.candidate_to_dict(best), "initial_score": initial, "tried": sorted(tried),
-                "rng": record.rng_state(rng), "rows": len(task.valid)}
+                "rng": record.rng_state(rng), "rows": len(task.valid),
+                "with_demos": record.candidate_to_dict(with_demos) if with_demos else None}
 
     @staticmethod
     def narrow(task: OptimizationTask, rows: int) -> OptimizationTask:

@@ -578,3 +578,58 @@ def test_the_winner_is_calibrated_on_the_unused_training_examples_too(scoring, a
         asked.add(int(rows.group(1)) if rows else len(VALID))
         assert meter.snapshot().calls <= limit
     assert asked & set(range(len(VALID) + 1, len(VALID) + len(TRAIN)))  # some, not all
+
+
+def misled_by_demos(wrong):
+    """A model leaning to `positive` by 1.5 without demos (so only calibration makes it right);
+    with demos it leans to no label and is right except on the reviews in `wrong`."""
+    def score(prompt, option):
+        query = query_text(prompt)
+        if prompt.count("Text: ") == 1:
+            return biased(1.5)(prompt, option)
+        right = TRUTH.get(query)
+        if right is None:  # a content-free input
+            return 0.0
+        if query in wrong:
+            right = "negative" if right == "positive" else "positive"
+        return 0.0 if option == right else -1.0
+    return score
+
+
+@pytest.mark.parametrize("synthetic", [True, False])
+def test_on_synthetic_rows_demos_stay_unless_a_prompt_without_is_clearly_better(scoring, accuracy, synthetic):
+    # The calibrated start answers all 4 validation rows right, the demo sets 3: one row is no
+    # evidence on 4 rows labelled by a model, and the demos are kept; on the user's rows it is.
+    scoring.score = misled_by_demos({VALID[0]["text"]})
+    scoring.rules = [(REWRITE_MARK, rewrites("Classify the sentiment, carefully."))]
+    recorder = Recorder()
+    task = labelled_task(accuracy, UsageMeter(), synthetic=synthetic)
+
+    outcome = MetaPromptBackend().optimize(task, recorder)
+
+    searched = recorder.iterations[task.config.iterations][1]  # the best when the iterations ended
+    assert searched.score == 1.0 and not searched.prompt.demos
+    if synthetic:
+        assert outcome.best.prompt.demos and outcome.best.score == 0.75 > outcome.initial_score
+        assert "not clearly better" in outcome.best.change
+        assert recorder.iterations[-1] == (task.config.iterations + 1, outcome.best, [outcome.best])  # a step
+    else:
+        assert outcome.best.score == 1.0 and not outcome.best.prompt.demos
+
+
+def test_a_prompt_without_demos_clearly_better_on_synthetic_rows_is_kept(scoring, accuracy):
+    from promptomatix.backends.search import demos_unless_clearly_beaten
+    from promptomatix.evaluation import Evaluation
+
+    task = labelled_task(accuracy, UsageMeter(), synthetic=True)
+    with_demos = task.start.with_(demos=tuple(TRAIN[:2]))
+
+    def scored(prompt, right, rows=20):
+        per_example = (1.0,) * right + (0.0,) * (rows - right)
+        return task.candidate(prompt, Evaluation(right / rows, per_example, ()))
+
+    best, demos = scored(task.start, 20), scored(with_demos, 12)
+    assert demos_unless_clearly_beaten(task, best, demos, initial=0.5) is best  # 8 rows to none
+    assert demos_unless_clearly_beaten(task, scored(task.start, 16), demos, initial=0.5).prompt == with_demos
+    assert demos_unless_clearly_beaten(task, best, demos, initial=0.6) is best  # demos must beat the start
+    assert demos_unless_clearly_beaten(task, best, None, initial=0.5) is best
