@@ -24,10 +24,6 @@ from promptomatix.errors import ConfigError
 
 TESTS = Path(__file__).parent
 ITERATIONS, CANDIDATES = 3, 2
-# The steps of a completed run: the start, each iteration, and one more: on these synthetic rows
-# the rewrite found and the same with demos tie, and the demos are kept
-# (`search.demos_unless_clearly_beaten`).
-STEPS = list(range(ITERATIONS + 2))
 
 # The job run in a child process with the scripted model. It blocks, after writing the marker
 # file (argv[1]), until the test kills it: at the start of iteration 2 (argv[2] == "iteration"),
@@ -149,14 +145,14 @@ def test_a_killed_run_is_completed_by_resume_with_one_version(killed, fake_llm):
     for part in ("train", "valid"):
         assert mlflow.artifacts.load_text(f"runs:/{killed}/data/{part}.jsonl") == \
             mlflow.artifacts.load_text(f"runs:/{result.run_id}/data/{part}.jsonl")
-    # the whole history in the new run: steps 0 and 1 from the killed run, then the others
+    # the whole history in the new run: steps 0 and 1 from the killed run, then 2 and 3
     history = client.get_metric_history(result.run_id, "best_score")
-    assert [m.step for m in sorted(history, key=lambda m: m.step)] == STEPS
+    assert [m.step for m in sorted(history, key=lambda m: m.step)] == [0, 1, 2, 3]
     killed_history = {m.step: m.value for m in client.get_metric_history(killed, "best_score")}
     assert killed_history == {0: 0.0, 1: 0.0}
     assert result.initial_score == 0.0 and result.optimized_score == 1.0 and "CAREFULLY" in result.prompt
     table = json.loads(mlflow.artifacts.load_text(f"runs:/{result.run_id}/candidates.json"))
-    assert sorted({row[0] for row in table["data"]}) == STEPS
+    assert sorted({row[0] for row in table["data"]}) == [0, 1, 2, 3]
 
 
 def test_a_run_cannot_be_resumed_twice_or_once_finished(killed):
@@ -210,4 +206,5 @@ def test_a_run_killed_at_a_random_point_is_completed_by_resume(tracking, tmp_pat
     assert statuses == ["FINISHED", "KILLED"], f"killed after {delay:.2f} s"
     (version,) = client.search_model_versions("name = 'reviews'")
     assert version.run_id == result.run_id
-    assert [m.step for m in sorted(client.get_metric_history(result.run_id, "best_score"), key=lambda m: m.step)] == STEPS
+    assert [m.step for m in sorted(client.get_metric_history(result.run_id, "best_score"), key=lambda m: m.step)] \
+        == list(range(ITERATIONS + 1))

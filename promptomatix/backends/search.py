@@ -217,9 +217,11 @@ def calibrated_on_more_rows(task: OptimizationTask, best: Candidate) -> Candidat
 def demos_unless_clearly_beaten(task: OptimizationTask, best: Candidate, with_demos: Candidate | None,
                                 initial: float) -> Candidate:
     """On synthetic rows, `with_demos` (the best-ranked prompt with demos scored on all the
-    validation rows) in place of a `best` without demos, unless `best` is `clearly_better` on
-    those rows, and only one scoring above the start (`initial`): demos that did not beat the
-    start have no claim. Else `best`.
+    validation rows) in place of a `best` without demos that answered more of those rows right,
+    unless `best` is `clearly_better` on them; and only a `with_demos` scoring above the start
+    (`initial`): demos that did not beat the start have no claim. Else `best`. Where the two
+    answer equally many rows right, the ranking (soft score, length penalty) stands, as
+    everywhere in the search.
 
     Why: synthetic rows are few (15 by default) and labelled by the model itself, some wrongly,
     and a prompt without demos is tuned to them by its instruction or calibration alone, while a
@@ -228,6 +230,7 @@ def demos_unless_clearly_beaten(task: OptimizationTask, best: Candidate, with_de
     seed 2's rewritten instruction beat its best 0.80 to 0.73 (one row in 15); registered, they
     scored 0.772 and 0.712 on 500 test reviews, those demo sets 0.876 and 0.894."""
     if (not task.synthetic or best.prompt.demos or with_demos is None or with_demos.score <= initial
+            or best.score <= with_demos.score
             or clearly_better(best.evaluation.per_example, with_demos.evaluation.per_example)):
         return best
     return dataclasses.replace(with_demos, change=", ".join(filter(None, (

@@ -632,4 +632,6 @@ def test_a_prompt_without_demos_clearly_better_on_synthetic_rows_is_kept(scoring
     assert demos_unless_clearly_beaten(task, best, demos, initial=0.5) is best  # 8 rows to none
     assert demos_unless_clearly_beaten(task, scored(task.start, 16), demos, initial=0.5).prompt == with_demos
     assert demos_unless_clearly_beaten(task, best, demos, initial=0.6) is best  # demos must beat the start
+    tie = scored(task.start, 12)
+    assert demos_unless_clearly_beaten(task, tie, demos, initial=0.5) is tie  # the ranking decides a tie
     assert demos_unless_clearly_beaten(task, best, None, initial=0.5) is best
