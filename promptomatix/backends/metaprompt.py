@@ -14,8 +14,8 @@ Variants, in the order a small model gains most from them (see `backends/search.
 
 Iterations race `config.candidates` new prompts each (fewer when the call budget left would not
 pay for them), for `config.iterations` iterations or until the budget is spent; the best prompt
-found so far is returned, never one worse than the start. On synthetic rows that is the best
-prompt with demos unless one without is clearly better (`search.demos_unless_clearly_beaten`).
+found so far is returned, never one worse than the start. On synthetic rows, a prompt without
+demos a row or two ahead of the best demo set gives way to it (`search.demos_unless_clearly_beaten`).
 """
 
 from __future__ import annotations
