@@ -8,7 +8,8 @@ is counted as unmapped and scored wrong, never guessed.
 
 Scores are calibrated by batch calibration: a model's label scores carry a bias (a small model
 prefers some labels whatever the input, and demos shift it), estimated as each label's mean
-log-probability over a batch of real inputs and subtracted before taking the best label.
+log-probability over a batch of real inputs and subtracted before taking the best label; where
+the inputs' right labels are known, the offsets that make them likeliest (`fitted_calibration`).
 """
 
 from __future__ import annotations
@@ -80,6 +81,77 @@ def batch_calibration(rows: Sequence[Sequence[float]]) -> tuple[float, ...]:
         return ()
     normalized = [log_softmax(row) for row in rows]
     return tuple(sum(column) / len(normalized) for column in zip(*normalized))
+
+
+def fitted_calibration(rows: Sequence[Sequence[float]], answers: Sequence[int]) -> tuple[float, ...]:
+    """Each label's offset, fitted to labelled `rows` (label scores) and their right `answers`
+    (indexes into the labels): Platt scaling with one temperature for all labels, i.e. the
+    temperature t and biases b that make the right labels likeliest under softmax(t * scores +
+    b), returned as the offsets -b / t, which pick the same label as it does when subtracted
+    like `batch_calibration`'s. Every label must be a right answer at least once (else its bias
+    grows without bound): a ValueError.
+
+    Batch calibration makes the labels equally likely on average over a batch; with labelled
+    rows at hand, the offsets can use which label each row has. The temperature because a small
+    model's label scores are not its odds (the embedded model's are about half as sure as they
+    should be, t ~ 2), and biases fitted at the wrong temperature move with a few rows. The
+    embedded model, SST-2 user data, seed 0: the search's winner on 500 test reviews, its
+    calibration from 25 / 40 / 45 labelled rows: batch 0.890 / 0.896 / 0.898, biases alone
+    (t = 1) 0.900 / 0.874 / 0.900, with the temperature 0.902 / 0.900 / 0.904."""
+    width = len(rows[0]) if rows else 0
+    if not rows or len(rows) != len(answers) or any(len(row) != width for row in rows):
+        raise ValueError("fitted_calibration needs one answer for each row of label scores, all of one width")
+    if set(answers) != set(range(width)):
+        raise ValueError("fitted_calibration needs every label as a right answer at least once")
+    normalized = [log_softmax(row) for row in rows]
+    # The log-likelihood is concave in (t, b), so its best over b is unimodal in t: a golden-
+    # section search over log t, the biases for each t by gradient descent.
+    low, high = math.log(MIN_TEMPERATURE), math.log(MAX_TEMPERATURE)
+    ratio = (math.sqrt(5) - 1) / 2
+    fits: dict[float, tuple[list[float], float]] = {}
+
+    def fit(log_t: float) -> tuple[list[float], float]:
+        if log_t not in fits:
+            last = next(reversed(fits.values()))[0] if fits else None  # a near start: fewer steps
+            fits[log_t] = _biases([[math.exp(log_t) * v for v in row] for row in normalized], answers, last)
+        return fits[log_t]
+
+    for _ in range(TEMPERATURE_STEPS):
+        a, b = high - ratio * (high - low), low + ratio * (high - low)
+        if fit(a)[1] <= fit(b)[1]:
+            high = b
+        else:
+            low = a
+    log_t = min(fits, key=lambda key: fits[key][1])
+    return tuple(-bias / math.exp(log_t) for bias in fits[log_t][0])
+
+
+# The temperatures `fitted_calibration` searches, and how finely (the bracket shrinks by 0.618
+# a step: 30 steps leave a few thousandths of log t).
+MIN_TEMPERATURE, MAX_TEMPERATURE, TEMPERATURE_STEPS = 0.05, 20.0, 30
+
+
+def _biases(rows: Sequence[Sequence[float]], answers: Sequence[int], start: Sequence[float] | None = None, *,
+            steps: int = 2000, tolerance: float = 1e-6) -> tuple[list[float], float]:
+    """The biases b that make `answers` likeliest under softmax(row + b) (gradient descent: the
+    mean negative log-likelihood's Hessian in b is bounded by 1, so a step of 1 descends; the
+    gradient sums to zero, so b stays centred), from `start` (else zeros), and that mean
+    negative log-likelihood."""
+    width = len(rows[0])
+    biases = list(start) if start is not None else [0.0] * width
+    for _ in range(steps):
+        gradient, loss = [0.0] * width, 0.0
+        for row, answer in zip(rows, answers):
+            logs = log_softmax([s + b for s, b in zip(row, biases)])
+            loss -= logs[answer] / len(rows)
+            for label, value in enumerate(logs):
+                gradient[label] += (math.exp(value) - float(label == answer)) / len(rows)
+        if max(abs(g) for g in gradient) < tolerance:
+            break
+        biases = [b - g for b, g in zip(biases, gradient)]
+    else:
+        loss = -sum(log_softmax([s + b for s, b in zip(row, biases)])[a] for row, a in zip(rows, answers)) / len(rows)
+    return biases, loss
 
 
 def calibrated(scores: Sequence[float], calibration: Sequence[float] = ()) -> list[float]:

@@ -6,7 +6,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from promptomatix.answers import batch_calibration, best_label, label_probability
+from promptomatix.answers import batch_calibration, best_label, fitted_calibration, label_probability
 from promptomatix.models.lm import LM
 from promptomatix.progress import progress_bar
 from promptomatix.prompts import Prompt
@@ -199,6 +199,24 @@ class Evaluator:
         calibrated = prompt.with_(calibration=batch_calibration(basis))
         answers = [self._answer(prompt, e) for e in examples]
         return calibrated, self.score(calibrated, examples, answers)
+
+    def fitted(self, prompt: Prompt, examples: Sequence[Example],
+               evaluation: Evaluation) -> tuple[Prompt, Evaluation] | None:
+        """`prompt` with the calibration that makes the right labels of `examples` likeliest
+        (`answers.fitted_calibration`), and its evaluation from the answers of `evaluation` (to
+        `examples`), no model call; `calibrated`'s when some label is no example's right label
+        (then nothing bounds its offset). None when the model gave no label scores. For the
+        user's rows only: on synthetic ones the labels are the model's own, some wrong."""
+        if not prompt.labels or not evaluation.scores or any(s is None for s in evaluation.scores):
+            return None
+        field = prompt.output_fields[0]
+        known = [(scores, prompt.labels.index(e[field])) for scores, e in zip(evaluation.scores, examples)
+                 if e.get(field) in prompt.labels]
+        if {answer for _, answer in known} != set(range(len(prompt.labels))):
+            return self.calibrated(prompt, examples, evaluation)
+        offsets = fitted_calibration([scores for scores, _ in known], [answer for _, answer in known])
+        fitted = prompt.with_(calibration=offsets)
+        return fitted, self.score(fitted, examples, [self._answer(prompt, e) for e in examples])
 
 
 def balanced(examples: Sequence[Example], field: str, labels: Sequence[str]) -> list[int]:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
+import random
 
 import pytest
 
-from promptomatix.answers import batch_calibration, best_label, label_probability, read_label
+from promptomatix.answers import batch_calibration, best_label, fitted_calibration, label_probability, read_label
 
 LABELS = ("positive", "negative")
 TOPICS = ("World", "Sports", "Business", "Sci/Tech")
@@ -43,6 +44,42 @@ def test_batch_calibration_removes_a_label_bias_the_scores_share():
     assert {best_label(LABELS, row) for row in rows} == {"positive"}
     offsets = batch_calibration(rows)
     assert [best_label(LABELS, row, offsets) for row in rows] == ["positive", "negative", "positive", "negative"]
+
+
+@pytest.mark.parametrize("sureness", [1.0, 0.5])
+def test_fitted_calibration_finds_the_bias_a_model_adds_to_every_input(sureness):
+    # 800 inputs whose labels follow the odds the model would give without its lean; it adds
+    # 2 nats to the first label and 1 to the second whatever the input, and its scores are
+    # `sureness` times those odds (a small model's are about half as sure as they should be).
+    rng = random.Random(0)
+    rows, answers = [], []
+    for _ in range(800):
+        fair = [rng.gauss(0.0, 1.5) for _ in range(3)]
+        answers.append(rng.choices(range(3), [math.exp(v) for v in fair])[0])
+        rows.append([sureness * fair[0] + 2.0, sureness * fair[1] + 1.0, sureness * fair[2]])
+    offsets = fitted_calibration(rows, answers)
+    assert [o - offsets[2] for o in offsets] == pytest.approx([2.0, 1.0, 0.0], abs=0.25)
+
+
+def test_a_fitted_calibration_keeps_a_label_that_is_really_more_common():
+    # Seven reviews in ten are positive, and the model is right to lean to "positive": batch
+    # calibration takes that lean for a bias and removes it; the fitted offsets keep it.
+    rng = random.Random(0)
+    rows, answers = [], []
+    for _ in range(300):
+        fair = [rng.gauss(1.5, 1.5), rng.gauss(0.0, 1.5)]
+        answers.append(rng.choices(range(2), [math.exp(v) for v in fair])[0])
+        rows.append(fair)
+
+    def right(offsets):
+        return sum(best_label(LABELS, row, offsets) == LABELS[a] for row, a in zip(rows, answers))
+
+    assert right(fitted_calibration(rows, answers)) > right(batch_calibration(rows)) + 20
+
+
+def test_fitted_calibration_needs_every_label_as_an_answer():
+    with pytest.raises(ValueError, match="every label"):
+        fitted_calibration([[-0.1, -2.0], [-0.3, -1.5]], [0, 0])
 
 
 def test_label_probability_is_a_distribution_over_the_labels():

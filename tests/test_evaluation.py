@@ -155,3 +155,29 @@ def test_calibration_on_rows_mostly_of_one_label_does_not_take_that_label_for_a_
     assert plain.score == 1.0
     assert evaluation.score == 1.0 and calibrated.calibration
     assert calibrated.calibration[0] - calibrated.calibration[1] == pytest.approx(0.0, abs=0.2)
+
+
+def test_a_calibration_fitted_to_labelled_rows_asks_the_model_nothing_more(scoring, accuracy):
+    from conftest import SCORING_MODEL
+    from promptomatix.answers import fitted_calibration
+
+    # The model leans to "positive" by 2 nats: uncalibrated, every review is positive.
+    margins = {"good 1": 1.0, "good 2": 0.5, "bad 1": -1.0, "bad 2": -0.5, "bad 3": -1.5}
+    rows = [{"text": t, "label": "positive" if m > 0 else "negative"} for t, m in margins.items()]
+    scoring.score = lambda prompt, option: margins[prompt.rsplit("Text: ", 1)[-1].split("\n")[0]] + 2.0 \
+        if option == "positive" else 0.0
+    meter = UsageMeter()
+    evaluator = Evaluator(LM(ModelSettings(SCORING_MODEL), meter), accuracy, show_progress=False)
+    prompt = Prompt("Classify.", ("text",), ("label",), single_line=True, labels=("positive", "negative"))
+    plain = evaluator.evaluate(prompt, rows)
+    calls = meter.snapshot().calls
+
+    fitted, evaluation = evaluator.fitted(prompt, rows, plain)
+
+    assert plain.score == 0.4 and evaluation.score == 1.0
+    assert fitted.calibration == pytest.approx(fitted_calibration(plain.scores, [0, 0, 1, 1, 1]))
+    assert meter.snapshot().calls == calls
+    # When a label is no row's right answer, nothing bounds its offset: batch calibration instead.
+    negatives = rows[2:]
+    assert evaluator.fitted(prompt, negatives, evaluator.evaluate(prompt, negatives)) == \
+        evaluator.calibrated(prompt, negatives, evaluator.evaluate(prompt, negatives))

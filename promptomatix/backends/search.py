@@ -13,8 +13,8 @@
   scored prompt is read from the same answers (`Evaluator.calibrated`), and stands for it unless
   the uncalibrated prompt is clearly better on the rows (`clearly_better`). Free on the user's
   rows; on synthetic ones it is read from content-free inputs, `per_prompt` calls a prompt.
-  The winner's calibration is read again from more of the user's rows when the calls left pay
-  for them (`calibrated_on_more_rows`).
+  The winner's calibration is fitted at the end to the user's rows, the validation rows and as
+  many unused training examples as the calls left pay for (`calibrated_on_more_rows`).
 
 Ranking: by the objective (quality with the length penalty), where for a label prompt whose
 model scores labels the quality is the mean of accuracy and the probability the prompt gives the
@@ -181,36 +181,37 @@ def clearly_better(first: Sequence[float], second: Sequence[float]) -> bool:
 
 
 def calibrated_on_more_rows(task: OptimizationTask, best: Candidate) -> Candidate:
-    """`best` with its calibration read again from the validation rows and the training
-    examples not among its demos (as many as the calls left pay for), scored on the validation
-    rows again (its score may be a row lower: the calibration is no longer fitted to them
-    alone); `best` itself when it has no calibration from the user's rows or no call is left.
+    """`best` with its calibration fitted to the validation rows and the training examples not
+    among its demos (as many as the calls left pay for, none when no call is left): the offsets
+    that make their right labels likeliest (`Evaluator.fitted`), scored on the validation rows
+    again (its score may be a row lower: the calibration is no longer fitted to them alone, nor
+    to their accuracy); `best` itself when it has no calibration from the user's rows.
 
-    Why: a calibration read from the ~25 validation rows is noisy, and for a label prompt its
-    offsets decide many answers. SST-2, user data, seed 0 at 250 calls: the run's four demo sets
-    on 300 test reviews scored 0.893 / 0.910 / 0.897 / 0.900 calibrated from the validation rows,
-    0.907 / 0.917 / 0.897 / 0.913 from those and the 24-32 unused training examples (calibrated
-    from the test reviews themselves: 0.893 / 0.917 / 0.900 / 0.900). Not only when it answers as
-    many of the rows right: the calibration it had was fitted to most of them, and that test
-    kept it in the same run (0.896 on 500 test reviews either way). One prompt: a few calls."""
+    Why more rows: a calibration read from the ~25 validation rows is noisy, and for a label
+    prompt its offsets decide many answers. SST-2, user data, seed 0 at 250 calls: the run's four
+    demo sets on 300 test reviews scored 0.893 / 0.910 / 0.897 / 0.900 batch-calibrated from the
+    validation rows, 0.907 / 0.917 / 0.897 / 0.913 from those and the 24-32 unused training
+    examples. Why fitted, not batch calibration (which the race uses, on a handful of rows at its
+    first stages): with labels known, the offsets can use them; see `answers.fitted_calibration`
+    and the benchmarks' "Latest results" for what it changed on test rows. Not only when it
+    answers as many of the rows right: the calibration it had was fitted to most of them. One
+    prompt: a few calls, none for the rows already answered."""
     evaluator = task.evaluator
     if not best.prompt.calibration or evaluator.content_free:
         return best
     spare = [e for e in task.train if e not in best.prompt.demos]
     remaining = task.meter.remaining_calls()
     spare = spare[:remaining] if remaining is not None else spare
-    if not spare:
-        return best
     rows = [*task.valid, *spare]
     bare = best.prompt.with_(calibration=())
     try:
         evaluation = evaluator.evaluate(bare, rows, desc=f"calibrating the best prompt on {len(rows)} rows")
     except BudgetExhausted:  # another limit (cost, time) reached: the calibration it had stands
         return best
-    calibrated = evaluator.calibrated(bare, rows, evaluation)
-    if calibrated is None:
+    fitted = evaluator.fitted(bare, rows, evaluation)
+    if fitted is None:
         return best
-    return task.candidate(calibrated[0], evaluator.evaluate(calibrated[0], task.valid),
+    return task.candidate(fitted[0], evaluator.evaluate(fitted[0], task.valid),
                           ", ".join(filter(None, (best.change, f"calibrated on {len(rows)} rows"))))
 
 

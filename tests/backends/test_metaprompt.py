@@ -12,6 +12,7 @@ import threading
 import pytest
 
 from conftest import FAKE_MODEL, Recorder
+from promptomatix.answers import fitted_calibration
 from promptomatix.backends import get_backend
 from promptomatix.backends.base import OptimizationTask
 from promptomatix.backends.metaprompt import MetaPromptBackend
@@ -569,6 +570,11 @@ def test_the_winner_is_calibrated_on_the_unused_training_examples_too(scoring, a
     assert task.evaluator.evaluate(result.prompt, unseen).score == 1.0
     assert f"calibrated on {len(VALID) + len(TRAIN)} rows" in result.change
     assert recorder.iterations[-1] == (task.config.iterations + 1, result, [result])  # reported as a step
+    # Its offsets are the ones that make the right labels of those rows likeliest.
+    rows, bare = [*VALID, *TRAIN], result.prompt.with_(calibration=())
+    answers = [bare.labels.index(e["label"]) for e in rows]
+    assert result.prompt.calibration == pytest.approx(fitted_calibration(task.evaluator.evaluate(bare, rows).scores,
+                                                                         answers))
     # Within a call limit, as many training rows as the calls left pay for.
     total, asked = meter.snapshot().calls, set()
     for limit in range(len(VALID) + 1, total):
