@@ -204,17 +204,20 @@ class Evaluator:
                evaluation: Evaluation) -> tuple[Prompt, Evaluation] | None:
         """`prompt` with the calibration that makes the right labels of `examples` likeliest
         (`answers.fitted_calibration`), and its evaluation from the answers of `evaluation` (to
-        `examples`), no model call; `calibrated`'s when some label is no example's right label
-        (then nothing bounds its offset). None when the model gave no label scores. For the
-        user's rows only: on synthetic ones the labels are the model's own, some wrong."""
+        `examples`), no model call; `calibrated`'s when some label is no example's right label,
+        or when some offsets answer every example right (then nothing pins the offsets). None
+        when the model gave no label scores. For the user's rows only: on synthetic ones the
+        labels are the model's own, some wrong."""
         if not prompt.labels or not evaluation.scores or any(s is None for s in evaluation.scores):
             return None
         field = prompt.output_fields[0]
         known = [(scores, prompt.labels.index(e[field])) for scores, e in zip(evaluation.scores, examples)
                  if e.get(field) in prompt.labels]
-        if {answer for _, answer in known} != set(range(len(prompt.labels))):
+        offsets = None
+        if {answer for _, answer in known} == set(range(len(prompt.labels))):
+            offsets = fitted_calibration([scores for scores, _ in known], [answer for _, answer in known])
+        if offsets is None:
             return self.calibrated(prompt, examples, evaluation)
-        offsets = fitted_calibration([scores for scores, _ in known], [answer for _, answer in known])
         fitted = prompt.with_(calibration=offsets)
         return fitted, self.score(fitted, examples, [self._answer(prompt, e) for e in examples])
 

@@ -7,7 +7,14 @@ import random
 
 import pytest
 
-from promptomatix.answers import batch_calibration, best_label, fitted_calibration, label_probability, read_label
+from promptomatix.answers import (
+    batch_calibration,
+    best_label,
+    fitted_calibration,
+    label_probability,
+    read_label,
+    separable,
+)
 
 LABELS = ("positive", "negative")
 TOPICS = ("World", "Sports", "Business", "Sci/Tech")
@@ -75,6 +82,27 @@ def test_a_fitted_calibration_keeps_a_label_that_is_really_more_common():
         return sum(best_label(LABELS, row, offsets) == LABELS[a] for row, a in zip(rows, answers))
 
     assert right(fitted_calibration(rows, answers)) > right(batch_calibration(rows)) + 20
+
+
+def test_fitted_calibration_has_no_answer_when_some_offsets_get_every_row_right():
+    # Every positive review scores "positive" at least 1 nat above "negative", every negative one
+    # less: any offset in between answers all of them right, and the rows cannot say which.
+    rows = [[-0.1, -2.5], [-0.3, -1.5], [-1.0, -0.9], [-2.0, -0.2], [-1.5, -0.4]]
+    assert separable(rows, [0, 0, 1, 1, 1])
+    assert fitted_calibration(rows, [0, 0, 1, 1, 1]) is None
+    # One review the other way (a positive scored as negative as the negatives) pins them.
+    assert not separable([*rows, [-1.8, -0.3]], [0, 0, 1, 1, 1, 0])
+    offsets = fitted_calibration([*rows, [-1.8, -0.3]], [0, 0, 1, 1, 1, 0])
+    assert offsets is not None and -1.0 < offsets[0] - offsets[1] < 1.5
+
+
+def test_separable_rows_of_three_labels_need_every_pair_of_labels_apart():
+    # Each pair of labels can be told apart on its own rows, but the three asks go round in a
+    # circle: offset 0 - offset 1 < 1, offset 1 - offset 2 < 1, offset 2 - offset 0 < -2.5,
+    # whose sum says 0 < -0.5.
+    rows = [[0.0, -1.0, -9.0], [-9.0, 0.0, -1.0], [2.5, -9.0, 0.0]]
+    assert not separable(rows, [0, 1, 2])
+    assert separable([*rows[:2], [1.5, -9.0, 0.0]], [0, 1, 2])  # 0 < 0.5: offsets 0, -0.8, -1.6
 
 
 def test_fitted_calibration_needs_every_label_as_an_answer():

@@ -161,9 +161,10 @@ def test_a_calibration_fitted_to_labelled_rows_asks_the_model_nothing_more(scori
     from conftest import SCORING_MODEL
     from promptomatix.answers import fitted_calibration
 
-    # The model leans to "positive" by 2 nats: uncalibrated, every review is positive.
-    margins = {"good 1": 1.0, "good 2": 0.5, "bad 1": -1.0, "bad 2": -0.5, "bad 3": -1.5}
-    rows = [{"text": t, "label": "positive" if m > 0 else "negative"} for t, m in margins.items()]
+    # The model leans to "positive" by 2 nats: uncalibrated, every review is positive. It misreads
+    # "good 3" (scored as negative as the negatives), so no offset gets every review right.
+    margins = {"good 1": 1.0, "good 2": 0.5, "good 3": -1.2, "bad 1": -1.0, "bad 2": -0.5, "bad 3": -1.5}
+    rows = [{"text": t, "label": "positive" if t.startswith("good") else "negative"} for t in margins]
     scoring.score = lambda prompt, option: margins[prompt.rsplit("Text: ", 1)[-1].split("\n")[0]] + 2.0 \
         if option == "positive" else 0.0
     meter = UsageMeter()
@@ -174,10 +175,13 @@ def test_a_calibration_fitted_to_labelled_rows_asks_the_model_nothing_more(scori
 
     fitted, evaluation = evaluator.fitted(prompt, rows, plain)
 
-    assert plain.score == 0.4 and evaluation.score == 1.0
-    assert fitted.calibration == pytest.approx(fitted_calibration(plain.scores, [0, 0, 1, 1, 1]))
+    assert fitted.calibration == pytest.approx(fitted_calibration(plain.scores, [0, 0, 0, 1, 1, 1]))
+    assert fitted.calibration != pytest.approx(evaluator.calibrated(prompt, rows, plain)[0].calibration)
     assert meter.snapshot().calls == calls
-    # When a label is no row's right answer, nothing bounds its offset: batch calibration instead.
-    negatives = rows[2:]
-    assert evaluator.fitted(prompt, negatives, evaluator.evaluate(prompt, negatives)) == \
-        evaluator.calibrated(prompt, negatives, evaluator.evaluate(prompt, negatives))
+    assert plain.score == 0.5 and evaluation.score > 0.5
+    assert evaluation.score == evaluator.evaluate(fitted, rows).score  # as if asked again
+    # When some offsets get every row right, nothing pins them: batch calibration instead; and
+    # so when a label is no row's right answer.
+    for some in ([r for r in rows if r["text"] != "good 3"], rows[3:]):
+        evaluation = evaluator.evaluate(prompt, some)
+        assert evaluator.fitted(prompt, some, evaluation) == evaluator.calibrated(prompt, some, evaluation)

@@ -554,12 +554,14 @@ def test_the_winner_is_calibrated_on_the_unused_training_examples_too(scoring, a
 
     # The model leans to "positive" by 1.5 on the validation reviews and not at all on the others:
     # a calibration read from validation alone over-corrects, and answers "negative" to every
-    # unseen positive review; read from validation and training rows, it gets them right.
+    # unseen positive review; read from validation and training rows, it gets them right. It
+    # misreads one training review (scored "negative" by 0.5), so no offsets get every row right.
     unseen = [{"text": "a triumph of a film", "label": "positive"}, {"text": "tedious and flat", "label": "negative"}]
-    truth = {**TRUTH, **{e["text"]: e["label"] for e in unseen}}
+    truth = {**TRUTH, **{e["text"]: e["label"] for e in unseen}, "the cast is superb": "negative"}
     leaning = {e["text"] for e in VALID}
     scoring.score = lambda prompt, option: (0.0 if option == truth[query_text(prompt)] else -1.0) + \
-        (1.5 if option == "positive" and query_text(prompt) in leaning else 0.0)
+        (1.5 if option == "positive" and query_text(prompt) in leaning else 0.0) + \
+        (0.5 if option == "positive" and query_text(prompt) == "the cast is superb" else 0.0)
     scoring.rules = [(REWRITE_MARK, rewrites("Classify the sentiment, carefully."))]
     meter = UsageMeter()
     task = labelled_task(accuracy, meter, num_demos=0)
