@@ -188,7 +188,7 @@ class Evaluator:
         part of those answers (`balanced`), no model call; or with `content_free`, from the
         answers to `calibration_inputs` (asked unless they were). None when the model gave no
         label scores."""
-        if not prompt.labels or not evaluation.scores or any(s is None for s in evaluation.scores):
+        if not _has_label_scores(prompt, evaluation):
             return None
         if self.content_free:
             basis = [self._answer(prompt, e).scores for e in self.calibration_inputs(prompt)]
@@ -196,9 +196,7 @@ class Evaluator:
                 return None
         else:
             basis = [evaluation.scores[i] for i in balanced(examples, prompt.output_fields[0], prompt.labels)]
-        calibrated = prompt.with_(calibration=batch_calibration(basis))
-        answers = [self._answer(prompt, e) for e in examples]
-        return calibrated, self.score(calibrated, examples, answers)
+        return self._with_calibration(prompt, examples, batch_calibration(basis))
 
     def fitted(self, prompt: Prompt, examples: Sequence[Example],
                evaluation: Evaluation) -> tuple[Prompt, Evaluation] | None:
@@ -208,7 +206,7 @@ class Evaluator:
         or when some offsets answer every example right (then nothing pins the offsets). None
         when the model gave no label scores. For the user's rows only: on synthetic ones the
         labels are the model's own, some wrong."""
-        if not prompt.labels or not evaluation.scores or any(s is None for s in evaluation.scores):
+        if not _has_label_scores(prompt, evaluation):
             return None
         field = prompt.output_fields[0]
         known = [(scores, prompt.labels.index(e[field])) for scores, e in zip(evaluation.scores, examples)
@@ -218,8 +216,20 @@ class Evaluator:
             offsets = fitted_calibration([scores for scores, _ in known], [answer for _, answer in known])
         if offsets is None:
             return self.calibrated(prompt, examples, evaluation)
-        fitted = prompt.with_(calibration=offsets)
-        return fitted, self.score(fitted, examples, [self._answer(prompt, e) for e in examples])
+        return self._with_calibration(prompt, examples, offsets)
+
+    def _with_calibration(self, prompt: Prompt, examples: Sequence[Example],
+                          offsets: Sequence[float]) -> tuple[Prompt, Evaluation]:
+        """`prompt` with `offsets` as its calibration, scored from its cached answers to
+        `examples` (asked already: no model call)."""
+        calibrated = prompt.with_(calibration=tuple(offsets))
+        return calibrated, self.score(calibrated, examples, [self._answer(prompt, e) for e in examples])
+
+
+def _has_label_scores(prompt: Prompt, evaluation: Evaluation) -> bool:
+    """Whether `evaluation` of label prompt `prompt` has the model's label scores for every row
+    (a model that only answers in words has none: nothing to calibrate)."""
+    return bool(prompt.labels and evaluation.scores) and all(s is not None for s in evaluation.scores)
 
 
 def balanced(examples: Sequence[Example], field: str, labels: Sequence[str]) -> list[int]:
