@@ -13,7 +13,8 @@ is the text stored in the Prompt Registry, with `{{field}}` placeholders for the
 
 A classification prompt has `labels`: its answer is one of them (see `LM.choose`), and
 `calibration` holds the per-label offsets subtracted from the model's label scores before the
-best label is taken (`answers.batch_calibration`); both travel with the registered version.
+best label is taken (`answers.batch_calibration`, or `answers.fitted_calibration` for the
+winner on the user's rows); both travel with the registered version.
 """
 
 from __future__ import annotations
