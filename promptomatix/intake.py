@@ -6,11 +6,14 @@ The original Promptomatix markers are understood: `[TASK]`, `[FEW_SHOT_EXAMPLES]
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
 import logging
 import re
 from collections.abc import Sequence
 
 from promptomatix.errors import ConfigError, LLMError
+from promptomatix.reading import RuleReading, read_request
 from promptomatix.metaprompts import TemplateSource, fill
 from promptomatix.answers import best_label
 from promptomatix.models.lm import LM, choice_mode
@@ -62,44 +65,140 @@ def starting_instruction(sections: dict[str, str]) -> str:
     return "\n\n".join(p for p in parts if p)
 
 
-def extract_task_spec(raw_input: str, lm: LM, *, task_type: str | None = None,
-                      input_fields: Sequence[str] | None = None, output_fields: Sequence[str] | None = None,
-                      columns: Sequence[str] | None = None, labels: Sequence[str] | None = None,
-                      template: TemplateSource = "intake") -> TaskSpec:
-    """Ask `lm` for the task's description, type, fields and labels; explicit arguments win.
+# Where a part of the reading came from, as the run's first lines say it.
+FROM_FLAG = "your option"
+FROM_REQUEST = "the request"
+FROM_MODEL = "the model"
+FROM_DATA = "your data"
+FROM_DEFAULT = "the task type's default"
+FROM_ORIGIN = "the version started from"
+FROM_RESUMED = "the run resumed"
+# The option that sets each part, named wherever a reading is shown or doubted.
+PART_FLAGS = {"type": "--task-type", "fields": "--input-fields / --output-fields", "labels": "--labels"}
 
-    `columns` (the user's data columns) restricts field names to them; `labels` (the label
-    values seen in the user's data) replaces the model's label set."""
+
+@dataclass(frozen=True)
+class Reading:
+    """Intake's reading of a request: the task spec, where each part of it came from (`sources`:
+    part -> source, parts as in `PART_FLAGS`), and what intake was unsure of (`doubts`, each a
+    sentence naming the option that settles it)."""
+
+    spec: TaskSpec
+    sources: tuple[tuple[str, str], ...]
+    doubts: tuple[str, ...] = ()
+
+    def source(self, part: str) -> str:
+        return dict(self.sources).get(part, "")
+
+    def with_labels(self, labels: Sequence[str], source: str) -> Reading:
+        sources = tuple((part, source if part == "labels" else src) for part, src in self.sources)
+        doubts = tuple(d for d in self.doubts if "--labels" not in d)
+        return Reading(dataclasses.replace(self.spec, labels=tuple(labels)), sources, doubts)
+
+    def lines(self) -> list[str]:
+        """What was understood, a line a part, then the options that change it."""
+        spec = self.spec
+        lines = [f"read the task as:  {spec.task_type} (from {self.source('type')})",
+                 f"  fields:          {', '.join(spec.input_fields)} -> {', '.join(spec.output_fields)} "
+                 f"(from {self.source('fields')})"]
+        if spec.task_type == "classification":
+            shown = ", ".join(spec.labels) if spec.labels else "(none yet: they come from the data)"
+            lines.append(f"  labels:          {shown} (from {self.source('labels')})")
+        parts = ("type", "fields", "labels") if spec.task_type == "classification" else ("type", "fields")
+        lines.append(f"  to change it:    {', '.join(PART_FLAGS[p] for p in parts)}")
+        return lines
+
+
+# Below this share of synthetic rows keeping the label their input was written for, the labels
+# (or the task) are likely misread: the self-labelling teachers disagree with the writer.
+POOR_LABEL_AGREEMENT = 0.5
+# Above this share of the winner's answers naming no label, its labels are not the task's.
+UNMAPPED_ANSWERS = 0.2
+
+
+def announce(reading: Reading) -> None:
+    """Say what was understood, before the calls are spent: INFO lines, a WARNING per doubt."""
+    for line in reading.lines():
+        log.info("%s", line)
+    for doubt in reading.doubts:
+        log.warning("check the reading: %s", doubt)
+
+
+def reading_to_dict(reading: Reading) -> dict:
+    return {"task_type": reading.spec.task_type, "input_fields": list(reading.spec.input_fields),
+            "output_fields": list(reading.spec.output_fields), "labels": list(reading.spec.labels),
+            "sources": dict(reading.sources), "doubts": list(reading.doubts)}
+
+
+def label_doubts(spec: TaskSpec, asked_agreement: float) -> list[str]:
+    """A doubt when the self-labelled synthetic rows mostly disagree with the labels their inputs
+    were written for: the writer and the teachers do not read the labels alike."""
+    if asked_agreement >= POOR_LABEL_AGREEMENT:
+        return []
+    return [f"only {asked_agreement:.0%} of the synthetic rows kept the label they were written for: the labels "
+            f"were read as {', '.join(spec.labels)}; check them ({PART_FLAGS['labels']}, or bring labelled data)"]
+
+
+def answer_doubts(spec: TaskSpec, unmapped: int, answers: int) -> list[str]:
+    """A doubt when many of the winner's answers name none of the task's labels."""
+    if spec.task_type != "classification" or not answers or unmapped <= UNMAPPED_ANSWERS * answers:
+        return []
+    return [f"{unmapped} of {answers} answers of the final prompt named none of the labels "
+            f"{', '.join(spec.labels)}; check them ({PART_FLAGS['labels']})"]
+
+
+def extract_task_spec(raw_input: str, lm: LM, **options) -> TaskSpec:
+    """`read_task(...).spec`: the task spec alone."""
+    return read_task(raw_input, lm, **options).spec
+
+
+def read_task(raw_input: str, lm: LM, *, task_type: str | None = None, input_fields: Sequence[str] | None = None,
+              output_fields: Sequence[str] | None = None, columns: Sequence[str] | None = None,
+              labels: Sequence[str] | None = None, labels_from: str = FROM_DATA,
+              template: TemplateSource = "intake") -> Reading:
+    """Read the task: first what the request says in so many words (`reading.read_request`: the
+    labels it lists, the cues of its type, its nouns), then the intake model for the rest
+    (description, and whatever the rules left open), its guesses checked against the request.
+    Explicit arguments win: `task_type`, the fields, `labels` (from `labels_from`: the user's
+    data or an option). `columns` (the user's data columns) restricts field names to them."""
     sections = parse_markers(raw_input)
     instruction = starting_instruction(sections)
     if not instruction:
         raise ConfigError("raw input has no task text: add a sentence saying what the task is")
-    hints = _hints(sections, columns)
-    task_type = task_type or choose_task_type(_one_line(instruction), lm)
+    request = _one_line(instruction)
+    rules = read_request(instruction)
+    doubts: list[str] = []
+    kind: str | None
+    if task_type:
+        kind, type_source = task_type, FROM_FLAG
+    elif rules.clear:
+        kind, type_source = rules.task_type, f'{FROM_REQUEST} ("{rules.cue}")'
+    else:
+        kind, type_source = choose_task_type(request, lm), FROM_MODEL
     answer = lm.complete_json(
-        fill(template, task_types=", ".join(TASK_TYPES.names()), request=_one_line(instruction), hints=hints),
-        _schema(task_type, columns),
+        fill(template, task_types=", ".join(TASK_TYPES.names()), request=request, hints=_hints(sections, columns)),
+        _schema(kind, columns),
         max_tokens=300,
         temperature=0.0,  # reading, not writing: greedy follows the pattern best
     )
-    kind = task_type or answer["task_type"]
-    if kind not in TASK_TYPES.names():  # a provider that does not enforce the schema's enum
+    if type_source == FROM_MODEL:
+        kind, type_source = _settle_type(kind or answer["task_type"], rules, doubts)
+    if kind is None or kind not in TASK_TYPES.names():  # a provider that does not enforce the schema's enum
         raise LLMError(f"{lm.model} named an unknown task type {kind!r}; pass --task-type")
-    defaults = get_task_type(kind)
-    ins = tuple(input_fields or _clean_fields(answer.get("input_fields"), columns) or ())
-    outs = tuple(output_fields or _clean_fields(answer.get("output_fields"), columns) or ())
-    if "QUESTION" in sections and not input_fields:
-        ins = tuple(f for f in ("context", "question") if f == "question" or "CONTEXT" in sections)
-    outs = tuple(f for f in outs if f not in ins)
-    if not ins or not outs:
-        log.warning("intake gave unusable fields (%s -> %s); using the %s defaults", ins, outs, kind)
-        ins, outs = ins or defaults.input_fields, outs or defaults.output_fields
-        outs = tuple(f for f in outs if f not in ins) or ("output",)
-    proposed = answer.get("labels") if isinstance(answer.get("labels"), list) else []
-    label_set = tuple(labels) if labels else _labels_from(proposed, instruction)
+    ins, outs, fields_source = _fields(kind, sections, rules, answer, request, input_fields, output_fields, columns)
+    if labels:
+        label_set, labels_source = tuple(labels), labels_from
+    elif rules.labels:
+        label_set, labels_source = rules.labels, FROM_REQUEST
+    else:
+        proposed = answer.get("labels") if isinstance(answer.get("labels"), list) else []
+        label_set, labels_source = _labels_from(proposed, instruction)
+        if kind == "classification" and not columns and labels_source == FROM_MODEL:
+            doubts.append(f"the request names no labels; the model guessed {', '.join(label_set) or 'none'}: "
+                          f"check them, or set {PART_FLAGS['labels']}")
     samples = tuple(_map_samples(parse_examples(sections.get("FEW_SHOT_EXAMPLES", "")), ins, outs))
-    return TaskSpec(
-        description=str(answer.get("description") or instruction).strip(),
+    spec = TaskSpec(
+        description=_description(answer.get("description"), instruction),
         input_fields=ins,
         output_fields=outs,
         task_type=kind,
@@ -107,6 +206,87 @@ def extract_task_spec(raw_input: str, lm: LM, *, task_type: str | None = None,
         sample_examples=samples,
         instructions=instruction,
     )
+    return Reading(spec, (("type", type_source), ("fields", fields_source), ("labels", labels_source)),
+                   tuple(doubts))
+
+
+def _description(proposed, instruction: str) -> str:
+    """The model's one-sentence description when it is about this request (most of its words are
+    the request's), else the request itself: a small model may copy its template's example."""
+    text = str(proposed or "").strip()
+    words = set(re.findall(r"[a-z]{3,}", text.lower()))
+    ours = set(re.findall(r"[a-z]{3,}", instruction.lower()))
+    if not words or len(words & ours) < DESCRIPTION_OVERLAP * len(words):
+        return instruction.strip()
+    return text
+
+
+# Share of a model-written description's words that must come from the request.
+DESCRIPTION_OVERLAP = 0.5
+
+
+def _settle_type(picked: str, rules: RuleReading, doubts: list[str]) -> tuple[str, str]:
+    """The model's type where the rules were not clear: it breaks a tie among the types the
+    request's words point to; a pick outside them loses to the rules' best. Either way a
+    disagreement is a doubt."""
+    if rules.task_type is None:
+        return picked, FROM_MODEL
+    if picked == rules.task_type:
+        return picked, f'{FROM_REQUEST} ("{rules.cue}") and {FROM_MODEL}'
+    chosen = picked if picked in rules.candidates() else rules.task_type
+    doubts.append(f"the task type is unsure: the request's words point to {rules.task_type}, the model read "
+                  f"{picked}; using {chosen}. Set {PART_FLAGS['type']} if that is wrong")
+    return chosen, FROM_MODEL if chosen == picked else f'{FROM_REQUEST} ("{rules.cue}")'
+
+
+def _fields(kind: str, sections: dict[str, str], rules: RuleReading, answer: dict, request: str,
+            input_fields: Sequence[str] | None, output_fields: Sequence[str] | None,
+            columns: Sequence[str] | None) -> tuple[tuple[str, ...], tuple[str, ...], str]:
+    """The task's fields, each side from the first that names it: an option, the request's own
+    field names or markers, the data's columns (the model picking), the request's nouns, the
+    model's names where the request uses their words, the task type's defaults."""
+    defaults = get_task_type(kind)
+    named_ins = model_ins = _clean_fields(answer.get("input_fields"), columns)
+    named_outs = model_outs = _clean_fields(answer.get("output_fields"), columns)
+    if not columns:  # a name from the template's examples, not the request, is no reading of it
+        model_ins, model_outs = _in_request(model_ins, request), _in_request(model_outs, request)
+    marked = tuple(f for f in ("context", "question") if f == "question" or "CONTEXT" in sections) \
+        if "QUESTION" in sections else ()
+    noun_in = _fuller(rules.input_noun, named_ins) if rules.input_noun and not columns else ()
+    noun_out = _fuller(rules.output_noun, named_outs) if rules.output_noun and not columns else ()
+    ins, in_source = _first((input_fields, FROM_FLAG), (rules.input_fields, FROM_REQUEST), (marked, FROM_REQUEST),
+                            (model_ins if columns else (), FROM_DATA), (noun_in, FROM_REQUEST),
+                            (model_ins, FROM_MODEL), (defaults.input_fields, FROM_DEFAULT))
+    outs, out_source = _first((output_fields, FROM_FLAG), (rules.output_fields, FROM_REQUEST),
+                              (model_outs if columns else (), FROM_DATA),
+                              (tuple(n for n in noun_out if n not in ins), FROM_REQUEST),
+                              (tuple(n for n in model_outs if n not in ins), FROM_MODEL),
+                              (tuple(n for n in defaults.output_fields if n not in ins), FROM_DEFAULT),
+                              (("output",), FROM_DEFAULT))
+    outs = tuple(f for f in outs if f not in ins) or ("output",)
+    source = in_source if in_source == out_source else f"{in_source} (inputs), {out_source} (outputs)"
+    return ins, outs, source
+
+
+def _fuller(noun: str, names: Sequence[str]) -> tuple[str, ...]:
+    """The request's `noun`, or the model's name built on it ("review" -> "review_text"): as much
+    the request's word, and a field label ("Review text:") a small model writes free text after,
+    where after a bare "Review:" it tends to write a label."""
+    return next(((n,) for n in names if noun in n.split("_")), (noun,))
+
+
+def _first(*choices: tuple[Sequence[str] | None, str]) -> tuple[tuple[str, ...], str]:
+    for names, source in choices:
+        if names:
+            return tuple(names), source
+    raise AssertionError("the last choice is never empty")
+
+
+def _in_request(names: list[str], request: str) -> list[str]:
+    """The names whose every word the request uses (a plural "s" aside)."""
+    words = set(re.findall(r"[a-z0-9]+", request.lower()))
+    return [n for n in names if all(w in words or w + "s" in words or w.rstrip("s") in words
+                                    for w in n.split("_"))]
 
 
 # A request with no content: its type scores are the model's bias among the type names.
@@ -132,16 +312,19 @@ def choose_task_type(request: str, lm: LM) -> str | None:
     return best_label(names, first, neutral)
 
 
-def _labels_from(proposed, request: str) -> tuple[str, ...]:
-    """The model's labels; when the request itself names two or more of them, only those, as
-    the request spells them (a small model likes to add labels from its examples)."""
+def _labels_from(proposed, request: str) -> tuple[tuple[str, ...], str]:
+    """The model's labels and their source; when the request itself names two or more of them,
+    only those, as the request spells them (a small model likes to add labels from its
+    examples)."""
     proposed = _dedupe(str(x).strip() for x in proposed if str(x).strip())
     named = []
     for label in proposed:
         found = re.search(rf"\b{re.escape(label)}\b", request, re.IGNORECASE)
         if found:
             named.append(found.group(0))
-    return tuple(_dedupe(named) if len(named) >= 2 else proposed)
+    if len(named) >= 2:
+        return tuple(_dedupe(named)), FROM_REQUEST
+    return tuple(proposed), FROM_MODEL
 
 
 def _schema(task_type: str | None, columns: Sequence[str] | None) -> dict:

@@ -115,7 +115,7 @@ def test_extract_task_spec_reads_model_answer(fake_llm, lm):
 
 def test_schema_restricts_task_type_to_registered_types(fake_llm, lm):
     fake_llm.rules = [(INTAKE, answer())]
-    extract_task_spec("Classify reviews.", lm)
+    extract_task_spec("Handle reviews.", lm)  # no word of the request settles the type: the model may pick any
     schema = fake_llm.calls[-1]["params"]["response_format"]["json_schema"]["schema"]
     assert schema["properties"]["task_type"]["enum"] == TASK_TYPES.names()
     assert "classification" in schema["properties"]["task_type"]["enum"]
@@ -167,7 +167,7 @@ def test_few_shot_examples_become_sample_examples(fake_llm, lm):
 
 def test_few_shot_input_output_mapped_onto_single_fields(fake_llm, lm):
     fake_llm.rules = [(INTAKE, answer())]
-    raw = "Classify movie reviews.\n[FEW_SHOT_EXAMPLES]\nInput: Loved it\nOutput: positive\n\nColour: red\n"
+    raw = "Classify the sentiment of movie reviews.\n[FEW_SHOT_EXAMPLES]\nInput: Loved it\nOutput: positive\n\nColour: red\n"
     spec = extract_task_spec(raw, lm)
     assert spec.sample_examples == ({"review": "Loved it", "sentiment": "positive"},)  # unmatched one skipped
 
@@ -214,7 +214,7 @@ def test_unparseable_answer_is_retried_then_raises(fake_llm, lm, meter):
 def test_one_bad_answer_then_good_one_succeeds(fake_llm, lm, meter):
     answers = iter(["not json", answer()])
     fake_llm.rules = [(INTAKE, lambda prompt, params: next(answers))]
-    spec = extract_task_spec("Classify reviews.", lm)
+    spec = extract_task_spec("Classify the sentiment of reviews.", lm)
     assert spec.output_fields == ("sentiment",)
     assert len(fake_llm.calls) == 2
     assert meter.snapshot().parse_failures == 1
