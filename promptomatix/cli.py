@@ -81,7 +81,7 @@ def _uses_store(ctx: click.Context) -> bool:
     command that does not)."""
     args = [*ctx._protected_args, *ctx.args]
     if not args or any(arg in ctx.help_option_names or arg == "--dry-run" for arg in args):
-        return False  # a dry run makes no call and writes nothing: it must not create ./mlflow.db
+        return False  # a dry run writes nothing (intake's calls only): it must not create ./mlflow.db
     return args[0] not in NO_STORE_COMMANDS
 
 
@@ -163,7 +163,8 @@ class _OptimizeCommand(click.Command):
               help="Improve a registered version: start from its prompt, task and data, and address its open "
                    "feedback (options default to its run's).")
 @click.option("--resume", metavar="RUN_ID", help="Go on with a killed optimization from its last completed step.")
-@click.option("--dry-run", is_flag=True, help="Print the planned model calls and the budget, make none, and exit.")
+@click.option("--dry-run", is_flag=True, help="Read the task (intake's few model calls), print how it was read and "
+                                             "the planned calls and budget, and exit: no run, nothing written.")
 @click.option("--quiet", is_flag=True, help="Print only the final summary and errors.")
 def optimize(config_file, config_from, from_, resume, quiet, dry_run, **flags) -> None:
     """Optimize a prompt for a task and register it (one MLflow run)."""
@@ -188,13 +189,14 @@ def promtomatic() -> click.Command:
 
 def _optimize(config_file, config_from, from_, resume, quiet, dry_run, **flags) -> None:
     from promptomatix.api import optimize as run_optimization
-    from promptomatix.api import plan
+    from promptomatix.api import plan, understand
     from promptomatix.config_options import load_options
     from promptomatix.errors import ConfigError
 
     flags["field_map"] = _mapping(flags["field_map"])
     flags["metric_weights"] = _weights(flags["metric_weights"])
-    flags["input_fields"], flags["output_fields"] = _fields(flags["input_fields"]), _fields(flags["output_fields"])
+    for key in ("input_fields", "output_fields", "labels"):
+        flags[key] = _fields(flags[key])
     source = click.get_current_context().get_parameter_source
     # Only the flags given: those left at their default are the config's defaults, which lose to
     # an earlier run's options (api.optimize merges them).
@@ -208,7 +210,9 @@ def _optimize(config_file, config_from, from_, resume, quiet, dry_run, **flags) 
     if dry_run:
         if from_ or resume:
             raise ConfigError("--dry-run plans a new optimization: drop --from and --resume")
-        click.echo(plan(config_from=config_from, **chosen))
+        reading = understand(config_from=config_from, **chosen)
+        click.echo("\n".join([*reading.lines(), *(f"check: {doubt}" for doubt in reading.doubts), ""]))
+        click.echo(plan(config_from=config_from, **(chosen | {"task_type": reading.spec.task_type})))
         return
     click.echo(summary(run_optimization(from_=from_, config_from=config_from, show_progress=not quiet, **chosen)))
 

@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from promptomatix.config import MODEL_KEYS, ModelSettings, OptimizationConfig
-from promptomatix.config_options import NESTED, base_type, option_types
+from promptomatix.config_options import FIELD_KEYS, NESTED, base_type, option_types
 from promptomatix.options import OPTIONS
 
 
@@ -47,7 +47,7 @@ def _param(name: str, hint: Any, default: Any, help_: str, meta) -> click.Option
         extra["metavar"] = meta["metavar"]
     if kind is bool:
         return click.Option([f"{flag}/--no-{flag[2:]}"], default=default, show_default=True, **extra)
-    if kind in (tuple, dict) and name not in ("input_fields", "output_fields"):
+    if kind in (tuple, dict) and name not in FIELD_KEYS:
         # Repeatable (`--hook a --hook b`); a mapping's items are KEY=VALUE, read by the CLI.
         return click.Option([flag, name], multiple=True, **extra)
     if meta.get("choices"):

@@ -126,6 +126,8 @@ class OptimizationConfig:
     task_type: str | None = _option(None, "Override the task type found by intake (e.g. classification, qa).")
     input_fields: tuple[str, ...] | None = _option(None, "Comma-separated input field names (override intake).")
     output_fields: tuple[str, ...] | None = _option(None, "Comma-separated output field names (override intake).")
+    labels: tuple[str, ...] | None = _option(None, "Comma-separated labels of a classification (override intake; "
+                                                   "your data's labels win over both).")
     task_model: ModelSettings = field(default_factory=ModelSettings)
     optimizer_model: ModelSettings = field(
         default_factory=lambda: ModelSettings(temperature=0.7, max_tokens=OPTIMIZER_MAX_TOKENS)
@@ -193,6 +195,8 @@ class OptimizationConfig:
                 set_(key, _field_names(key, value))
         if self.input_fields and self.output_fields and set(self.input_fields) & set(self.output_fields):
             raise ConfigError("a field cannot be both an input and an output field")
+        if self.labels is not None:
+            set_("labels", _labels(self.labels))
         if self.valid_data and not self.train_data:
             raise ConfigError("--valid-data needs --train-data")
         set_("field_map", dict(self.field_map))
@@ -300,6 +304,14 @@ def _non_negative(config, *keys):
 
 
 _FIELD_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _labels(value) -> tuple[str, ...]:
+    names = [value] if isinstance(value, str) else list(value)
+    labels = tuple(dict.fromkeys(n.strip() for part in names for n in str(part).split(",") if n.strip()))
+    if len(labels) < 2:
+        raise ConfigError(f"labels: a classification needs at least two, got {', '.join(labels) or 'none'}")
+    return labels
 
 
 def _field_names(key: str, value) -> tuple[str, ...]:

@@ -24,7 +24,7 @@ from promptomatix.options import OPTIONS, resolve
 # plugin options by their own names.
 NESTED = ("task_model", "optimizer_model", "plugin_options")
 # Lists of names that may also be given as one comma-separated text ("review,title").
-FIELD_KEYS = ("input_fields", "output_fields")
+FIELD_KEYS = ("input_fields", "output_fields", "labels")
 
 
 def option_types() -> dict[str, Any]:

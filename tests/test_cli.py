@@ -155,12 +155,36 @@ def test_a_rerun_with_another_search_preset_takes_its_sizes(tracking, scripted):
     assert config_from_options(**(saved | {"search": "heavy"})).iterations == 5
 
 
-def test_dry_run_prints_the_planned_calls_and_the_budget_and_calls_nothing(tracking, scripted):
+def test_dry_run_reads_the_task_prints_the_plan_and_makes_only_intakes_calls(tracking, scripted):
     result = invoke(*BASE, "--max-calls", "120", "--dry-run")
     assert result.exit_code == 0, result.output
     assert "planned model calls" in result.stdout and "budget: 120 calls" in result.stdout
-    assert scripted.calls == []
+    # what was understood, part by part, with where it came from and the options that change it
+    assert "read the task as:  classification (from the request (\"classify\"))" in result.stdout
+    assert "review -> sentiment (from the request)" in result.stdout
+    assert "positive, negative (from the model)" in result.stdout
+    assert "--task-type, --input-fields / --output-fields, --labels" in result.stdout
+    assert "check: the request names no labels" in result.stdout  # guessed labels are a doubt
+    assert scripted.calls and all("Request:" in call["prompt"] for call in scripted.calls)  # intake only
     assert mlflow.search_runs(output_format="list", search_all_experiments=True) == []
+
+
+def test_dry_run_takes_the_labels_the_request_lists_without_a_doubt(tracking, scripted):
+    raw = "Classify a question by the type of answer it expects: Description, Number, Entity, Location, Human or Expression"
+    result = invoke(*BASE[:1], "--raw-input", raw, *BASE[3:], "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert ("labels:          Description, Number, Entity, Location, Human, Expression (from the request)"
+            in result.stdout)
+    assert "question -> answer_type" in result.stdout  # the request's nouns; not the intake model's "review"
+    assert "check:" not in result.stdout
+
+
+def test_labels_option_sets_the_labels(tracking, scripted):
+    result = invoke(*BASE, "--labels", "good, bad", "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert "labels:          good, bad (from your option)" in result.stdout
+    result = invoke(*BASE, "--labels", "good", "--dry-run")
+    assert result.exit_code == 2 and "labels: a classification needs at least two" in result.stderr
 
 
 def test_a_dry_run_creates_no_store(scripted, tmp_path, monkeypatch):
