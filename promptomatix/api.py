@@ -29,7 +29,9 @@ from promptomatix.data.synthetic import generate_examples
 from promptomatix.errors import BudgetExhausted, ConfigError, DataError, PluginError, PromptomatixError
 from promptomatix.evaluation import Evaluator
 from promptomatix.failures import reason_of, record_failure
-from promptomatix.intake import extract_task_spec, parse_markers, starting_instruction
+from promptomatix.intake import (FROM_DATA, FROM_FLAG, FROM_ORIGIN, FROM_REQUEST, FROM_RESUMED, Reading, announce,
+                                 answer_doubts, label_doubts, parse_markers, read_task, reading_to_dict,
+                                 starting_instruction)
 from promptomatix.models.cache import default_cache
 from promptomatix.models.lm import LM, check_model, context_tokens
 from promptomatix.models.usage import Usage, UsageMeter
@@ -217,6 +219,24 @@ def plan(config: OptimizationConfig | None = None, *, config_from: str | None = 
     return plan_calls(config, classification=config.task_type in (None, "classification"))
 
 
+def understand(config: OptimizationConfig | None = None, *, config_from: str | None = None, **options) -> Reading:
+    """How `optimize` with the same options would read the task, and what it would doubt: intake
+    alone (a few calls of the optimizer model, no MLflow run), with the labels of the user's
+    data where it has some. What `--dry-run` prints before the plan."""
+    config = preflight.checked(_merged(config, options, None, config_from))
+    check_model(config.optimizer_model)
+    user_data = load_examples(config.train_data, config.field_map) if config.train_data else None
+    lm = LM(config.optimizer_model, UsageMeter(config.limits), max_retries=config.max_retries, seed=config.seed,
+            cache=default_cache() if config.cache else None)
+    reading = read_task(config.raw_input, lm, task_type=config.task_type, input_fields=config.input_fields,
+                        output_fields=config.output_fields, columns=list(user_data[0]) if user_data else None,
+                        labels=config.labels, labels_from=FROM_FLAG, template=config.intake_prompt)
+    if user_data:
+        check_fields(user_data, reading.spec.fields, config.train_data)
+        reading = _data_labels(reading, user_data, config.train_data)
+    return reading
+
+
 def _merged(config: OptimizationConfig | None, options: dict, origin: dict | None,
             config_from: str | None) -> OptimizationConfig:
     """The config a job runs with. Precedence, lowest first: the options of the version started
@@ -336,7 +356,8 @@ def _run(job: _Job, run, tracer: RunTracer | None) -> OptimizationResult:
     started = time.monotonic()
     models = _Models.open(job.config, tracer)
     _record_start(job)
-    task = _build_task(job, models, *_prepare_data(job, models))
+    reading, evaluator, train, valid = _prepare_data(job, models)
+    task = _build_task(job, models, reading.spec, evaluator, train, valid)
     events = _events(job, models.meter)
     events.on_optimization_start(task)
     with _spent_before("the starting prompt was scored"):  # later, a backend keeps its best so far
@@ -349,6 +370,10 @@ def _run(job: _Job, run, tracer: RunTracer | None) -> OptimizationResult:
     best, start = outcome.best, task.start
     change = tracking.describe_change(start, best.prompt, outcome.initial_score, best.score, len(task.valid),
                                       parent=job.head.origin.version if job.head.origin else None)
+    doubts = (*reading.doubts, *answer_doubts(task.spec, best.evaluation.unmapped, len(best.evaluation.per_example)))
+    if doubts:  # on the run and the registered version, where a person reads the result
+        mlflow.set_tag(record.RUN_DOUBTS, "; ".join(doubts)[:5000])
+        change = f"{change}. Check the task as it was read: {'; '.join(doubts)}"
     registered = _register(job, run, task, outcome, usage, change, final) if job.config.register else None
     result = OptimizationResult(
         prompt=best.prompt.template, initial_prompt=start.template, initial_score=outcome.initial_score,
@@ -358,6 +383,7 @@ def _run(job: _Job, run, tracer: RunTracer | None) -> OptimizationResult:
         prompt_name=registered and registered.prompt_name, prompt_version=registered and registered.prompt_version,
         extra={"hook_errors": dict(events.errors), "stopped_early": events.should_stop, "stopped_by": stopped_by,
                "change": best.change, "scored_rows": len(best.evaluation.per_example), "final_scores": final,
+               "doubts": doubts, "reading_sources": dict(reading.sources),
                "change_summary": change, "max_calls": job.config.max_calls},
     )
     events.on_optimization_end(result)
@@ -379,17 +405,22 @@ def _record_start(job: _Job) -> None:
             mlflow.set_tag(record.FEEDBACK_USED, ",".join(f.id for f in origin.feedback))
 
 
-def _prepare_data(job: _Job, models: _Models) -> tuple[TaskSpec, Evaluator, list[Example], list[Example]]:
-    """The task spec (from intake, or where the run starts from), the evaluator, and the train
-    and validation examples (the user's, those of the start, or synthetic), all logged."""
+def _prepare_data(job: _Job, models: _Models) -> tuple[Reading, Evaluator, list[Example], list[Example]]:
+    """The task as read (by intake, or where the run starts from), said before any other call,
+    the evaluator, and the train and validation examples (the user's, those of the start, or
+    synthetic), all logged."""
     config, head = job.config, job.head
-    spec = head.spec or _intake(job, models)
+    reading = _reading(job, models)
+    spec = reading.spec
     train = valid = None
     if job.user_data:
         train, valid = _user_split(spec, job.user_data, job.valid_data, config)
         train, valid = _held_out(train, valid, config, models.meter.remaining_calls(),
                                  spec.output_fields[0] if spec.task_type == "classification" else None)
-        spec = _data_labels(spec, train + valid, config.train_data)
+        reading = _data_labels(reading, train + valid, config.train_data)
+        spec = reading.spec
+    announce(reading)
+    doubts = list(reading.doubts)
     steps = DataSteps(config.data_steps, spec, options=config.plugin_options)
     if job.user_data and steps:
         train, valid = steps.apply(train, "train"), steps.apply(valid, "valid")
@@ -401,35 +432,50 @@ def _prepare_data(job: _Job, models: _Models) -> tuple[TaskSpec, Evaluator, list
     elif train is None:
         with models.phase("synthetic data"):
             train, valid = _synthetic_data(config, spec, _start(job, spec), models.optimizer_lm, evaluator, steps,
-                                           job.show_progress)
+                                           job.show_progress, doubts)
     if steps:
         _log_rejections(steps)
     if spec.task_type == "classification":
         valid = data.interleaved(valid, spec.output_fields[0])
     log_examples(train, record.TRAIN, "training")
     log_examples(valid, record.VALID, "validation")
-    return spec, evaluator, train, valid
+    reading = dataclasses.replace(reading, doubts=tuple(doubts))
+    mlflow.log_dict(reading_to_dict(reading), record.READING_ARTIFACT)
+    return reading, evaluator, train, valid
 
 
-def _intake(job: _Job, models: _Models) -> TaskSpec:
+def _reading(job: _Job, models: _Models) -> Reading:
+    """Intake's reading of the raw input; for a run that starts from a version or resumes one,
+    that version's or run's task spec."""
+    if job.head.spec:
+        where = FROM_ORIGIN if job.head.origin else FROM_RESUMED
+        return Reading(job.head.spec, (("type", where), ("fields", where), ("labels", where)))
     config = job.config
     with _spent_before("intake finished"), models.phase("intake"):
-        return extract_task_spec(config.raw_input, models.optimizer_lm, task_type=config.task_type,
-                                 input_fields=config.input_fields, output_fields=config.output_fields,
-                                 columns=list(job.user_data[0]) if job.user_data else None,
-                                 template=config.intake_prompt)
+        return read_task(config.raw_input, models.optimizer_lm, task_type=config.task_type,
+                         input_fields=config.input_fields, output_fields=config.output_fields,
+                         columns=list(job.user_data[0]) if job.user_data else None,
+                         labels=config.labels, labels_from=FROM_FLAG, template=config.intake_prompt)
 
 
-def _data_labels(spec: TaskSpec, examples: list[Example], source: str) -> TaskSpec:
+def _data_labels(reading: Reading, examples: list[Example], source: str) -> Reading:
     """A classification's labels from the user's data, not the model's guesses; data of one label
-    is a DataError (nothing to tell apart, nothing to learn)."""
+    is a DataError (nothing to tell apart, nothing to learn). Labels the request named that the
+    data does not use are a doubt."""
+    spec = reading.spec
     if spec.task_type != "classification":
-        return spec
+        return reading
     values = sorted({e[spec.output_fields[0]] for e in examples})
     if len(values) < 2:
         raise DataError(f"{source}: every example has the label {values[0]!r}; a classification "
                         f"needs examples of at least two labels")
-    return dataclasses.replace(spec, labels=tuple(values) if len(values) <= 20 else ())
+    named = spec.labels if reading.source("labels") == FROM_REQUEST else ()
+    data_reading = reading.with_labels(values if len(values) <= 20 else (), FROM_DATA)
+    if named and {n.lower() for n in named} != {v.lower() for v in values}:
+        return dataclasses.replace(data_reading, doubts=(*data_reading.doubts, (
+            f"the request names the labels {', '.join(named)}; your data's are {', '.join(values[:20])}: "
+            f"the data's are used")))
+    return data_reading
 
 
 def _evaluator(config: OptimizationConfig, spec: TaskSpec, task_lm: LM, show_progress: bool) -> Evaluator:
@@ -572,9 +618,11 @@ def _spent_before(what: str):
 
 
 def _synthetic_data(config: OptimizationConfig, spec: TaskSpec, start: Prompt, optimizer_lm: LM,
-                    evaluator: Evaluator, steps: DataSteps, show_progress: bool) -> tuple[list[Example], list[Example]]:
+                    evaluator: Evaluator, steps: DataSteps, show_progress: bool,
+                    doubts: list[str]) -> tuple[list[Example], list[Example]]:
     """Train and validation examples written for the task (see `data.selflabel` for label
-    prompts, `data.synthetic` for the others), with what was made and dropped logged."""
+    prompts, `data.synthetic` for the others), with what was made and dropped logged; labels
+    that agree poorly with those the inputs were written for are a doubt."""
     accept = (lambda e: steps(e, "synthetic")) if steps else None
     size = data_size(config, bool(start.labels), len(spec.labels))
     with _spent_before("the synthetic data was written"):
@@ -591,6 +639,7 @@ def _synthetic_data(config: OptimizationConfig, spec: TaskSpec, start: Prompt, o
                                 "synthetic_asked_label_agreement": labelled.asked_agreement,
                                 "synthetic_label_teachers": labelled.teachers,
                                 **{f"synthetic_labels.{k}": v for k, v in labelled.per_label.items()}})
+            doubts.extend(label_doubts(spec, labelled.asked_agreement))
             return train, valid
         examples, report = generate_examples(spec, optimizer_lm, size, batch_size=config.batch_size,
                                              show_progress=show_progress, accept=accept,

@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 # --- artifacts of the optimization run ----------------------------------------------------------
 CONFIG_ARTIFACT = "config.yaml"  # the effective options, re-runnable with --config-from, read by --resume
 SPEC_ARTIFACT = "task_spec.json"
+READING_ARTIFACT = "task_reading.json"  # where each part of the spec came from, and intake's doubts
+RUN_DOUBTS = "promptomatix.reading_doubts"  # what intake or the run found doubtful in the task's reading
 RAW_INPUT_ARTIFACT = "raw_input.txt"
 INITIAL_PROMPT_ARTIFACT = "initial_prompt.txt"
 OPTIMIZED_PROMPT_ARTIFACT = "optimized_prompt.txt"

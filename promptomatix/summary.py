@@ -22,10 +22,12 @@ def summary(result) -> str:
         "=== Promptomatix: optimization finished ===",
         f"task:            {result.spec.task_type}: {result.spec.description}",
         f"fields:          {', '.join(result.spec.input_fields)} -> {', '.join(result.spec.output_fields)}",
+        *([f"labels:          {', '.join(result.spec.labels)}"] if result.spec.labels else []),
         f"data:            {result.train_size} train / {result.valid_size} validation examples",
         f"score:           {result.initial_score:.3f} (initial) -> {result.optimized_score:.3f} (optimized), on "
         f"{_scored(result)}",
     ]
+    lines += [f"check:           {doubt}" for doubt in result.extra.get("doubts", ())]
     if result.extra.get("change_summary"):
         lines.append(f"what changed:    {result.extra['change_summary']}")
     lines += [
