@@ -30,7 +30,7 @@ from promptomatix.errors import BudgetExhausted, ConfigError, DataError, PluginE
 from promptomatix.evaluation import Evaluator
 from promptomatix.failures import reason_of, record_failure
 from promptomatix.intake import (FROM_DATA, FROM_FLAG, FROM_ORIGIN, FROM_REQUEST, FROM_RESUMED, Reading, announce,
-                                 answer_doubts, label_doubts, parse_markers, read_task, reading_to_dict,
+                                 answer_doubts, parse_markers, read_task, reading_to_dict,
                                  starting_instruction)
 from promptomatix.models.cache import default_cache
 from promptomatix.models.lm import LM, check_model, context_tokens
@@ -420,11 +420,11 @@ def _prepare_data(job: _Job, models: _Models) -> tuple[Reading, Evaluator, list[
         reading = _data_labels(reading, train + valid, config.train_data)
         spec = reading.spec
     announce(reading)
-    doubts = list(reading.doubts)
     steps = DataSteps(config.data_steps, spec, options=config.plugin_options)
     if job.user_data and steps:
         train, valid = steps.apply(train, "train"), steps.apply(valid, "valid")
     mlflow.log_dict(record.spec_to_dict(spec), record.SPEC_ARTIFACT)
+    mlflow.log_dict(reading_to_dict(reading), record.READING_ARTIFACT)
     mlflow.set_tags({record.RUN_TASK_TYPE: spec.task_type, record.RUN_BACKEND: config.backend})
     evaluator = _evaluator(config, spec, models.task_lm, job.show_progress)
     if train is None and head.data:  # the data of the version started from, or of the killed run
@@ -432,15 +432,13 @@ def _prepare_data(job: _Job, models: _Models) -> tuple[Reading, Evaluator, list[
     elif train is None:
         with models.phase("synthetic data"):
             train, valid = _synthetic_data(config, spec, _start(job, spec), models.optimizer_lm, evaluator, steps,
-                                           job.show_progress, doubts)
+                                           job.show_progress)
     if steps:
         _log_rejections(steps)
     if spec.task_type == "classification":
         valid = data.interleaved(valid, spec.output_fields[0])
     log_examples(train, record.TRAIN, "training")
     log_examples(valid, record.VALID, "validation")
-    reading = dataclasses.replace(reading, doubts=tuple(doubts))
-    mlflow.log_dict(reading_to_dict(reading), record.READING_ARTIFACT)
     return reading, evaluator, train, valid
 
 
@@ -618,11 +616,9 @@ def _spent_before(what: str):
 
 
 def _synthetic_data(config: OptimizationConfig, spec: TaskSpec, start: Prompt, optimizer_lm: LM,
-                    evaluator: Evaluator, steps: DataSteps, show_progress: bool,
-                    doubts: list[str]) -> tuple[list[Example], list[Example]]:
+                    evaluator: Evaluator, steps: DataSteps, show_progress: bool) -> tuple[list[Example], list[Example]]:
     """Train and validation examples written for the task (see `data.selflabel` for label
-    prompts, `data.synthetic` for the others), with what was made and dropped logged; labels
-    that agree poorly with those the inputs were written for are a doubt."""
+    prompts, `data.synthetic` for the others), with what was made and dropped logged."""
     accept = (lambda e: steps(e, "synthetic")) if steps else None
     size = data_size(config, bool(start.labels), len(spec.labels))
     with _spent_before("the synthetic data was written"):
@@ -639,7 +635,6 @@ def _synthetic_data(config: OptimizationConfig, spec: TaskSpec, start: Prompt, o
                                 "synthetic_asked_label_agreement": labelled.asked_agreement,
                                 "synthetic_label_teachers": labelled.teachers,
                                 **{f"synthetic_labels.{k}": v for k, v in labelled.per_label.items()}})
-            doubts.extend(label_doubts(spec, labelled.asked_agreement))
             return train, valid
         examples, report = generate_examples(spec, optimizer_lm, size, batch_size=config.batch_size,
                                              show_progress=show_progress, accept=accept,

@@ -109,9 +109,6 @@ class Reading:
         return lines
 
 
-# Below this share of synthetic rows keeping the label their input was written for, the labels
-# (or the task) are likely misread: the self-labelling teachers disagree with the writer.
-POOR_LABEL_AGREEMENT = 0.5
 # Above this share of the winner's answers naming no label, its labels are not the task's.
 UNMAPPED_ANSWERS = 0.2
 
@@ -128,15 +125,6 @@ def reading_to_dict(reading: Reading) -> dict:
     return {"task_type": reading.spec.task_type, "input_fields": list(reading.spec.input_fields),
             "output_fields": list(reading.spec.output_fields), "labels": list(reading.spec.labels),
             "sources": dict(reading.sources), "doubts": list(reading.doubts)}
-
-
-def label_doubts(spec: TaskSpec, asked_agreement: float) -> list[str]:
-    """A doubt when the self-labelled synthetic rows mostly disagree with the labels their inputs
-    were written for: the writer and the teachers do not read the labels alike."""
-    if asked_agreement >= POOR_LABEL_AGREEMENT:
-        return []
-    return [f"only {asked_agreement:.0%} of the synthetic rows kept the label they were written for: the labels "
-            f"were read as {', '.join(spec.labels)}; check them ({PART_FLAGS['labels']}, or bring labelled data)"]
 
 
 def answer_doubts(spec: TaskSpec, unmapped: int, answers: int) -> list[str]:

@@ -221,13 +221,11 @@ def test_guessed_labels_are_a_doubt_in_the_summary_on_the_run_and_on_the_version
     assert "Check the task as it was read: the request names no labels" in description
 
 
-def test_doubts_for_poor_label_agreement_and_answers_that_name_no_label():
-    from promptomatix.intake import answer_doubts, label_doubts
+def test_answers_that_name_no_label_are_a_doubt():
+    from promptomatix.intake import answer_doubts
     from promptomatix.spec import TaskSpec
 
     spec = TaskSpec("Classify.", ("question",), ("answer_type",), "classification", ("Number", "Human"))
-    assert label_doubts(spec, 0.8) == [] and answer_doubts(spec, 2, 10) == []
-    (poor,) = label_doubts(spec, 0.3)
-    assert "30% of the synthetic rows" in poor and "Number, Human" in poor
+    assert answer_doubts(spec, 2, 10) == []
     (unmapped,) = answer_doubts(spec, 6, 10)
-    assert "6 of 10 answers" in unmapped and "--labels" in unmapped
+    assert "6 of 10 answers" in unmapped and "Number, Human" in unmapped and "--labels" in unmapped
