@@ -92,6 +92,7 @@ METRIC = "metric"
 METRIC_WEIGHTS = "metric_weights"
 PROMPT_URI = "prompt_uri"  # on every model version promptomatix registers (or copies): its prompt version
 MODEL_VERSION = "model_version"  # on the prompt version: its model version
+COPIED_FROM = "copied_from"  # on a model version copied into another model (`promote --to-model`): its source URI
 # Written by `evaluate` on a model version.
 TEST_SCORE = "test_score"
 TEST_DIGEST = "test_data_digest"

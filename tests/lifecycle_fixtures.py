@@ -57,6 +57,17 @@ def files(tmp_path):
 
 
 @pytest.fixture
+def big_data(tmp_path, monkeypatch) -> str:
+    """60 test rows (`rows(0, count=60)`): the version with QUALITY=n gets rows 0..n-1 right and
+    the others wrong, so two versions' paired test is certain. MLflow's evaluation harness is
+    held to 4 threads: with its default pools (10 predicting, 10 scoring, 10 exporting traces) a
+    60-row evaluation on the sqlite store can run out of SQLAlchemy's connections (5 + 10) while
+    the CPUs are busy ("QueuePool limit ... reached"), and a row then loses its tag."""
+    monkeypatch.setenv("MLFLOW_GENAI_EVAL_MAX_WORKERS", "4")
+    return write_jsonl(tmp_path / "rows60.jsonl", rows(0, count=60))
+
+
+@pytest.fixture
 def make_versions(tracking, version_llm, files):
     """`make(*qualities, name="reviews", valid="valid", **options)` registers one version per
     quality (`options`: more options of `optimize`, such as `metric_weights`)."""

@@ -1,10 +1,12 @@
 """The prompt lifecycle in MLflow: compare registered versions, evaluate one on a data set,
-promote one to an alias (with a score check), roll an alias back, copy a version to another model.
+promote one to an alias (with a paired test against the holder), gate a candidate in CI (the same
+test, no alias moved), roll an alias back, copy a version to another model.
 
     from promptomatix import lifecycle
     lifecycle.compare("reviews")                        # -> list[dict], one per version
     lifecycle.evaluate("reviews@3", "test.jsonl")       # -> EvaluationReport
     lifecycle.promote("reviews", "3", "champion")       # -> PromotionDecision
+    lifecycle.gate("reviews@3", "reviews@champion", "test.jsonl")  # -> GateResult (CI: .passed, .line())
     lifecycle.rollback("reviews", "champion")           # -> PromotionDecision
     lifecycle.copy_to("reviews", "3", "reviews-prod")   # -> Copied
 
@@ -14,8 +16,9 @@ cannot be compared), DataError (data files), both raised before anything is writ
 
 from promptomatix.lifecycle.copies import Copied, copy_to
 from promptomatix.lifecycle.evaluation import EvaluationReport, evaluate
+from promptomatix.lifecycle.gating import GateResult, gate
 from promptomatix.lifecycle.promotion import PromotionDecision, PromotionError, compare_versions, promote, rollback
 from promptomatix.lifecycle.versions import compare, resolve
 
-__all__ = ["Copied", "EvaluationReport", "PromotionDecision", "PromotionError", "compare", "compare_versions",
-           "copy_to", "evaluate", "promote", "resolve", "rollback"]
+__all__ = ["Copied", "EvaluationReport", "GateResult", "PromotionDecision", "PromotionError", "compare",
+           "compare_versions", "copy_to", "evaluate", "gate", "promote", "resolve", "rollback"]

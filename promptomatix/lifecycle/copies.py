@@ -78,7 +78,7 @@ def copy_checked(source, prompt: tuple[str, str], target: str) -> Copied:
                 client.set_prompt_version_tag(prompt_name_for(target), str(copied_prompt.version), key, value)
         copy = client.copy_model_version(source_uri, target)
         client.set_model_version_tag(target, copy.version, record.PROMPT_URI, copied_prompt.uri)
-        client.set_model_version_tag(target, copy.version, "copied_from", source_uri)
+        client.set_model_version_tag(target, copy.version, record.COPIED_FROM, source_uri)
         client.set_prompt_version_tag(prompt_name_for(target), str(copied_prompt.version), record.MODEL_VERSION,
                                       str(copy.version))
     except BaseException:

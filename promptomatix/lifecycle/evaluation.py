@@ -39,6 +39,9 @@ from promptomatix.spec import Example
 from promptomatix.tracking import log_results
 
 RESULTS_ARTIFACT = "evaluation/results.json"
+# Tags of an evaluation run: the model version it scored (`models:/name/3`) and the data's digest.
+EVALUATED_MODEL = "promptomatix.evaluated_model"
+DATA_DIGEST = "promptomatix.data_digest"
 
 
 @dataclass(frozen=True)
@@ -140,9 +143,9 @@ def run(prepared: Prepared, *, show_progress: bool = True) -> EvaluationReport:
     experiment_id = experiment_of(version)
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"evaluate {version.name} v{version.version}",
                           nested=mlflow.active_run() is not None) as active:
-        mlflow.set_tags({"promptomatix.evaluated_model": uri, "promptomatix.model_name": version.name,
+        mlflow.set_tags({EVALUATED_MODEL: uri, "promptomatix.model_name": version.name,
                          "promptomatix.model_version": str(version.version),
-                         "promptomatix.data_digest": prepared.digest, record.RUN_TASK_TYPE: task.name})
+                         DATA_DIGEST: prepared.digest, record.RUN_TASK_TYPE: task.name})
         mlflow.log_params({"promptomatix.eval.data": prepared.source[:500],
                            "promptomatix.eval.size": len(prepared.examples), "promptomatix.eval.metric": label})
         try:

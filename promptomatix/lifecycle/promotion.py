@@ -1,72 +1,99 @@
 """Moving an alias (such as `champion`) between versions: promote with a score check, roll back.
 
 In: a registered model name, a version, an alias; for `promote` optionally evaluation data, a
-reason, `force`, and a target model to copy the version into first.
+reason, `force`, the rule's options (`require_gain`, `min_gain`), and a target model to copy the
+version into first.
 Out: a `PromotionDecision`, also recorded as tags `promotion.<alias>.*` on the version it is
-about (decision, score, previous, previous_score, basis, digest, reason, model, time); a value
-the decision did not use (no previous holder, no reason given) is left out, never written empty. The
-registered model keeps the versions that held the alias in the tag `alias_history.<alias>`,
-which `rollback` walks back. The Prompt Registry alias of the same name on `<name>-prompt`
-follows the model alias to the prompt version linked with the model version.
+about and on the prompt version linked to it (decision, score, previous, previous_score, basis,
+digest, reason, model, time; with a paired test n, score_low/score_high,
+previous_score_low/previous_score_high, difference, difference_low, difference_high, test,
+p_value, alpha; rule, verdict and summary), and as a "Promotion (<alias>, <time>): ..."
+paragraph of the model version's description (replacing that alias's earlier one, keeping the
+rest); a value the decision did not use (no previous holder, no reason given, no paired test) is
+left out, never written empty. The registered model keeps the versions that held the alias in
+the tag `alias_history.<alias>`, which `rollback` walks back. The Prompt Registry alias of the
+same name on `<name>-prompt` follows the model alias to the prompt version linked with the model
+version.
 
-The rule (`compare_versions`): a candidate may take the alias from its holder when its score on
-the same data is at least the holder's. "The same data" is, in this order:
+What a candidate is compared on (`compare_versions`), in this order:
   1. a data set both were scored on by `evaluate` (same data digest, tags `test_score.<digest>`);
-     with `data=...` both are evaluated on it first and that digest is used;
+     with `data=...` both are evaluated on it first and that digest is used. Their per-row
+     results on it are paired row by row (`paired`): McNemar's exact test for right/wrong rows,
+     the paired bootstrap otherwise;
   2. else the same validation set: both versions' optimization runs have a `valid` dataset input
-     with the same digest; their `validation_score` tags are compared;
+     with the same digest; their `validation_score` tags are compared as two point scores (no
+     paired test: the validation set chose each version's prompt, so a test on it would
+     overstate a gain);
   3. else there is no comparison: refused (PromotionError), unless `force=True`.
+The rule with a paired test (`paired.Rule`, `stats.decide`): a candidate significantly worse
+(p < 0.05 and a negative difference) is rejected; any other is promoted, and the decision says
+when its gain is not significant. `require_gain` promotes only a significant gain; `min_gain`
+asks for a point difference of at least that much. Without a paired test (2.) the candidate
+needs a score at least the holder's (and a gain of `min_gain`); `require_gain` is refused there
+(PromotionError: give data). `force` moves the alias whatever the rule says ("forced").
 Both versions must also have been scored with the same metric (`record.METRIC_WEIGHTS`: the
 same parts with the same weights) and the same final-evaluation metrics (`eval_metrics`), or the
 scores would not mean the same; a version registered before the metric was recorded is compared
 on its task type instead. A first holder needs no comparison. Every check runs before the first
-write.
+write to the registry (with `data`, the two evaluation runs come first).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
 import mlflow
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from promptomatix import record
+from promptomatix import record, stats
 from promptomatix.errors import RegistryError
-from promptomatix.lifecycle import evaluation
+from promptomatix.lifecycle import evaluation, paired
 from promptomatix.lifecycle import versions
 from promptomatix.lifecycle.copies import check_target, copy_checked
+from promptomatix.lifecycle.paired import PromotionError, Rule
 from promptomatix.spec import Example
 
 TAG_PREFIX = "promotion."
 HISTORY_LIMIT = 100
 MOVED = ("promoted", "forced", "rolled_back")
+DESCRIPTION_LIMIT = 5000  # MLflow's column for a model version's description
+# Why the validation fallback has no paired test (see the module docstring).
+VALIDATION_UNPAIRED = "the validation set chose the prompts, so a test on it would overstate a gain"
+# What a paired verdict (`paired.verdict`) that refuses reads as in a summary.
+_REFUSED = {"worse": "significantly worse", "no significant gain": "no significant gain"}
 
-
-class PromotionError(RegistryError):
-    """A promotion refused because the two versions have no score on the same data."""
+__all__ = ["Comparison", "PromotionDecision", "PromotionError", "Rule", "compare_versions", "different_metrics",
+           "promote", "rollback"]
 
 
 @dataclass(frozen=True)
 class Comparison:
     """How a candidate and a holder compare. `basis` is "test" or "validation", or "none" with
-    `why` saying what is missing."""
+    `why` saying what is missing. `paired` is the paired test on `n` rows, or None with
+    `unpaired` saying why there is none (`n` then counts the validation set's rows, if known)."""
 
     basis: str
     digest: str | None = None
     score: float | None = None
     previous_score: float | None = None
     why: str = ""
+    paired: stats.Comparison | None = None
+    n: int | None = None
+    unpaired: str = ""
 
 
 @dataclass(frozen=True)
 class PromotionDecision:
     """What happened to `alias` on the registered model `name`. `decision` is promoted, forced,
     rejected, unchanged or rolled_back; `version` is the version it is about, `previous` the
-    holder before. `copied_from` names the source version when the version is a fresh copy."""
+    holder before. `copied_from` names the source version when the version is a fresh copy.
+    `paired` is the paired test of holder (a) and candidate (b) on `n` rows (None without one,
+    `unpaired` saying why), `rule` what the candidate needed and `verdict` what the test found
+    (`paired.verdict`: better, not worse, worse, ...)."""
 
     name: str
     alias: str
@@ -79,36 +106,65 @@ class PromotionDecision:
     digest: str | None = None
     reason: str = ""
     copied_from: str | None = None
+    paired: stats.Comparison | None = None
+    n: int | None = None
+    rule: str = ""
+    verdict: str = ""
+    unpaired: str = ""
 
     @property
     def moved(self) -> bool:
         return self.decision in MOVED
 
     def summary(self) -> str:
+        """One line: what happened, both scores (with intervals and the test when paired)."""
         where = f"{self.name}@{self.alias}"
         held = f"version {self.previous}" if self.previous else "no version"
-        scores = ""
-        if self.score is not None and self.previous_score is not None:
-            sign = ">=" if self.score >= self.previous_score else "<"
-            scores = (f": {self.score:.4f} {sign} {self.previous_score:.4f} on "
-                      f"{'test data' if self.basis == 'test' else 'the validation set'} {self.digest}")
+        scores = self._scores()
         copied = f" (copied from {self.copied_from})" if self.copied_from else ""
         if self.decision == "unchanged":
             return f"{where} already is version {self.version}; nothing changed"
         if self.decision == "rolled_back":
             return f"rolled back {where} to version {self.version} (was version {self.previous})"
         if self.decision == "rejected":
+            if self.verdict:
+                return (f"not promoted ({_REFUSED.get(self.verdict, self.verdict)}): version {self.version} "
+                        f"against {where} ({held}){scores}")
             return f"not promoted: version {self.version} scores below {where} ({held}){scores}"
         if self.decision == "forced":
+            refused = f" (refused without --force: {_REFUSED.get(self.verdict, self.verdict)})" if self.verdict else ""
             return (f"forced {where} to version {self.version}{copied} (was {held})"
-                    f"{scores or ' without a comparison'}")
+                    f"{scores or ' without a comparison'}{refused}")
         first = " (first holder)" if self.basis == "first" else ""
-        return f"promoted version {self.version}{copied} to {where}{first} (was {held}){scores}"
+        return f"promoted version {self.version}{copied} to {where}{first} (was {held}){scores}{self._gain()}"
+
+    def _scores(self) -> str:
+        """`: <holder> -> <candidate>, <difference>, <test> on 200 rows of test data <digest>`, or the
+        two point scores and why there is no paired test; "" without a comparison."""
+        if self.paired is not None:
+            return f": {stats.describe(self.paired)} on {self.n} rows of test data {self.digest}"
+        if self.score is None or self.previous_score is None:
+            return ""
+        sign = ">=" if self.score >= self.previous_score else "<"
+        rows = f"{self.n} rows; " if self.n else ""
+        return (f": {self.score:.4f} {sign} {self.previous_score:.4f} on "
+                f"{'test data' if self.basis == 'test' else 'the validation set'} {self.digest} "
+                f"({rows}no paired test: {self.unpaired})")
+
+    def _gain(self) -> str:
+        """For a promotion on a paired test: ` (significant gain)` or ` (gain not significant: ...)`."""
+        if self.paired is None:
+            return ""
+        if self.paired.better:
+            return " (significant gain)"
+        return f" (gain not significant: {stats.format_p(self.paired.p_value)}, alpha {self.paired.alpha:g})"
 
 
-def compare_versions(candidate, holder, *, digest: str | None = None) -> Comparison:
-    """Apply the rule of the module docstring; `digest` names the test data to use (else the
-    candidate's latest shared one)."""
+def compare_versions(candidate, holder, *, digest: str | None = None,
+                     rows: tuple[Sequence[dict], Sequence[dict]] | None = None) -> Comparison:
+    """Apply the order of the module docstring; `digest` names the test data to use (else the
+    candidate's latest shared one); `rows`, the (candidate, holder) per-row results on it when
+    they were just produced (else they are read from the evaluation runs)."""
     different = different_metrics(candidate, holder)
     if different:
         return Comparison("none", why=different)
@@ -119,17 +175,34 @@ def compare_versions(candidate, holder, *, digest: str | None = None) -> Compari
     if shared:
         latest = [(candidate.tags or {}).get(record.TEST_DIGEST), (holder.tags or {}).get(record.TEST_DIGEST)]
         chosen = next((d for d in latest if d in shared), None) or sorted(shared)[0]
-        return Comparison("test", chosen, ours[chosen], theirs[chosen])
+        return _test_comparison(candidate, holder, chosen, (ours[chosen], theirs[chosen]), rows)
     if digest is not None:
         return Comparison("none", why=f"the two versions have no score on data {digest}")
     valid = versions.valid_digest(candidate), versions.valid_digest(holder)
     scores = versions.float_tag(candidate, record.VALIDATION_SCORE), versions.float_tag(holder, record.VALIDATION_SCORE)
     if valid[0] and valid[0] == valid[1] and None not in scores:
-        return Comparison("validation", valid[0], scores[0], scores[1])
+        return Comparison("validation", valid[0], scores[0], scores[1], n=versions.valid_rows(candidate),
+                          unpaired=VALIDATION_UNPAIRED)
     return Comparison("none", why=(
         f"version {candidate.version} and version {holder.version} have no score on the same data "
         f"(test data: {', '.join(sorted(ours)) or 'none'} vs {', '.join(sorted(theirs)) or 'none'}; "
         f"validation sets: {valid[0] or 'unknown'} vs {valid[1] or 'unknown'})"))
+
+
+def _test_comparison(candidate, holder, digest: str, scores: tuple[float, float],
+                     rows: tuple[Sequence[dict], Sequence[dict]] | None) -> Comparison:
+    """The comparison on test data `digest`: paired row by row when both versions' per-row results
+    are at hand (`rows`) or can be read; else the two point scores, saying why not paired.
+    Raises PromotionError when the rows do not pair up."""
+    if rows is None:
+        loaded = [paired.stored_rows(version, digest) for version in (candidate, holder)]
+        missing = next((why for _, why in loaded if why), "")
+        if missing:
+            return Comparison("test", digest, *scores, unpaired=missing)
+        rows = (loaded[0][0] or [], loaded[1][0] or [])
+    what = f"the results of version {candidate.version} and version {holder.version} on data {digest}"
+    result = paired.compare_rows(rows[1], rows[0], what)
+    return Comparison("test", digest, *scores, paired=result, n=result.n)
 
 
 def different_metrics(candidate, holder) -> str | None:
@@ -153,13 +226,14 @@ def different_metrics(candidate, holder) -> str | None:
 
 def promote(name: str, version: str, alias: str, *, force: bool = False, reason: str = "",
             data: str | Sequence[Example] | None = None, to_model: str | None = None,
-            show_progress: bool = True) -> PromotionDecision:
-    """Give `alias` to version `version` of `name` if it scores at least as well as the holder on
-    the same data (see the module docstring); `force` skips the check. With `data`, both are
-    evaluated on it first. With `to_model`, the version is copied into that model and the alias
-    set there (nothing is copied if the promotion is rejected). Raises RegistryError / DataError /
-    PromotionError before any write."""
+            require_gain: bool = False, min_gain: float = 0.0, show_progress: bool = True) -> PromotionDecision:
+    """Give `alias` to version `version` of `name` if the rule of the module docstring allows it
+    against the holder (`require_gain`, `min_gain`: see there); `force` skips the check. With
+    `data`, both are evaluated on it first. With `to_model`, the version is copied into that model
+    and the alias set there (nothing is copied if the promotion is rejected). Raises RegistryError
+    / DataError / ConfigError / PromotionError before any write to the registry."""
     versions.check_alias(alias)
+    rule = Rule(require_gain, min_gain).check()
     candidate = versions.get_version(name, version)
     prompt = versions.linked_prompt(candidate)
     target = name
@@ -170,49 +244,78 @@ def promote(name: str, version: str, alias: str, *, force: bool = False, reason:
     if holder is not None and target == name and holder.version == candidate.version:
         return PromotionDecision(target, alias, str(candidate.version), str(holder.version), "unchanged", "none",
                                  reason=reason)
-    comparison = None
     different = holder is not None and different_metrics(candidate, holder)
     if different and not force:  # scoring both on `data` would not help: refused before any write
         raise PromotionError(f"cannot compare: {different}; pass --force to promote anyway")
-    if data is not None:
-        prepared = [evaluation.prepare(v, data) for v in (candidate, holder) if v is not None]
-        if len({p.digest for p in prepared}) > 1:
-            raise PromotionError(f"version {candidate.version} and {target}@{alias} (version {holder.version}) "
-                                 f"have different fields, so they cannot be scored on the same data")
-        for item in prepared:
-            evaluation.run(item, show_progress=show_progress)
-        candidate = versions.get_version(name, str(candidate.version))
-        holder = holder and versions.get_version(target, str(holder.version))
-        comparison = holder and compare_versions(candidate, holder, digest=prepared[0].digest)
-    elif holder is not None:
-        comparison = compare_versions(candidate, holder)
+    candidate, holder, comparison = _compared(candidate, holder, data, show_progress)
+    decision, verdict = _apply(comparison, rule, force)
+    comparison = comparison or Comparison("first")
+    result = PromotionDecision(
+        target, alias, str(candidate.version), str(holder.version) if holder is not None else None, decision,
+        comparison.basis, comparison.score, comparison.previous_score, comparison.digest, reason,
+        paired=comparison.paired, n=comparison.n, rule=str(rule) if comparison.basis in ("test", "validation") else "",
+        verdict=verdict, unpaired=comparison.unpaired)
+    if decision == "rejected":
+        _write(_record_steps(candidate, prompt, result))
+        return result
+    return _move(result, candidate, prompt, to_model)
+
+
+def _compared(candidate, holder, data: str | Sequence[Example] | None, show_progress: bool):
+    """(candidate, holder, Comparison or None when there is no holder), both versions evaluated on
+    `data` first when given (then re-read, with their new tags)."""
+    if data is None:
+        return candidate, holder, holder and compare_versions(candidate, holder)
+    prepared = [evaluation.prepare(v, data) for v in (candidate, holder) if v is not None]
+    if len({p.digest for p in prepared}) > 1:
+        raise PromotionError(f"version {candidate.version} of {candidate.name!r} and version {holder.version} of "
+                             f"{holder.name!r} have different fields, so they cannot be scored on the same data")
+    reports = [evaluation.run(item, show_progress=show_progress) for item in prepared]
+    candidate = versions.get_version(candidate.name, str(candidate.version))
     if holder is None:
-        decision, comparison = "promoted", Comparison("first")
-    elif comparison.basis == "none":
+        return candidate, None, None
+    holder = versions.get_version(holder.name, str(holder.version))
+    rows = (list(reports[0].rows), list(reports[1].rows))
+    return candidate, holder, compare_versions(candidate, holder, digest=prepared[0].digest, rows=rows)
+
+
+def _apply(comparison: Comparison | None, rule: Rule, force: bool) -> tuple[str, str]:
+    """(decision, verdict) of the rule on `comparison` (None: a first holder). Raises
+    PromotionError, unless `force`, when there is nothing to compare or the rule needs a test
+    there is not."""
+    if comparison is None:
+        return "promoted", ""
+    if comparison.basis == "none":
         if not force:
             raise PromotionError(f"cannot compare: {comparison.why}; pass --data FILE to score both on the same "
                                  f"data, or --force")
-        decision = "forced"
-    elif comparison.score >= comparison.previous_score:
-        decision = "promoted"
+        return "forced", ""
+    if comparison.paired is not None:
+        passes, verdict = paired.verdict(comparison.paired, rule)
+    elif rule.require_gain:
+        if not force:
+            raise PromotionError(f"cannot test the gain: no paired test is possible ({comparison.unpaired}); "
+                                 f"pass --data FILE to score both on the same data, or --force")
+        passes, verdict = False, "no paired test"
+    elif rule.min_gain > 0 and round(comparison.score - comparison.previous_score, 4) < rule.min_gain:
+        passes, verdict = False, f"gain below the minimum of {rule.min_gain:g}"
     else:
-        decision = "forced" if force else "rejected"
-    previous = str(holder.version) if holder is not None else None
-    if decision == "rejected":
-        result = _decision(target, alias, str(candidate.version), previous, decision, comparison, reason)
-        _write(_tag_steps(candidate, result))
-        return result
-    copied_from = None
+        passes, verdict = comparison.score >= comparison.previous_score, ""
+    return ("promoted" if passes else "forced" if force else "rejected"), verdict
+
+
+def _move(result: PromotionDecision, candidate, prompt: tuple[str, str], to_model: str | None) -> PromotionDecision:
+    """Write a promotion: copy the version into `to_model` first if asked, then move both aliases,
+    extend the alias history and record the decision (all undone if one write fails)."""
     if to_model is not None:
-        copied = copy_checked(candidate, prompt, target)
-        copied_from = copied.source_uri
-        candidate = versions.get_version(target, copied.version)
+        copied = copy_checked(candidate, prompt, to_model)
+        candidate = versions.get_version(to_model, copied.version)
         prompt = versions.linked_prompt(candidate)
-    result = _decision(target, alias, str(candidate.version), previous, decision, comparison, reason, copied_from)
-    model = versions.get_model(target)
-    _write(_alias_steps(target, alias, candidate, prompt, previous)
-           + _history_steps(model, alias, versions.history(model, alias) + [str(candidate.version)])
-           + _tag_steps(candidate, result))
+        result = replace(result, version=str(candidate.version), copied_from=copied.source_uri)
+    model = versions.get_model(result.name)
+    _write(_alias_steps(result.name, result.alias, candidate, prompt, result.previous)
+           + _history_steps(model, result.alias, versions.history(model, result.alias) + [str(candidate.version)])
+           + _record_steps(candidate, prompt, result))
     return result
 
 
@@ -237,7 +340,7 @@ def rollback(name: str, alias: str, *, reason: str = "") -> PromotionDecision:
     result = PromotionDecision(name, alias, str(target.version), str(current), "rolled_back", "rollback",
                                reason=reason)
     _write(_alias_steps(name, alias, target, prompt, str(current))
-           + _history_steps(model, alias, past[:-1]) + _tag_steps(target, result))
+           + _history_steps(model, alias, past[:-1]) + _record_steps(target, prompt, result))
     return result
 
 
@@ -249,11 +352,6 @@ def _holder(name: str, alias: str):
         return None
     number = (model.aliases or {}).get(alias)
     return MlflowClient().get_model_version(name, number) if number is not None else None
-
-
-def _decision(name, alias, version, previous, decision, comparison: Comparison, reason, copied_from=None):
-    return PromotionDecision(name, alias, version, previous, decision, comparison.basis, comparison.score,
-                             comparison.previous_score, comparison.digest, reason, copied_from)
 
 
 # Writes: each step is (do, undo); `_write` runs them in order and, if one fails, undoes the
@@ -316,34 +414,70 @@ def _history_steps(model, alias: str, past: list[str]) -> list[Step]:
     return [(lambda: client.set_registered_model_tag(model.name, key, json.dumps(past[-HISTORY_LIMIT:])), restore)]
 
 
-def _tag_steps(version, decision: PromotionDecision) -> list[Step]:
+def _record_steps(version, prompt: tuple[str, str], decision: PromotionDecision) -> list[Step]:
+    """Record `decision` on the model version (tags, a paragraph of its description) and on the
+    prompt version linked to it (tags)."""
     client = MlflowClient()
-    prefix = f"{TAG_PREFIX}{decision.alias}."
+    values = _tag_values(decision)
+    found = client.get_prompt_version(*prompt)
+    model_tags = _tag_steps(values, version.tags or {}, lambda key, value: client.set_model_version_tag(
+        version.name, str(version.version), key, value), lambda key: client.delete_model_version_tag(
+        version.name, str(version.version), key))
+    prompt_tags = _tag_steps(values, (found.tags if found is not None else None) or {},
+                             lambda key, value: client.set_prompt_version_tag(*prompt, key, value),
+                             lambda key: client.delete_prompt_version_tag(*prompt, key))
+    return model_tags + prompt_tags + _description_steps(version, decision, values[TAG_PREFIX + decision.alias + ".time"])
+
+
+def _tag_values(decision: PromotionDecision) -> dict[str, str]:
+    """Tag -> value of the decision (see the module docstring); "" for what it did not use."""
     fmt = lambda value: "" if value is None else f"{value:.4f}"  # noqa: E731
+    test = decision.paired
     values = {"decision": decision.decision, "model": decision.name, "score": fmt(decision.score),
               "previous": decision.previous or "", "previous_score": fmt(decision.previous_score),
               "basis": decision.basis, "digest": decision.digest or "",
               "reason": (decision.reason or f"no reason given; the rule: {decision.summary()}")[:5000],
-              "copied_from": decision.copied_from or "",
+              "copied_from": decision.copied_from or "", "n": str(decision.n) if decision.n else "",
+              "score_low": fmt(test and test.b.low), "score_high": fmt(test and test.b.high),
+              "previous_score_low": fmt(test and test.a.low), "previous_score_high": fmt(test and test.a.high),
+              "difference": fmt(test and test.difference.value), "difference_low": fmt(test and test.difference.low),
+              "difference_high": fmt(test and test.difference.high), "test": test.test if test else "",
+              "p_value": f"{test.p_value:.6g}" if test else "", "alpha": f"{test.alpha:g}" if test else "",
+              "rule": decision.rule, "verdict": decision.verdict, "summary": decision.summary()[:5000],
               "time": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    old = version.tags or {}
-    steps = []
+    return {f"{TAG_PREFIX}{decision.alias}.{key}": value for key, value in values.items()}
+
+
+def _tag_steps(values: dict[str, str], old: dict[str, str], set_tag: Callable[[str, str], object],
+               delete_tag: Callable[[str], object]) -> list[Step]:
+    """Steps writing `values` over the tags `old`: a value "" removes an earlier decision's tag
+    (what this decision did not use is left out, never written empty)."""
+    steps: list[Step] = []
     for key, value in values.items():
-        full = prefix + key
-        if not value.strip() and full not in old:
-            continue  # what this decision did not use is left out, never written empty
+        if not value.strip() and key not in old:
+            continue
 
-        def do(full=full, value=value):
-            if value.strip():
-                client.set_model_version_tag(version.name, str(version.version), full, value)
-            else:  # an earlier decision's value, which this one did not use: removed
-                client.delete_model_version_tag(version.name, str(version.version), full)
+        def do(key=key, value=value):
+            return set_tag(key, value) if value.strip() else delete_tag(key)
 
-        def undo(full=full):
-            if full in old:
-                client.set_model_version_tag(version.name, str(version.version), full, old[full])
-            else:
-                client.delete_model_version_tag(version.name, str(version.version), full)
+        def undo(key=key):
+            return set_tag(key, old[key]) if key in old else delete_tag(key)
 
         steps.append((do, undo))
     return steps
+
+
+def _description_steps(version, decision: PromotionDecision, time: str) -> list[Step]:
+    """A step putting the decision in the model version's description: a paragraph
+    "Promotion (<alias>, <time>): <summary>." replacing that alias's earlier one, after the rest."""
+    client = MlflowClient()
+    old = version.description or ""
+    marker = f"Promotion ({decision.alias}, "
+    kept = [part for part in old.split("\n\n") if part.strip() and not part.startswith(marker)]
+    paragraph = f"{marker}{time}): {decision.summary()}." + (f" Reason: {decision.reason}" if decision.reason else "")
+    paragraph = paragraph[:DESCRIPTION_LIMIT // 2]
+    while kept and len("\n\n".join(kept + [paragraph])) > DESCRIPTION_LIMIT:
+        kept.pop(0)  # the oldest paragraphs give way first
+    new = "\n\n".join(kept + [paragraph])
+    return [(lambda: client.update_model_version(version.name, str(version.version), description=new),
+             lambda: client.update_model_version(version.name, str(version.version), description=old))]

@@ -157,6 +157,22 @@ def test_scores(version) -> dict[str, float]:
 def valid_digest(version) -> str | None:
     """Digest of the validation set the version's optimization run scored it on (its `valid`
     dataset input), or None when the run or the input is gone."""
+    dataset = _valid_dataset(version)
+    return dataset.digest if dataset is not None else None
+
+
+def valid_rows(version) -> int | None:
+    """How many rows the version's validation set has (the `valid` dataset input's profile), or
+    None when the run, the input or its profile is gone."""
+    dataset = _valid_dataset(version)
+    try:
+        return int(json.loads(dataset.profile)["num_rows"]) if dataset is not None and dataset.profile else None
+    except (ValueError, TypeError, KeyError):
+        return None
+
+
+def _valid_dataset(version):
+    """The `valid` dataset (an mlflow Dataset entity) of the version's optimization run, or None."""
     if not version.run_id:
         return None
     try:
@@ -165,7 +181,7 @@ def valid_digest(version) -> str | None:
         return None
     for item in run.inputs.dataset_inputs if run.inputs else ():
         if item.dataset.name == record.VALID:
-            return item.dataset.digest
+            return item.dataset
     return None
 
 

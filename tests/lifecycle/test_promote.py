@@ -1,7 +1,11 @@
-"""`promptomatix promote` / `rollback`: an alias moves only to a version scoring at least as well on
-the same data, the prompt alias follows, decisions and history are tags; bad input changes nothing.
+"""`promptomatix promote` / `rollback`: an alias moves only to a version not significantly worse
+than the holder on the same rows (paired test), or scoring at least as well on the same
+validation set; `--require-gain` / `--min-gain` ask for more; the prompt alias follows;
+decisions and history are tags (model and prompt version) and a description paragraph; bad
+input changes nothing.
 
-Versions come from `make_versions` (tests/lifecycle_fixtures.py): QUALITY=n scores n/4 on the 4-example sets.
+Versions come from `make_versions` (tests/lifecycle_fixtures.py): QUALITY=n gets examples 0..n-1
+right, so it scores n/4 on the 4-example sets and n/60 on the 60 rows of `big_data`.
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ from mlflow import MlflowClient
 from conftest import one_error_line
 from lifecycle_fixtures import invoke, registry_state, rows, write_jsonl
 
-from promptomatix.lifecycle import PromotionDecision, PromotionError, copy_to, promote, rollback
+from promptomatix import stats
+from promptomatix.lifecycle import PromotionDecision, PromotionError, copy_to, evaluate, promote, rollback
 
 
 def champion(name: str = "reviews") -> str | None:
@@ -32,6 +37,24 @@ def prompt_champion(name: str = "reviews") -> str:
 def tags(version: str, name: str = "reviews") -> dict:
     found = MlflowClient().get_model_version(name, version).tags
     return {k[len("promotion.champion."):]: v for k, v in found.items() if k.startswith("promotion.champion.")}
+
+
+def prompt_tags(version: str, name: str = "reviews") -> dict:
+    """The promotion.champion.* tags of the prompt version linked to model version `version`."""
+    number = MlflowClient().get_model_version(name, version).tags["prompt_uri"].rsplit("/", 1)[1]
+    found = MlflowClient().get_prompt_version(f"{name}-prompt", number).tags
+    return {k[len("promotion.champion."):]: v for k, v in found.items() if k.startswith("promotion.champion.")}
+
+
+def description(version: str, name: str = "reviews") -> str:
+    return MlflowClient().get_model_version(name, version).description or ""
+
+
+def expected(holder_right: int, candidate_right: int, n: int = 60) -> stats.Comparison:
+    """The paired comparison of two QUALITY versions on `big_data` (the better one's right rows
+    include all of the other's)."""
+    return stats.compare([1.0] * holder_right + [0.0] * (n - holder_right),
+                         [1.0] * candidate_right + [0.0] * (n - candidate_right))
 
 
 def history(name: str = "reviews") -> list[str]:
@@ -60,11 +83,14 @@ def test_a_better_version_on_the_same_validation_set_takes_the_alias(make_versio
     valid_digest = next(d.dataset.digest for d in MlflowClient().get_run(
         MlflowClient().get_model_version("reviews", "2").run_id).inputs.dataset_inputs if d.dataset.name == "valid")
     assert result.stdout.strip() == (f"promoted version 2 to reviews@champion (was version 1): "
-                                     f"1.0000 >= 0.5000 on the validation set {valid_digest}")
+                                     f"1.0000 >= 0.5000 on the validation set {valid_digest} (4 rows; no paired test: "
+                                     f"the validation set chose the prompts, so a test on it would overstate a gain)")
     assert champion() == "2" and prompt_champion() == "2"
     assert tags("2") | {"time": ""} == {"decision": "promoted", "model": "reviews", "score": "1.0000", "previous": "1",
                                         "previous_score": "0.5000", "basis": "validation", "digest": valid_digest,
-                                        "reason": "better", "time": ""}
+                                        "reason": "better", "time": "", "n": "4", "rule": "not significantly worse",
+                                        "summary": result.stdout.strip()}
+    assert prompt_tags("2") == tags("2")  # the prompt version carries the same record
     assert history() == ["1", "2"]
 
 
@@ -121,7 +147,8 @@ def test_different_validation_sets_are_refused_unless_data_or_force(make_version
 
     result = invoke("promote", "reviews", "--version", "2", "--alias", "champion", "--data", files["test"], "--quiet")
     assert result.exit_code == 0, result.output
-    assert "1.0000 >= 0.5000 on test data" in result.stdout
+    assert "(was version 1): 0.500 [0.150, 0.850] -> 1.000 [0.510, 1.000], +0.500 [" in result.stdout
+    assert "McNemar exact p=0.500 on 4 rows of test data" in result.stdout
     assert champion() == "2" and prompt_champion() == "2"
     evaluated = {r.data.tags["promptomatix.evaluated_model"] for r in mlflow.search_runs(
         output_format="list", search_all_experiments=True) if "promptomatix.evaluated_model" in r.data.tags}
@@ -167,14 +194,27 @@ def test_a_version_registered_before_metrics_were_recorded_compares_by_task_type
     assert (decision.decision, decision.basis) == ("promoted", "validation")
 
 
-def test_with_data_a_lower_score_is_rejected_after_both_are_evaluated(make_versions, files):
+def test_with_data_a_lower_score_on_few_rows_is_not_significant_so_only_require_gain_refuses_it(make_versions, files):
+    """0.25 against 0.75 on 4 rows: two discordant rows, McNemar p=0.5. Not significantly worse, so
+    promoted by default (saying so); --require-gain refuses it (exit 1, recorded, nothing moved)."""
     make_versions(3)
     make_versions(1, valid="other_valid")
     promote("reviews", "1", "champion")
-    result = invoke("promote", "reviews", "--version", "2", "--alias", "champion", "--data", files["test"], "--quiet")
-    assert result.exit_code == 1 and "0.2500 < 0.7500 on test data" in result.stdout
-    assert champion() == "1"
+    refused = invoke("promote", "reviews", "--version", "2", "--alias", "champion", "--data", files["test"],
+                     "--require-gain", "--quiet")
+    assert refused.exit_code == 1, refused.output
+    assert refused.stdout.startswith("not promoted (no significant gain): version 2 against reviews@champion "
+                                     "(version 1): 0.750 [")
+    assert "-0.500 [" in refused.stdout and "McNemar exact p=0.500 on 4 rows of test data" in refused.stdout
+    assert champion() == "1" and tags("2")["decision"] == "rejected"
+    assert tags("2")["rule"] == "a significant gain" and tags("2")["verdict"] == "no significant gain"
     assert MlflowClient().get_model_version("reviews", "2").tags["test_score"] == "0.2500"
+
+    result = invoke("promote", "reviews", "--version", "2", "--alias", "champion", "--data", files["test"], "--quiet")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip().endswith("on 4 rows of test data " + tags("2")["digest"]
+                                          + " (gain not significant: p=0.500, alpha 0.05)")
+    assert champion() == "2" and tags("2")["verdict"] == "not worse"
 
 
 def test_rollback_returns_the_alias_to_the_previous_holder(make_versions):
@@ -269,3 +309,122 @@ def test_bad_input_is_one_line_and_changes_nothing(make_versions, files, tmp_pat
         except AssertionError as exc:
             raise AssertionError(f"{args}: {exc}") from None
         assert registry_state() == before, args
+
+
+def test_a_clearly_worse_candidate_is_refused_and_the_paired_test_recorded_on_both_versions(make_versions, big_data):
+    """45 of 60 rows right against 15, the 30 rows that differ all won by the holder: McNemar
+    p < 0.001. Refused by default (exit 1, nothing moved); n, both scores and the difference with
+    their intervals, the test and p are tags on the model and the prompt version and a paragraph
+    of the model version's description. --force moves it, and the paragraph is replaced."""
+    make_versions(45, 15)
+    promote("reviews", "1", "champion")
+    registered = description("2")
+    assert registered  # what changed, from `optimize`: kept before the promotion's paragraph
+    result = invoke("promote", "reviews", "--version", "2", "--alias", "champion", "--data", big_data,
+                    "--quiet", "--reason", "try")
+    assert result.exit_code == 1, result.output
+    test = expected(45, 15)
+    line = result.stdout.strip()
+    assert line == (f"not promoted (significantly worse): version 2 against reviews@champion (version 1): "
+                    f"{stats.describe(test)} on 60 rows of test data {tags('2')['digest']}")
+    assert "0.750 [" in line and "-> 0.250 [" in line and "-0.500 [" in line and "McNemar exact p<0.001" in line
+    assert champion() == "1" and prompt_champion() == "1" and history() == ["1"]
+    recorded = tags("2")
+    assert (recorded["decision"], recorded["basis"], recorded["verdict"], recorded["rule"], recorded["reason"]) == (
+        "rejected", "test", "worse", "not significantly worse", "try")
+    assert (recorded["n"], recorded["test"], recorded["alpha"]) == ("60", "mcnemar-exact", "0.05")
+    assert (recorded["score"], recorded["previous_score"], recorded["difference"]) == ("0.2500", "0.7500", "-0.5000")
+    assert (recorded["score_low"], recorded["score_high"]) == (f"{test.b.low:.4f}", f"{test.b.high:.4f}")
+    assert (recorded["previous_score_low"], recorded["previous_score_high"]) == (f"{test.a.low:.4f}", f"{test.a.high:.4f}")
+    assert (recorded["difference_low"], recorded["difference_high"]) == (
+        f"{test.difference.low:.4f}", f"{test.difference.high:.4f}")
+    assert float(recorded["p_value"]) == pytest.approx(test.p_value, rel=1e-5) and float(recorded["p_value"]) < 0.001
+    assert recorded["summary"] == line
+    assert prompt_tags("2") == recorded
+    paragraphs = description("2").split("\n\n")
+    assert paragraphs[0] == registered and len(paragraphs) == 2
+    assert paragraphs[1].startswith(f"Promotion (champion, {recorded['time']}): {line}. Reason: try")
+
+    forced = promote("reviews", "2", "champion", force=True, reason="hotfix")
+    assert (forced.decision, forced.verdict) == ("forced", "worse") and champion() == "2" and prompt_champion() == "2"
+    assert forced.summary().endswith(" (refused without --force: significantly worse)")
+    assert forced.summary().startswith(f"forced reviews@champion to version 2 (was version 1): {stats.describe(test)}")
+    paragraphs = description("2").split("\n\n")
+    assert paragraphs[0] == registered and len(paragraphs) == 2  # this alias's paragraph replaced
+    assert paragraphs[1].endswith(f"{forced.summary()}. Reason: hotfix") and prompt_tags("2")["decision"] == "forced"
+
+
+def test_on_stored_evaluations_a_tie_passes_unless_a_gain_is_required_and_min_gain_sets_a_margin(
+        make_versions, files, big_data):
+    """Without --data, the per-row results of the evaluations both versions have on the same data
+    are paired (read from their runs, also when a later evaluation on other data is the
+    version's latest)."""
+    make_versions(30, 31, 50, 58)
+    for version in ("1", "2", "3", "4"):
+        evaluate(f"reviews@{version}", big_data, show_progress=False)
+    evaluate("reviews@4", files["test"], show_progress=False)  # its test_run_id is now another data set's
+    promote("reviews", "1", "champion")
+
+    tie = expected(30, 31)  # one row apart: McNemar p = 1
+    refused = invoke("promote", "reviews", "--version", "2", "--alias", "champion", "--require-gain")
+    assert refused.exit_code == 1, refused.output
+    assert refused.stdout.startswith(f"not promoted (no significant gain): version 2 against reviews@champion "
+                                     f"(version 1): {stats.describe(tie)} on 60 rows of test data")
+    assert champion() == "1" and tags("2")["decision"] == "rejected"
+    promoted = invoke("promote", "reviews", "--version", "2", "--alias", "champion")
+    assert promoted.exit_code == 0, promoted.output
+    assert promoted.stdout.strip().endswith(f"{stats.describe(tie)} on 60 rows of test data {tags('2')['digest']} "
+                                            f"(gain not significant: p=1.000, alpha 0.05)")
+    assert champion() == "2" and (tags("2")["verdict"], tags("2")["p_value"]) == ("not worse", "1")
+
+    better = promote("reviews", "3", "champion", require_gain=True)
+    assert (better.decision, better.verdict, better.n) == ("promoted", "better", 60) and better.paired.p_value < 0.001
+    assert better.summary().endswith(" (significant gain)") and champion() == "3"
+
+    small = invoke("promote", "reviews", "--version", "4", "--alias", "champion", "--require-gain", "--min-gain", "0.2")
+    assert small.exit_code == 1, small.output  # 8 rows better, p = 0.008: significant, but not 0.2 better
+    assert small.stdout.startswith(f"not promoted (gain below the minimum of 0.2): version 4 against "
+                                   f"reviews@champion (version 3): {stats.describe(expected(50, 58))}")
+    assert "+0.133 [" in small.stdout and "McNemar exact p=0.008" in small.stdout
+    assert tags("4")["rule"] == "a significant gain, and a gain of at least 0.2" and champion() == "3"
+    enough = promote("reviews", "4", "champion", require_gain=True, min_gain=0.1)
+    assert (enough.decision, enough.n, enough.digest) == ("promoted", 60, tags("3")["digest"]) and champion() == "4"
+
+
+def test_without_a_paired_test_require_gain_is_refused_and_min_gain_uses_the_point_scores(make_versions):
+    make_versions(2, 3)  # validation 0.5 and 0.75
+    promote("reviews", "1", "champion")
+    before = registry_state()
+    line = one_error_line(invoke("promote", "reviews", "--version", "2", "--alias", "champion", "--require-gain"),
+                          "cannot test the gain: no paired test is possible", "--data FILE", "--force")
+    assert "the validation set chose the prompts" in line
+    one_error_line(invoke("promote", "reviews", "--version", "2", "--alias", "champion", "--min-gain", "-0.1"),
+                   "--min-gain must be a difference of scores >= 0")
+    one_error_line(invoke("promote", "reviews", "--version", "2", "--to-model", "prod", "--require-gain"),
+                   "apply to a promotion: give --alias too")
+    with pytest.raises(PromotionError, match="cannot test the gain"):
+        promote("reviews", "2", "champion", require_gain=True)
+    assert registry_state() == before
+
+    result = invoke("promote", "reviews", "--version", "2", "--alias", "champion", "--min-gain", "0.5")
+    assert result.exit_code == 1, result.output
+    assert result.stdout.startswith("not promoted (gain below the minimum of 0.5): version 2 against reviews@champion "
+                                    "(version 1): 0.7500 >= 0.5000 on the validation set")
+    assert "(4 rows; no paired test" in result.stdout and champion() == "1"
+    assert "p_value" not in tags("2") and tags("2")["n"] == "4"
+    assert promote("reviews", "2", "champion", min_gain=0.25).decision == "promoted" and champion() == "2"
+
+
+def test_rows_that_do_not_pair_up_are_refused(make_versions, files):
+    make_versions(2, 3)
+    promote("reviews", "1", "champion")
+    for version in ("1", "2"):
+        evaluate(f"reviews@{version}", files["test"], show_progress=False)
+    run_id = MlflowClient().get_model_version("reviews", "1").tags["test_run_id"]
+    table = mlflow.artifacts.load_dict(f"runs:/{run_id}/evaluation/results.json")
+    MlflowClient().log_dict(run_id, {**table, "data": table["data"][::-1]}, "evaluation/results.json")
+    before = registry_state()
+    line = one_error_line(invoke("promote", "reviews", "--version", "2", "--alias", "champion"),
+                          "cannot pair the results of version 2 and version 1 on data", "row 1 is not the same example")
+    assert "'review': 'a bad film 0'" in line
+    assert registry_state() == before
