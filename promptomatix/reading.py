@@ -40,9 +40,9 @@ LEAD_VERBS: dict[str, str] = {
     "summarization": r"summari[sz]e|condense|shorten|abridge|recap|boil down|tl;?dr",
     "translation": r"translate|render",
     "information_extraction": r"extract|pull out|pull|list|find all|find every|find the|identify all|identify the"
-                              r"|highlight|get all|collect|tag all|spot|fill in|fill out",
+                              r"|highlight|get all|collect|tag all|spot|fill in|fill out|grab|harvest|capture",
     "math": r"compute|calculate|solve|count|add|subtract|multiply|divide|work out|evaluate the expression",
-    "qa": r"answer|respond to",
+    "qa": r"answer|responds? to|repl(?:y|ies) to",
     "code_generation": r"implement|code",
     "generation": r"write|generate|compose|draft|create|produce|rewrite|paraphrase|simplify|rephrase|reword"
                   r"|correct|fix|improve|polish|edit|make|turn|convert|expand|continue|complete|suggest|propose"
@@ -54,22 +54,26 @@ WORDS: dict[str, str] = {
     "summarization": r"summar\w*|tl;?dr|gist|key points|main points|shorter|brief(?:ly)?|condensed?|headline|digest"
                      r"|synopsis|abstract\b|pr[eé]cis|recap",
     "translation": rf"translat\w*|into (?:{LANGUAGES})|(?:in|to) (?:{LANGUAGES})\b(?! speakers)",
-    "information_extraction": r"extract\w*|entities|entity|mention\w*|names? of|as a list|a list of|all (?:the )?(?:dates|names"
+    "information_extraction": r"extract\w*|entities|entity|mention\w*|names? of|as a list|a list of|appear\w* in|listed"
+                              r"|one per line|all (?:the )?(?:dates|names"
                               r"|people|places|prices|amounts|emails|numbers|organi[sz]ations|locations)"
                               r"|spans?|fields? from|key[- ]value",
     "math": r"how many|how much|arithmetic|math\w*|word problems?|equations?|a number|numeric(?:al)?|the sum"
             r"|the total|percent\w*|average|the product of|integer|final number|digits?|decimals?|celsius|fahrenheit|kelvin"
             r"|kilo\w+|miles|pounds|ounces|liters|litres|units?\b",
-    "qa": r"questions?|passage|trivia|context|faq|knowledge",
+    "qa": r"questions?|passage|trivia|context|faq|knowledge|ask(?:s|ed)? (?:you )?about",
     "code_generation": r"python|javascript|typescript|java\b|sql|bash|shell|regex|regular expression|c\+\+|rust"
                        r"|golang|function|script|program|snippet|code|query|class\b|method|unit tests?|html|css",
     "generation": r"story|poem|e-?mail|slogan|tweet|essay|description|caption|letter|reply|paraphrase|rewrit\w*"
                   r"|simpler|formal|polite|grammar|tone|style|creative|title",
 }
 
+NUMBER_WORDS = r"\d+|one|two|three|four|five|six|seven|eight|nine|ten|a few|several"
 # Words that make a request code by themselves ("write a regex").
-CODE_WORDS = (r"python|javascript|typescript|java\b|sql|bash|shell (?:script|command)|regex|regular expression"
-              r"|c\+\+|rust\b|golang|html|css|one-liner|powershell|yaml|dockerfile")
+CODE_WORDS = (r"python|javascript|typescript|java\b|sql|postgres\w*|mysql|sqlite|bash|shell (?:script|command)|regex"
+              r"|regular expression"
+              r"|c\+\+|rust\b|golang|go func|func\b|html|css|one-liner|powershell|yaml|dockerfile|cron\w*|makefile"
+              r"|kotlin|swift|ruby|php|perl|scala|haskell|matlab|latex|jq|awk|sed\b|excel formula|spreadsheet formula")
 # Nouns that name what is asked about a text, not the text itself ("the sentiment of a review").
 ATTRIBUTES = frozenset(("sentiment", "topic", "type", "category", "language", "intent", "emotion", "tone",
                         "polarity", "stance", "genre", "label", "class", "urgency", "priority", "severity",
@@ -89,7 +93,8 @@ _LIST_END = re.compile(r"\s+(?:based|depending|according|for|in|with|from|using|
 # preposition that takes it ("as", "into", "answer with"), a "whether ... is" clause, or a colon.
 _ANCHORS = re.compile(
     r"(?:\b(?:labels?|categories|classes|options|choices|tags|values|answers?|outputs?)\s*(?:are|is)?\s*:?"
-    r"|\b(?:as|into|between|either|with|among|one of|(?:which|that) (?:is|are)|(?:must|should|can|will|may) be)"
+    r"|\b(?:as|into|between|either|with|among|one of|(?:which|that) (?:is|are)|(?:must|should|can|will|may) be"
+    r"|(?:chosen|picked|selected|taken|drawn) (?:from|among))"
     r"|\b(?:on )?(?:the |a )?(?:scale|range)(?: of| from)?|[^\S\n][—–-]"
     r"|\b(?:answer|respond|reply|output|return)(?:ing)?(?: with| in)?"
     r"|\b(?:whether|if)\b[^.;:?!\n]*?\b(?:is|are|was|were|be|sounds?|seems?|looks?|reads?|has|contains?)"
@@ -98,8 +103,8 @@ _ANCHORS = re.compile(
     r"[^\S\n]+",
     re.IGNORECASE)
 # Words inside a list's first item that show the list starts after them ("comments as toxic").
-_FIRST_ITEM_START = re.compile(r"^.*(?:(?:^|\s)(?:as|into|with|between|either|one of|among|is|are|(?:must|should|can"
-                               r"|will|may) be)\s|:\s*)", re.IGNORECASE)
+_FIRST_ITEM_START = re.compile(r"^.*(?:(?:^|\s)(?:as|into|with|between|either|one of|among|from|is|are|(?:must|should"
+                               r"|can|will|may) be)\s|:\s*|\s[—–-]\s)", re.IGNORECASE)
 _NUMBERED = re.compile(r"(?:^|\s)\(?(\d{1,2}|[a-h])[).]\s+(.+?)(?=\s+\(?(?:\d{1,2}|[a-h])[).]\s|[;.]?\s*$|[;\n])")
 _QUOTED = re.compile(r"(?:(?<=^)|(?<=[\s(\[:,/]))([\"“‘'`])([^\"”’'`\n]{1,40}?)([\"”’'`])(?=[\s,.;:)\]/?!]|$)")
 _SCALE = re.compile(r"\b(?:scale|score|rating|rate\w*)\b[^.;]*?\b(?:of|from)\s+(\d{1,2})\s*(?:to|-|–)\s*(\d{1,2})\b",
@@ -110,8 +115,8 @@ _DECLARATION = re.compile(r"\b(?P<kind>inputs?|outputs?|fields? (?:in|out))(?P<f
                           r"(?:\s*(?:,|\band\b)\s*[A-Za-z_]\w*)*(?=\s*(?:[.;\n]|$)))", re.IGNORECASE)
 _FIELD_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,40}$")
 # "write a prompt that ...": a request for the prompt, not the task's own verb.
-_META_REQUEST = re.compile(r"\b(?:write|create|build|make|design|generate|give me|craft|develop)\s+(?:me\s+)?(?:a|an|the)\s+"
-                           r"(?:\w+\s+)?(?=(?:prompt|model|classifier|system|tool|bot|assistant)\b)")
+_META_REQUEST = re.compile(r"\b(?:write|create|build|make|design|generate|give me|craft|develop|set up)\s+(?:me\s+)?"
+                           r"(?:a|an|the)\s+(?:\w+\s+)?(?=(?:prompt|model|classifier|system|tool|bot|assistant)\b)")
 _MARKER = re.compile(r"\[[A-Z_]+\]:?")
 _SENTENCE_END = re.compile(r"(?<!\b[A-Za-z])[.;!?](?:\s|$)|\n")
 _CLAUSE_START = re.compile(
@@ -284,6 +289,8 @@ def _list_at(rest: str, announced: bool = False) -> tuple[str, ...]:
 
 
 def _series(parts: list[str], announced: bool) -> tuple[str, ...]:
+    if any("`" in part for part in parts[:3]):
+        return ()  # `names` in backticks are fields, not labels
     items, seps = [_FIRST_ITEM_START.sub("", parts[0])], []
     for i in range(1, len(parts) - 1, 2):
         sep, item = parts[i].strip(" ,") or ",", parts[i + 1]
@@ -297,6 +304,8 @@ def _series(parts: list[str], announced: bool) -> tuple[str, ...]:
         return ()  # a bare comma series must run to the sentence's end: "A, B, C."
     items[-1] = _trim_last(items[-1])
     items = _first_in_kind(items)
+    if re.match(rf"^(?:{NUMBER_WORDS})$", items[0], re.IGNORECASE) and len(items[-1].split()) > 1:
+        return ()  # "in two or three sentences": a count, not labels
     return _valid(items)
 
 
@@ -362,10 +371,13 @@ def _resolve_overlaps(lower: str, scores: dict[str, int]) -> dict[str, str]:
     """Cues that mean another type in company, each worth a lead verb: code words make "write"
     code; "write a summary" is a summary; "answer with a number" and "how many" are math."""
     leads = {}
-    verb = re.search(r"\b(?:write|generate|create|implement|produce|complete|fix|give|turn|convert|build|make)\b",
+    verb = re.search(r"\b(?:write|generate|create|implement|produce|complete|fix|give|turn|convert|build|make|craft)\b",
                      lower)
-    if verb and (scores["code_generation"] >= 2 or re.search(rf"\b(?:{CODE_WORDS})", lower)):
+    code = re.search(rf"\b(?:{CODE_WORDS})", lower)
+    if verb and (scores["code_generation"] >= 2 or code):
         leads["code_generation"] = verb.group(0)
+    elif code and re.search(r"\b(?:need|want|give me|get me)\b", lower):  # "need a Go func that ..."
+        leads["code_generation"] = code.group(0)
     found = re.search(r"\b(?:write|generate|produce|create|give|make)\b[^.]*\b(?:summary|summaries|tl;?dr|digest"
                       r"|synopsis|abstract|pr[eé]cis|recap)\b|\b(?:turn|condense|reduce|boil|shrink|distil+)\w*\b[^.]*"
                       r"\binto (?:a |an )?(?:short|brief|concise|single|one|two|three|four|five|\d+)\b[^.]*?\b"
@@ -378,7 +390,8 @@ def _resolve_overlaps(lower: str, scores: dict[str, int]) -> dict[str, str]:
     if found:
         leads["math"] = found.group(0)
     found = re.search(rf"\b(?:convert|turn|render|put|rewrite|change|transform)\b[^.]*\binto (?:{LANGUAGES})\b"
-                      rf"|\bfrom (?:{LANGUAGES}) (?:in)?to (?:{LANGUAGES})\b", lower)
+                      rf"|\bfrom (?:{LANGUAGES}) (?:in)?to (?:{LANGUAGES})\b"
+                      rf"|\b(?:{LANGUAGES})\s*(?:→|->|=>|—>)\s*(?:{LANGUAGES})\b", lower)
     if found:
         leads["translation"] = found.group(0)
     return leads

@@ -20,7 +20,7 @@ try:
 except ImportError:  # pragma: no cover
     FAKE_MODEL, SCORING_MODEL = "scripted/fake", "scoring/fake"
 
-REQUEST_FILES = [Path(bench.HERE) / f"intake_{name}.jsonl" for name in ("requests", "holdout", "unseen")]
+REQUEST_FILES = sorted(Path(bench.HERE).glob("intake_*.jsonl"))
 
 
 # --- the label lists of the issue, in every form -------------------------------------------------
