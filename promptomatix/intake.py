@@ -234,8 +234,9 @@ def _fields(kind: str, sections: dict[str, str], rules: RuleReading, answer: dic
     field names or markers, the data's columns (the model picking), the request's nouns, the
     model's names where the request uses their words, the task type's defaults."""
     defaults = get_task_type(kind)
-    named_ins = model_ins = _clean_fields(answer.get("input_fields"), columns)
-    named_outs = model_outs = _clean_fields(answer.get("output_fields"), columns)
+    labels = {label.lower() for label in rules.labels}  # a label is a value of a field, never its name
+    named_ins = model_ins = [n for n in _clean_fields(answer.get("input_fields"), columns) if n not in labels]
+    named_outs = model_outs = [n for n in _clean_fields(answer.get("output_fields"), columns) if n not in labels]
     if not columns:  # a name from the template's examples, not the request, is no reading of it
         model_ins, model_outs = _in_request(model_ins, request), _in_request(model_outs, request)
     marked = tuple(f for f in ("context", "question") if f == "question" or "CONTEXT" in sections) \

@@ -418,6 +418,9 @@ def nouns(line: str, task_type: str | None) -> tuple[str | None, str | None]:
             inp = head
         if inp and out:
             break
+    if task_type in ("math", "qa"):  # "count the objects mentioned in a question": the question is the input
+        asked = re.search(r"\b(question|problem|puzzle|word problem)s?\b", lower)
+        inp = _snake(asked.group(1)) if asked else inp
     return inp, (out if out != inp else None)
 
 

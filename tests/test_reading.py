@@ -229,3 +229,13 @@ def test_answers_that_name_no_label_are_a_doubt():
     assert answer_doubts(spec, 2, 10) == []
     (unmapped,) = answer_doubts(spec, 6, 10)
     assert "6 of 10 answers" in unmapped and "Number, Human" in unmapped and "--labels" in unmapped
+
+
+def test_the_models_field_names_are_never_the_labels(fake_llm, lm):
+    answer = {"description": "Evaluate a boolean expression.", "task_type": "classification",
+              "input_fields": ["expression"], "output_fields": ["true", "false"], "labels": ["True", "False"]}
+    fake_llm.rules = [("Request:", json.dumps(answer))]
+    spec = read_task("Evaluate a boolean expression and answer True or False", lm).spec
+    assert (spec.input_fields, spec.output_fields, spec.labels) == (("expression",), ("label",), ("True", "False"))
+    counted = read_request("Count the objects mentioned in a question and answer with a number")
+    assert (counted.task_type, counted.input_noun) == ("math", "question")
