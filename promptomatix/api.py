@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import mlflow
 import yaml
 
-from promptomatix import checkpoints, data, lineage, preflight, record, registry, tracking
+from promptomatix import checkpoints, data, lineage, preflight, record, registry, stats, tracking
 from promptomatix.tracing import RunTracer
 from promptomatix.backends import get_backend
 from promptomatix.backends.base import Backend, OptimizationTask, Outcome
@@ -36,7 +36,7 @@ from promptomatix.models.cache import default_cache
 from promptomatix.models.lm import LM, check_model, context_tokens
 from promptomatix.models.usage import Usage, UsageMeter
 from promptomatix.options import call_with_options
-from promptomatix.planning import Plan, data_size, upfront_note, validation_rows
+from promptomatix.planning import Plan, data_size, too_few_rows, upfront_note, validation_rows
 from promptomatix.planning import plan as plan_calls
 from promptomatix.prompts import Prompt
 from promptomatix.scoring import Objective, build_metric, eval_metrics, prompt_words
@@ -357,6 +357,9 @@ def _run(job: _Job, run, tracer: RunTracer | None) -> OptimizationResult:
     models = _Models.open(job.config, tracer)
     _record_start(job)
     reading, evaluator, train, valid = _prepare_data(job, models)
+    few = too_few_rows(len(valid))
+    if few:  # said before the search spends its calls, and again on the result
+        log.warning("%s", few)
     task = _build_task(job, models, reading.spec, evaluator, train, valid)
     events = _events(job, models.meter)
     events.on_optimization_start(task)
@@ -374,6 +377,8 @@ def _run(job: _Job, run, tracer: RunTracer | None) -> OptimizationResult:
     if doubts:  # on the run and the registered version, where a person reads the result
         mlflow.set_tag(record.RUN_DOUBTS, "; ".join(doubts)[:5000])
         change = f"{change}. Check the task as it was read: {'; '.join(doubts)}"
+    if few:
+        change = f"{change}. Beware: {few}"
     registered = _register(job, run, task, outcome, usage, change, final) if job.config.register else None
     result = OptimizationResult(
         prompt=best.prompt.template, initial_prompt=start.template, initial_score=outcome.initial_score,
@@ -383,7 +388,9 @@ def _run(job: _Job, run, tracer: RunTracer | None) -> OptimizationResult:
         prompt_name=registered and registered.prompt_name, prompt_version=registered and registered.prompt_version,
         extra={"hook_errors": dict(events.errors), "stopped_early": events.should_stop, "stopped_by": stopped_by,
                "change": best.change, "scored_rows": len(best.evaluation.per_example), "final_scores": final,
-               "doubts": doubts, "reading_sources": dict(reading.sources),
+               "doubts": doubts, "reading_sources": dict(reading.sources), "too_few_rows": few,
+               "optimized_interval": stats.score_estimate(best.evaluation.per_example),
+               "synthetic": not job.config.train_data and not job.head.data,
                "change_summary": change, "max_calls": job.config.max_calls},
     )
     events.on_optimization_end(result)
@@ -548,8 +555,11 @@ def _record_outcome(job: _Job, task: OptimizationTask, outcome: Outcome) -> dict
 
 def _record_totals(outcome: Outcome, usage: Usage, seconds: float, stopped_by: str) -> None:
     best = outcome.best
+    interval = stats.score_estimate(best.evaluation.per_example)
     mlflow.set_tag(record.STOPPED_BY, stopped_by)
     mlflow.log_metrics({"initial_score": outcome.initial_score, "optimized_score": best.score,
+                        "optimized_score_low": interval.low, "optimized_score_high": interval.high,
+                        "optimized_score_rows": interval.n,
                         "optimized_objective": best.objective, "prompt_words": prompt_words(best.prompt.template),
                         "seconds": seconds, "unmapped_answers": usage.unmapped_answers,
                         "optimized_unmapped_answers": best.evaluation.unmapped, **usage.as_metrics("total_")})

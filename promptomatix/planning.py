@@ -57,6 +57,7 @@ class Plan:
 
     steps: tuple[tuple[str, int], ...]
     config: OptimizationConfig
+    valid_rows: int = 0  # the rows prompts are told apart on
 
     @property
     def total(self) -> int:
@@ -72,6 +73,14 @@ class Plan:
                   f"${limits.cost:g}" if limits.cost else None, f"{limits.seconds:g} s" if limits.seconds else None]
         lines.append(f"budget: {', '.join(b for b in budget if b)} (the search stops, keeping the best prompt "
                      f"so far, when a limit is reached)")
+        few = too_few_rows(self.valid_rows) if self.valid_rows else None
+        if few:
+            from promptomatix.stats import UNINFORMATIVE_WIDTH, rows_for_width
+
+            needed = rows_for_width(UNINFORMATIVE_WIDTH)
+            prompts = 1 + self.config.iterations * self.config.candidates
+            lines.append(f"note: {few}: scoring the starting prompt and {prompts - 1} candidates on {needed} rows "
+                         f"takes up to {needed * prompts} calls")
         return "\n".join(lines)
 
 
@@ -130,4 +139,19 @@ def plan(config: OptimizationConfig, *, valid_size: int | None = None, train_siz
                           train_size if after is None else min(after, train_size)))
     else:
         steps.append((f"search: DSPy's {config.optimizer} (stopped by the budget)", config.max_calls or 0))
-    return Plan(tuple(steps), config)
+    return Plan(tuple(steps), config, valid_size)
+
+
+def too_few_rows(rows: int) -> str | None:
+    """A sentence, when `rows` validation rows are too few to tell two prompts apart (the 95%
+    interval of the difference of two accuracies on them is wider than `stats.UNINFORMATIVE_WIDTH`),
+    saying how many would do; None when they suffice."""
+    from promptomatix import stats
+
+    width = stats.interval_width_of_difference(max(rows, 1))
+    if width <= stats.UNINFORMATIVE_WIDTH:
+        return None
+    return (f"{rows} validation rows are too few to tell prompts apart: two prompts' scores on them may differ "
+            f"by up to {width / 2:.2f} by chance; about {stats.rows_for_width(stats.UNINFORMATIVE_WIDTH)} rows "
+            f"would tell a difference of {stats.UNINFORMATIVE_WIDTH / 2:.2f}")
+

@@ -27,7 +27,14 @@ def summary(result) -> str:
         f"score:           {result.initial_score:.3f} (initial) -> {result.optimized_score:.3f} (optimized), on "
         f"{_scored(result)}",
     ]
+    interval = result.extra.get("optimized_interval")
+    if interval is not None:
+        mine = " (synthetic rows: the gain is measured on the model's own examples)" if result.extra.get("synthetic") \
+            else ""
+        lines.append(f"interval:        optimized {interval} (95%){mine}")
     lines += [f"check:           {doubt}" for doubt in result.extra.get("doubts", ())]
+    if result.extra.get("too_few_rows"):
+        lines.append(f"beware:          {result.extra['too_few_rows']}")
     if result.extra.get("change_summary"):
         lines.append(f"what changed:    {result.extra['change_summary']}")
     lines += [
