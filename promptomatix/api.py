@@ -228,9 +228,7 @@ def understand(config: OptimizationConfig | None = None, *, config_from: str | N
     user_data = load_examples(config.train_data, config.field_map) if config.train_data else None
     lm = LM(config.optimizer_model, UsageMeter(config.limits), max_retries=config.max_retries, seed=config.seed,
             cache=default_cache() if config.cache else None)
-    reading = read_task(config.raw_input, lm, task_type=config.task_type, input_fields=config.input_fields,
-                        output_fields=config.output_fields, columns=list(user_data[0]) if user_data else None,
-                        labels=config.labels, labels_from=FROM_FLAG, template=config.intake_prompt)
+    reading = _read(config, lm, user_data)
     if user_data:
         check_fields(user_data, reading.spec.fields, config.train_data)
         reading = _data_labels(reading, user_data, config.train_data)
@@ -369,7 +367,8 @@ def _run(job: _Job, run, tracer: RunTracer | None) -> OptimizationResult:
     usage = models.meter.snapshot()
     seconds = time.monotonic() - started
     stopped_by = models.meter.stopped_by or ("hook" if events.should_stop else record.SEARCH_COMPLETE)
-    _record_totals(outcome, usage, seconds, stopped_by)
+    interval = stats.score_estimate(outcome.best.evaluation.per_example)
+    _record_totals(outcome, interval, usage, seconds, stopped_by)
     best, start = outcome.best, task.start
     change = tracking.describe_change(start, best.prompt, outcome.initial_score, best.score, len(task.valid),
                                       parent=job.head.origin.version if job.head.origin else None)
@@ -389,7 +388,7 @@ def _run(job: _Job, run, tracer: RunTracer | None) -> OptimizationResult:
         extra={"hook_errors": dict(events.errors), "stopped_early": events.should_stop, "stopped_by": stopped_by,
                "change": best.change, "scored_rows": len(best.evaluation.per_example), "final_scores": final,
                "doubts": doubts, "reading_sources": dict(reading.sources), "too_few_rows": few,
-               "optimized_interval": stats.score_estimate(best.evaluation.per_example),
+               "optimized_interval": interval,
                "synthetic": not job.config.train_data and not job.head.data,
                "change_summary": change, "max_calls": job.config.max_calls},
     )
@@ -455,12 +454,15 @@ def _reading(job: _Job, models: _Models) -> Reading:
     if job.head.spec:
         where = FROM_ORIGIN if job.head.origin else FROM_RESUMED
         return Reading(job.head.spec, (("type", where), ("fields", where), ("labels", where)))
-    config = job.config
     with _spent_before("intake finished"), models.phase("intake"):
-        return read_task(config.raw_input, models.optimizer_lm, task_type=config.task_type,
-                         input_fields=config.input_fields, output_fields=config.output_fields,
-                         columns=list(job.user_data[0]) if job.user_data else None,
-                         labels=config.labels, labels_from=FROM_FLAG, template=config.intake_prompt)
+        return _read(job.config, models.optimizer_lm, job.user_data)
+
+
+def _read(config: OptimizationConfig, lm: LM, user_data: list[Example] | None) -> Reading:
+    """Intake with the config's overrides, field names picked from the user's columns if any."""
+    return read_task(config.raw_input, lm, task_type=config.task_type, input_fields=config.input_fields,
+                     output_fields=config.output_fields, columns=list(user_data[0]) if user_data else None,
+                     labels=config.labels, labels_from=FROM_FLAG, template=config.intake_prompt)
 
 
 def _data_labels(reading: Reading, examples: list[Example], source: str) -> Reading:
@@ -553,9 +555,8 @@ def _record_outcome(job: _Job, task: OptimizationTask, outcome: Outcome) -> dict
     return final
 
 
-def _record_totals(outcome: Outcome, usage: Usage, seconds: float, stopped_by: str) -> None:
+def _record_totals(outcome: Outcome, interval: stats.Estimate, usage: Usage, seconds: float, stopped_by: str) -> None:
     best = outcome.best
-    interval = stats.score_estimate(best.evaluation.per_example)
     mlflow.set_tag(record.STOPPED_BY, stopped_by)
     mlflow.log_metrics({"initial_score": outcome.initial_score, "optimized_score": best.score,
                         "optimized_score_low": interval.low, "optimized_score_high": interval.high,
