@@ -44,9 +44,14 @@ LEAD_VERBS: dict[str, str] = {
     "math": r"compute|calculate|solve|count|add|subtract|multiply|divide|work out|evaluate the expression",
     "qa": r"answer|responds? to|repl(?:y|ies) to",
     "code_generation": r"implement|code",
-    "generation": r"write|generate|compose|draft|create|produce|rewrite|paraphrase|simplify|rephrase|reword"
+    # The same text in other words: "correct the grammar of", "make an email sound friendlier".
+    "rewriting": r"rewrite|re-write|paraphrase|simplify|rephrase|reword|formali[sz]e|proofread|copy-?edit"
+                 r"|(?:correct|fix) (?:the |any |all |its |their )?(?:grammar|spelling|typos?|punctuation|mistakes)"
+                 r"|make (?:it|this|that|them|these|those|the|a|an|my|our|your|their|each|every|any)(?: [\w'-]+){0,3}?"
+                 r" (?:sound|read|more|less|simpler|clearer|plainer|friendlier|politer)",
+    "generation": r"write|generate|compose|draft|create|produce"
                   r"|correct|fix|improve|polish|edit|make|turn|convert|expand|continue|complete|suggest|propose"
-                  r"|brainstorm|describe|explain|invent|come up with|formali[sz]e",
+                  r"|brainstorm|describe|explain|invent|come up with",
 }
 WORDS: dict[str, str] = {
     "classification": r"classif\w*|categor\w*|sentiment|spam|intent|topic|polarity|stance|toxic\w*|whether"
@@ -64,8 +69,11 @@ WORDS: dict[str, str] = {
     "qa": r"questions?|passage|trivia|context|faq|knowledge|ask(?:s|ed)? (?:you )?about",
     "code_generation": r"python|javascript|typescript|java\b|sql|bash|shell|regex|regular expression|c\+\+|rust"
                        r"|golang|function|script|program|snippet|code|query|class\b|method|unit tests?|html|css",
-    "generation": r"story|poem|e-?mail|slogan|tweet|essay|description|caption|letter|reply|paraphrase|rewrit\w*"
-                  r"|simpler|formal|polite|grammar|tone|style|creative|title",
+    "rewriting": r"paraphras\w*|rewrit\w*|reword\w*|rephras\w*|simpl(?:er|ify|ified)\b|plain (?:english|language)"
+                 r"|formal(?:ly)?\b|grammar|grammatical\w*|spelling|typos?\b|proofread\w*|gender-neutral"
+                 r"|(?:keep|keeping|preserv\w*|same) (?:its |the |their )?meaning|without changing|in other words",
+    "generation": r"story|poem|e-?mail|slogan|tweet|essay|description|caption|letter|reply"
+                  r"|polite|tone|style|creative|title",
 }
 
 NUMBER_WORDS = r"\d+|one|two|three|four|five|six|seven|eight|nine|ten|a few|several"
@@ -357,8 +365,12 @@ def _type_scores(line: str, has_labels: bool) -> tuple[dict[str, int], dict[str,
     for name, cue in overlaps.items():
         scores[name] += LEAD_WEIGHT
         cues[name] = (True, cue)
-    if overlaps.keys() & {"code_generation", "summarization", "translation"} and cues["generation"][0]:
-        scores["generation"] -= LEAD_WEIGHT  # its verb ("write", "turn ... into") was read as theirs
+    for general in ("generation", "rewriting"):
+        if overlaps.keys() & {"code_generation", "summarization", "translation"} and cues[general][0]:
+            scores[general] -= LEAD_WEIGHT  # its verb ("write", "turn ... into") was read as theirs
+            cues[general] = (False, cues[general][1])
+    if cues["rewriting"][0] and cues["generation"][0] and cues["rewriting"][1].startswith(cues["generation"][1]):
+        scores["generation"] -= LEAD_WEIGHT  # "fix the grammar", "make it sound ...": a rewrite's verb
         cues["generation"] = (False, cues["generation"][1])
     if has_labels and cues["qa"][0]:  # "Answer yes or no: ..." picks a label
         scores["qa"] -= LEAD_WEIGHT
@@ -371,7 +383,8 @@ def _resolve_overlaps(lower: str, scores: dict[str, int]) -> dict[str, str]:
     """Cues that mean another type in company, each worth a lead verb: code words make "write"
     code; "write a summary" is a summary; "answer with a number" and "how many" are math."""
     leads = {}
-    verb = re.search(r"\b(?:write|generate|create|implement|produce|complete|fix|give|turn|convert|build|make|craft)\b",
+    verb = re.search(r"\b(?:write|rewrite|refactor|generate|create|implement|produce|complete|fix|give|turn|convert"
+                     r"|build|make|craft)\b",
                      lower)
     code = re.search(rf"\b(?:{CODE_WORDS})", lower)
     if verb and (scores["code_generation"] >= 2 or code):

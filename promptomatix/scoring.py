@@ -8,6 +8,10 @@ A metric comes in one of three shapes, told apart when it is registered (`metric
 - DSPy's per-example callable `f(example, pred, trace=None) -> float` (or bool), where `example`
   and `pred` are records of every field (read as `example.review` or `example["review"]`).
 
+A metric that judges an output against the task's input too (SARI judges a rewrite against its
+source) says so by a `sources` input: an `evaluate` module whose features include `sources`, or a
+batch callable with a `sources` parameter. It receives the values of the task's first input field
+(`score_records` finds them in the examples; `score` takes them as `sources=`).
 Either callable may also take a keyword `prompt` (the prompt's text, instruction and demos, as
 the task model reads it: for prompt-quality metrics and custom length penalties) and keywords
 named after plugin options (`promptomatix.options`), which receive the run's values.
@@ -54,8 +58,9 @@ def register_metric(name: str, source: MetricSource, *, replace: bool = False) -
 
 
 BATCH, PER_EXAMPLE, MODULE = "batch", "per_example", "module"
+SOURCES = "sources"  # the input of a metric that also reads the task's input text
 _SHAPES = ("an evaluate module, f(predictions, references) -> dict, or f(example, pred, trace=None) -> float "
-           "(either callable may add a keyword prompt=None)")
+           "(either callable may add a keyword prompt=None, the batch one a parameter sources)")
 
 
 def metric_shape(name: str, source) -> str:
@@ -76,7 +81,7 @@ def metric_shape(name: str, source) -> str:
     required = [p.name for p in params.values()
                 if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
     if {"predictions", "references"} <= set(params):
-        shape, data = BATCH, {"predictions", "references"}
+        shape, data = BATCH, {"predictions", "references", SOURCES}
     elif len(positional) >= 2 and not {"predictions", "references"} & {p.name for p in positional[:2]}:
         shape, data = PER_EXAMPLE, {positional[0].name, positional[1].name}
     else:
@@ -96,6 +101,29 @@ class Record(dict):
             return self[key]
         except KeyError:
             raise AttributeError(key) from None
+
+
+def _module_inputs(module) -> set[str]:
+    """The input names of a loaded `evaluate` module (its features; the first set when several)."""
+    features = getattr(module, "features", None)
+    if isinstance(features, (list, tuple)):
+        features = features[0] if features else None
+    return set(features or ())
+
+
+def sources_of(examples: Sequence[Mapping], fields: Sequence[str],
+               input_fields: Sequence[str] | None = None) -> list[str]:
+    """The values of each example's first input field, for a metric that reads them: the first of
+    `input_fields` when given, else each example's first key that is not an output field (examples
+    hold their input fields first, as the data loaders and task specs order them)."""
+    sources = []
+    for number, example in enumerate(examples, 1):
+        name = input_fields[0] if input_fields else next((k for k in example if k not in fields), None)
+        if name is None or name not in example:
+            what = f"input field {name!r}" if name else "input field (only output fields)"
+            raise ConfigError(f"example {number} has no {what} for a metric that reads the task's input")
+        sources.append(str(example[name]))
+    return sources
 
 
 def _is_module(path: str) -> bool:
@@ -126,18 +154,24 @@ class Metric:
                 import evaluate
 
                 module = evaluate.load(source, keep_in_memory=True)
-            self._compute = lambda predictions, references: module.compute(
-                predictions=predictions, references=references
+            self._asks = {SOURCES} & _module_inputs(module)
+            self._compute = lambda predictions, references, **extra: module.compute(
+                predictions=predictions, references=references, **extra
             )
         else:
             params = inspect.signature(source).parameters
-            self._asks = {k for k in params if k == "prompt"}
+            self._asks = {k for k in params if k == "prompt" or (k == SOURCES and self.shape == BATCH)}
             self._options = {k: v for k, v in (options or {}).items() if k in params}
             self._compute = source
 
     @property
     def asks_prompt(self) -> bool:
         return "prompt" in self._asks
+
+    @property
+    def needs_sources(self) -> bool:
+        """True for a metric that also reads the task's input (`sources`, see the module doc)."""
+        return SOURCES in self._asks
 
     @property
     def weights(self) -> dict[str, float]:
@@ -156,9 +190,11 @@ class Metric:
         return extra
 
     def score_records(self, predictions: Sequence[Mapping], examples: Sequence[Mapping],
-                      fields: Sequence[str], *, prompt: str = "") -> Scores:
+                      fields: Sequence[str], *, prompt: str = "",
+                      input_fields: Sequence[str] | None = None) -> Scores:
         """The score of whole predictions against whole examples: each output field scored and
-        averaged (module and batch shapes), or each example scored once (DSPy's shape)."""
+        averaged (module and batch shapes), or each example scored once (DSPy's shape). A metric
+        that reads the task's input gets the first input field's values (see `sources_of`)."""
         if self.shape == PER_EXAMPLE:
             extra = self._extra(prompt)
             per_example = []
@@ -171,25 +207,36 @@ class Metric:
                     raise ConfigError(f"metric {self.name!r} returned {value!r:.80}; a per-example metric returns a number")
                 per_example.append(float(value))
             return Scores(sum(per_example) / max(len(per_example), 1), per_example, {})
-        per_field = [self.score([p[f] for p in predictions], [e[f] for e in examples], prompt=prompt) for f in fields]
+        sources = sources_of(examples, fields, input_fields) if self.needs_sources else None
+        per_field = [self.score([p[f] for p in predictions], [e[f] for e in examples], prompt=prompt, sources=sources)
+                     for f in fields]
         per_example = [mean_over_fields([s.per_example[i] for s in per_field]) for i in range(len(examples))]
         return Scores(mean_over_fields([s.score for s in per_field]), per_example,
                       per_field[0].details if len(per_field) == 1 else {})
 
-    def score(self, predictions: Sequence[str], references: Sequence[str], *, prompt: str = "") -> Scores:
-        """One output field's predictions against its references (module and batch shapes)."""
+    def score(self, predictions: Sequence[str], references: Sequence[str], *, prompt: str = "",
+              sources: Sequence[str] | None = None) -> Scores:
+        """One output field's predictions against its references (module and batch shapes), and
+        against `sources` (the task's input texts) for a metric that reads them."""
         if self.shape == PER_EXAMPLE:
             raise ConfigError(f"metric {self.name!r} scores whole examples; call score_records")
         extra = self._extra(prompt)
+        if self.needs_sources:
+            if sources is None:
+                raise ConfigError(f"metric {self.name!r} judges outputs against the task's input: "
+                                  f"it needs sources=, or call score_records with the examples")
+            if len(sources) != len(predictions):
+                raise ConfigError(f"metric {self.name!r}: {len(sources)} sources for {len(predictions)} predictions")
+            extra[SOURCES] = list(sources)
         result = dict(self._compute(predictions=list(predictions), references=list(references), **extra))
         if self.score_key not in result:
             raise ConfigError(f"metric {self.name!r} returned no {self.score_key!r} (keys: {', '.join(result)})")
         per_example = result.pop("per_example", None)
         if per_example is None:  # a user's module without per-example scores
-            per_example = [
-                float(self._compute(predictions=[p], references=[r], **extra)[self.score_key])
-                for p, r in zip(predictions, references)
-            ]
+            per_example = []
+            for i, (p, r) in enumerate(zip(predictions, references)):
+                one = {**extra, SOURCES: [extra[SOURCES][i]]} if SOURCES in extra else extra
+                per_example.append(float(self._compute(predictions=[p], references=[r], **one)[self.score_key]))
         return Scores(float(result[self.score_key]), [float(s) for s in per_example], result)
 
 
@@ -230,14 +277,21 @@ class CompositeMetric:
     def asks_prompt(self) -> bool:
         return any(m.asks_prompt for m, _ in self.parts)
 
-    def score(self, predictions: Sequence[str], references: Sequence[str], *, prompt: str = "") -> Scores:
-        results = [(metric.score(predictions, references, prompt=prompt), weight, metric) for metric, weight in self.parts]
+    @property
+    def needs_sources(self) -> bool:
+        return any(m.needs_sources for m, _ in self.parts)
+
+    def score(self, predictions: Sequence[str], references: Sequence[str], *, prompt: str = "",
+              sources: Sequence[str] | None = None) -> Scores:
+        results = [(metric.score(predictions, references, prompt=prompt, sources=sources), weight, metric)
+                   for metric, weight in self.parts]
         return self._combine(results, len(predictions))
 
     def score_records(self, predictions: Sequence[Mapping], examples: Sequence[Mapping],
-                      fields: Sequence[str], *, prompt: str = "") -> Scores:
-        results = [(metric.score_records(predictions, examples, fields, prompt=prompt), weight, metric)
-                   for metric, weight in self.parts]
+                      fields: Sequence[str], *, prompt: str = "",
+                      input_fields: Sequence[str] | None = None) -> Scores:
+        results = [(metric.score_records(predictions, examples, fields, prompt=prompt, input_fields=input_fields),
+                    weight, metric) for metric, weight in self.parts]
         return self._combine(results, len(examples))
 
     def _combine(self, results, size: int) -> Scores:

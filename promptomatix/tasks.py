@@ -35,6 +35,10 @@ def _builtins(registry: Registry[TaskType]) -> None:
                  "render a text in another language"),
         TaskType("generation", "rouge_l", "rouge_l", ("prompt",), ("response",),
                  "write free text from an instruction"),
+        # SARI judges the rewrite against its source too: ROUGE-L alone pays for copying the input.
+        TaskType("rewriting", "sari", "sari", ("text",), ("rewrite",),
+                 "rewrite a text in other words (simplify, paraphrase, formalize, correct)",
+                 ("sari", "rouge_l")),
         TaskType("code_generation", "chrf", "chrf", ("instruction",), ("code",),
                  "write program code"),
         TaskType("information_extraction", "token_f1", "token_f1", ("text",), ("extracted",),

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-METRIC_MODULES = ["brevity", "chrf", "classification", "exact_match", "numeric_match", "rouge_l", "token_f1"]
+METRIC_MODULES = ["brevity", "chrf", "classification", "exact_match", "numeric_match", "rouge_l", "sari", "token_f1"]
 
 
 def _backend_in_venv() -> bool:

@@ -63,7 +63,11 @@ def test_the_labels_a_request_lists_are_the_labels_as_it_spells_them(request_tex
     ("Translate English sentences into French.", "translation"),
     ("Answer questions about a passage of text.", "qa"),
     ("Write a Python function that returns the sum of a list", "code_generation"),
-    ("Rewrite a sentence in simpler English, keeping its meaning", "generation"),
+    ("Rewrite a sentence in simpler English, keeping its meaning", "rewriting"),
+    ("Correct the grammar of customer emails", "rewriting"),
+    ("Make each product description more formal", "rewriting"),
+    ("Write a polite email declining a meeting invitation.", "generation"),
+    ("Rewrite this Python function in Rust", "code_generation"),
     ("Could you write a prompt that turns meeting notes into a short paragraph on what was decided?",
      "summarization"),
 ])
@@ -99,7 +103,7 @@ def test_the_shared_set_covers_every_type_and_label_form():
     rows = bench.load(bench.DEFAULT_FILE)
     assert len(rows) >= 60
     assert {r["task_type"] for r in rows} == {"classification", "qa", "summarization", "translation", "generation",
-                                             "code_generation", "information_extraction", "math"}
+                                             "rewriting", "code_generation", "information_extraction", "math"}
     assert sum(r["request"].lstrip().startswith("[TASK]") for r in rows) >= 5
     assert sum(r["input_fields"] != "any" for r in rows) >= 5
 

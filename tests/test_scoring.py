@@ -11,7 +11,7 @@ from promptomatix.errors import ConfigError
 from promptomatix.scoring import METRICS, Metric, Objective, builtin_metrics_dir, prompt_words, register_metric
 from promptomatix.tasks import TASK_TYPES, get_task_type
 
-BUILTINS = ["brevity", "chrf", "classification", "exact_match", "numeric_match", "rouge_l", "token_f1"]
+BUILTINS = ["brevity", "chrf", "classification", "exact_match", "numeric_match", "rouge_l", "sari", "token_f1"]
 
 # name -> (score key, predictions, references, expected per-example scores)
 CASES = {
@@ -24,7 +24,12 @@ CASES = {
     "chrf": ("chrf", ["le chat est noir", "xyz"], ["le chat est noir", "bonjour"], [1.0, 0.0]),
     "numeric_match": ("numeric_match", ["The answer is 1,234.", "about 7"], ["1234", "8"], [1.0, 0.0]),
     "brevity": ("brevity", ["yes", "yes it is so"], ["yes", "no"], [1.0, 0.25]),
+    # the rewrite the reference makes, then a copy of the source (tests/metrics/test_sari.py)
+    "sari": ("sari", ["the cat sat on the mat", "the feline perched upon the mat"], ["the cat sat on the mat"] * 2,
+             [1.0, 103 / 252]),
 }
+# The task's input, for the metrics that read it.
+SOURCES = {"sari": ["the feline perched upon the mat"] * 2}
 
 
 @pytest.fixture
@@ -67,7 +72,7 @@ def test_every_builtin_metric_is_registered():
 def test_each_builtin_metric_loads_and_scores(name):
     key, predictions, references, expected = CASES[name]
 
-    scores = Metric(name, key).score(predictions, references)
+    scores = Metric(name, key).score(predictions, references, sources=SOURCES.get(name))
 
     assert scores.per_example == pytest.approx(expected)
     if name == "chrf":  # a corpus-level score, not the mean of the sentence scores
@@ -207,7 +212,7 @@ def test_every_task_type_names_a_metric_that_yields_its_score_key(task_type):
     task = get_task_type(task_type)
     assert task.metric in METRICS.names()
 
-    scores = Metric(task.metric, task.score_key).score(["42", "blue sky"], ["42", "red car"])
+    scores = Metric(task.metric, task.score_key).score(["42", "blue sky"], ["42", "red car"], sources=["42", "blue sky"])
 
     assert scores.details[task.score_key] == scores.score
     assert scores.per_example[0] == pytest.approx(1.0)

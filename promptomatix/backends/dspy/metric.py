@@ -21,7 +21,7 @@ import dspy
 from dspy.utils.callback import BaseCallback
 
 from promptomatix.backends.dspy.program import predictors_text, program_text
-from promptomatix.scoring import CompositeMetric, Metric, Objective, mean_over_fields, prompt_words
+from promptomatix.scoring import CompositeMetric, Metric, Objective, mean_over_fields, prompt_words, sources_of
 
 PROGRAM_TEXT = "_promptomatix_program_text"  # the attribute ProgramTagger sets on predictions
 
@@ -79,9 +79,10 @@ class ProgramMetric:
                 value = self.metric.score_records([predicted], [record], self.output_fields, prompt=prompt).score
             return dict.fromkeys(self.output_fields, value)
         scores = {}
+        sources = sources_of([record], self.output_fields) if self.metric.needs_sources else None
         for name in self.output_fields:
             with self._lock:
-                result = self.metric.score([predicted[name]], [record[name]], prompt=prompt)
+                result = self.metric.score([predicted[name]], [record[name]], prompt=prompt, sources=sources)
             scores[name] = result.per_example[0]
         return scores
 
