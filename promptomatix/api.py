@@ -29,6 +29,7 @@ from promptomatix.data.synthetic import generate_examples
 from promptomatix.errors import BudgetExhausted, ConfigError, DataError, PluginError, PromptomatixError
 from promptomatix.evaluation import Evaluator
 from promptomatix.failures import reason_of, record_failure
+from promptomatix.freetext import Degenerate, answer_tokens, degenerate, mean_words
 from promptomatix.intake import (FROM_DATA, FROM_FLAG, FROM_ORIGIN, FROM_REQUEST, FROM_RESUMED, Reading, announce,
                                  answer_doubts, parse_markers, read_task, reading_to_dict,
                                  starting_instruction)
@@ -378,7 +379,13 @@ def _run(job: _Job, run, tracer: RunTracer | None) -> OptimizationResult:
         change = f"{change}. Check the task as it was read: {'; '.join(doubts)}"
     if few:
         change = f"{change}. Beware: {few}"
-    registered = _register(job, run, task, outcome, usage, change, final) if job.config.register else None
+    answers = _check_answers(task, outcome)
+    refused = _copy_refusal(answers)
+    if refused:  # never a registered prompt that answers by returning its input
+        log.warning("%s", refused)
+        mlflow.set_tag(record.NOT_REGISTERED, refused)
+    registered = _register(job, run, task, outcome, usage, change, final) \
+        if job.config.register and not refused else None
     result = OptimizationResult(
         prompt=best.prompt.template, initial_prompt=start.template, initial_score=outcome.initial_score,
         optimized_score=best.score, spec=task.spec, run_id=run.info.run_id, experiment_id=run.info.experiment_id,
@@ -390,10 +397,48 @@ def _run(job: _Job, run, tracer: RunTracer | None) -> OptimizationResult:
                "doubts": doubts, "reading_sources": dict(reading.sources), "too_few_rows": few,
                "optimized_interval": interval,
                "synthetic": not job.config.train_data and not job.head.data,
-               "change_summary": change, "max_calls": job.config.max_calls},
+               "change_summary": change, "max_calls": job.config.max_calls,
+               "degenerate": answers.degenerate.describe(), "not_registered": refused,
+               "answer_words": answers.answer_words, "reference_words": answers.reference_words},
     )
     events.on_optimization_end(result)
     return result
+
+
+@dataclass(frozen=True)
+class _Answers:
+    """What the winner's free-text answers on the validation rows look like beside the references."""
+
+    degenerate: Degenerate
+    answer_words: float | None = None
+    reference_words: float | None = None
+
+
+def _check_answers(task: OptimizationTask, outcome: Outcome) -> _Answers:
+    """The winner's degenerate answers (`freetext.degenerate`) and, for free text, the mean
+    length of its answers and of the references, logged on the run."""
+    best = outcome.best
+    rows = list(task.valid[:len(best.evaluation.predictions)])
+    found = degenerate(best.prompt, rows, best.evaluation.predictions)
+    if best.prompt.labels or not rows:
+        return _Answers(found)
+    fields = best.prompt.output_fields
+    checked = _Answers(found, mean_words(best.evaluation.predictions, fields), mean_words(rows, fields))
+    mlflow.log_metrics({**found.as_metrics(), "answer_words_mean": checked.answer_words,
+                        "reference_words_mean": checked.reference_words})
+    if found.any:
+        log.warning("the best prompt's answers on the validation rows: %s", found.describe())
+    return checked
+
+
+def _copy_refusal(answers: _Answers) -> str:
+    """Why the winner is not registered ('' when it is): most of its answers copy their input,
+    where the references do not (see `freetext`)."""
+    if not answers.degenerate.mostly_copies:
+        return ""
+    return (f"not registered: the best prompt found copies its input in {answers.degenerate.copies} of "
+            f"{answers.degenerate.rows} validation answers, where the references do not; try more calls, "
+            f"another model or --task-type rewriting (a metric that does not reward copying)")
 
 
 def _record_start(job: _Job) -> None:
@@ -509,7 +554,11 @@ def _start(job: _Job, spec: TaskSpec) -> Prompt:
 def _build_task(job: _Job, models: _Models, spec: TaskSpec, evaluator: Evaluator, train: list[Example],
                 valid: list[Example]) -> OptimizationTask:
     head = job.head
-    return OptimizationTask(spec, _start(job, spec), train, valid, evaluator, Objective(job.config.lambda_penalty),
+    start = _start(job, spec)
+    if not start.labels:  # a free-text answer gets the room the task's answers take
+        start = start.with_(answer_tokens=answer_tokens(start, [*train, *valid]))
+        mlflow.log_param("answer_tokens", start.answer_tokens)
+    return OptimizationTask(spec, start, train, valid, evaluator, Objective(job.config.lambda_penalty),
                             models.optimizer_lm, job.config,
                             feedback=head.origin.feedback_text() if head.origin else "",
                             checkpoint=head.saved.checkpoint if head.saved else None)
@@ -599,7 +648,8 @@ def _final_evaluation(config: OptimizationConfig, task_type, best, valid: list[E
     metrics = eval_metrics(specs, task_type.metric, task_type.score_key, config.plugin_options)
     prompt = best.prompt
     fields = prompt.output_fields
-    final = {label: metric.score_records(best.evaluation.predictions, valid, fields, prompt=prompt.template).score
+    final = {label: metric.score_records(best.evaluation.predictions, valid, fields, prompt=prompt.template,
+                                         input_fields=prompt.input_fields).score
              for label, metric in metrics.items()}
     mlflow.log_metrics({f"final.{label}": score for label, score in final.items()})
     mlflow.set_tag(record.EVAL_METRICS_RUN_TAG, ",".join(specs))

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from promptomatix.answers import batch_calibration, best_label, fitted_calibration, label_probability
+from promptomatix.freetext import copied
 from promptomatix.models.lm import LM
 from promptomatix.progress import progress_bar
 from promptomatix.prompts import Prompt
@@ -56,7 +57,8 @@ def answer(prompt: Prompt, lm: LM, inputs: Example, *, salt: str = "") -> Answer
     the model scores labels) or, when the model named none, empty."""
     text = prompt.render(inputs)
     if not prompt.labels:
-        return Answer(prompt.parse(lm.complete(text, stop=prompt.stop, salt=salt)))
+        return Answer(prompt.parse(lm.complete(text, max_tokens=prompt.answer_tokens or None, stop=prompt.stop,
+                                               salt=salt)))
     choice = lm.choose(text, prompt.labels, stop=prompt.stop, salt=salt)
     label = choice.label
     if choice.scores is not None and prompt.calibration:
@@ -78,6 +80,15 @@ class Evaluation:
     scores: tuple[tuple[float, ...] | None, ...] = ()
     unmapped: int = 0
     soft: float | None = None
+    copied: tuple[bool, ...] = ()  # per row: the answer copies the input, the reference does not
+
+    @property
+    def credited(self) -> float:
+        """The score with no credit for answers that copy their input (`freetext.copied`): what
+        the search ranks by, so that a prompt cannot win by returning its input."""
+        if not any(self.copied) or not self.per_example:
+            return self.score
+        return self.score - sum(s for s, c in zip(self.per_example, self.copied) if c) / len(self.per_example)
 
 
 class Evaluator:
@@ -158,7 +169,8 @@ class Evaluator:
         """The evaluation of `answers` (uncalibrated) to `examples`, read with `prompt`'s
         calibration."""
         predictions = [_read(prompt, a) for a in answers]
-        scored = self.metric.score_records(predictions, examples, prompt.output_fields, prompt=prompt.template)
+        scored = self.metric.score_records(predictions, examples, prompt.output_fields, prompt=prompt.template,
+                                           input_fields=prompt.input_fields)
         per_example = tuple(scored.per_example)
         scores = tuple(a.scores for a in answers)
         soft = None
@@ -167,7 +179,8 @@ class Evaluator:
             soft = soft_score([label_probability(prompt.labels, s, prompt.calibration, e[field])
                                for s, e in zip(scores, examples)], user_rows=not self.synthetic)
         return Evaluation(scored.score, per_example, tuple(predictions),
-                          scores if prompt.labels else (), sum(a.unmapped for a in answers), soft)
+                          scores if prompt.labels else (), sum(a.unmapped for a in answers), soft,
+                          copied(prompt, examples, predictions))
 
     def calibration_inputs(self, prompt: Prompt) -> list[Example]:
         """The inputs besides the rows that `calibrated` reads `prompt`'s calibration from: the

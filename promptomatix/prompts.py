@@ -46,6 +46,8 @@ class Prompt:
     single_line: bool = False
     labels: tuple[str, ...] = ()
     calibration: tuple[float, ...] = ()
+    # Tokens a free-text answer may take (`freetext.answer_tokens`); 0: the model's own cap.
+    answer_tokens: int = 0
 
     def __post_init__(self):
         if self.labels and len(self.output_fields) != 1:

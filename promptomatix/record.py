@@ -29,6 +29,7 @@ CONFIG_ARTIFACT = "config.yaml"  # the effective options, re-runnable with --con
 SPEC_ARTIFACT = "task_spec.json"
 READING_ARTIFACT = "task_reading.json"  # where each part of the spec came from, and intake's doubts
 RUN_DOUBTS = "promptomatix.reading_doubts"  # what intake or the run found doubtful in the task's reading
+NOT_REGISTERED = "promptomatix.not_registered"  # why a finished run registered no version
 RAW_INPUT_ARTIFACT = "raw_input.txt"
 INITIAL_PROMPT_ARTIFACT = "initial_prompt.txt"
 OPTIMIZED_PROMPT_ARTIFACT = "optimized_prompt.txt"
@@ -182,13 +183,14 @@ def prompt_to_dict(prompt: Prompt) -> dict:
     return {"instruction": prompt.instruction, "input_fields": list(prompt.input_fields),
             "output_fields": list(prompt.output_fields), "demos": [dict(d) for d in prompt.demos],
             "single_line": prompt.single_line, "labels": list(prompt.labels),
-            "calibration": list(prompt.calibration)}
+            "calibration": list(prompt.calibration), "answer_tokens": prompt.answer_tokens}
 
 
 def prompt_from_dict(data: Mapping) -> Prompt:
     return Prompt(data["instruction"], tuple(data["input_fields"]), tuple(data["output_fields"]),
                   tuple(dict(d) for d in data.get("demos", ())), bool(data.get("single_line", False)),
-                  tuple(data.get("labels") or ()), tuple(float(x) for x in data.get("calibration") or ()))
+                  tuple(data.get("labels") or ()), tuple(float(x) for x in data.get("calibration") or ()),
+                  int(data.get("answer_tokens") or 0))
 
 
 def spec_to_dict(spec: TaskSpec) -> dict:
@@ -204,13 +206,14 @@ def evaluation_to_dict(evaluation: Evaluation) -> dict:
     e = evaluation
     return {"score": e.score, "per_example": list(e.per_example), "predictions": list(e.predictions),
             "scores": [list(s) if s is not None else None for s in e.scores], "unmapped": e.unmapped,
-            "soft": e.soft}
+            "soft": e.soft, "copied": list(e.copied)}
 
 
 def evaluation_from_dict(data: Mapping) -> Evaluation:
     return Evaluation(data["score"], tuple(data["per_example"]), tuple(data["predictions"]),
                       tuple(tuple(s) if s is not None else None for s in data.get("scores") or ()),
-                      int(data.get("unmapped") or 0), data.get("soft"))
+                      int(data.get("unmapped") or 0), data.get("soft"),
+                      tuple(bool(c) for c in data.get("copied") or ()))
 
 
 def candidate_to_dict(candidate: Candidate) -> dict:

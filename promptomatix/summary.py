@@ -35,6 +35,13 @@ def summary(result) -> str:
     lines += [f"check:           {doubt}" for doubt in result.extra.get("doubts", ())]
     if result.extra.get("too_few_rows"):
         lines.append(f"beware:          {result.extra['too_few_rows']}")
+    if result.extra.get("answer_words") is not None:
+        lines.append(f"answers:         {result.extra['answer_words']:.1f} words on average, the references "
+                     f"{result.extra['reference_words']:.1f}")
+    if result.extra.get("degenerate"):
+        lines.append(f"beware:          {result.extra['degenerate']}")
+    if result.extra.get("not_registered"):
+        lines.append(f"registry:        {result.extra['not_registered']}")
     if result.extra.get("change_summary"):
         lines.append(f"what changed:    {result.extra['change_summary']}")
     lines += [

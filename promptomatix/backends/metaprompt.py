@@ -105,8 +105,10 @@ class MetaPromptBackend(Backend):
             for candidate in scored:
                 callbacks.on_candidate(step, candidate)
             finalists = [c for c in stages[-1] if len(c.evaluation.per_example) == len(task.valid)] if stages else []
-            # Ranked with the soft score, and never a lower reported score (see `search.py`).
-            best = keep_best(best, [c for c in finalists if c.score >= best.score], key=rank)
+            # Ranked with the soft score, and never a lower reported score (see `search.py`), but
+            # for answers that copy their input, which earn nothing (`Evaluation.credited`).
+            best = keep_best(best, [c for c in finalists if c.evaluation.credited >= best.evaluation.credited],
+                             key=rank)
             # The best prompt with demos, for `demos_unless_clearly_beaten` at the end.
             with_demos = max(filter(None, (with_demos, *(c for c in finalists if c.prompt.demos))), key=rank,
                              default=None)

@@ -56,14 +56,16 @@ MIN_RACE = 3
 
 
 def rank(candidate: Candidate) -> float:
-    """The objective, with the soft score averaged into the quality where there is one."""
-    soft = candidate.evaluation.soft
-    if soft is None:
+    """The objective, with the soft score averaged into the quality where there is one, and no
+    credit for answers that copy their input (`Evaluation.credited`)."""
+    evaluation = candidate.evaluation
+    if evaluation.soft is None and not any(evaluation.copied):
         return candidate.objective
-    score = candidate.evaluation.score
-    # The objective is quality x length factor; the same factor applies to the blended quality.
+    score = evaluation.score
+    # The objective is quality x length factor; the same factor applies to the ranked quality.
     factor = candidate.objective / score if score > 0 else 1.0
-    return (score + soft) / 2 * factor
+    quality = evaluation.credited
+    return (quality if evaluation.soft is None else (quality + evaluation.soft) / 2) * factor
 
 
 def demo_counts(num_demos: int, labels: Sequence[str], pool: int | None = None) -> list[int]:
