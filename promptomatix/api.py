@@ -701,7 +701,8 @@ def _synthetic_data(config: OptimizationConfig, spec: TaskSpec, start: Prompt, o
                                              show_progress=show_progress, accept=accept,
                                              template=config.synthetic_prompt)
     mlflow.log_metrics({"synthetic_accepted": report.accepted, "synthetic_rejected": report.rejected,
-                        "synthetic_duplicates": report.duplicates, "synthetic_failed_batches": report.failed_batches})
+                        "synthetic_duplicates": report.duplicates, "synthetic_failed_batches": report.failed_batches,
+                        "synthetic_copies": report.copies})
     # The user's own examples are the starting demos: keep them out of validation.
     samples = [e for e in examples if e in spec.sample_examples]
     train, valid = data.split([e for e in examples if e not in samples], config.train_ratio, config.seed)

@@ -145,7 +145,10 @@ def fill_schema(schema: dict, salt: int = 0):
     if "enum" in schema:
         return schema["enum"][salt % len(schema["enum"])]
     if kind == "object":
-        return {k: fill_schema(v, salt) for k, v in schema.get("properties", {}).items()}
+        # Each field its own value, as a model writes them (an answer equal to its input is a copy).
+        return {k: f"{k} {fill_schema(v, salt)}"[: v.get("maxLength", 1000)]
+                if i and v.get("type") == "string" and "enum" not in v else fill_schema(v, salt)
+                for i, (k, v) in enumerate(schema.get("properties", {}).items())}
     if kind == "array":
         return [fill_schema(schema["items"], salt * 31 + i) for i in range(schema.get("minItems", 1))]
     if kind == "string":

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from promptomatix.errors import LLMError, ParseError
+from promptomatix.freetext import answer_text, copies_input, words
 from promptomatix.metaprompts import TemplateSource, fill
 from promptomatix.models.lm import LM
 from promptomatix.progress import progress_bar
@@ -27,6 +28,7 @@ class GenerationReport:
     duplicates: int = 0
     batches: int = 0
     failed_batches: int = 0
+    copies: int = 0  # rejected (counted in `rejected` too): the answer was the input returned
 
 
 def generate_examples(spec: TaskSpec, lm: LM, count: int, *, batch_size: int = 5,
@@ -40,7 +42,8 @@ def generate_examples(spec: TaskSpec, lm: LM, count: int, *, batch_size: int = 5
     share), so the set is balanced. Examples with a missing or
     empty field, or a label outside the set, are rejected, as are those `accept` (the run's data
     steps) turns down (it returns the example, perhaps changed, or None); repeats (same inputs)
-    are dropped.
+    are dropped, and so are free-text examples that answer by returning the input
+    (`answers_by_copying`, counted in `copies`).
     Stops early, with a warning, after three batches in a row add nothing new. Raises `LLMError`
     when fewer than two usable examples come back."""
     report = GenerationReport(requested=count)
@@ -72,6 +75,9 @@ def generate_examples(spec: TaskSpec, lm: LM, count: int, *, batch_size: int = 5
             items = answer["examples"] if isinstance(answer["examples"], list) else [answer["examples"]]
             for item in items:
                 example = _check(spec, item)
+                if example is not None and answers_by_copying(spec, example):
+                    report.copies += 1
+                    example = None
                 if example is not None and accept is not None:
                     example = accept(example)
                 if example is None:
@@ -135,6 +141,19 @@ def _check(spec: TaskSpec, item) -> Example | None:
     if spec.labels and example[spec.output_fields[0]] not in spec.labels:
         return None
     return example
+
+
+def answers_by_copying(spec: TaskSpec, example: Example) -> bool:
+    """Whether a free-text example's answer is its input returned: a model asked for examples of
+    a task it cannot do often writes the input again as the answer, and such rows would teach
+    the search that copying scores. For a rewriting task an answer close to its input can be
+    right (a corrected typo), so there only an unchanged input counts."""
+    if spec.labels:
+        return False
+    answer = answer_text(example, spec.output_fields)
+    if spec.task_type == "rewriting":
+        return any(words(answer) == words(example[f]) for f in spec.input_fields)
+    return copies_input(answer, example, spec.input_fields)
 
 
 def _key(spec: TaskSpec, example: Example) -> tuple[str, ...]:

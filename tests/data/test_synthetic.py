@@ -192,3 +192,29 @@ def test_progress_can_be_disabled(fake_llm, lm, capsys, show):
     generate_examples(SUMMARY, lm, 2, batch_size=2, show_progress=show)
     assert ("generating examples" in capsys.readouterr().err) is show
 
+
+
+def test_free_text_examples_answering_with_their_input_are_rejected_and_counted(fake_llm, lm):
+    article = "The council voted on Tuesday to close the old bridge for repairs until spring."
+    fake_llm.rules = [(SYNTHETIC, scripted(
+        [{"article": article, "summary": article},  # the input returned as its own summary
+         {"article": "Rain is expected all week in the north.", "summary": "Rainy week ahead."}],
+        [{"article": "Shares fell sharply after the report.", "summary": "Shares fell."},
+         {"article": "A new park opens downtown.", "summary": "Park opens."}],
+    ))]
+    examples, report = generate_examples(SUMMARY, lm, 3, batch_size=2, show_progress=False)
+    assert article not in [e["article"] for e in examples] and len(examples) == 3
+    assert (report.copies, report.rejected) == (1, 1)
+
+
+def test_a_rewrite_close_to_its_input_is_kept_and_only_an_unchanged_one_rejected(fake_llm, lm):
+    rewrite = TaskSpec(description="Correct the spelling of a sentence.", input_fields=("text",),
+                       output_fields=("rewrite",), task_type="rewriting")
+    fake_llm.rules = [(SYNTHETIC, scripted(
+        [{"text": "The cat sat on teh mat by the door.", "rewrite": "The cat sat on the mat by the door."},
+         {"text": "I has a dog.", "rewrite": "I has a dog."}],
+        [{"text": "She go home.", "rewrite": "She goes home."}],
+    ))]
+    examples, report = generate_examples(rewrite, lm, 2, batch_size=2, show_progress=False)
+    assert [e["text"] for e in examples] == ["The cat sat on teh mat by the door.", "She go home."]
+    assert report.copies == 1
