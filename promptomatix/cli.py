@@ -118,7 +118,8 @@ def _configure_logging(verbose: bool) -> None:
     # MLflow draws a "Downloading artifacts" bar for every artifact read (the config and data of
     # a resumed run, a checkpoint): noise around our own output, even under --quiet.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    for noisy in ("LiteLLM", "litellm", "httpx", "mlflow", "alembic", "urllib3"):
+    # absl: rouge_score says "Using default tokenizer." at every ROUGE-L score.
+    for noisy in ("LiteLLM", "litellm", "httpx", "mlflow", "alembic", "urllib3", "absl"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
