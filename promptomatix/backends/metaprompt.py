@@ -3,7 +3,8 @@ on the validation set, and keeps the winner only when it beats the incumbent.
 
 Variants, in the order a small model gains most from them (see `backends/search.py`):
 - new few-shot demo sets from the training examples (for classification, the half of each
-  label's most typical of it), label-balanced, of the full size; from the second iteration on,
+  label's most typical of it, label-balanced; for free text, the half whose answers are of the
+  usual length), of the full size; from the second iteration on,
   half of them change a third of the incumbent's demos;
 - the incumbent with fewer demos (the small end of `demo_counts`' ladder);
 - the incumbent's demos in another order;
@@ -31,7 +32,7 @@ from collections.abc import Sequence
 from promptomatix.backends.base import Backend, Candidate, OptimizationTask, Outcome, keep_best
 from promptomatix.backends.search import (MIN_RACE, Race, calibrated_on_more_rows, demo_counts, demos_that_fit,
                                           demos_unless_clearly_beaten, draw_demos, fits, race_cost, race_fits, rank,
-                                          search_rows, typical_half)
+                                          search_rows, typical_answers, typical_half)
 from promptomatix.callbacks import Callback
 from promptomatix.config import OptimizationConfig
 from promptomatix.errors import BudgetExhausted, ConfigError, ParseError
@@ -203,8 +204,8 @@ class MetaPromptBackend(Backend):
         # The typical half keeps twice what the largest set takes of a label, so that sets still
         # differ: from 15 synthetic examples, 8-demo sets from a 4-per-label half were all one set
         # reordered (SST-2 from raw input fell to 0.700 on the test set with such a half).
-        typical = typical_half(task.train, label_field, 2 * max(counts) // len(incumbent.labels)) \
-            if label_field else task.train
+        typical = typical_half(task.train, label_field, 2 * max(counts) // len(incumbent.labels)) if label_field \
+            else typical_answers(task.train, incumbent.input_fields, incumbent.output_fields, 2 * max(counts))
         seen = set(tried)
         for index in range(size - rewrites - orders - fewer):
             # From the typical half first; from all training examples when that half has no new

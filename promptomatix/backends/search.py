@@ -3,7 +3,8 @@
 - `draw_demos`: few-shot demo sets drawn from the training examples, label-balanced for
   classification, in a size from a small ladder (`demo_counts`) and in random order, never
   longer than the model's context allows; for classification, from the half of each label's
-  examples most typical of it (`typical_half`).
+  examples most typical of it (`typical_half`); for free text, from the half whose answers are
+  of the usual length for their input (`typical_answers`).
 - `Race`: successive halving. Every candidate is scored on the first few validation examples
   (for classification, the labels take turns in the validation set: `data.interleaved`);
   the better half goes on to twice as many, and so on until the survivors are scored on the
@@ -153,6 +154,39 @@ def typical_half(train: Sequence[Example], label_field: str, at_least: int = 1) 
         members.sort(key=typicality, reverse=True)
         kept.update(members[:max(at_least, math.ceil(len(members) / 2))])
     return [e for i, e in enumerate(train) if i in kept]
+
+
+def typical_answers(train: Sequence[Example], input_fields: Sequence[str], output_fields: Sequence[str],
+                    at_least: int = 1) -> list[Example]:
+    """The free-text training examples most typical of the task's answers: the half (at least
+    `at_least`) whose answer length, and answer length for their input's length, are nearest the
+    training set's medians, in their order in `train`.
+
+    Why: a small base model copies its demos' form, above all their length. A demo whose answer
+    is far longer or shorter than usual for its input (a one-word summary of a long dialogue, a
+    reference that restates it whole) pulls every answer that way; the labels' `typical_half`
+    for free text. Needs no model call."""
+    if len(train) < 2:
+        return list(train)
+
+    def size(example: Example, fields: Sequence[str]) -> int:
+        return max(1, sum(len(str(example.get(f, "")).split()) for f in fields))
+
+    answers = [size(e, output_fields) for e in train]
+    ratios = [a / size(e, input_fields) for a, e in zip(answers, train)]
+    usual_answer, usual_ratio = _median(answers), _median(ratios)
+
+    def distance(index: int) -> float:
+        return abs(math.log(answers[index] / usual_answer)) + abs(math.log(ratios[index] / usual_ratio))
+
+    kept = set(sorted(range(len(train)), key=distance)[:max(at_least, math.ceil(len(train) / 2))])
+    return [e for i, e in enumerate(train) if i in kept]
+
+
+def _median(values: Sequence[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 
 
 def _unit(counts: Counter) -> Counter:

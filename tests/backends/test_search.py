@@ -9,7 +9,8 @@ import pytest
 
 from conftest import FAKE_MODEL
 from promptomatix.backends.base import OptimizationTask
-from promptomatix.backends.search import Race, demo_counts, demos_that_fit, draw_demos, fits, race_cost, rungs, typical_half
+from promptomatix.backends.search import (Race, demo_counts, demos_that_fit, draw_demos, fits, race_cost, rungs,
+                                          typical_answers, typical_half)
 from promptomatix.config import ModelSettings, OptimizationConfig
 from promptomatix.evaluation import Evaluator
 from promptomatix.models.lm import LM
@@ -80,6 +81,21 @@ def test_demos_come_from_the_half_of_each_label_most_typical_of_it():
     assert kept == [e for e in train if e in kept]  # in training order
     assert len(typical_half(train, "label", at_least=6)) == 12  # enough of each for a 6-per-label set
     assert typical_half(train[:1], "label") == train[:1]
+
+
+def test_free_text_demos_come_from_the_half_whose_answers_are_of_the_usual_length():
+    dialogue = "A: are you coming tonight B: yes at eight A: great see you there B: bye"
+    usual = [{"dialogue": f"{dialogue} {i}", "summary": f"B comes tonight at eight, number {i}."} for i in range(6)]
+    odd = [{"dialogue": f"{dialogue} x", "summary": "Yes."},  # far shorter than usual
+           {"dialogue": "A: hi B: hello", "summary": "A and B greet each other warmly and talk about their day."},
+           {"dialogue": f"{dialogue} y", "summary": dialogue + " and more, restated whole"}]
+    train = usual[:3] + odd + usual[3:]
+    kept = typical_answers(train, ("dialogue",), ("summary",))
+
+    assert len(kept) == 5 and all(e in usual for e in kept)  # half of nine, rounded up: none of the odd ones
+    assert kept == [e for e in train if e in kept]  # in training order
+    assert len(typical_answers(train, ("dialogue",), ("summary",), at_least=8)) == 8
+    assert typical_answers(train[:1], ("dialogue",), ("summary",)) == train[:1]
 
 
 def test_a_prompt_too_long_for_the_context_does_not_fit():
