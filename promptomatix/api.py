@@ -608,8 +608,8 @@ def _record_totals(outcome: Outcome, interval: stats.Estimate, usage: Usage, sec
     best = outcome.best
     mlflow.set_tag(record.STOPPED_BY, stopped_by)
     mlflow.log_metrics({"initial_score": outcome.initial_score, "optimized_score": best.score,
-                        "optimized_score_low": interval.low, "optimized_score_high": interval.high,
-                        "optimized_score_rows": interval.n,
+                        record.OPTIMIZED_LOW: interval.low, record.OPTIMIZED_HIGH: interval.high,
+                        record.OPTIMIZED_ROWS: interval.n,
                         "optimized_objective": best.objective, "prompt_words": prompt_words(best.prompt.template),
                         "seconds": seconds, "unmapped_answers": usage.unmapped_answers,
                         "optimized_unmapped_answers": best.evaluation.unmapped, **usage.as_metrics("total_")})
@@ -690,7 +690,7 @@ def _synthetic_data(config: OptimizationConfig, spec: TaskSpec, start: Prompt, o
             train, valid, labelled = self_label(spec, inputs, asked, start, evaluator, train_ratio=config.train_ratio,
                                                 seed=config.seed)
             train = seeds + train  # the user's own examples: demos to draw, never validation
-            mlflow.log_metrics({"synthetic_accepted": written.written, "synthetic_rejected": written.rejected,
+            mlflow.log_metrics({record.SYNTHETIC_ACCEPTED: written.written, "synthetic_rejected": written.rejected,
                                 "synthetic_duplicates": written.duplicates, "synthetic_write_calls": written.calls,
                                 "synthetic_label_agreement": labelled.agreement,
                                 "synthetic_asked_label_agreement": labelled.asked_agreement,
@@ -700,7 +700,7 @@ def _synthetic_data(config: OptimizationConfig, spec: TaskSpec, start: Prompt, o
         examples, report = generate_examples(spec, optimizer_lm, size, batch_size=config.batch_size,
                                              show_progress=show_progress, accept=accept,
                                              template=config.synthetic_prompt)
-    mlflow.log_metrics({"synthetic_accepted": report.accepted, "synthetic_rejected": report.rejected,
+    mlflow.log_metrics({record.SYNTHETIC_ACCEPTED: report.accepted, "synthetic_rejected": report.rejected,
                         "synthetic_duplicates": report.duplicates, "synthetic_failed_batches": report.failed_batches,
                         "synthetic_copies": report.copies})
     # The user's own examples are the starting demos: keep them out of validation.

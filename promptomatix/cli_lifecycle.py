@@ -10,54 +10,164 @@ from __future__ import annotations
 import json
 import sys
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import click
 
 from promptomatix.progress import quiet as quiet_output
 
+if TYPE_CHECKING:
+    from promptomatix.lifecycle.compare_data import Ranking
+
 _COLUMNS = [("version", "version"), ("parent", "parent_version"), ("aliases", "aliases"),
-            ("validation", "validation_score"),
-            ("test", "test_score"), ("words", "prompt_words"), ("cost", "cost"), ("backend", "backend"),
-            ("run id", "run_id"), ("created", "created")]
+            ("validation", "validation"), ("validation data", "validation_data"),
+            ("test", "test"), ("test data", "test_data"), ("words", "prompt_words"), ("cost", "cost"),
+            ("backend", "backend"), ("run id", "run_id"), ("created", "created")]
+_RANKED_COLUMNS = ["rank", "version", "aliases", "score", "vs best (paired)", "verdict"]
+NOT_COMPARABLE = "scores on different data are not comparable; use --data FILE to score them on the same rows"
 
 
 @click.command("compare")
 @click.argument("name")
+@click.option("--data", help="Score the versions on this data file first (the same rows for all, as `evaluate` "
+                             "does) and rank them.")
+@click.option("--versions", "refs", metavar="1,3,champion",
+              help="With --data: the versions to score (numbers or aliases); default: the newest 5.")
+@click.option("--max-calls", type=int, default=None, metavar="N",
+              help="With --data: refuse (exit 2, nothing scored) when versions x rows model calls exceed N "
+                   "[default: 1000].")  # compare_data.DEFAULT_MAX_CALLS, not imported: the CLI starts fast
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
               help="json: a list of objects, for scripts.")
-def compare(name: str, fmt: str) -> None:
+@click.option("--quiet", is_flag=True, help="No progress output while scoring.")
+def compare(name: str, data: str | None, refs: str | None, max_calls: int | None, fmt: str, quiet: bool) -> None:
     """List every version of the registered prompt/model NAME: the version it was optimized from
-    (`optimize --from`), aliases, validation score, test score (from `evaluate`, if any), prompt
-    words, cost, backend, run id and creation time."""
+    (`optimize --from`), aliases, validation score and test score (from `evaluate`, if any), each
+    with its 95% interval, its rows (n) and the data it is on (name and digest), prompt words,
+    cost, backend, run id and creation time. Scores on different data are marked `*`: they are
+    not comparable.
+
+    With --data FILE: score the versions (--versions, default the newest 5) on FILE's rows, each
+    in an MLflow run as `evaluate` does, and rank them: each score with its 95% interval, and its
+    paired difference from the best with its interval (McNemar's exact test for right/wrong rows,
+    a paired bootstrap otherwise). One model call per row per version: more than --max-calls
+    (default 1000) is refused before anything is scored, naming how many versions would fit.
+    """
+    if data is None:
+        if refs is not None or max_calls is not None:
+            from promptomatix.errors import UsageError
+
+            raise UsageError("--versions and --max-calls apply to --data: give --data FILE too")
+        _compare_table(name, fmt)
+        return
+    with quiet_output(quiet):
+        _compare_on_data(name, data, refs, max_calls, fmt, quiet)
+
+
+def _compare_table(name: str, fmt: str) -> None:
     from promptomatix.lifecycle import compare as compare_versions
 
     rows = compare_versions(name)
     click.echo(json.dumps(rows, indent=1) if fmt == "json" else format_table(rows))
 
 
+def _compare_on_data(name: str, data: str, refs: str | None, max_calls: int | None, fmt: str, quiet: bool) -> None:
+    from promptomatix.lifecycle.compare_data import DEFAULT_MAX_CALLS, compare_on_data
+
+    ranking = compare_on_data(name, data, refs=refs.split(",") if refs is not None else None,
+                              max_calls=DEFAULT_MAX_CALLS if max_calls is None else max_calls,
+                              show_progress=not quiet)
+    click.echo(json.dumps(ranking.as_dicts(), indent=1) if fmt == "json" else format_ranking(ranking))
+
+
 def format_table(rows: list[dict]) -> str:
-    """The rows of `lifecycle.compare` as an aligned text table."""
+    """The rows of `lifecycle.compare` as an aligned text table, then a line per kind of score
+    whose versions are on different data, and what to do about it."""
     cells = [[title for title, _ in _COLUMNS]]
     for row in rows:
-        cells.append([_cell(key, row[key]) for _, key in _COLUMNS])
-    widths = [max(len(line[i]) for line in cells) for i in range(len(_COLUMNS))]
+        cells.append([_cell(key, row) for _, key in _COLUMNS])
+    notes = [note for note in (_different_data(rows, kind) for kind in ("validation", "test")) if note]
+    return "\n".join([_aligned(cells), *notes, *([NOT_COMPARABLE] if notes else [])])
+
+
+def format_ranking(ranking: Ranking) -> str:
+    """A `compare_data.Ranking` as a headline, an aligned table (best first), and a line naming the
+    versions left out by the default choice."""
+    from promptomatix.lifecycle.compare_data import difference_text
+    from promptomatix.lifecycle.versions import data_name
+
+    used = "" if ranking.used_calls is None else f"{ranking.used_calls} model calls sent, "
+    head = (f"{ranking.name}: {len(ranking.ranked)} versions scored with {ranking.metric} on the same "
+            f"{ranking.rows} rows of {data_name(ranking.data_source)} (digest {ranking.digest}); "
+            f"{used}{ranking.calls} planned (--max-calls {ranking.max_calls})")
+    cells = [_RANKED_COLUMNS]
+    for item in ranking.ranked:
+        versus = difference_text(item.versus_best) if item.versus_best is not None else "-"
+        cells.append([str(item.rank), item.version, ",".join(item.aliases) or "-", str(item.estimate), versus,
+                      item.verdict])
+    lines = [head, _aligned(cells)]
+    if ranking.left_out:
+        left = ranking.left_out
+        lines.append(f"not scored: version{'s' if len(left) > 1 else ''} {', '.join(left)} (by default the newest "
+                     f"{len(ranking.ranked)} are; choose with --versions)")
+    return "\n".join(lines)
+
+
+def _aligned(cells: list[list[str]]) -> str:
+    """Rows of cells (the first the titles) as left-aligned columns with a rule under the titles."""
+    widths = [max(len(line[i]) for line in cells) for i in range(len(cells[0]))]
     lines = ["  ".join(value.ljust(width) for value, width in zip(line, widths)).rstrip() for line in cells]
     lines.insert(1, "  ".join("-" * width for width in widths))
     return "\n".join(lines)
 
 
-def _cell(key: str, value) -> str:
+def _different_data(rows: list[dict], kind: str) -> str:
+    """`* validation scores are on 2 different data sets: synthetic 1a2b3c4d (version 1), ...`, or
+    "" when the `kind` scores are all on the same data."""
+    from promptomatix.lifecycle.versions import data_groups
+
+    groups = data_groups(rows, kind)
+    if len(groups) < 2:
+        return ""
+    sources = {row[f"{kind}_data_digest"]: row for row in rows}
+    named = [f"{_data(sources[digest], kind)} (version{'s' if len(numbers) > 1 else ''} {', '.join(numbers)})"
+             for digest, numbers in groups.items()]
+    return f"* {kind} scores are on {len(groups)} different data sets: {'; '.join(named)}"
+
+
+def _cell(key: str, row: dict) -> str:
+    if key in ("validation", "test"):
+        return _score(row, key)
+    if key in ("validation_data", "test_data"):
+        return _data(row, key.removesuffix("_data"))
+    value = row[key]
     if value is None or value == []:
         return "-"
     if key == "aliases":
         return ",".join(value)
     if key == "cost":
         return f"${value:.4f}"
-    if key.endswith("_score"):
-        return f"{value:.4f}"
     if key == "created":
         return datetime.fromisoformat(value).astimezone().strftime("%Y-%m-%d %H:%M")
     return str(value)
+
+
+def _score(row: dict, kind: str) -> str:
+    """`0.750 [0.301, 0.954] n=4`, with ` *` when not comparable; what is unknown left out."""
+    score = row[f"{kind}_score"]
+    if score is None:
+        return "-"
+    low, high, rows = row[f"{kind}_score_low"], row[f"{kind}_score_high"], row[f"{kind}_rows"]
+    text = f"{score:.3f}" + (f" [{low:.3f}, {high:.3f}]" if low is not None and high is not None else "")
+    text += f" n={rows}" if rows is not None else ""
+    return text + (" *" if row[f"{kind}_comparable"] is False else "")
+
+
+def _data(row: dict, kind: str) -> str:
+    """`valid.jsonl 1a2b3c4d`: the data's name and digest, what is known of them, or `-`."""
+    from promptomatix.lifecycle.versions import data_name
+
+    parts = [data_name(row[f"{kind}_data"]), row[f"{kind}_data_digest"]]
+    return " ".join(part for part in parts if part) or "-"
 
 
 @click.command("evaluate")
@@ -65,10 +175,14 @@ def _cell(key: str, value) -> str:
 @click.option("--data", required=True, help="Test data: .csv, .tsv, .jsonl, .json, a saved `datasets` folder or hf:NAME.")
 @click.option("--quiet", is_flag=True, help="No progress output.")
 def evaluate(ref: str, data: str, quiet: bool) -> None:
-    """Score a registered version on a data set with its task type's metric, in a new MLflow run.
+    """Score a registered version on a data set with its task type's metric, in a new MLflow run,
+    and print the score with its 95% interval (Wilson when every row scores 0 or 1, a bootstrap
+    otherwise), n and the data (name and digest).
 
-    The run holds the per-example results (evaluation/results.json) and is tagged with the
-    version; the version gets the tags test_score, test_data_digest and test_run_id.
+    The run holds the per-example results (evaluation/results.json), the interval (metrics
+    test_score_low, test_score_high, test_score_rows) and is tagged with the version; the version
+    gets the tags test_score, test_score_low, test_score_high, test_rows, test_data_digest and
+    test_run_id.
     """
     from promptomatix.lifecycle import evaluate as run_evaluation
 

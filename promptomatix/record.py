@@ -57,6 +57,11 @@ def candidate_artifact(step: int, index: int) -> str:
     return f"prompts/step_{step:02d}_candidate_{index:02d}.txt"
 
 
+# --- metrics of the optimization run read back by `compare` --------------------------------------
+# The winner's validation score's 95% interval and rows.
+OPTIMIZED_LOW, OPTIMIZED_HIGH, OPTIMIZED_ROWS = "optimized_score_low", "optimized_score_high", "optimized_score_rows"
+SYNTHETIC_ACCEPTED = "synthetic_accepted"  # logged by every run that wrote its own data
+
 # --- tags of the optimization run -----------------------------------------------------------------
 RUN_TASK_TYPE = "promptomatix.task_type"
 RUN_BACKEND = "promptomatix.backend"
@@ -100,6 +105,7 @@ TEST_DIGEST = "test_data_digest"
 TEST_RUN = "test_run_id"
 TEST_DATA = "test_data"
 TEST_METRIC = "test_metric"
+TEST_LOW, TEST_HIGH, TEST_ROWS = "test_score_low", "test_score_high", "test_rows"  # its 95% interval and n
 TEST_SCORE_PREFIX = "test_score."  # + data digest: one score per data set a version was evaluated on
 
 

@@ -2,15 +2,19 @@
 
 In: a version reference (`name@alias`, `name@3`, `models:/name/3`) and data (a path that
 `load_examples` reads, or a list of example dicts).
-Out: an `EvaluationReport`. The run holds the per-example table (`evaluation/results.json`),
-the data (`data/test.jsonl` and a dataset input), the metric `test_score`, and tags naming the
-version; `mlflow.genai.evaluate` runs the version's pyfunc model as `predict_fn` with the task
-type's metric module wrapped as a `@scorer`. The metric is the version's final-evaluation
-metric (its tag `eval_metrics`, from the run's `eval_metrics` or its task type's), else the
-metric its validation score was measured with (`record.METRIC_WEIGHTS`: the task type's, or the
-run's `--metric` weights), else, for a version registered before that was recorded, its task
-type's; with several, the first gives `test_score` and each is logged as `test_score.<name>`.
-The version gets the tags `test_score`,
+Out: an `EvaluationReport`: the score with its 95% interval (`stats.score_estimate`: Wilson
+when every per-row score is 0 or 1, the bootstrap otherwise), its rows and the data's name and
+digest. The run holds the per-example table (`evaluation/results.json`), the data
+(`data/test.jsonl` and a dataset input), the metrics `test_score`, `test_score_low`,
+`test_score_high`, `test_score_rows` and `model_calls` (requests the version's model sent), the
+tag `promptomatix.interval` (wilson or bootstrap), and tags naming the version;
+`mlflow.genai.evaluate` runs the version's pyfunc model as `predict_fn` with the task type's
+metric module wrapped as a `@scorer`. The metric is the version's final-evaluation metric (its
+tag `eval_metrics`, from the run's `eval_metrics` or its task type's), else the metric its
+validation score was measured with (`record.METRIC_WEIGHTS`: the task type's, or the run's
+`--metric` weights), else, for a version registered before that was recorded, its task type's;
+with several, the first gives `test_score` and each is logged as `test_score.<name>`. The version
+gets the tags `test_score`, `test_score_low`, `test_score_high`, `test_rows`,
 `test_data_digest`, `test_run_id`, `test_data`, `test_metric` and `test_score.<digest>`.
 
 `prepare` does every check (version, data, fields) without writing, so a caller can validate
@@ -31,7 +35,7 @@ import mlflow
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from promptomatix import record
+from promptomatix import record, stats
 from promptomatix.errors import ConfigError, DataError, PromptomatixError, RegistryError
 from promptomatix.failures import record_failure
 from promptomatix.lifecycle import versions
@@ -42,11 +46,13 @@ RESULTS_ARTIFACT = "evaluation/results.json"
 # Tags of an evaluation run: the model version it scored (`models:/name/3`) and the data's digest.
 EVALUATED_MODEL = "promptomatix.evaluated_model"
 DATA_DIGEST = "promptomatix.data_digest"
+INTERVAL_METHOD = "promptomatix.interval"  # how the score's interval was computed: wilson or bootstrap
 
 
 @dataclass(frozen=True)
 class EvaluationReport:
-    """What `evaluate` measured: the mean per-example `metric` over `size` examples."""
+    """What `evaluate` measured: the mean per-example `metric` over `size` examples, with its 95%
+    interval (`estimate`), on data `data_source` (digest `data_digest`)."""
 
     name: str
     version: str
@@ -57,13 +63,19 @@ class EvaluationReport:
     data_source: str
     run_id: str
     rows: tuple[dict, ...]
+    estimate: stats.Estimate
+    calls: int | None = None  # model requests sent while scoring (None: the model does not count them)
 
     @property
     def model_uri(self) -> str:
         return f"models:/{self.name}/{self.version}"
 
     def summary(self) -> str:
-        return (f"{self.model_uri}: {self.metric} {self.score:.4f} on {self.size} examples "
+        """`models:/reviews/1: accuracy 0.7500, 95% interval [0.301, 0.954] (Wilson), n=4 examples
+        (data test.jsonl, digest 1a2b3c4d); run <id>`."""
+        interval = self.estimate
+        return (f"{self.model_uri}: {self.metric} {self.score:.4f}, 95% interval [{interval.low:.3f}, "
+                f"{interval.high:.3f}] ({interval.method.capitalize()}), n={self.size} examples "
                 f"(data {self.data_source}, digest {self.data_digest}); run {self.run_id}")
 
 
@@ -154,20 +166,34 @@ def run(prepared: Prepared, *, show_progress: bool = True) -> EvaluationReport:
         except BaseException as exc:
             record_failure(exc)
             raise
-        mlflow.log_metric("test_score", score)
+        estimate = stats.score_estimate([float(r["score"]) for r in rows])
+        calls = _calls(model)
+        mlflow.log_metrics({"test_score": score, "test_score_low": estimate.low, "test_score_high": estimate.high,
+                            "test_score_rows": estimate.n, **({"model_calls": calls} if calls is not None else {})})
+        mlflow.set_tag(INTERVAL_METHOD, estimate.method)
         if task.name == "classification":  # an answer naming no label is served empty, never guessed
             mlflow.log_metric("unmapped_answers", sum(1 for r in rows if any(
                 r[f"predicted_{f}"] in ("", "None", "nan") for f in prepared.output_fields)))
         _log_data(prepared)
         run_id = active.info.run_id
     client = MlflowClient()
-    for key, value in {record.TEST_SCORE: f"{score:.4f}", record.TEST_DIGEST: prepared.digest,
-                       record.TEST_RUN: run_id, record.TEST_DATA: prepared.source[:500],
-                       record.TEST_METRIC: label,
+    for key, value in {record.TEST_SCORE: f"{score:.4f}", record.TEST_LOW: f"{estimate.low:.4f}",
+                       record.TEST_HIGH: f"{estimate.high:.4f}", record.TEST_ROWS: str(estimate.n),
+                       record.TEST_DIGEST: prepared.digest, record.TEST_RUN: run_id,
+                       record.TEST_DATA: prepared.source[:500], record.TEST_METRIC: label,
                        record.TEST_SCORE_PREFIX + prepared.digest: f"{score:.4f}"}.items():
         client.set_model_version_tag(version.name, str(version.version), key, value)
     return EvaluationReport(version.name, str(version.version), label, score, len(prepared.examples),
-                            prepared.digest, prepared.source, run_id, tuple(rows))
+                            prepared.digest, prepared.source, run_id, tuple(rows), estimate, calls)
+
+
+def _calls(model) -> int | None:
+    """The model requests a loaded promptomatix pyfunc model has sent (its usage meter), or None."""
+    try:
+        meter = getattr(model.unwrap_python_model(), "meter", None)
+    except (AttributeError, MlflowException):
+        return None
+    return meter.snapshot().calls if meter is not None else None
 
 
 def final_metrics(version, task) -> dict:
@@ -193,7 +219,8 @@ def _more_scores(prepared: Prepared, rows: list[dict], metrics: dict) -> None:
     predictions = [{f: str(r[f"predicted_{f}"]) for f in outputs} for r in rows]
     prompt = _prompt_of(prepared.version)
     for label, metric in metrics.items():
-        scored = metric.score_records(predictions, prepared.examples, outputs, prompt=prompt)
+        scored = metric.score_records(predictions, prepared.examples, outputs, prompt=prompt,
+                                      input_fields=prepared.input_fields)
         mlflow.log_metric(f"test_score.{label}", scored.score)
         for row, value in zip(rows, scored.per_example):
             row[f"score.{label}"] = value

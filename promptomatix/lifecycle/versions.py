@@ -3,12 +3,18 @@ prompt version a model version is linked to, the alias history, and the comparis
 
 In: a registered model name (and a version number, alias or `name@ref` string).
 Out: MLflow `ModelVersion` entities, or plain dicts for `compare`. Nothing here writes.
+
+Every score `compare` lists carries its rows, its 95% interval and the data it is on (name and
+digest): the validation score from the version's optimization run (its metrics
+`optimized_score_low/high/rows` and its `valid` dataset input), the test score from the tags
+`evaluate` writes. Scores of one kind on different data are marked not comparable.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from datetime import datetime, timezone
 
 from mlflow import MlflowClient
@@ -17,6 +23,7 @@ from mlflow.exceptions import MlflowException
 from promptomatix import record
 from promptomatix.errors import RegistryError
 from promptomatix.registry import PROMPT_SUFFIX, model_exists, prompt_name_for
+from promptomatix.tracking import PARAM_PREFIX
 
 # Registered-model tag holding the versions that held an alias, oldest first (JSON list).
 HISTORY_PREFIX = "alias_history."
@@ -157,40 +164,134 @@ def test_scores(version) -> dict[str, float]:
 def valid_digest(version) -> str | None:
     """Digest of the validation set the version's optimization run scored it on (its `valid`
     dataset input), or None when the run or the input is gone."""
-    dataset = _valid_dataset(version)
+    dataset = _valid_dataset(run_of(version))
     return dataset.digest if dataset is not None else None
 
 
 def valid_rows(version) -> int | None:
     """How many rows the version's validation set has (the `valid` dataset input's profile), or
     None when the run, the input or its profile is gone."""
-    dataset = _valid_dataset(version)
+    return _profile_rows(_valid_dataset(run_of(version)))
+
+
+def _profile_rows(dataset) -> int | None:
+    """`num_rows` of a dataset entity's profile, or None."""
     try:
         return int(json.loads(dataset.profile)["num_rows"]) if dataset is not None and dataset.profile else None
     except (ValueError, TypeError, KeyError):
         return None
 
 
-def _valid_dataset(version):
-    """The `valid` dataset (an mlflow Dataset entity) of the version's optimization run, or None."""
-    if not version.run_id:
+def run_of(version):
+    """The version's optimization run (an mlflow Run), or None when it has none or it is gone."""
+    return _get_run(version.run_id)
+
+
+def _get_run(run_id: str | None):
+    if not run_id:
         return None
     try:
-        run = MlflowClient().get_run(version.run_id)
+        return MlflowClient().get_run(run_id)
     except MlflowException:
         return None
-    for item in run.inputs.dataset_inputs if run.inputs else ():
+
+
+def _valid_dataset(run):
+    """The `valid` dataset (an mlflow Dataset entity) of an optimization run, or None."""
+    for item in run.inputs.dataset_inputs if run is not None and run.inputs else ():
         if item.dataset.name == record.VALID:
             return item.dataset
     return None
 
 
+# Metrics of the optimization run: the registered score's 95% interval and rows (written by `api`).
+_MAX_HOPS = 5  # parent runs followed to find where inherited data came from
+_HELD_OUT = " (held-out part)"  # validation rows split off the training file
+# Tags `evaluate` writes on a version with its test score: the 95% interval and the rows.
+
+
+def validation_fields(version) -> dict:
+    """The version's validation score with its interval and rows, and the data it is on:
+    validation_score, validation_score_low/high, validation_rows, validation_data (a file as
+    given, `<file> (held-out part)`, or `synthetic`), validation_data_digest. None where the
+    run or its record is missing (versions registered before intervals were logged)."""
+    run = run_of(version)
+    metrics = run.data.metrics if run is not None else {}
+    dataset = _valid_dataset(run)
+    rows = metrics.get(record.OPTIMIZED_ROWS)
+    return {"validation_score": float_tag(version, record.VALIDATION_SCORE),
+            "validation_score_low": metrics.get(record.OPTIMIZED_LOW),
+            "validation_score_high": metrics.get(record.OPTIMIZED_HIGH),
+            "validation_rows": int(rows) if rows is not None else _profile_rows(dataset),
+            "validation_data": _data_source(run), "validation_data_digest": dataset.digest if dataset else None}
+
+
+def _data_source(run, hops: int = _MAX_HOPS) -> str | None:
+    """Where an optimization run's validation rows came from: its `--valid-data` file, part of its
+    `--train-data` file, synthetic rows, or (a run started from a version or resumed) its parent's."""
+    if run is None:
+        return None
+    params, tags = run.data.params, run.data.tags
+    if params.get(PARAM_PREFIX + "valid_data"):
+        return params[PARAM_PREFIX + "valid_data"]
+    if params.get(PARAM_PREFIX + "train_data"):
+        return params[PARAM_PREFIX + "train_data"] + _HELD_OUT
+    if record.SYNTHETIC_ACCEPTED in run.data.metrics:
+        return "synthetic"
+    parent = tags.get(record.PARENT_RUN) or tags.get(record.RESUMED_FROM)
+    return _data_source(_get_run(parent), hops - 1) if parent and hops > 0 else None
+
+
+def evaluation_fields(version) -> dict:
+    """The version's latest test score (from `evaluate`) with its interval and rows, and the data
+    it is on: test_score, test_score_low/high, test_rows, test_data (the file as given),
+    test_data_digest. None where not recorded (never evaluated, or before intervals were)."""
+    tags = version.tags or {}
+    rows = float_tag(version, record.TEST_ROWS)
+    return {"test_score": float_tag(version, record.TEST_SCORE),
+            "test_score_low": float_tag(version, record.TEST_LOW), "test_score_high": float_tag(version, record.TEST_HIGH),
+            "test_rows": int(rows) if rows is not None else None,
+            "test_data": tags.get(record.TEST_DATA), "test_data_digest": tags.get(record.TEST_DIGEST)}
+
+
+def data_groups(rows: Sequence[dict], kind: str) -> dict[str, list[str]]:
+    """Data digest -> the versions whose `kind` ("validation" or "test") score is on it, for the
+    rows of `compare` with a score and a known digest; more than one key: not comparable."""
+    groups: dict[str, list[str]] = {}
+    for row in rows:
+        digest = row.get(f"{kind}_data_digest")
+        if row.get(f"{kind}_score") is not None and digest:
+            groups.setdefault(digest, []).append(row["version"])
+    return groups
+
+
+def _mark_comparable(rows: list[dict]) -> list[dict]:
+    """Set `<kind>_comparable` on each row: True when every version's `kind` score is on the same
+    data, False when they are on different data, None when the row has no score or no digest."""
+    for kind in ("validation", "test"):
+        same = len(data_groups(rows, kind)) <= 1
+        for row in rows:
+            known = row[f"{kind}_score"] is not None and row[f"{kind}_data_digest"]
+            row[f"{kind}_comparable"] = same if known else None
+    return rows
+
+
+def data_name(source: str | None) -> str | None:
+    """A data source as a table shows it: a file's name without its folders (`hf:` names and
+    `synthetic` as they are)."""
+    if not source or source.startswith("hf:"):
+        return source
+    path, held_out = (source[:-len(_HELD_OUT)], _HELD_OUT) if source.endswith(_HELD_OUT) else (source, "")
+    return (path.replace("\\", "/").rstrip("/").rpartition("/")[2] or path) + held_out
+
+
 def compare(name: str) -> list[dict]:
     """One dict per version of `name`, oldest first: version, parent_version (the version it was
-    optimized from, or None), aliases, validation_score, metric (what the validation score was
-    measured with; None for a version registered before it was recorded),
-    test_score (latest evaluation, or None), test_data_digest, prompt_words, cost, backend,
-    task_type, run_id, created (ISO 8601, UTC). Scores and cost are floats or None."""
+    optimized from, or None), aliases, metric (what the validation score was measured with; None
+    for a version registered before it was recorded), the fields of `validation_fields` and
+    `evaluation_fields` (each score with its 95% interval, rows and data) with `validation_comparable`
+    and `test_comparable` (see `_mark_comparable`), prompt_words, cost, backend, task_type,
+    run_id, created (ISO 8601, UTC). Scores and cost are floats or None."""
     model = get_model(name)
     by_version: dict[str, list[str]] = {}
     for alias, number in (model.aliases or {}).items():
@@ -202,10 +303,9 @@ def compare(name: str) -> list[dict]:
             "version": str(version.version),
             "parent_version": tags.get(record.PARENT_VERSION_TAG),
             "aliases": sorted(by_version.get(str(version.version), [])),
-            "validation_score": float_tag(version, record.VALIDATION_SCORE),
             "metric": tags.get(record.METRIC),
-            "test_score": float_tag(version, record.TEST_SCORE),
-            "test_data_digest": tags.get(record.TEST_DIGEST),
+            **validation_fields(version),
+            **evaluation_fields(version),
             "prompt_words": _prompt_words(tags.get(record.PROMPT_URI, "")),
             "cost": float_tag(version, record.COST),
             "backend": tags.get(record.BACKEND),
@@ -214,7 +314,7 @@ def compare(name: str) -> list[dict]:
             "created": datetime.fromtimestamp(version.creation_timestamp / 1000, timezone.utc)
             .isoformat(timespec="seconds"),
         })
-    return rows
+    return _mark_comparable(rows)
 
 
 def all_versions(name: str) -> list:

@@ -10,6 +10,7 @@ from mlflow import MlflowClient
 from conftest import one_error_line
 from lifecycle_fixtures import invoke, registry_state, rows, write_jsonl
 
+from promptomatix import stats
 from promptomatix.errors import LLMError
 from promptomatix.lifecycle import EvaluationReport, evaluate
 
@@ -23,11 +24,16 @@ def test_evaluate_scores_a_version_in_a_new_run_linked_both_ways(make_versions, 
     assert result.exit_code == 0, result.output
     version = client.get_model_version("reviews", "1")
     run_id = version.tags["test_run_id"]
-    assert result.stdout.strip() == (f"models:/reviews/1: accuracy 0.7500 on 4 examples (data {files['test']}, "
+    interval = stats.wilson(3, 4)  # right/wrong rows: Wilson's interval
+    assert result.stdout.strip() == (f"models:/reviews/1: accuracy 0.7500, 95% interval [{interval.low:.3f}, "
+                                     f"{interval.high:.3f}] (Wilson), n=4 examples (data {files['test']}, "
                                      f"digest {version.tags['test_data_digest']}); run {run_id}")
-    # the version side: score, digest, run, metric, and the score kept per data digest
+    assert "[0.301, 0.954]" in result.stdout
+    # the version side: score with its interval and rows, digest, run, metric, and the score kept per digest
     digest = version.tags["test_data_digest"]
     assert version.tags["test_score"] == "0.7500" and version.tags[f"test_score.{digest}"] == "0.7500"
+    assert (version.tags["test_score_low"], version.tags["test_score_high"], version.tags["test_rows"]) == (
+        f"{interval.low:.4f}", f"{interval.high:.4f}", "4")
     assert version.tags["test_metric"] == "accuracy" and version.tags["test_data"] == files["test"]
     # the run side: a new run next to the optimization run, tagged with the version
     run = client.get_run(run_id)
@@ -37,6 +43,10 @@ def test_evaluate_scores_a_version_in_a_new_run_linked_both_ways(make_versions, 
     assert run.data.tags["promptomatix.data_digest"] == digest
     assert run.data.tags["mlflow.runType"] == "genai_evaluate"  # it went through mlflow.genai.evaluate
     assert run.data.metrics["test_score"] == 0.75 and run.data.metrics["accuracy/mean"] == 0.75
+    assert (run.data.metrics["test_score_low"], run.data.metrics["test_score_high"],
+            run.data.metrics["test_score_rows"]) == pytest.approx((interval.low, interval.high, 4))
+    assert run.data.tags["promptomatix.interval"] == "wilson"
+    assert run.data.metrics["model_calls"] == 4  # one request per row, as the version's model counted them
     assert ("test", digest) in {(d.dataset.name, d.dataset.digest) for d in run.inputs.dataset_inputs}
     # per-example results as a table artifact, and one trace per example
     table = client.load_table(run.info.experiment_id, "evaluation/results.json", run_ids=[run_id])
@@ -64,6 +74,13 @@ def test_evaluate_scores_with_the_metric_the_version_was_optimized_with(make_ver
     expected = [str(r["expected_sentiment"]) for r in weighted.rows]
     brevity = Metric("brevity", "brevity").score(predicted, expected).score
     assert weighted.metric == "weighted" and weighted.score == pytest.approx(0.7 * 0.75 + 0.3 * brevity)
+    # per-row scores between 0 and 1: a bootstrap interval, said so in the summary and on the run
+    per_row = [float(r["score"]) for r in weighted.rows]
+    assert any(0 < v < 1 for v in per_row)
+    assert weighted.estimate == stats.bootstrap(per_row) and weighted.estimate.method == "bootstrap"
+    assert f"[{weighted.estimate.low:.3f}, {weighted.estimate.high:.3f}] (Bootstrap), n=4 examples" in \
+        weighted.summary()
+    assert client.get_run(weighted.run_id).data.tags["promptomatix.interval"] == "bootstrap"
     assert client.get_model_version("reviews", "1").tags["test_metric"] == "weighted"
     assert weighted.score != pytest.approx(0.75)
 
@@ -77,6 +94,7 @@ def test_evaluate_by_alias_and_through_the_python_api(make_versions, files):
     report = evaluate("reviews@champion", files["test"], show_progress=False)
     assert isinstance(report, EvaluationReport)
     assert (report.name, report.version, report.metric, report.score, report.size) == ("reviews", "2", "accuracy", 1.0, 4)
+    assert report.estimate == stats.wilson(4, 4)
     assert [r["score"] for r in report.rows] == [1.0] * 4
     # a second data set keeps the first one's score under its digest
     other = write_jsonl(files_dir(files) / "more.jsonl", rows(2, count=2))
