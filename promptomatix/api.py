@@ -37,7 +37,7 @@ from promptomatix.models.cache import default_cache
 from promptomatix.models.lm import LM, check_model, context_tokens
 from promptomatix.models.usage import Usage, UsageMeter
 from promptomatix.options import call_with_options
-from promptomatix.planning import Plan, data_size, too_few_rows, upfront_note, validation_rows
+from promptomatix.planning import Plan, check_calls, data_size, too_few_rows, upfront_note, validation_rows
 from promptomatix.planning import plan as plan_calls
 from promptomatix.prompts import Prompt
 from promptomatix.scoring import Objective, build_metric, eval_metrics, prompt_words
@@ -212,11 +212,13 @@ def plan(config: OptimizationConfig | None = None, *, config_from: str | None = 
     config = preflight.checked(_merged(config, options, None, config_from))
     if config.train_data:
         rows = data.sample(load_examples(config.train_data, config.field_map), config.seed)
-        if config.valid_data:
-            train, valid = rows, data.sample(load_examples(config.valid_data, config.field_map), config.seed)
-        else:
-            train, valid = data.split(rows, config.train_ratio, config.seed)
-        return plan_calls(config, valid_size=len(valid), train_size=len(train))
+        valid = data.sample(load_examples(config.valid_data, config.field_map), config.seed) \
+            if config.valid_data else None
+        check = min(data.check_count(len(rows) + len(valid or ()), config.check_rows), max(0, len(rows) - 2))
+        rows = rows[check:]  # as many as `_user_split` holds out
+        if valid is None:
+            rows, valid = data.split(rows, config.train_ratio, config.seed)
+        return plan_calls(config, valid_size=len(valid), train_size=len(rows), check=check)
     return plan_calls(config, classification=config.task_type in (None, "classification"))
 
 
@@ -355,15 +357,17 @@ def _run(job: _Job, run, tracer: RunTracer | None) -> OptimizationResult:
     started = time.monotonic()
     models = _Models.open(job.config, tracer)
     _record_start(job)
-    reading, evaluator, train, valid = _prepare_data(job, models)
+    reading, evaluator, train, valid, check = _prepare_data(job, models)
     few = too_few_rows(len(valid))
     if few:  # said before the search spends its calls, and again on the result
         log.warning("%s", few)
     task = _build_task(job, models, reading.spec, evaluator, train, valid)
     events = _events(job, models.meter)
     events.on_optimization_start(task)
-    with _spent_before("the starting prompt was scored"):  # later, a backend keeps its best so far
+    # The check's calls are kept back from the search, so that the budget pays for it at the end.
+    with _spent_before("the starting prompt was scored"), models.meter.reserved(check_calls(len(check))):
         outcome = _optimize(job, task, events)
+    checked = _check(task, outcome, check)
     final = _record_outcome(job, task, outcome)
     usage = models.meter.snapshot()
     seconds = time.monotonic() - started
@@ -377,7 +381,9 @@ def _run(job: _Job, run, tracer: RunTracer | None) -> OptimizationResult:
     if doubts:  # on the run and the registered version, where a person reads the result
         mlflow.set_tag(record.RUN_DOUBTS, "; ".join(doubts)[:5000])
         change = f"{change}. Check the task as it was read: {'; '.join(doubts)}"
-    if few:
+    if checked is not None:
+        change = f"{change}; on {checked.n} held-out rows the search never saw: {stats.describe(checked)}"
+    elif few:
         change = f"{change}. Beware: {few}"
     answers = _check_answers(task, outcome)
     refused = _copy_refusal(answers)
@@ -398,11 +404,33 @@ def _run(job: _Job, run, tracer: RunTracer | None) -> OptimizationResult:
                "optimized_interval": interval,
                "synthetic": not job.config.train_data and not job.head.data,
                "change_summary": change, "max_calls": job.config.max_calls,
-               "degenerate": answers.degenerate.describe(), "not_registered": refused,
+               "degenerate": answers.degenerate.describe(), "not_registered": refused, "held_out": checked,
                "answer_words": answers.answer_words, "reference_words": answers.reference_words},
     )
     events.on_optimization_end(result)
     return result
+
+
+def _check(task: OptimizationTask, outcome: Outcome, rows: list[Example]) -> stats.Comparison | None:
+    """The starting prompt and the winner scored on `rows`, the user's rows the search never saw,
+    and compared row by row (`stats.compare`), logged as `check_*` metrics. The winner was chosen
+    on the validation rows, so its score there is biased upward; this one is not. None without
+    such rows, or when a budget other than the calls (kept for it) is spent."""
+    if not rows:
+        return None
+    start, best = task.start, outcome.best.prompt
+    try:
+        initial, final = task.evaluator.evaluate_many([start, best], rows, desc="scoring the held-out check rows")
+    except BudgetExhausted as exc:
+        log.warning("no check on the held-out rows: %s", exc)
+        return None
+    checked = stats.compare(initial.per_example, final.per_example)
+    mlflow.log_metrics({"check_rows": checked.n, "check_initial_score": initial.score, "check_score": final.score,
+                        "check_score_low": checked.b.low, "check_score_high": checked.b.high,
+                        "check_gain": checked.difference.value, "check_gain_low": checked.difference.low,
+                        "check_gain_high": checked.difference.high, "check_p_value": checked.p_value})
+    log.info("on %d held-out rows the search never saw: %s", checked.n, stats.describe(checked))
+    return checked
 
 
 @dataclass(frozen=True)
@@ -456,24 +484,27 @@ def _record_start(job: _Job) -> None:
             mlflow.set_tag(record.FEEDBACK_USED, ",".join(f.id for f in origin.feedback))
 
 
-def _prepare_data(job: _Job, models: _Models) -> tuple[Reading, Evaluator, list[Example], list[Example]]:
+def _prepare_data(job: _Job, models: _Models) -> tuple[Reading, Evaluator, list[Example], list[Example],
+                                                       list[Example]]:
     """The task as read (by intake, or where the run starts from), said before any other call,
     the evaluator, and the train and validation examples (the user's, those of the start, or
-    synthetic), all logged."""
+    synthetic) and the user's rows held out for the check at the end (`_check`), all logged."""
     config, head = job.config, job.head
     reading = _reading(job, models)
     spec = reading.spec
     train = valid = None
+    check: list[Example] = []
     if job.user_data:
-        train, valid = _user_split(spec, job.user_data, job.valid_data, config)
-        train, valid = _held_out(train, valid, config, models.meter.remaining_calls(),
+        train, valid, check = _user_split(spec, job.user_data, job.valid_data, config)
+        left = models.meter.remaining_calls()
+        train, valid = _held_out(train, valid, config, None if left is None else left - check_calls(len(check)),
                                  spec.output_fields[0] if spec.task_type == "classification" else None)
         reading = _data_labels(reading, train + valid, config.train_data)
         spec = reading.spec
     announce(reading)
     steps = DataSteps(config.data_steps, spec, options=config.plugin_options)
     if job.user_data and steps:
-        train, valid = steps.apply(train, "train"), steps.apply(valid, "valid")
+        train, valid, check = steps.apply(train, "train"), steps.apply(valid, "valid"), steps.apply(check, "check")
     mlflow.log_dict(record.spec_to_dict(spec), record.SPEC_ARTIFACT)
     mlflow.log_dict(reading_to_dict(reading), record.READING_ARTIFACT)
     mlflow.set_tags({record.RUN_TASK_TYPE: spec.task_type, record.RUN_BACKEND: config.backend})
@@ -490,7 +521,9 @@ def _prepare_data(job: _Job, models: _Models) -> tuple[Reading, Evaluator, list[
         valid = data.interleaved(valid, spec.output_fields[0])
     log_examples(train, record.TRAIN, "training")
     log_examples(valid, record.VALID, "validation")
-    return reading, evaluator, train, valid
+    if check:
+        log_examples(check, record.CHECK, "testing")
+    return reading, evaluator, train, valid, check
 
 
 def _reading(job: _Job, models: _Models) -> Reading:
@@ -721,15 +754,20 @@ def _log_rejections(steps: DataSteps) -> None:
 
 
 def _user_split(spec: TaskSpec, user_data: list[Example], valid_data: list[Example] | None,
-                config: OptimizationConfig) -> tuple[list[Example], list[Example]]:
+                config: OptimizationConfig) -> tuple[list[Example], list[Example], list[Example]]:
+    """The user's train, validation and held-out check rows (`data.check_count`, taken from the
+    training file)."""
     train = check_fields(_sampled(user_data, config.train_data, config.seed), spec.fields, config.train_data)
-    if valid_data is not None:
-        return train, check_fields(_sampled(valid_data, config.valid_data, config.seed), spec.fields,
-                                   config.valid_data)
+    valid = None if valid_data is None else check_fields(_sampled(valid_data, config.valid_data, config.seed),
+                                                         spec.fields, config.valid_data)
+    count = min(data.check_count(len(train) + len(valid or ()), config.check_rows), max(0, len(train) - 2))
+    train, check = data.check_split(train, count, config.seed)
+    if valid is not None:
+        return train, valid, check
     if len(train) < 2:
         raise DataError(f"{config.train_data}: one example cannot be split into train and validation; "
                         f"add examples or pass --valid-data")
-    return data.split(train, config.train_ratio, config.seed)
+    return *data.split(train, config.train_ratio, config.seed), check
 
 
 def _held_out(train: list[Example], valid: list[Example], config: OptimizationConfig, calls_left: int | None,

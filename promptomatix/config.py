@@ -139,6 +139,9 @@ class OptimizationConfig:
     train_data: str | None = _option(None, "Your data: .csv, .tsv, .jsonl, .json, a saved `datasets` folder or "
                                            "hf:NAME[:SPLIT].")
     valid_data: str | None = _option(None, "Validation data (default: split from --train-data).")
+    check_rows: int | None = _option(None, "Rows of --train-data held out from the search and scored once at the "
+                                           "end, start and winner paired (default: a fifth, 10-100, from 40 rows "
+                                           "of data on; 0: none).")
     field_map: dict[str, str] = _option(dict, "Rename a data column to a field (repeatable).", metavar="COLUMN=FIELD")
     iterations: int | None = _option(None, "Optimization rounds (overrides --search).")
     candidates: int | None = _option(None, "New prompts per round (overrides --search).")
@@ -185,6 +188,8 @@ class OptimizationConfig:
             value = getattr(self, key)
             if value is not None and value > limit:
                 raise ConfigError(f"{key.replace('_', ' ')} is {value}; the limit is {limit}")
+        if self.check_rows is not None and self.check_rows < 0:
+            raise ConfigError(f"check rows must be 0 or more, got {self.check_rows}")
         if not 0.0 < self.train_ratio < 1.0:
             raise ConfigError(f"train ratio must be strictly between 0 and 1, got {self.train_ratio}")
         if self.name is not None and not _NAME_RE.match(self.name):

@@ -51,6 +51,12 @@ def validation_rows(config: OptimizationConfig, valid_size: int, train_size: int
     return held_out_count(valid_size, train_size, config.num_demos, wanted)
 
 
+def check_calls(rows: int) -> int:
+    """Model calls of the check on `rows` held-out rows: the starting prompt's answers and the
+    winner's (`data.check_count`)."""
+    return 2 * rows
+
+
 @dataclass(frozen=True)
 class Plan:
     """Planned model calls, step by step (at most), and the budget that bounds them all."""
@@ -101,10 +107,10 @@ def upfront_note(config: OptimizationConfig) -> str | None:
 
 
 def plan(config: OptimizationConfig, *, valid_size: int | None = None, train_size: int = 0, labels: int = 2,
-         classification: bool = True) -> Plan:
+         classification: bool = True, check: int = 0) -> Plan:
     """The calls `config` plans for. `valid_size` and `train_size` are the validation and training
-    sets of the user's data (None: synthetic data); `labels`/`classification` say what intake is
-    expected to find."""
+    sets of the user's data (None: synthetic data), `check` its rows held out for the check at the
+    end (`data.check_count`); `labels`/`classification` say what intake is expected to find."""
     # a JSON answer and its retries; and the type's choice, for a model that scores options
     steps: list[tuple[str, int]] = [("intake (reading the task)", 5)]
     synthetic = valid_size is None
@@ -119,7 +125,7 @@ def plan(config: OptimizationConfig, *, valid_size: int | None = None, train_siz
             steps += [(f"writing {size} synthetic examples", math.ceil(size / config.batch_size) * 3),
                       (f"scoring the starting prompt on {valid_size} examples", valid_size)]
     else:
-        left = None if config.max_calls is None else config.max_calls - sum(c for _, c in steps)
+        left = None if config.max_calls is None else config.max_calls - sum(c for _, c in steps) - check_calls(check)
         held = validation_rows(config, valid_size, train_size, left)
         valid_size, train_size = valid_size + held, train_size - held
         if config.backend == "meta_prompt" and config.max_calls is not None:  # as the backend narrows it
@@ -129,7 +135,8 @@ def plan(config: OptimizationConfig, *, valid_size: int | None = None, train_siz
         per_prompt = len(CONTENT_FREE) if classification and calibrates_from_content_free(not synthetic) else 0
         race = race_cost(config.candidates, valid_size, per_prompt) + max(1, config.candidates // 4)
         what, calls = f"search: {config.iterations} iterations x {config.candidates} candidates", race * config.iterations
-        left = None if config.max_calls is None else max(0, config.max_calls - sum(c for _, c in steps))
+        left = None if config.max_calls is None else max(0, config.max_calls - sum(c for _, c in steps)
+                                                         - check_calls(check))
         if left is not None and left < calls:
             what, calls = f"{what} (as far as the {left} calls left go)", left
         steps.append((what, calls))
@@ -138,7 +145,10 @@ def plan(config: OptimizationConfig, *, valid_size: int | None = None, train_siz
             steps.append(("calibrating the winner on the training examples not among its demos",
                           train_size if after is None else min(after, train_size)))
     else:
-        steps.append((f"search: DSPy's {config.optimizer} (stopped by the budget)", config.max_calls or 0))
+        steps.append((f"search: DSPy's {config.optimizer} (stopped by the budget)",
+                      max(0, (config.max_calls or 0) - check_calls(check))))
+    if check:
+        steps.append((f"the check: starting prompt and winner on {check} held-out rows", check_calls(check)))
     return Plan(tuple(steps), config, valid_size)
 
 

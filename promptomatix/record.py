@@ -42,6 +42,7 @@ CANDIDATES_TABLE = "candidates.json"  # the candidate table (`mlflow.log_table`)
 # its test examples (`lifecycle.evaluation.RESULTS_ARTIFACT`): inputs, expected, produced, score.
 VALID_RESULTS_TABLE = "evaluation/valid_results.json"
 TRAIN, VALID = "train", "valid"  # the data sets' names: artifact, dataset input
+CHECK = "check"  # the user's rows held out from the search, scored once at the end (`data.check_count`)
 
 
 def data_artifact(name: str) -> str:

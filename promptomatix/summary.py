@@ -32,6 +32,12 @@ def summary(result) -> str:
         mine = " (synthetic rows: the gain is measured on the model's own examples)" if result.extra.get("synthetic") \
             else ""
         lines.append(f"interval:        optimized {interval} (95%){mine}")
+    held_out = result.extra.get("held_out")
+    if held_out is not None:  # a stats.Comparison: the start and the winner on rows the search never saw
+        from promptomatix.stats import describe
+
+        lines.append(f"held-out rows:   {describe(held_out)}, on {held_out.n} rows the search never saw "
+                     f"(validation: {result.optimized_score - result.initial_score:+.3f})")
     lines += [f"check:           {doubt}" for doubt in result.extra.get("doubts", ())]
     if result.extra.get("too_few_rows"):
         lines.append(f"beware:          {result.extra['too_few_rows']}")

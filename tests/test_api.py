@@ -257,14 +257,15 @@ def test_a_plan_counts_the_calls_and_makes_none(tracking, scripted, tmp_path):
     path = tmp_path / "reviews.jsonl"
     path.write_text("".join(json.dumps({"review": f"film {i}", "sentiment": "positive" if i % 2 else "negative"}) + "\n"
                             for i in range(40)))
+    # (no held-out check: tests/test_check.py)
     with_data = promptomatix.plan(raw_input="Classify", model=FAKE_MODEL, train_data=str(path), max_calls=100,
-                                  output_fields=["sentiment"])
+                                  output_fields=["sentiment"], check_rows=0)
     # 20 validation rows of the 50/50 split, and 4 training rows held out to bring it towards 25
     # (16 kept, two demo sets' worth)
     assert "scoring the starting prompt on 24 examples" in str(with_data) and "budget: 100 calls" in str(with_data)
     # with calls to spare, the winner's calibration is read again on the 16 training rows left
     roomy = promptomatix.plan(raw_input="Classify", model=FAKE_MODEL, train_data=str(path), max_calls=1000,
-                              output_fields=["sentiment"])
+                              output_fields=["sentiment"], check_rows=0)
     assert ("calibrating the winner on the training examples not among its demos", 16) in roomy.steps
     assert scripted.calls == []
 
@@ -275,7 +276,7 @@ def test_a_validation_set_too_small_to_choose_by_is_topped_up_from_training(trac
     train, valid = tmp_path / "train.jsonl", tmp_path / "valid.jsonl"
     train.write_text("".join(json.dumps(r) + "\n" for r in rows[:40]))
     valid.write_text("".join(json.dumps(r) + "\n" for r in rows[40:]))
-    options = dict(train_data=str(train), valid_data=str(valid), iterations=1)
+    options = dict(train_data=str(train), valid_data=str(valid), iterations=1, check_rows=0)  # no held-out check
     planned = promptomatix.plan(**{**dict(raw_input="Classify", model=FAKE_MODEL, output_fields=["sentiment"]),
                                    **options})
     assert "scoring the starting prompt on 25 examples" in str(planned)

@@ -15,6 +15,33 @@ from promptomatix.spec import Example
 CHOOSING_ROWS = 25
 
 
+# A check on rows the search never saw (`check_count`): from this many of the user's rows on, a
+# fifth of them (10 to 100) is held out from the search and scored once at the end, start and
+# winner on the same rows. The winner is chosen on the validation rows, so its score there is
+# biased upward; on fewer rows the check would cost the search more than it tells.
+CHECK_FROM_ROWS = 40
+CHECK_SHARE = 0.2
+CHECK_MIN, CHECK_MAX = 10, 100
+
+
+def check_count(rows: int, wanted: int | None = None) -> int:
+    """Rows of the user's `rows` to hold out for the end-of-run check: `wanted` when given (0:
+    none; never so many that fewer than four are left), else `CHECK_SHARE` of them within
+    `CHECK_MIN`..`CHECK_MAX` from `CHECK_FROM_ROWS` rows on, and none below."""
+    if wanted is not None:
+        return max(0, min(wanted, rows - 4))
+    if rows < CHECK_FROM_ROWS:
+        return 0
+    return min(CHECK_MAX, max(CHECK_MIN, round(rows * CHECK_SHARE)))
+
+
+def check_split(examples: Sequence[Example], count: int, seed: int) -> tuple[list[Example], list[Example]]:
+    """`examples` without `count` of them (a choice seeded by `seed`), and those `count`, each
+    part in the order of `examples`."""
+    chosen = set(random.Random(seed).sample(range(len(examples)), count)) if count > 0 else set()
+    return ([e for i, e in enumerate(examples) if i not in chosen], [e for i, e in enumerate(examples) if i in chosen])
+
+
 def held_out_count(valid_size: int, train_size: int, num_demos: int, wanted: int = CHOOSING_ROWS) -> int:
     """Training examples to move into a validation set of `valid_size` rows so that it has
     `wanted`, keeping at least two demo sets' worth (`2 * num_demos`, at least 8, at most 16)

@@ -3,6 +3,7 @@ answers that named no label) and holding an optimization to its budget."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from dataclasses import dataclass, fields
@@ -57,14 +58,16 @@ class UsageMeter:
         self._clock = clock
         self._started = clock()
         self._taken = 0
+        self._reserved = 0  # calls kept back from the current block (`reserved`)
         self.stopped_by: str | None = None
 
     def take(self) -> None:
         """A permit for one model request, or `BudgetExhausted` naming the limit reached."""
         with self._lock:
             limits = self.limits
-            if limits.calls is not None and self._taken >= limits.calls:
-                self._stop("max_calls", f"the budget of {limits.calls} model calls is spent")
+            if limits.calls is not None and self._taken >= limits.calls - self._reserved:
+                kept = f" ({self._reserved} kept for a later step)" if self._reserved else ""
+                self._stop("max_calls", f"the budget of {limits.calls} model calls is spent{kept}")
             if limits.cost is not None and self._usage.cost >= limits.cost:
                 self._stop("max_cost", f"the budget of ${limits.cost:g} is spent (${self._usage.cost:.4f})")
             if limits.seconds is not None and self._clock() - self._started >= limits.seconds:
@@ -81,10 +84,22 @@ class UsageMeter:
         with self._lock:
             self._stop(limit, message)
 
+    @contextlib.contextmanager
+    def reserved(self, calls: int):
+        """A block in which `calls` of the call budget are kept back: a step after it (the
+        held-out check) is paid for whatever the block spends."""
+        with self._lock:
+            self._reserved += calls
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._reserved -= calls
+
     def remaining_calls(self) -> int | None:
         """Permits left under `limits.calls` (None: no call limit)."""
         with self._lock:
-            return None if self.limits.calls is None else max(0, self.limits.calls - self._taken)
+            return None if self.limits.calls is None else max(0, self.limits.calls - self._reserved - self._taken)
 
     def add(self, **counts) -> None:
         with self._lock:
