@@ -376,7 +376,8 @@ def _run(job: _Job, run, tracer: RunTracer | None) -> OptimizationResult:
     _record_totals(outcome, interval, usage, seconds, stopped_by)
     best, start = outcome.best, task.start
     change = tracking.describe_change(start, best.prompt, outcome.initial_score, best.score, len(task.valid),
-                                      parent=job.head.origin.version if job.head.origin else None)
+                                      parent=job.head.origin.version if job.head.origin else None,
+                                      interval=(interval.low, interval.high))
     doubts = (*reading.doubts, *answer_doubts(task.spec, best.evaluation.unmapped, len(best.evaluation.per_example)))
     if doubts:  # on the run and the registered version, where a person reads the result
         mlflow.set_tag(record.RUN_DOUBTS, "; ".join(doubts)[:5000])
@@ -390,7 +391,7 @@ def _run(job: _Job, run, tracer: RunTracer | None) -> OptimizationResult:
     if refused:  # never a registered prompt that answers by returning its input
         log.warning("%s", refused)
         mlflow.set_tag(record.NOT_REGISTERED, refused)
-    registered = _register(job, run, task, outcome, usage, change, final) \
+    registered = _register(job, run, task, outcome, usage, change, final, interval) \
         if job.config.register and not refused else None
     result = OptimizationResult(
         prompt=best.prompt.template, initial_prompt=start.template, initial_score=outcome.initial_score,
@@ -409,6 +410,14 @@ def _run(job: _Job, run, tracer: RunTracer | None) -> OptimizationResult:
     )
     events.on_optimization_end(result)
     return result
+
+
+def _validation_source(config: OptimizationConfig) -> str:
+    """What the validation rows are, as a person reads it: the validation file, the training
+    file's split part, or synthetic (the model's own examples)."""
+    if config.valid_data:
+        return config.valid_data
+    return f"{config.train_data} (split)" if config.train_data else "synthetic"
 
 
 def _check(task: OptimizationTask, outcome: Outcome, rows: list[Example]) -> stats.Comparison | None:
@@ -575,7 +584,8 @@ def _evaluator(config: OptimizationConfig, spec: TaskSpec, task_lm: LM, show_pro
     bound): SST-2, three runs, 12 prompts, 150 rows: 0.852 / 0.823 / 0.878 / 0.896; AG News, one
     run, 4 prompts, 100 rows: 0.362 / 0.585 / 0.595 / 0.652."""
     task_type = get_task_type(spec.task_type)
-    metric = build_metric(task_type.metric, task_type.score_key, config.metric_weights, config.plugin_options)
+    metric = build_metric(task_type.metric, task_type.score_key, config.metric_weights, config.plugin_options,
+                          judge_model=config.judge_model or config.optimizer_model.model)
     return Evaluator(task_lm, metric, num_threads=config.num_threads, show_progress=show_progress,
                      synthetic=not config.train_data)
 
@@ -649,7 +659,7 @@ def _record_totals(outcome: Outcome, interval: stats.Estimate, usage: Usage, sec
 
 
 def _register(job: _Job, run, task: OptimizationTask, outcome: Outcome, usage: Usage, change: str,
-              final: dict[str, float]) -> registry.Registered:
+              final: dict[str, float], interval: stats.Estimate) -> registry.Registered:
     """The best prompt in both registries, tagged with what it was scored on and with; the
     feedback it was given, resolved by it."""
     config, origin, best = job.config, job.head.origin, outcome.best
@@ -661,6 +671,7 @@ def _register(job: _Job, run, task: OptimizationTask, outcome: Outcome, usage: U
             task_type=task.spec.task_type, cost=usage.cost, tokens=usage.tokens,
             metric=record.metric_weights(task.metric.weights),
             eval_metrics=tuple(config.eval_metrics or task_type.eval_metrics) if final else (),
+            interval=(interval.low, interval.high, interval.n), data=_validation_source(config),
             parent_version=origin.version if origin else None, parent_run_id=origin.run_id if origin else None),
     )
     mlflow.set_tags({record.RUN_MODEL_URI: registered.model_uri, record.RUN_PROMPT_URI: registered.prompt_uri})

@@ -85,6 +85,9 @@ FEEDBACK_USED = "promptomatix.feedback_used"
 # --- tags of a registered version (model version; the prompt version gets the same) ----------------
 RUN_ID = "run_id"
 VALIDATION_SCORE = "validation_score"
+# Its 95% interval, rows and data (a file, a file's split part, or "synthetic").
+VALIDATION_LOW, VALIDATION_HIGH = "validation_score_low", "validation_score_high"
+VALIDATION_ROWS, VALIDATION_DATA = "validation_rows", "validation_data"
 INITIAL_SCORE = "initial_score"
 BACKEND = "backend"
 TASK_TYPE = "task_type"
@@ -112,9 +115,11 @@ TEST_SCORE_PREFIX = "test_score."  # + data digest: one score per data set a ver
 
 def version_tags(*, run_id: str, score: float, initial_score: float, backend: str, task_type: str, cost: float,
                  tokens: int, metric: Mapping[str, float], eval_metrics: tuple[str, ...] = (),
-                 parent_version: str | None = None, parent_run_id: str | None = None) -> dict[str, str]:
+                 parent_version: str | None = None, parent_run_id: str | None = None,
+                 interval: tuple[float, float, int] | None = None, data: str = "") -> dict[str, str]:
     """The tags a registered version carries (model version and prompt version alike); `metric`
-    is what the scores were measured with (`metric_weights`)."""
+    is what the scores were measured with (`metric_weights`), `interval` the validation score's
+    95% interval and rows (low, high, n), `data` the validation data's name."""
     tags = {RUN_ID: run_id, VALIDATION_SCORE: f"{score:.4f}", INITIAL_SCORE: f"{initial_score:.4f}",
             BACKEND: backend, TASK_TYPE: task_type, COST: f"{cost:.6f}", TOKENS: str(tokens),
             METRIC: metric_label(metric), METRIC_WEIGHTS: json.dumps(dict(metric), sort_keys=True)}
@@ -122,6 +127,11 @@ def version_tags(*, run_id: str, score: float, initial_score: float, backend: st
         tags |= {PARENT_VERSION_TAG: parent_version, PARENT_RUN_ID_TAG: parent_run_id or ""}
     if eval_metrics:
         tags[EVAL_METRICS] = ",".join(eval_metrics)
+    if interval is not None:
+        tags |= {VALIDATION_LOW: f"{interval[0]:.4f}", VALIDATION_HIGH: f"{interval[1]:.4f}",
+                 VALIDATION_ROWS: str(interval[2])}
+    if data:
+        tags[VALIDATION_DATA] = data[:500]
     return tags
 
 

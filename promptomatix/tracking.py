@@ -50,17 +50,19 @@ def run_name(name: str, backend: str, version: str | None = None) -> str:
 
 
 def describe_change(start: Prompt, best: Prompt, initial: float, final: float, examples: int,
-                    parent: str | None = None) -> str:
+                    parent: str | None = None, interval: tuple[float, float] | None = None) -> str:
     """What changed from the starting prompt (a registered `parent` version, or the task's own
-    words) to `best`, and the validation scores of both: "instruction rewritten, 4 demos;
-    validation 0.54 -> 0.81 (+0.27) on 25 examples, against version 2"."""
+    words) to `best`, and the validation scores of both, the final one's 95% `interval` when
+    given: "instruction rewritten, 4 demos; validation 0.54 -> 0.81 [0.62, 0.92] (+0.27) on 25
+    examples, against version 2"."""
     what = ["instruction rewritten" if best.instruction.strip() != start.instruction.strip() else "instruction kept"]
     count = f"{len(best.demos)} demo{'' if len(best.demos) == 1 else 's'}" if best.demos else "no demos"
     what.append(count if best.demos != start.demos else f"{count} (unchanged)")
     if best.calibration and best.calibration != start.calibration:
         what.append("labels calibrated")
     against = f"version {parent}" if parent else "the starting prompt"
-    return (f"{', '.join(what)}; validation {initial:.2f} -> {final:.2f} ({final - initial:+.2f}) "
+    bounds = f" [{interval[0]:.2f}, {interval[1]:.2f}]" if interval else ""
+    return (f"{', '.join(what)}; validation {initial:.2f} -> {final:.2f}{bounds} ({final - initial:+.2f}) "
             f"on {examples} examples, against {against}")
 
 

@@ -83,7 +83,7 @@ def test_each_version_says_what_changed_and_by_how_much_and_keeps_its_own_facts(
     client = MlflowClient()
     first = run_optimize(name=NAME)
     second = run_optimize(name=NAME, iterations=1)
-    change = "instruction rewritten, no demos (unchanged); validation 0.00 -> 1.00 (+1.00) on 4 examples"
+    change = "instruction rewritten, no demos (unchanged); validation 0.00 -> 1.00 [0.51, 1.00] (+1.00) on 4 examples"
 
     for result, version in ((first, "1"), (second, "2")):
         model_version = client.get_model_version(NAME, version)
@@ -95,6 +95,10 @@ def test_each_version_says_what_changed_and_by_how_much_and_keeps_its_own_facts(
         assert prompt_version.commit_message == model_version.description
         assert prompt_version.tags["run_id"] == result.run_id  # version 1 keeps its own run id
         assert prompt_version.tags["validation_score"] == "1.0000"
+        # with its interval, rows and data (issue 40), on both versions
+        for tags in (prompt_version.tags, model_version.tags):
+            assert (tags["validation_score_low"], tags["validation_score_high"]) == ("0.5101", "1.0000")
+            assert (tags["validation_rows"], tags["validation_data"]) == ("4", "synthetic")
         assert all(v.strip() for v in model_version.tags.values())
         assert all(v.strip() for v in prompt_version.tags.values())
     shared = client.get_prompt(f"{NAME}-prompt")
@@ -107,7 +111,7 @@ def test_a_version_made_from_another_names_its_parent_in_its_description(trackin
     run_optimize(name=NAME, iterations=1)
     child = run_optimize(from_=f"{NAME}@1", iterations=1)
     description = MlflowClient().get_model_version(NAME, child.model_version).description
-    assert "against version 1. Beware: " in description and "validation 1.00 -> 1.00 (+0.00)" in description
+    assert "against version 1. Beware: " in description and "validation 1.00 -> 1.00 [0.51, 1.00] (+0.00)" in description
 
 
 def test_the_final_scoring_records_each_validation_example_as_a_table(tracking, scripted):
