@@ -117,7 +117,7 @@ RAW_INPUTS = {  # the task sentence a user would type, for `ours-raw`
     "sst2": "Classify the sentiment of a movie review as positive or negative",
     "agnews": "Classify a news article as World, Sports, Business or Sci/Tech",
 }
-COLUMNS = [("method", "method"), ("accuracy", "test accuracy"), ("calls", "LLM calls"), ("refused", "refused"),
+COLUMNS = [("method", "method"), ("accuracy", "test accuracy [95% CI]"), ("calls", "LLM calls"), ("refused", "refused"),
            ("tokens", "tokens"), ("seconds", "wall s"), ("note", "note")]
 MLFLOW_MAX_EXAMPLES = 16  # more evaluation rows overflow the 4096-token context of its reflection prompt
 TEXT_ANSWER_TOKENS = 8  # free-text answers are read by their first word: a few tokens hold it
@@ -216,7 +216,10 @@ class Outcome:
     estimate: object = None  # generation: the test score with its interval (`promptomatix.stats.Estimate`)
 
     def row(self) -> dict:
-        return {"method": self.method, "accuracy": "-" if self.accuracy is None else f"{self.accuracy:.3f}",
+        e = self.estimate
+        score = "-" if self.accuracy is None else f"{self.accuracy:.3f}" if e is None else \
+            f"{e.value:.3f} [{e.low:.3f}, {e.high:.3f}]"
+        return {"method": self.method, "accuracy": score,
                 "calls": self.calls, "refused": self.refused, "tokens": self.tokens,
                 "seconds": f"{self.seconds:.1f}", "note": self.note}
 
@@ -428,6 +431,10 @@ class Methods:
             with redirect_stdout(sys.stderr):
                 predictions = [self.data.label_alias(str(p)) for p in predict([r["text"] for r in self.data.test])]
             outcome.accuracy = accuracy(predictions, [r["label"] for r in self.data.test])
+            from promptomatix.stats import wilson
+
+            outcome.estimate = wilson(round(outcome.accuracy * len(predictions)), len(predictions))
+            outcome.extra |= {"accuracy_low": outcome.estimate.low, "accuracy_high": outcome.estimate.high}
             held_out_note(outcome, outcome.accuracy)
             outcome.extra["test_calls"] = test_budget.calls
             outcome.extra["test_empty"] = sum(1 for p in predictions if not first_word(p))
