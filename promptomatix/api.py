@@ -16,7 +16,7 @@ import mlflow
 import yaml
 
 from promptomatix import checkpoints, data, lineage, preflight, record, registry, stats, tracking
-from promptomatix.tracing import RunTracer
+from promptomatix.tracing import RunTracer, traced_outputs
 from promptomatix.backends import get_backend
 from promptomatix.backends.base import Backend, OptimizationTask, Outcome
 from promptomatix.callbacks import HOOKS, Callback, CallbackList, ProgressPrinter
@@ -43,7 +43,7 @@ from promptomatix.prompts import Prompt
 from promptomatix.scoring import Objective, build_metric, eval_metrics, prompt_words
 from promptomatix.signals import Terminated, stops_on_signals
 from promptomatix.spec import Example, TaskSpec
-from promptomatix.summary import summary
+from promptomatix.summary import description
 from promptomatix.tasks import get_task_type
 from promptomatix.tracking import MLflowTracker, check_store, log_config, log_examples
 
@@ -168,7 +168,7 @@ def optimize(config: OptimizationConfig | None = None, *, from_: str | None = No
         result = _run(_Job(config, name, head, chosen, hooks, show_progress, user_data, valid_data), run, tracer)
         if owned:
             mlflow.set_tags({tracking.RUN_NAME_TAG: tracking.run_name(name, config.backend, result.model_version),
-                             tracking.RUN_NOTE_TAG: summary(result)})
+                             tracking.RUN_NOTE_TAG: description(result)})
         if tracer:  # written in the background meanwhile (registration overlaps): all stored now
             tracer.close()
     except BaseException as exc:
@@ -346,9 +346,10 @@ class _Models:
                                    cache=cache, tracer=tracer)
         return cls(meter, make(config.task_model), make(config.optimizer_model), tracer)
 
-    def phase(self, name: str):
-        """A stretch of work whose model calls are traced together (nothing without traces)."""
-        return self.tracer.phase(name) if self.tracer else contextlib.nullcontext()
+    def phase(self, name: str, inputs: dict | None = None):
+        """A stretch of work whose model calls are traced together, given `inputs` (nothing
+        without traces); the block may `traced_outputs` on the span it gets."""
+        return self.tracer.phase(name, inputs=inputs) if self.tracer else contextlib.nullcontext()
 
 
 def _run(job: _Job, run, tracer: RunTracer | None) -> OptimizationResult:
@@ -521,9 +522,10 @@ def _prepare_data(job: _Job, models: _Models) -> tuple[Reading, Evaluator, list[
     if train is None and head.data:  # the data of the version started from, or of the killed run
         train, valid = head.data
     elif train is None:
-        with models.phase("synthetic data"):
+        with models.phase("synthetic data", {"task": spec.description, "size": config.synthetic_data_size}) as span:
             train, valid = _synthetic_data(config, spec, _start(job, spec), models.optimizer_lm, evaluator, steps,
                                            job.show_progress)
+            traced_outputs(span, {"train": train, "valid": valid})
     if steps:
         _log_rejections(steps)
     if spec.task_type == "classification":
@@ -541,8 +543,10 @@ def _reading(job: _Job, models: _Models) -> Reading:
     if job.head.spec:
         where = FROM_ORIGIN if job.head.origin else FROM_RESUMED
         return Reading(job.head.spec, (("type", where), ("fields", where), ("labels", where)))
-    with _spent_before("intake finished"), models.phase("intake"):
-        return _read(job.config, models.optimizer_lm, job.user_data)
+    with _spent_before("intake finished"), models.phase("intake", {"raw_input": job.config.raw_input}) as span:
+        reading = _read(job.config, models.optimizer_lm, job.user_data)
+        traced_outputs(span, record.spec_to_dict(reading.spec))
+        return reading
 
 
 def _read(config: OptimizationConfig, lm: LM, user_data: list[Example] | None) -> Reading:
@@ -689,7 +693,8 @@ def _final_evaluation(config: OptimizationConfig, task_type, best, valid: list[E
     specs = config.eval_metrics or task_type.eval_metrics
     if not specs:
         return {}
-    metrics = eval_metrics(specs, task_type.metric, task_type.score_key, config.plugin_options)
+    metrics = eval_metrics(specs, task_type.metric, task_type.score_key, config.plugin_options,
+                           judge_model=config.judge_model or config.optimizer_model.model)
     prompt = best.prompt
     fields = prompt.output_fields
     final = {label: metric.score_records(best.evaluation.predictions, valid, fields, prompt=prompt.template,

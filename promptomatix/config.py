@@ -122,6 +122,9 @@ class OptimizationConfig:
     eval_metrics: tuple[str, ...] = _option(
         (), "Final-evaluation metric, reported on the run as final.NAME and used by `promptomatix evaluate` "
             "(repeatable; default: the task type's).", flag="--eval-metric", metavar="NAME[:KEY]")
+    # The model of MLflow's judges (`--metric mlflow:Correctness=1`, promptomatix/judges.py).
+    judge_model: str | None = _option(None, "Judge model of MLflow scorer metrics (--metric mlflow:Correctness=1), "
+                                            "any LiteLLM name [default: the optimizer model].")
     plugin_options: dict[str, Any] = field(default_factory=dict)  # promptomatix/options.py
     task_type: str | None = _option(None, "Override the task type found by intake (e.g. classification, qa).")
     input_fields: tuple[str, ...] | None = _option(None, "Comma-separated input field names (override intake).")

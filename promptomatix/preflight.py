@@ -19,7 +19,7 @@ from promptomatix.data.synthetic import SYNTHETIC_FIELDS
 from promptomatix.intake import INTAKE_FIELDS
 from promptomatix.metaprompts import check_source
 from promptomatix.options import resolve
-from promptomatix.scoring import METRICS, metric_shape
+from promptomatix.scoring import check_metric_spec
 from promptomatix.tasks import get_task_type
 
 
@@ -31,8 +31,7 @@ def checked(config: OptimizationConfig) -> OptimizationConfig:
                          ("inputs_prompt", INPUTS_FIELDS)):
         check_source(getattr(config, key), allowed, key.replace("_", " "))
     for spec in (*config.metric_weights, *config.eval_metrics):  # an entry point's metric too
-        name = spec.partition(":")[0]
-        metric_shape(name, METRICS.get(name))
+        check_metric_spec(spec)
     get_backend(config.backend)
     for hook in config.hooks:
         HOOKS.get(hook)

@@ -8,6 +8,10 @@ A metric comes in one of three shapes, told apart when it is registered (`metric
 - DSPy's per-example callable `f(example, pred, trace=None) -> float` (or bool), where `example`
   and `pred` are records of every field (read as `example.review` or `example["review"]`).
 
+MLflow's scorers and judges are metrics of the per-example shape: `mlflow:<Scorer>` names a
+built-in one (`mlflow:Correctness`), and a scorer object (`make_judge(...)`, `@scorer`) may be
+registered like a callable; their judge model is `build_metric`'s `judge_model` (judges.py).
+
 A metric that judges an output against the task's input too (SARI judges a rewrite against its
 source) says so by a `sources` input: an `evaluate` module whose features include `sources`, or a
 batch callable with a `sources` parameter. It receives the values of the task's first input field
@@ -29,6 +33,7 @@ from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 
+from promptomatix import judges
 from promptomatix.errors import ConfigError
 from promptomatix.plugins import Registry
 
@@ -44,6 +49,7 @@ def _builtins(registry: Registry[MetricSource]) -> None:
     root = builtin_metrics_dir()
     for module in sorted(p for p in root.iterdir() if (p / f"{p.name}.py").is_file()):
         registry.register(module.name, str(module))
+    registry.register(judges.FAMILY, judges.mlflow_scorer)  # mlflow:<Scorer>, MLflow's judges (judges.py)
 
 
 METRICS: Registry[MetricSource] = Registry("metrics", _builtins)
@@ -71,6 +77,8 @@ def metric_shape(name: str, source) -> str:
         return MODULE
     if callable(getattr(source, "compute", None)):  # a loaded `evaluate` module
         return MODULE
+    if judges.is_scorer(source):  # an MLflow scorer or judge (make_judge), called per example
+        return PER_EXAMPLE
     if not callable(source):
         raise ConfigError(f"metric {name!r} is a {type(source).__name__}; a metric is {_SHAPES}")
     try:
@@ -145,6 +153,10 @@ class Metric:
         self.name = name
         self.score_key = score_key
         source = name if name not in METRICS.names() and _is_module(name) else METRICS.get(name)
+        if source is judges.mlflow_scorer:  # mlflow:<Scorer>: the key names MLflow's scorer
+            source = judges.ScorerMetric.by_name(score_key, judges.judge_options(options))
+        elif judges.is_scorer(source):
+            source = judges.ScorerMetric.of(name, source, judges.judge_options(options))
         self.shape = metric_shape(name, source)
         self._asks: set[str] = set()
         self._options: dict = {}
@@ -301,10 +313,14 @@ class CompositeMetric:
 
 
 def build_metric(default: str, default_key: str, weights: dict[str, float] | None = None,
-                 options: Mapping[str, object] | None = None) -> Metric | CompositeMetric:
+                 options: Mapping[str, object] | None = None, *,
+                 judge_model: str | None = None) -> Metric | CompositeMetric:
     """The task type's metric (`default`, maximizing `default_key`), or the weighted combination
     `weights` maps out: `{"classification": 0.7, "brevity": 0.3}`, a part named `metric:key` to
-    choose the key (the default key is the task type's for its own metric, else the name)."""
+    choose the key (the default key is the task type's for its own metric, else the name).
+    `judge_model` (a LiteLLM name) judges for MLflow's scorers (`mlflow:Correctness`, judges.py);
+    a callable metric with a parameter `judge_model` receives it too."""
+    options = _with_judge(options, judge_model)
     if not weights:
         return Metric(default, default_key, options)
     parts = []
@@ -316,9 +332,25 @@ def build_metric(default: str, default_key: str, weights: dict[str, float] | Non
     return CompositeMetric(parts)
 
 
-def metric_from_weights(weights: Mapping[str, float],
-                        options: Mapping[str, object] | None = None) -> Metric | CompositeMetric:
-    """The metric a registered version recorded (`name:key` -> weight, see `Metric.weights`)."""
+def check_metric_spec(spec: str) -> None:
+    """ConfigError, before any run, for a metric spec (`name` or `name:key`) that names no
+    registered metric, or for `mlflow:<Scorer>` no scorer MLflow has."""
+    name, _, key = spec.partition(":")
+    source = METRICS.get(name)
+    metric_shape(name, source)
+    if source is judges.mlflow_scorer:
+        judges.check_scorer(key)
+
+
+def _with_judge(options: Mapping[str, object] | None, judge_model: str | None) -> Mapping[str, object] | None:
+    return {**(options or {}), judges.JUDGE_MODEL: judge_model} if judge_model else options
+
+
+def metric_from_weights(weights: Mapping[str, float], options: Mapping[str, object] | None = None, *,
+                        judge_model: str | None = None) -> Metric | CompositeMetric:
+    """The metric a registered version recorded (`name:key` -> weight, see `Metric.weights`),
+    MLflow's scorers judged by `judge_model` (as `build_metric`)."""
+    options = _with_judge(options, judge_model)
     parts = [(Metric(*spec.split(":", 1), options), weight) for spec, weight in weights.items()]
     if len(parts) == 1 and parts[0][1] == 1.0:
         return parts[0][0]
@@ -326,9 +358,12 @@ def metric_from_weights(weights: Mapping[str, float],
 
 
 def eval_metrics(specs: Sequence[str], default: str, default_key: str,
-                 options: Mapping[str, object] | None = None) -> dict[str, Metric]:
+                 options: Mapping[str, object] | None = None, *,
+                 judge_model: str | None = None) -> dict[str, Metric]:
     """The final-evaluation metrics `specs` name (`name` or `name:key`; the key defaults as in
-    `build_metric`), by label (`name` or `name.key`, fit for an MLflow metric name)."""
+    `build_metric`), by label (`name` or `name.key`, fit for an MLflow metric name); MLflow's
+    scorers judged by `judge_model` (as `build_metric`)."""
+    options = _with_judge(options, judge_model)
     metrics = {}
     for spec in specs:
         name, _, key = spec.partition(":")
