@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from promptomatix.answers import batch_calibration, best_label, fitted_calibration, label_probability
-from promptomatix.freetext import copied
+from promptomatix.freetext import uncredited
 from promptomatix.models.lm import LM
 from promptomatix.progress import progress_bar
 from promptomatix.prompts import Prompt
@@ -80,15 +80,17 @@ class Evaluation:
     scores: tuple[tuple[float, ...] | None, ...] = ()
     unmapped: int = 0
     soft: float | None = None
-    copied: tuple[bool, ...] = ()  # per row: the answer copies the input, the reference does not
+    # Per row: the answer copies its input (where the reference does not) or echoes the prompt.
+    uncredited: tuple[bool, ...] = ()
 
     @property
     def credited(self) -> float:
-        """The score with no credit for answers that copy their input (`freetext.copied`): what
-        the search ranks by, so that a prompt cannot win by returning its input."""
-        if not any(self.copied) or not self.per_example:
+        """The score with no credit for answers that copy their input or echo the prompt
+        (`freetext.uncredited`): what the search ranks by, so that a prompt cannot win by
+        returning its input or its demos' answers."""
+        if not any(self.uncredited) or not self.per_example:
             return self.score
-        return self.score - sum(s for s, c in zip(self.per_example, self.copied) if c) / len(self.per_example)
+        return self.score - sum(s for s, c in zip(self.per_example, self.uncredited) if c) / len(self.per_example)
 
 
 class Evaluator:
@@ -131,23 +133,30 @@ class Evaluator:
                       desc: str = "scoring") -> list[Evaluation]:
         """Each prompt's evaluation on `examples`, the answers for all of them asked in one pool
         of `num_threads` (so several short prompts keep every thread busy)."""
-        self._ask([(prompt, e) for prompt in prompts for e in examples], desc)
-        return [self.score(prompt, examples, [self._answer(prompt, e) for e in examples]) for prompt in prompts]
+        scored = self._ask([(prompt, e) for prompt in prompts for e in examples], desc,
+                           lambda: [(prompt.template, self.score(prompt, examples,
+                                                                 [self._answer(prompt, e) for e in examples]))
+                                    for prompt in prompts])
+        return [evaluation for _, evaluation in scored]
 
     def answers(self, prompt: Prompt, inputs: Sequence[Example], desc: str = "answering") -> list[Answer]:
         """`prompt`'s (uncalibrated) answers to `inputs`, asked in parallel, each once."""
         self._ask([(prompt, e) for e in inputs], desc)
         return [self._answer(prompt, e) for e in inputs]
 
-    def _ask(self, jobs: Sequence[tuple[Prompt, Example]], desc: str) -> None:
+    def _ask(self, jobs: Sequence[tuple[Prompt, Example]], desc: str, then=None):
+        """Every job's answer asked (those not cached), then `then()` returned: None, or the
+        (template, evaluation) pairs of the jobs' prompts. Traced: the step's trace and each
+        prompt's span end with the scores `then` found."""
         # Work goes in order, prompt by prompt, so a local model reuses each prompt's shared
         # prefix (its instruction and demos) from one answer to the next.
         unique = list({(p.render(e), p.labels): (p, e) for p, e in jobs
                        if (p.render(e), p.labels) not in self._cache}.values())
         if not unique:
-            return
+            return then() if then else None
         tracer = self.lm.tracer
         step, groups = _trace_groups(tracer, desc, unique) if tracer is not None else (None, {})
+        result, status = None, "ERROR"
         try:
             with progress_bar(total=len(unique), desc=desc, unit="ex", enabled=self.show_progress) as bar:
                 def run(job):
@@ -159,11 +168,12 @@ class Evaluator:
                     bar.update(1)
 
                 map_in_threads(run, unique, self.num_threads)
+            result = then() if then else None
+            status = "OK"
         finally:
-            for span in groups.values():
-                tracer.end(span)
-            if step is not None and len(groups) > 1:
-                tracer.end(step)
+            if tracer is not None:
+                _end_trace_groups(tracer, step, groups, unique, dict(result or ()), status)
+        return result
 
     def score(self, prompt: Prompt, examples: Sequence[Example], answers: Sequence[Answer]) -> Evaluation:
         """The evaluation of `answers` (uncalibrated) to `examples`, read with `prompt`'s
@@ -180,7 +190,7 @@ class Evaluator:
                                for s, e in zip(scores, examples)], user_rows=not self.synthetic)
         return Evaluation(scored.score, per_example, tuple(predictions),
                           scores if prompt.labels else (), sum(a.unmapped for a in answers), soft,
-                          copied(prompt, examples, predictions))
+                          uncredited(prompt, examples, predictions))
 
     def calibration_inputs(self, prompt: Prompt) -> list[Example]:
         """The inputs besides the rows that `calibrated` reads `prompt`'s calibration from: the
@@ -268,22 +278,62 @@ def balanced(examples: Sequence[Example], field: str, labels: Sequence[str]) -> 
 
 
 def _trace_groups(tracer, desc: str, jobs: Sequence[tuple[Prompt, Example]]):
-    """One trace for `desc` (a step of the search) and, when it asks several prompts, a span per
-    prompt in it: the step's trace and each prompt's span, by template. A trace per step rather
-    than per prompt: every trace is a record of its own in the store, its spans are not."""
+    """One trace for `desc` (a step of the search; a span of the current trace when there is
+    one, an iteration's) and, when it asks several prompts, a span `prompt N` per prompt in it:
+    the step's span and each prompt's span, by template. A trace per step rather than per
+    prompt: every trace is a record of its own in the store, its spans are not. Inputs are what
+    the step is given: each prompt and how many rows it answers."""
     prompts = list({p.template: p for p, _ in jobs}.values())
+
+    def answers(p: Prompt) -> int:
+        return sum(1 for q, _ in jobs if q.template == p.template)
 
     def group(name: str, p: Prompt):
         return tracer.group(name, attributes={"step": desc, "prompt_id": prompt_id(p), "demos": len(p.demos),
-                                              "answers": sum(1 for q, _ in jobs if q.template == p.template)},
-                            inputs={"instruction": p.instruction, "template": p.template})
+                                              "answers": answers(p)},
+                            inputs={"step": desc, "prompt_id": prompt_id(p), "instruction": p.instruction,
+                                    "template": p.template, "rows": answers(p)})
 
     if len(prompts) == 1:
         only = group(desc, prompts[0])
         return only, {prompts[0].template: only}
-    step = tracer.group(desc, attributes={"step": desc, "prompts": len(prompts)})
+    step = tracer.group(desc, attributes={"step": desc, "prompts": len(prompts)},
+                        inputs={"step": desc, "rows": max(answers(p) for p in prompts),
+                                "prompts": [{"prompt": f"prompt {i + 1}", "prompt_id": prompt_id(p),
+                                             "instruction": p.instruction, "demos": len(p.demos)}
+                                            for i, p in enumerate(prompts)]})
     with tracer.within(step):
         return step, {p.template: group(f"prompt {i + 1}", p) for i, p in enumerate(prompts)}
+
+
+def _end_trace_groups(tracer, step, groups: dict, unique, scores: dict, status: str) -> None:
+    """Each prompt's span ended with its score (an attribute, and its outputs), then the step's
+    with every prompt's score and the best; without scores (answers only, or a failure), with
+    how many answers were asked."""
+    summary = []
+    for index, (template, span) in enumerate(groups.items()):
+        evaluation = scores.get(template)
+        asked = sum(1 for p, _ in unique if p.template == template)
+        if evaluation is not None:
+            outputs = {"score": evaluation.score, "rows": len(evaluation.per_example), "asked": asked}
+            span.set_attributes({"score": evaluation.score, "rows": len(evaluation.per_example)})
+        else:
+            outputs = {"asked": asked}
+        summary.append({"prompt": f"prompt {index + 1}", "prompt_id": span.attributes.get("prompt_id"), **outputs})
+        if span is not step:
+            tracer.end(span, outputs=outputs, status=status)
+    if step is None:
+        return
+    if step not in groups.values():
+        outputs = {"scores": summary}
+        scored = [s for s in summary if "score" in s]
+        if scored:
+            best = max(scored, key=lambda s: s["score"])
+            outputs["best"] = {"prompt": best["prompt"], "prompt_id": best["prompt_id"], "score": best["score"]}
+        step.set_attributes({"best_score": outputs["best"]["score"]} if scored else {})
+        tracer.end(step, outputs=outputs, status=status)
+    else:
+        tracer.end(step, outputs=summary[0], status=status)
 
 
 def prompt_id(prompt: Prompt) -> str:

@@ -8,8 +8,9 @@ references take, with headroom.
 A score can also reward an answer that is no answer: ROUGE-L against a reference close to its
 source rewards returning the input unchanged (a simplification run registered a prompt that
 copied 53 of 60 test inputs). `degenerate` counts the answers that copy their input where the
-reference does not, that are empty, or that echo the prompt; the search gives a copied answer
-no credit (`Evaluation.credited`) and a run does not register a prompt that mostly copies.
+reference does not, that are empty, or that echo the prompt (a demo's answer parroted); the
+search gives a copied or echoing answer no credit (`Evaluation.credited`), and a run does not
+register a prompt that mostly copies.
 Nothing here calls a model.
 """
 
@@ -67,14 +68,45 @@ def copied(prompt: Prompt, examples: Sequence[Example], predictions: Sequence[Ex
                  for p, e in zip(predictions, examples))
 
 
-def echoes_prompt(prompt: Prompt, answer: str) -> bool:
-    """Whether `answer` repeats the prompt rather than answering it: its instruction, or a field
-    line of the prompt's own format (`Dialogue: ...`) that starts a new example."""
+def echoes_prompt(prompt: Prompt, answer: str, inputs: Example | None = None) -> bool:
+    """Whether `answer` repeats the prompt rather than answering it: its instruction, a field
+    line of the prompt's own format (`Dialogue: ...`) that starts a new example, or `ECHO_RUN`
+    words in a row of a demo's answer, two of them words that `inputs` (the input answered)
+    does not have.
+
+    A small model parrots its demos: a SAMSum prompt answered "Lenny and Bob are meeting to play
+    Isle of Skye and other games on Sunday at 2 pm" about trousers, a demo's summary with the
+    names swapped; ROUGE-L still gives such an answer some credit for the names."""
     if len(words(prompt.instruction)) >= 5 and similarity(answer, prompt.instruction) >= COPY_SIMILARITY:
         return True
     lines = [line.strip().lower() for line in answer.splitlines()]
     heads = {f"{field_label(f).lower()}:" for f in prompt.input_fields}
-    return any(line.startswith(head) for line in lines for head in heads)
+    if any(line.startswith(head) for line in lines for head in heads):
+        return True
+    if not prompt.demos:
+        return False
+    # Runs that bring in words the input does not have (two at least): a demo's content, not
+    # the input's words in a demo's phrasing.
+    own = set(words(answer_text(inputs or {}, prompt.input_fields)))
+    runs = {run for run in _runs(words(answer)) if sum(w not in own for w in run) >= 2}
+    return any(runs & _runs(words(answer_text(demo, prompt.output_fields))) for demo in prompt.demos)
+
+
+ECHO_RUN = 6  # words in a row: fewer are common phrases ("is going to the"), more are a copy
+
+
+def _runs(sequence: list[str]) -> set[tuple[str, ...]]:
+    return {tuple(sequence[i:i + ECHO_RUN]) for i in range(len(sequence) - ECHO_RUN + 1)}
+
+
+def uncredited(prompt: Prompt, examples: Sequence[Example], predictions: Sequence[Example]) -> tuple[bool, ...]:
+    """For each row, whether the answer earns no credit in the search: it copies its input
+    (`copied`) or echoes the prompt (`echoes_prompt`). All False for a label prompt."""
+    if prompt.labels:
+        return tuple(False for _ in predictions)
+    fields = prompt.output_fields
+    return tuple(c or echoes_prompt(prompt, answer_text(p, fields), e)
+                 for c, p, e in zip(copied(prompt, examples, predictions), predictions, examples))
 
 
 @dataclass(frozen=True)
@@ -112,7 +144,7 @@ def degenerate(prompt: Prompt, examples: Sequence[Example], predictions: Sequenc
     texts = [answer_text(p, prompt.output_fields) for p in predictions]
     return Degenerate(len(predictions), sum(copied(prompt, examples, predictions)),
                       sum(1 for t in texts if not t.strip()),
-                      sum(1 for t in texts if t.strip() and echoes_prompt(prompt, t)))
+                      sum(1 for t, e in zip(texts, examples) if t.strip() and echoes_prompt(prompt, t, e)))
 
 
 def _answer_chars(example: Example, fields: Sequence[str]) -> int:

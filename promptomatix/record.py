@@ -223,14 +223,14 @@ def evaluation_to_dict(evaluation: Evaluation) -> dict:
     e = evaluation
     return {"score": e.score, "per_example": list(e.per_example), "predictions": list(e.predictions),
             "scores": [list(s) if s is not None else None for s in e.scores], "unmapped": e.unmapped,
-            "soft": e.soft, "copied": list(e.copied)}
+            "soft": e.soft, "uncredited": list(e.uncredited)}
 
 
 def evaluation_from_dict(data: Mapping) -> Evaluation:
     return Evaluation(data["score"], tuple(data["per_example"]), tuple(data["predictions"]),
                       tuple(tuple(s) if s is not None else None for s in data.get("scores") or ()),
                       int(data.get("unmapped") or 0), data.get("soft"),
-                      tuple(bool(c) for c in data.get("copied") or ()))
+                      tuple(bool(c) for c in data.get("uncredited") or ()))
 
 
 def candidate_to_dict(candidate: Candidate) -> dict:

@@ -27,6 +27,8 @@ from promptomatix.prompts import Prompt
 
 log = logging.getLogger(__name__)
 PROMPT_SUFFIX = "-prompt"
+# MLflow's tag on a prompt naming the experiments whose Prompts page lists it (",1,4,").
+EXPERIMENT_IDS_TAG = "_mlflow_experiment_ids"
 
 
 @dataclass(frozen=True)
@@ -95,7 +97,17 @@ def register(name: str, prompt: Prompt, settings: ModelSettings, *, tags: dict[s
     `change` (what changed against the parent or the starting prompt, with the scores) is the
     prompt version's commit message and the model version's description; `tags` go on the two
     versions, never on the prompt shared by all versions. `task` (the task in a sentence)
-    describes the registered model and the prompt when they are new."""
+    describes the registered model and the prompt when they are new. The prompt is linked to the
+    run's experiment (its Prompts page lists it), whichever experiment is MLflow's active one."""
+    run = mlflow.active_run()
+    experiment_id = run.info.experiment_id if run else None
+    with _active_experiment(experiment_id):  # MLflow links the prompt as it registers and loads it
+        return _register(name, prompt, settings, tags=tags, change=change, task=task, program=program,
+                         experiment_id=experiment_id)
+
+
+def _register(name: str, prompt: Prompt, settings: ModelSettings, *, tags: dict[str, str], change: str, task: str,
+              program: dict | None, experiment_id: str | None) -> Registered:
     client = MlflowClient()
     signature = ModelSignature(inputs=Schema([ColSpec("string", f) for f in prompt.input_fields]),
                                outputs=Schema([ColSpec("string", f) for f in prompt.output_fields]))
@@ -108,6 +120,8 @@ def register(name: str, prompt: Prompt, settings: ModelSettings, *, tags: dict[s
     )
     version = None  # the model version, once registered: what a failure from then on must remove too
     try:
+        if experiment_id is not None:
+            link_to_experiment(client, prompt_name_for(name), experiment_id)
         for key, value in tags.items():
             client.set_prompt_version_tag(prompt_name_for(name), str(prompt_version.version), key, value)
         with warnings.catch_warnings():  # no input example on purpose: it would call the model
@@ -121,7 +135,8 @@ def register(name: str, prompt: Prompt, settings: ModelSettings, *, tags: dict[s
             version = mlflow.register_model(info.model_uri, name, tags=tags | {record.PROMPT_URI: prompt_version.uri})
         for line in said.getvalue().splitlines():  # as progress: on the console unless --quiet
             log.info("%s", line)
-        client.update_model_version(name, str(version.version), description=change)
+        client.update_model_version(name, str(version.version),
+                                    description=f"{change}\n\n{promote_hint(name, str(version.version))}")
         if not model_existed:
             client.update_registered_model(name, description=task[:5000])
         client.set_prompt_version_tag(prompt_name_for(name), str(prompt_version.version), record.MODEL_VERSION,
@@ -131,6 +146,58 @@ def register(name: str, prompt: Prompt, settings: ModelSettings, *, tags: dict[s
         _undo(client, name, prompt_version, model_existed, version)
         raise
     return Registered(name, str(version.version), prompt_name_for(name), str(prompt_version.version))
+
+
+@contextlib.contextmanager
+def _active_experiment(experiment_id: str | None):
+    """The run's experiment as MLflow's active one while a prompt version is registered.
+
+    `mlflow.genai.register_prompt` links the prompt to the *active* experiment (what
+    `mlflow.set_experiment` or MLFLOW_EXPERIMENT_ID chose, else Default), not to the active
+    run's: `optimize` starts its run in an experiment of its own without making that experiment
+    the process's active one, so the prompt was linked to Default (`_mlflow_experiment_ids`
+    `,0,`) and the experiment's Prompts page stayed empty. MLflow reads the experiment
+    synchronously when it registers a prompt version and when it loads one (`log_model(prompts=)`
+    does); its link is then written by a thread of its own."""
+    from mlflow.tracking import fluent
+
+    if experiment_id is None or not hasattr(fluent, "_active_experiment_id"):
+        yield
+        return
+    saved = fluent._active_experiment_id
+    fluent._active_experiment_id = experiment_id
+    try:
+        yield
+    finally:
+        fluent._active_experiment_id = saved
+
+
+def link_to_experiment(client: MlflowClient, prompt_name: str, experiment_id: str) -> None:
+    """Link prompt `prompt_name` to experiment `experiment_id` now (the experiment's Prompts page
+    and `search_prompts("experiment_id = '...'")` list it): MLflow's own link, written in a
+    background thread, may not be stored yet when the run ends. Both write under MLflow's lock,
+    so neither loses the other's id."""
+    import threading
+
+    from mlflow.tracking import client as client_module
+
+    lock = getattr(client_module, "_prompt_experiment_link_lock", None) or threading.Lock()
+    with lock:
+        found = (client.get_prompt(prompt_name).tags or {}).get(EXPERIMENT_IDS_TAG, "")
+        ids = [i for i in found.strip(",").split(",") if i.strip()]
+        if experiment_id not in ids:
+            client.set_prompt_tag(prompt_name, EXPERIMENT_IDS_TAG, f",{','.join([*ids, experiment_id])},")
+
+
+PROMOTE_HINT_START = "To give this version an alias"
+
+
+def promote_hint(name: str, version: str) -> str:
+    """The last paragraph of every version's description: how to promote it, and why not with
+    MLflow's own button."""
+    return (f"{PROMOTE_HINT_START} (champion, ...), run `promptomatix promote {name} --version {version} "
+            f"--alias champion`: it scores the version against the alias's holder first and records why. "
+            f"MLflow's \"Promote model\" button copies the version to another model without that check.")
 
 
 def remove_run_versions(name: str, run_id: str) -> list[str]:

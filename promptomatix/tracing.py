@@ -4,10 +4,18 @@ The run's Traces tab then shows what the model was asked and answered: the promp
 request's settings as inputs, the answer as outputs, token usage (MLflow's own attribute, which
 the UI sums per trace), cost, whether the cache answered, and each span's latency.
 
-Calls are grouped: `group(name, attributes)` opens a trace (a candidate's scoring in a step,
-say) and `within(group)` makes the calls of the current thread its children; `phase(name)` does
-both for a stretch of work on this thread (intake, data generation). A call outside any group
-is a trace of its own. The `LM`, the `Evaluator` and the DSPy backend see only this interface.
+Calls are grouped: `group(name, attributes, inputs)` opens a trace (a step of the search, say)
+and `within(group)` makes the calls of the current thread its children; `phase(name)` does
+both for a stretch of work on this thread (intake, data generation, an iteration). A call
+outside any group is a trace of its own. The `LM`, the `Evaluator` and the DSPy backend see only
+this interface. Worker threads do not inherit the current group: `bound(fn)` carries it over.
+
+What MLflow's GenAI pages read, every trace carries: its name (the step's, `mlflow.traceName`),
+its run (`mlflow.sourceRun`), its session (`mlflow.trace.session`, the run id: the Sessions
+page lists a run's traces as one session) and user (`mlflow.trace.user`), and on its root span
+inputs (what the step was given) and outputs (what it found), which become the Request and
+Response of the trace lists. A step that gave none shows its attributes and how many calls it
+made (or its error), never an empty cell.
 
 Spans are recorded here as plain data, not through MLflow's live tracing (which exports every
 span as it ends, a store transaction each): a trace is built into MLflow's entities when its
@@ -59,6 +67,13 @@ class SpanRecord:
     attributes: dict
     start_ns: int
     run_id: str = ""
+    outputs: Any = None  # what `end` records when it is given none (`set_outputs`)
+
+    def set_inputs(self, inputs) -> None:
+        self.inputs = inputs
+
+    def set_outputs(self, outputs) -> None:
+        self.outputs = outputs
 
     def set_attributes(self, attributes: dict) -> None:
         self.attributes.update(attributes)
@@ -71,11 +86,12 @@ class RunTracer:
     """Traces of the run `run_id`, in experiment `experiment_id`, written to the store that
     `tracking_uri` names (the current one when None)."""
 
-    def __init__(self, run_id: str, experiment_id: str, tracking_uri: str | None = None):
+    def __init__(self, run_id: str, experiment_id: str, tracking_uri: str | None = None, user: str | None = None):
         import mlflow
 
         self.run_id = run_id
         self.experiment_id = experiment_id
+        self.user = user if user is not None else _user()
         self._writer = TraceWriter(tracking_uri or mlflow.get_tracking_uri())
         self._lock = threading.Lock()
         self._parent: contextvars.ContextVar[SpanRecord | None] = contextvars.ContextVar(
@@ -87,7 +103,22 @@ class RunTracer:
         return self._start(name, "CHAIN", inputs, dict(attributes or {}))
 
     def end(self, span: SpanRecord, outputs=None, status: str = "OK") -> None:
-        self._end(span, outputs, status)
+        self._end(span, outputs if outputs is not None else span.outputs, status)
+
+    def current(self) -> SpanRecord | None:
+        """The group the calls of this thread go into (None: each call a trace of its own)."""
+        return self._parent.get()
+
+    def bound(self, fn):
+        """`fn` running in the group current here, from whichever thread calls it (a thread
+        pool's workers start outside any group)."""
+        group = self.current()
+
+        def run(*args, **kwargs):
+            with self.within(group):
+                return fn(*args, **kwargs)
+
+        return run
 
     @contextlib.contextmanager
     def within(self, span: SpanRecord | None):
@@ -98,14 +129,18 @@ class RunTracer:
             self._parent.reset(token)
 
     @contextlib.contextmanager
-    def phase(self, name: str, attributes: dict | None = None):
-        span = self.group(name, attributes)
+    def phase(self, name: str, attributes: dict | None = None, inputs: dict | None = None):
+        """The block's calls as one trace (a span of the current group's, inside one); the
+        block may `set_outputs` on the span it is given."""
+        span = self.group(name, attributes, inputs)
         status = "OK"
         try:
             with self.within(span):
                 yield span
-        except BaseException:
+        except BaseException as exc:
             status = "ERROR"
+            if span.outputs is None:
+                span.set_outputs({"error": f"{type(exc).__name__}: {exc}"[:2000]})
             raise
         finally:
             self.end(span, status=status)
@@ -150,22 +185,47 @@ class RunTracer:
         return SpanRecord(trace, random.getrandbits(64), parent, name, span_type, inputs, attributes,
                           time.time_ns(), self.run_id)
 
+    def _root_io(self, root: SpanRecord, outputs, status: str, ended: list) -> tuple:
+        """The root's inputs and outputs as recorded: a step that gave none shows its name and
+        attributes, and how many calls it made (the trace lists never show an empty cell)."""
+        inputs = root.inputs if root.inputs is not None else {"step": root.name, **root.attributes}
+        if outputs is None:
+            calls = sum(1 for e in ended if e[0].span_type == "LLM")
+            outputs = {"status": status, "calls": calls}
+        return inputs, outputs
+
     def _end(self, span: SpanRecord, outputs, status: str) -> None:
-        ended = (span, time.time_ns(), outputs, status)
-        trace = span.trace
+        end_ns, trace = time.time_ns(), span.trace
         with self._lock:
-            if trace.written:  # a child that outlived its root: its spans go on their own
-                late = ended
-            else:
+            late = trace.written  # a child that outlived its root: its spans go on their own
+            if span.parent is None and not late:
+                span.inputs, outputs = self._root_io(span, outputs, status, trace.ended)
+            ended = (span, end_ns, outputs, status)
+            if not late:
                 trace.ended.append(ended)
-                late = None
                 if span.parent is None:
                     trace.written = True
-        if late is not None:
-            self._writer.put(trace.experiment_id, None, [_entity(*late)])
+        if late:
+            self._writer.put(trace.experiment_id, None, [_entity(*ended)])
         elif span.parent is None:
-            self._writer.put(trace.experiment_id, _info(span, *ended[1:]),
+            self._writer.put(trace.experiment_id, _info(span, end_ns, outputs, status, user=self.user),
                              [_entity(*e) for e in sorted(trace.ended, key=_started)])
+
+
+def _user() -> str:
+    """Who runs this, as MLflow names a run's user (`mlflow.user`)."""
+    try:
+        from mlflow.tracking.context.default_context import _get_user
+
+        return _get_user() or ""
+    except Exception:  # noqa: BLE001 - a label, never a reason to fail
+        return ""
+
+
+def traced_outputs(span: SpanRecord | None, outputs) -> None:
+    """`outputs` as what the traced block `span` found (nothing without a span: no traces)."""
+    if span is not None:
+        span.set_outputs(outputs)
 
 
 def _started(ended: tuple) -> int:
@@ -200,10 +260,17 @@ def _entity(span: SpanRecord, end_ns: int, outputs, status: str):
         "attributes": attributes})
 
 
-def _info(root: SpanRecord, end_ns: int, outputs, status: str):
+def _info(root: SpanRecord, end_ns: int, outputs, status: str, user: str = ""):
     """The trace's record: its name, the run it belongs to (`mlflow.sourceRun`, what the run's
-    Traces tab and `search_traces(run_id=...)` look for), previews of its input and output."""
+    Traces tab and `search_traces(run_id=...)` look for), its session (the run: what MLflow's
+    Sessions page groups by) and user, previews of its input and output."""
     from mlflow.entities import TraceInfo, TraceLocation, TraceState
+    from mlflow.tracing.constant import TraceMetadataKey
+
+    metadata = {TraceMetadataKey.SOURCE_RUN: root.run_id, TraceMetadataKey.TRACE_SESSION: root.run_id,
+                "mlflow.trace_schema.version": "3"}
+    if user:
+        metadata[TraceMetadataKey.TRACE_USER] = user
 
     return TraceInfo(
         trace_id=root.trace.trace_id, trace_location=TraceLocation.from_experiment_id(root.trace.experiment_id),
@@ -211,5 +278,5 @@ def _info(root: SpanRecord, end_ns: int, outputs, status: str):
         state=TraceState.OK if status == "OK" else TraceState.ERROR,
         request_preview=_json(root.inputs)[:PREVIEW_CHARS] if root.inputs is not None else None,
         response_preview=_json(outputs)[:PREVIEW_CHARS] if outputs is not None else None,
-        trace_metadata={"mlflow.sourceRun": root.run_id, "mlflow.trace_schema.version": "3"},
+        trace_metadata=metadata,
         tags={"mlflow.traceName": root.name})

@@ -153,10 +153,41 @@ def _is_migration_race(exc: Exception) -> bool:
                                            "UNIQUE constraint failed: alembic_version"))
 
 
+# Settings a run may lower as it goes (the budget's plan, a search that ends early): logged when
+# the run ends, as they ran (`MLflowTracker.on_optimization_end`), not as asked; a param cannot
+# be changed once logged. What was asked is in config.yaml, and `<key>_asked` when it differs.
+RAN_KEYS = ("synthetic_data_size", "iterations", "candidates")
+
+
 def log_config(params: dict[str, str]) -> None:
     """Config as params under our own prefix: `mlflow run` has logged its entry-point
-    parameters under the bare names already, and MLflow refuses to change a param."""
-    mlflow.log_params({f"{PARAM_PREFIX}{k}": v[:6000] for k, v in params.items()})
+    parameters under the bare names already, and MLflow refuses to change a param. The
+    `RAN_KEYS` wait for the end of the run."""
+    mlflow.log_params({f"{PARAM_PREFIX}{k}": v[:6000] for k, v in params.items() if k not in RAN_KEYS})
+
+
+def ran_settings(asked: dict[str, int | None], rows: Sequence[dict], synthetic_written: float | None
+                 ) -> dict[str, tuple[int, int | None]]:
+    """key -> (what ran, what was asked) for the `RAN_KEYS` that applied: the synthetic examples
+    written (only when the run wrote its own data), the iterations that ran (the candidate
+    table's last step) and the most candidates one iteration tried."""
+    found: dict[str, tuple[int, int | None]] = {}
+    if synthetic_written is not None:
+        found["synthetic_data_size"] = (int(synthetic_written), asked.get("synthetic_data_size"))
+    steps = [row["step"] for row in rows if row["step"] > 0]
+    if steps:
+        found["iterations"] = (max(steps), asked.get("iterations"))
+        found["candidates"] = (max(steps.count(step) for step in set(steps)), asked.get("candidates"))
+    return found
+
+
+def lowered_line(ran: dict[str, tuple[int, int | None]]) -> str:
+    """What ran less than was asked, for the run's description: "1 of 2 iterations, 5 of 8
+    candidates per iteration" ('' when everything ran as asked)."""
+    words = {"synthetic_data_size": "synthetic examples written", "iterations": "iterations",
+             "candidates": "candidates per iteration (at most)"}
+    return ", ".join(f"{done} of {asked} {words[key]}" for key, (done, asked) in ran.items()
+                     if asked is not None and done < asked)
 
 
 def log_examples(examples: Sequence[Example], name: str, context: str) -> None:
@@ -202,16 +233,22 @@ class MLflowTracker(Callback):
     (`record.CANDIDATES_TABLE`, MLflow's table view): step, candidate, what changed (the backend's
     words, whether the instruction differs from the starting prompt's, the demos it carries),
     score, objective and the task-model calls that scored it (one per validation example it
-    was raced on)."""
+    was raced on), and `chosen`: true, once the run ends, on the row of the registered winner
+    only (two candidates may tie on score; the table then says which one is the version)."""
 
     def __init__(self, meter: UsageMeter):
         self.meter = meter
         self.rows: list[dict] = []
         self._logged_rows = 0
         self._start: Prompt | None = None
+        self._templates: dict[int, str] = {}  # row index -> the candidate's template (not a column)
+        self._best: int | None = None  # the row of the last best candidate reported
+        self._candidates: dict[int, int] = {}  # id(candidate) -> its row, for this process's candidates
+        self._asked: dict[str, int | None] = {}
 
     def on_optimization_start(self, task) -> None:
         self._start = task.start
+        self._asked = {key: getattr(task.config, key, None) for key in RAN_KEYS}
 
     def on_candidate(self, step: int, candidate: Candidate) -> None:
         index = sum(1 for r in self.rows if r["step"] == step)
@@ -227,7 +264,9 @@ class MLflowTracker(Callback):
                           "calibrated": bool(prompt.calibration), "unmapped": evaluation.unmapped,
                           "words": prompt_words(prompt.template), "prompt_id": prompt_id(prompt),
                           "instruction": prompt.instruction,
-                          "artifact": path})
+                          "artifact": path, "chosen": False})
+        self._templates[len(self.rows) - 1] = prompt.template
+        self._candidates[id(candidate)] = len(self.rows) - 1
 
     def on_iteration_end(self, step: int, best: Candidate, candidates: Sequence[Candidate]) -> None:
         usage = self.meter.snapshot()
@@ -236,6 +275,48 @@ class MLflowTracker(Callback):
         if candidates:
             metrics["mean_candidate_score"] = sum(c.score for c in candidates) / len(candidates)
         mlflow.log_metrics(metrics, step=step)
+        self._best = self._candidates.get(id(best), self._best)
         if len(self.rows) > self._logged_rows:  # log_table appends to an existing table
             mlflow.log_table(pd.DataFrame(self.rows[self._logged_rows:]), record.CANDIDATES_TABLE)
             self._logged_rows = len(self.rows)
+
+    def on_optimization_end(self, result) -> None:
+        """Log the `RAN_KEYS` as they ran (with `<key>_asked` where the run lowered them, and a
+        line for the description: `result.extra["lowered"]`); mark the winner (`_mark_chosen`)."""
+        written = mlflow.get_run(result.run_id).data.metrics.get(record.SYNTHETIC_ACCEPTED) \
+            if result.extra.get("synthetic") else None
+        ran = ran_settings(self._asked, self.rows, written)
+        params = {f"{PARAM_PREFIX}{key}": str(done) for key, (done, _) in ran.items()}
+        params |= {f"{PARAM_PREFIX}{key}_asked": str(asked) for key, (done, asked) in ran.items()
+                   if asked is not None and done != asked}
+        mlflow.log_params(params)
+        result.extra["lowered"] = lowered_line(ran)
+        self._mark_chosen(result)
+
+    def _mark_chosen(self, result) -> None:
+        """Mark the registered winner's row `chosen` and write the whole table again (log_table
+        only appends): the last best reported when it is the registered prompt, else the
+        best-scoring row with the registered prompt's text. Nothing is marked when nothing was
+        registered."""
+        if not result.model_version or not self.rows:
+            return
+        row = self._best if self._best is not None and self._templates.get(self._best) == result.prompt else None
+        if row is None:
+            same = [i for i, template in self._templates.items() if template == result.prompt]
+            row = max(same, key=lambda i: (self.rows[i]["objective"], -i), default=None)
+        if row is None:
+            return
+        for i, found in enumerate(self.rows):
+            found["chosen"] = i == row
+        if self._logged_rows:
+            rewrite_table(pd.DataFrame(self.rows), record.CANDIDATES_TABLE)
+        else:  # never logged in this run (a resumed run that ended at once): a new table
+            mlflow.log_table(pd.DataFrame(self.rows), record.CANDIDATES_TABLE)
+        self._logged_rows = len(self.rows)
+
+
+def rewrite_table(frame: pd.DataFrame, artifact: str) -> None:
+    """`frame` as the table `artifact` of the active run, replacing what was there (in the
+    format `mlflow.log_table` writes, so the UI's table view and `load_table` read it; the run
+    already carries the tag naming it a table)."""
+    mlflow.log_text(frame.to_json(orient="split", index=False, date_format="iso"), artifact)

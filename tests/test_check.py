@@ -49,7 +49,7 @@ def test_the_start_and_the_winner_are_compared_on_rows_the_search_never_saw(trac
     searched = {json.dumps(r, sort_keys=True) for name in ("train", "valid") for r in _lines(result.run_id, f"data/{name}.jsonl")}
     assert len(check) == 10 and not check & searched and len(check | searched) == 50
     note = run.data.tags["mlflow.note.content"]
-    assert "held-out rows:   0.000 [0.000, 0.278] -> 1.000 [0.722, 1.000], +1.000" in note
+    assert "* **Held-out rows:** 0.000 [0.000, 0.278] -> 1.000 [0.722, 1.000], +1.000" in note
     assert "on 10 held-out rows the search never saw" in MlflowClient().get_model_version(
         result.model_name, result.model_version).description
 

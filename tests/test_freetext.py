@@ -11,7 +11,7 @@ from conftest import FAKE_MODEL
 from mlflow import MlflowClient
 
 from promptomatix import record
-from promptomatix.freetext import answer_tokens, copied, degenerate
+from promptomatix.freetext import answer_tokens, copied, degenerate, uncredited
 from promptomatix.prompts import Prompt
 
 SUMMARY = Prompt("Summarize the text.", ("text",), ("summary",))
@@ -42,6 +42,21 @@ def test_an_answer_copying_its_input_counts_only_where_the_reference_does_not():
     found = degenerate(SUMMARY, rows, answers)
     assert (found.copies, found.empty, found.echoes, found.mostly_copies) == (1, 1, 1, False)
     assert found.describe() == "of 5 answers, 1 copy their input, 1 are empty, 1 echo the prompt"
+
+
+def test_an_answer_parroting_a_demos_answer_echoes_the_prompt_and_earns_no_credit():
+    demo = {"dialogue": "Bella: what's the plan? James: we play Isle of Skye on Sunday at 2 PM",
+            "summary": "Bella and James are meeting to play Isle of Skye on Sunday at 2 pm."}
+    prompt = SUMMARY.with_(input_fields=("dialogue",), demos=(demo,))
+    rows = [{"dialogue": "Lenny: which trousers? Bob: the grey ones", "summary": "Bob helps Lenny pick trousers."},
+            {"dialogue": "Tom: see you on Sunday at 2 pm at the park?", "summary": "Tom and Ann meet on Sunday."},
+            {"dialogue": "Ann: fancy a game? Tom: sure, Isle of Skye on Sunday at 2 pm", "summary": "They play."}]
+    answers = [{"summary": "Lenny and Bob are meeting to play Isle of Skye on Sunday at 2 pm."},  # a demo's, names swapped
+               {"summary": "Tom and Ann are meeting on Sunday at 2 pm at the park."},  # short common runs only
+               {"summary": "Ann and Tom play Isle of Skye on Sunday at 2 pm."}]  # the words are the input's own
+    assert uncredited(prompt, rows, answers) == (True, False, False)
+    assert degenerate(prompt, rows, answers).echoes == 1
+    assert uncredited(prompt.with_(demos=()), rows, answers) == (False, False, False)
 
 
 def _summaries(tmp_path, rows: int = 24) -> str:

@@ -9,6 +9,7 @@ from mlflow import MlflowClient
 from test_api import BETTER, run_optimize
 
 from promptomatix.cli import summary
+from promptomatix.summary import description
 
 NAME = "sentiment"
 
@@ -20,9 +21,21 @@ def test_a_run_is_filed_and_named_after_what_it_registered_and_described_by_its_
     assert mlflow.get_experiment(run.info.experiment_id).name == NAME  # not Default
     assert run.info.run_name == f"{NAME} v1 · meta_prompt"
     note = run.data.tags["mlflow.note.content"]
-    assert note == summary(result)
-    assert "0.000 (initial) -> 1.000 (optimized)" in note
-    assert "what changed:    instruction rewritten" in note and "LLM calls of 250 allowed" in note
+    assert note == description(result)
+    # short Markdown that renders as written (issue 42): the score first, facts as a list, the
+    # prompt in a fenced text block; nothing a renderer turns into a heading, no terminal lines
+    assert note.startswith("**Score 0.000 → 1.000** (+1.000) on validation, classification: ")
+    assert "* **What changed:** instruction rewritten" in note
+    assert "* **Budget:** " in note and "LLM calls of 250 allowed" in note
+    assert "* **Stopped by:** the search ran its course" in note and "* **Interval:** optimized " in note
+    assert note.endswith(f"**Optimized prompt:**\n\n```text\n{result.prompt.rstrip()}\n```")
+    outside = note.split("```text")[0].splitlines()
+    assert not [line for line in outside if line.lstrip().startswith(("#", "---", "===", ">"))]
+    assert "mlflow ui" not in note.lower() and "----" not in note and "====" not in note
+    # the terminal keeps its own summary
+    printed = summary(result)
+    assert "=== Promptomatix: optimization finished ===" in printed and "open the MLflow UI" in printed
+    assert "0.000 (initial) -> 1.000 (optimized)" in printed and "what changed:    instruction rewritten" in printed
 
     second = run_optimize(name=NAME, iterations=1)
     assert second.experiment_id == result.experiment_id
@@ -64,6 +77,33 @@ def test_params_are_the_settings_that_apply_each_once_and_never_none(tracking, s
     assert "promptomatix.train_data" not in params and "promptomatix.experiment" not in params
 
 
+def test_settings_a_run_lowered_are_params_as_they_ran_with_what_was_asked_beside_and_a_line_in_the_note(
+        tracking, scripted):
+    # issue 42: the budget (70 calls) cuts the data and the search short
+    result = run_optimize(name=NAME, iterations=3, candidates=4, synthetic_data_size=12, max_calls=70)
+    run = MlflowClient().get_run(result.run_id)
+    params = run.data.params
+    table = MlflowClient().load_table(run.info.experiment_id, "candidates.json", run_ids=[result.run_id])
+    iterations = int(table.step.max())
+    assert iterations < 3 and params["promptomatix.iterations"] == str(iterations)
+    assert params["promptomatix.iterations_asked"] == "3"
+    written = int(run.data.metrics["synthetic_accepted"])
+    assert written < 12 and params["promptomatix.synthetic_data_size"] == str(written)
+    assert params["promptomatix.synthetic_data_size_asked"] == "12"
+    tried = int(table[table.step > 0].groupby("step").size().max())
+    assert params["promptomatix.candidates"] == str(tried)
+    assert ("promptomatix.candidates_asked" in params) == (tried < 4)
+    note = run.data.tags["mlflow.note.content"]
+    assert f"* **Ran less than asked:** {written} of 12 synthetic examples written, {iterations} of 3 iterations" in note
+    assert "* **Stopped by:** the budget of model calls (--max-calls) was spent" in note
+
+    # as asked: no `_asked` param, no line
+    plain = MlflowClient().get_run(run_optimize(name=NAME, iterations=1, candidates=1).run_id)
+    assert not [k for k in plain.data.params if k.endswith("_asked")]
+    assert "Ran less than asked" not in plain.data.tags["mlflow.note.content"]
+    assert (plain.data.params["promptomatix.iterations"], plain.data.params["promptomatix.candidates"]) == ("1", "1")
+
+
 def test_the_candidate_table_tells_what_each_candidate_changed_and_scored(tracking, scripted):
     result = run_optimize(name=NAME)
     run = MlflowClient().get_run(result.run_id)
@@ -77,6 +117,19 @@ def test_the_candidate_table_tells_what_each_candidate_changed_and_scored(tracki
     assert len(rewritten) >= 1 and rewritten.instruction_rewritten.all() and (rewritten.score == 1.0).all()
     assert (table.calls > 0).all() and table.change.map(bool).all()
     assert '"type": "table"' in run.data.tags["mlflow.loggedArtifacts"]  # the UI's table view shows it
+    # the registered winner's row, and it only, is `chosen` (here two candidates tie at 1.0)
+    assert table.chosen.dtype == bool and table.chosen.sum() == 1
+    chosen = table[table.chosen].iloc[0]
+    assert chosen.score == 1.0 and chosen.objective == table.objective.max()
+    assert mlflow.artifacts.load_text(f"runs:/{result.run_id}/{chosen.artifact}") == result.prompt
+    assert table.columns.tolist().count("chosen") == 1 and len(table) == len(set(table.artifact))
+
+
+def test_nothing_is_chosen_when_nothing_is_registered(tracking, scripted):
+    result = run_optimize(name=NAME, register=False)
+    experiment = MlflowClient().get_run(result.run_id).info.experiment_id
+    table = MlflowClient().load_table(experiment, "candidates.json", run_ids=[result.run_id])
+    assert not table.chosen.any()
 
 
 def test_each_version_says_what_changed_and_by_how_much_and_keeps_its_own_facts(tracking, scripted):
@@ -88,11 +141,16 @@ def test_each_version_says_what_changed_and_by_how_much_and_keeps_its_own_facts(
     for result, version in ((first, "1"), (second, "2")):
         model_version = client.get_model_version(NAME, version)
         # then, as 4 rows cannot tell two prompts apart, a warning saying so (issue 40)
-        assert model_version.description == (f"{change}, against the starting prompt. Beware: 4 validation rows are "
-                                             f"too few to tell prompts apart: two prompts' scores on them may differ "
-                                             f"by up to 0.69 by chance; about 86 rows would tell a difference of 0.15")
+        said = (f"{change}, against the starting prompt. Beware: 4 validation rows are too few to tell prompts apart: "
+                f"two prompts' scores on them may differ by up to 0.69 by chance; about 86 rows would tell a "
+                f"difference of 0.15")
+        # and how to promote it: with promptomatix, not MLflow's button (issue 42)
+        assert model_version.description == (
+            f"{said}\n\nTo give this version an alias (champion, ...), run `promptomatix promote {NAME} --version "
+            f"{version} --alias champion`: it scores the version against the alias's holder first and records why. "
+            f"MLflow's \"Promote model\" button copies the version to another model without that check.")
         prompt_version = client.get_prompt_version(f"{NAME}-prompt", version)
-        assert prompt_version.commit_message == model_version.description
+        assert prompt_version.commit_message == said
         assert prompt_version.tags["run_id"] == result.run_id  # version 1 keeps its own run id
         assert prompt_version.tags["validation_score"] == "1.0000"
         # with its interval, rows and data (issue 40), on both versions
@@ -181,3 +239,40 @@ def test_quiet_commands_print_only_their_result(tracking, tmp_path):
     assert evaluated.returncode == 0, evaluated.stderr
     assert evaluated.stderr == ""
     assert evaluated.stdout.startswith(f"models:/{NAME}/1: accuracy")
+
+
+def _linked_experiments(prompt_name: str) -> set[str]:
+    import threading
+
+    for thread in threading.enumerate():  # MLflow's own link is written by a thread of its own
+        if thread.name.startswith("link_prompt_to_experiment_thread"):
+            thread.join(timeout=30)
+    tag = MlflowClient().get_prompt(prompt_name).tags["_mlflow_experiment_ids"]
+    return {i for i in tag.strip(",").split(",") if i}
+
+
+def test_the_prompt_is_linked_to_the_runs_experiment_and_listed_on_its_prompts_page(tracking, scripted):
+    # `promptomatix optimize` files the run in an experiment named after it without making that
+    # experiment MLflow's active one: MLflow linked the prompt to Default ("0") (issue 42)
+    result = run_optimize(name=NAME)
+    assert result.experiment_id != "0"
+    assert _linked_experiments(f"{NAME}-prompt") == {result.experiment_id}
+    listed = mlflow.genai.search_prompts(filter_string=f"experiment_id = '{result.experiment_id}'")
+    assert [p.name for p in listed] == [f"{NAME}-prompt"]
+    assert not mlflow.genai.search_prompts(filter_string="experiment_id = '0'")
+
+    # a second run in another experiment adds it; the first link stays
+    other = run_optimize(name=NAME, iterations=1, experiment="elsewhere")
+    assert other.experiment_id not in ("0", result.experiment_id)
+    assert _linked_experiments(f"{NAME}-prompt") == {result.experiment_id, other.experiment_id}
+
+
+def test_a_prompt_registered_in_a_callers_run_is_linked_to_that_runs_experiment(tracking, scripted,
+                                                                                monkeypatch):
+    # MLflow's active experiment (here from MLFLOW_EXPERIMENT_ID) and the caller's run's differ
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_ID", MlflowClient().create_experiment("chosen"))
+    own = MlflowClient().create_experiment("own")
+    with mlflow.start_run(experiment_id=own):
+        result = run_optimize(name=NAME)
+    assert result.experiment_id == own
+    assert _linked_experiments(f"{NAME}-prompt") == {own}

@@ -21,6 +21,7 @@ demos a row or two ahead of the best demo set gives way to it (`search.demos_unl
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -36,7 +37,7 @@ from promptomatix.backends.search import (MIN_RACE, Race, calibrated_on_more_row
 from promptomatix.callbacks import Callback
 from promptomatix.config import OptimizationConfig
 from promptomatix.errors import BudgetExhausted, ConfigError, ParseError
-from promptomatix.evaluation import Evaluation
+from promptomatix.evaluation import Evaluation, prompt_id
 from promptomatix.metaprompts import check_source, fill
 from promptomatix.models.lm import LM, context_tokens
 from promptomatix.prompts import Prompt
@@ -92,27 +93,35 @@ class MetaPromptBackend(Backend):
             callbacks.on_checkpoint(0, self._state(task, best, initial, tried, rng, with_demos))
         done = first - 1
         for step in range(first, task.config.iterations + 1):
-            try:
-                size = self.affordable(task, task.config.iterations - step + 1)
-                if size < 1:
-                    task.meter.stop("max_calls", "the calls left in the budget do not pay for another iteration")
-                proposals = self.within_budget(task, self.propose(task, best, step, size, rng, tried))
-                stages = Race(task).run([best.prompt, *(p for p, _ in proposals)], desc=f"iteration {step}",
-                                        changes=["", *(c for _, c in proposals)], incumbent=True) if proposals else []
-            except BudgetExhausted as exc:
-                log.info("iteration %d stopped: %s; keeping the best prompt so far", step, exc)
-                break
-            scored = _new_candidates(stages, best.prompt)
-            for candidate in scored:
-                callbacks.on_candidate(step, candidate)
-            finalists = [c for c in stages[-1] if len(c.evaluation.per_example) == len(task.valid)] if stages else []
-            # Ranked with the soft score, and never a lower reported score (see `search.py`), but
-            # for answers that copy their input, which earn nothing (`Evaluation.credited`).
-            best = keep_best(best, [c for c in finalists if c.evaluation.credited >= best.evaluation.credited],
-                             key=rank)
-            # The best prompt with demos, for `demos_unless_clearly_beaten` at the end.
-            with_demos = max(filter(None, (with_demos, *(c for c in finalists if c.prompt.demos))), key=rank,
-                             default=None)
+            # The iteration is one trace: its rewrite calls and its race's scoring inside it.
+            with _iteration_trace(task, step, best) as trace:
+                try:
+                    size = self.affordable(task, task.config.iterations - step + 1)
+                    if size < 1:
+                        task.meter.stop("max_calls", "the calls left in the budget do not pay for another iteration")
+                    proposals = self.within_budget(task, self.propose(task, best, step, size, rng, tried))
+                    _traced_candidates(trace, proposals)
+                    stages = Race(task).run([best.prompt, *(p for p, _ in proposals)], desc=f"iteration {step}",
+                                            changes=["", *(c for _, c in proposals)],
+                                            incumbent=True) if proposals else []
+                except BudgetExhausted as exc:
+                    log.info("iteration %d stopped: %s; keeping the best prompt so far", step, exc)
+                    _traced_outcome(trace, [], best, best, stopped=str(exc))
+                    break
+                scored = _new_candidates(stages, best.prompt)
+                for candidate in scored:
+                    callbacks.on_candidate(step, candidate)
+                finalists = [c for c in stages[-1] if len(c.evaluation.per_example) == len(task.valid)] \
+                    if stages else []
+                # Ranked with the soft score, and never a lower reported score (see `search.py`), but
+                # for answers that copy their input or echo the prompt, which earn nothing (`Evaluation.credited`).
+                incumbent = best
+                best = keep_best(best, [c for c in finalists if c.evaluation.credited >= best.evaluation.credited],
+                                 key=rank)
+                # The best prompt with demos, for `demos_unless_clearly_beaten` at the end.
+                with_demos = max(filter(None, (with_demos, *(c for c in finalists if c.prompt.demos))), key=rank,
+                                 default=None)
+                _traced_outcome(trace, scored, incumbent, best)
             callbacks.on_iteration_end(step, best, scored)
             callbacks.on_checkpoint(step, self._state(task, best, initial, tried, rng, with_demos))
             done = step
@@ -253,8 +262,10 @@ class MetaPromptBackend(Backend):
         an unreadable answer is skipped (counted in the meter)."""
         if count < 1:
             return []
-        answers = map_in_threads(lambda index: self.try_rewrite(task, best, step, index), range(count),
-                                 min(task.config.num_threads, count))
+        ask = lambda index: self.try_rewrite(task, best, step, index)  # noqa: E731
+        if task.tracer is not None:  # each rewrite call a span of the iteration's trace, from any thread
+            ask = task.tracer.bound(ask)
+        answers = map_in_threads(ask, range(count), min(task.config.num_threads, count))
         return [a for a in answers if a is not None]
 
     def try_rewrite(self, task: OptimizationTask, best: Candidate, step: int, index: int) -> str | None:
@@ -294,6 +305,42 @@ def rewrite_instruction(lm: LM, meta_prompt: str, prompt: Prompt, evaluation: Ev
                 score=f"{evaluation.score:.3f}", failures=shown, feedback=feedback or "(none)")
     answer = lm.complete_json(text, REWRITE_SCHEMA, max_tokens=400, salt=salt)
     return " ".join(str(answer["instruction"]).split()) or prompt.instruction
+
+
+def _iteration_trace(task: OptimizationTask, step: int, best: Candidate):
+    """The trace of iteration `step` (nothing without traces): given the task, the incumbent
+    and the validation rows; its candidates and outcome are added as they are known."""
+    if task.tracer is None:
+        return contextlib.nullcontext()
+    return task.tracer.phase(f"iteration {step}", {"step": f"iteration {step}", "iteration": step},
+                             inputs={"task": task.spec.description, "rows": len(task.valid),
+                                     "incumbent": {"prompt_id": prompt_id(best.prompt), "score": best.score,
+                                                   "instruction": best.prompt.instruction,
+                                                   "demos": len(best.prompt.demos)}})
+
+
+def _traced_candidates(trace, proposals: list[tuple[Prompt, str]]) -> None:
+    """The iteration's new prompts, and what changed in each, among its trace's inputs."""
+    if trace is None:
+        return
+    trace.inputs["candidates"] = [{"prompt_id": prompt_id(p), "change": change, "instruction": p.instruction,
+                                   "demos": len(p.demos)} for p, change in proposals]
+
+
+def _traced_outcome(trace, scored: list[Candidate], incumbent: Candidate, best: Candidate,
+                    stopped: str = "") -> None:
+    """The iteration's outcome as its trace's outputs: each candidate's score, and the winner."""
+    if trace is None:
+        return
+    def row(c: Candidate) -> dict:
+        return {"prompt_id": prompt_id(c.prompt), "change": c.change, "score": c.score,
+                "objective": c.objective, "rows": len(c.evaluation.per_example)}
+
+    outputs = {"candidates": [row(c) for c in scored], "winner": row(best), "improved": best is not incumbent}
+    if stopped:
+        outputs["stopped"] = stopped
+    trace.set_outputs(outputs)
+    trace.set_attributes({"best_score": best.score, "improved": best is not incumbent})
 
 
 def _step_zero_score(checkpoint: dict) -> float:

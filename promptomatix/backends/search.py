@@ -58,9 +58,9 @@ MIN_RACE = 3
 
 def rank(candidate: Candidate) -> float:
     """The objective, with the soft score averaged into the quality where there is one, and no
-    credit for answers that copy their input (`Evaluation.credited`)."""
+    credit for answers that copy their input or echo the prompt (`Evaluation.credited`)."""
     evaluation = candidate.evaluation
-    if evaluation.soft is None and not any(evaluation.copied):
+    if evaluation.soft is None and not any(evaluation.uncredited):
         return candidate.objective
     score = evaluation.score
     # The objective is quality x length factor; the same factor applies to the ranked quality.

@@ -9,13 +9,16 @@ digest. The run holds the per-example table (`evaluation/results.json`), the dat
 `test_score_high`, `test_score_rows` and `model_calls` (requests the version's model sent), the
 tag `promptomatix.interval` (wilson or bootstrap), and tags naming the version;
 `mlflow.genai.evaluate` runs the version's pyfunc model as `predict_fn` with the task type's
-metric module wrapped as a `@scorer`. The metric is the version's final-evaluation metric (its
-tag `eval_metrics`, from the run's `eval_metrics` or its task type's), else the metric its
-validation score was measured with (`record.METRIC_WEIGHTS`: the task type's, or the run's
-`--metric` weights), else, for a version registered before that was recorded, its task type's;
-with several, the first gives `test_score` and each is logged as `test_score.<name>`. The version
-gets the tags `test_score`, `test_score_low`, `test_score_high`, `test_rows`,
-`test_data_digest`, `test_run_id`, `test_data`, `test_metric` and `test_score.<digest>`.
+metric module wrapped as a `@scorer`, naming the version's logged model (`model_id`: MLflow links
+the run, its traces and metrics to it), and the rows are also an MLflow evaluation dataset
+(`data.evalsets`), an input of the run, which MLflow's Datasets page lists.
+The metric is the version's final-evaluation metric (its tag `eval_metrics`, from the run's
+`eval_metrics` or its task type's), else the metric its validation score was measured with
+(`record.METRIC_WEIGHTS`: the task type's, or the run's `--metric` weights), else, for a
+version registered before that was recorded, its task type's; with several, the first gives
+`test_score` and each is logged as `test_score.<name>`. The version gets the tags `test_score`,
+`test_score_low`, `test_score_high`, `test_rows`, `test_data_digest`, `test_run_id`,
+`test_data`, `test_metric` and `test_score.<digest>`.
 
 `prepare` does every check (version, data, fields) without writing, so a caller can validate
 several evaluations before running any.
@@ -275,7 +278,8 @@ def score_rows(prepared: Prepared, model, metric, show_progress: bool) -> tuple[
     quiet = contextlib.nullcontext() if show_progress else contextlib.redirect_stderr(io.StringIO())
     try:
         with contextlib.redirect_stdout(sys.stderr if show_progress else io.StringIO()), quiet:
-            result = mlflow.genai.evaluate(data=data, scorers=[task_metric], predict_fn=predict_fn)
+            result = mlflow.genai.evaluate(data=data, scorers=[task_metric], predict_fn=predict_fn,
+                                           model_id=logged_model_id(prepared.version))
     except MlflowException:
         if failures:  # MLflow's trial call of predict_fn failed: report the model's error
             raise failures[0] from None
@@ -297,12 +301,42 @@ def score_rows(prepared: Prepared, model, metric, show_progress: bool) -> tuple[
 
 
 def _log_data(prepared: Prepared) -> None:
+    """The rows as a JSONL artifact, a run input (`test`, with the rows' digest) and an MLflow
+    evaluation dataset (the Datasets page's), also an input of the run."""
     import pandas as pd
+
+    from promptomatix.data.evalsets import evaluation_dataset
 
     frame = pd.DataFrame(list(prepared.examples))
     mlflow.log_text("\n".join(json.dumps(e, ensure_ascii=False) for e in prepared.examples) + "\n",
                     record.data_artifact("test"))
     mlflow.log_input(mlflow.data.from_pandas(frame, name="test", source=None), context="evaluation")
+    version = prepared.version
+    dataset = evaluation_dataset(f"{version.name} v{version.version} · test {_base_name(prepared.source)}",
+                                 prepared.examples, prepared.input_fields, prepared.output_fields,
+                                 experiment_id=mlflow.active_run().info.experiment_id,
+                                 tags={EVALUATED_MODEL: f"models:/{version.name}/{version.version}",
+                                       "promptomatix.data": prepared.source[:500]})
+    if dataset is not None:
+        mlflow.log_input(dataset, context="evaluation")
+
+
+def _base_name(source: str) -> str:
+    import os
+
+    return os.path.basename(source.rstrip("/")) or source
+
+
+def logged_model_id(version) -> str | None:
+    """The id of the MLflow logged model behind a registered version (`m-...`), which an
+    evaluation names (`mlflow.genai.evaluate(model_id=...)`) so that MLflow links the run, its
+    traces and its metrics to the model: its `model_id`, or its source `models:/m-...`."""
+    found = getattr(version, "model_id", None)
+    if found:
+        return found
+    source = getattr(version, "source", "") or ""
+    name = source.removeprefix("models:/").split("/")[0]
+    return name if source.startswith("models:/m-") and name else None
 
 
 def experiment_of(version) -> str | None:

@@ -55,6 +55,7 @@ from promptomatix.lifecycle import evaluation, paired
 from promptomatix.lifecycle import versions
 from promptomatix.lifecycle.copies import check_target, copy_checked
 from promptomatix.lifecycle.paired import PromotionError, Rule
+from promptomatix.registry import PROMOTE_HINT_START, promote_hint
 from promptomatix.spec import Example
 
 TAG_PREFIX = "promotion."
@@ -315,7 +316,7 @@ def _move(result: PromotionDecision, candidate, prompt: tuple[str, str], to_mode
     model = versions.get_model(result.name)
     _write(_alias_steps(result.name, result.alias, candidate, prompt, result.previous)
            + _history_steps(model, result.alias, versions.history(model, result.alias) + [str(candidate.version)])
-           + _record_steps(candidate, prompt, result))
+           + _record_steps(candidate, prompt, result) + _replaced_steps(result.name, result.previous, result))
     return result
 
 
@@ -340,7 +341,8 @@ def rollback(name: str, alias: str, *, reason: str = "") -> PromotionDecision:
     result = PromotionDecision(name, alias, str(target.version), str(current), "rolled_back", "rollback",
                                reason=reason)
     _write(_alias_steps(name, alias, target, prompt, str(current))
-           + _history_steps(model, alias, past[:-1]) + _record_steps(target, prompt, result))
+           + _history_steps(model, alias, past[:-1]) + _record_steps(target, prompt, result)
+           + _replaced_steps(name, str(current), result))
     return result
 
 
@@ -426,7 +428,63 @@ def _record_steps(version, prompt: tuple[str, str], decision: PromotionDecision)
     prompt_tags = _tag_steps(values, (found.tags if found is not None else None) or {},
                              lambda key, value: client.set_prompt_version_tag(*prompt, key, value),
                              lambda key: client.delete_prompt_version_tag(*prompt, key))
-    return model_tags + prompt_tags + _description_steps(version, decision, values[TAG_PREFIX + decision.alias + ".time"])
+    paragraph = _paragraph(decision, values[TAG_PREFIX + decision.alias + ".time"])
+    return model_tags + prompt_tags + _note_steps(version, prompt, decision.alias, paragraph)
+
+
+def _paragraph(decision: PromotionDecision, time: str) -> str:
+    """What the decision says where a person reads a version: "Promotion (<alias>, <time>):
+    <summary>. Reason: <reason>"."""
+    text = f"{_marker(decision.alias)}{time}): {decision.summary()}." + (
+        f" Reason: {decision.reason}" if decision.reason else "")
+    return text[:DESCRIPTION_LIMIT // 2]
+
+
+def _marker(alias: str) -> str:
+    return f"Promotion ({alias}, "
+
+
+def _note_steps(version, prompt: tuple[str, str], alias: str, paragraph: str) -> list[Step]:
+    """`paragraph` as the alias's paragraph of the model version's description and as the tag
+    `promotion.<alias>` of the model version and of its prompt version: MLflow has no call that
+    changes a prompt version's commit message (its description; the model-version calls refuse
+    prompts), so there the tag is what the prompt page shows."""
+    client = MlflowClient()
+    key = TAG_PREFIX + alias
+    found = client.get_prompt_version(*prompt)
+    steps = _tag_steps({key: paragraph[:5000]}, version.tags or {}, lambda k, v: client.set_model_version_tag(
+        version.name, str(version.version), k, v), lambda k: client.delete_model_version_tag(
+        version.name, str(version.version), k))
+    steps += _tag_steps({key: paragraph[:5000]}, (found.tags if found is not None else None) or {},
+                        lambda k, v: client.set_prompt_version_tag(*prompt, k, v),
+                        lambda k: client.delete_prompt_version_tag(*prompt, k))
+    return steps + _description_steps(version, alias, paragraph)
+
+
+def _replaced_steps(name: str, previous: str | None, decision: PromotionDecision) -> list[Step]:
+    """The former holder of the alias, when it moved to another version, says so (its paragraph
+    and `promotion.<alias>` tag, model and prompt version, and `promotion.<alias>.replaced_by`):
+    the reason it held the alias is no longer current. Nothing for a first holder, or when the
+    former holder is gone or was not registered by promptomatix."""
+    if previous is None or previous == decision.version:
+        return []
+    try:
+        former = MlflowClient().get_model_version(name, previous)
+        prompt = versions.linked_prompt(former)
+    except (MlflowException, RegistryError):
+        return []
+    client = MlflowClient()
+    time = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    paragraph = (f"{_marker(decision.alias)}{time}): no longer holds {name}@{decision.alias}, which moved to version "
+                 f"{decision.version} ({decision.decision.replace('_', ' ')}).")
+    key = f"{TAG_PREFIX}{decision.alias}.replaced_by"
+    found = client.get_prompt_version(*prompt)
+    steps = _tag_steps({key: decision.version}, former.tags or {}, lambda k, v: client.set_model_version_tag(
+        name, str(former.version), k, v), lambda k: client.delete_model_version_tag(name, str(former.version), k))
+    steps += _tag_steps({key: decision.version}, (found.tags if found is not None else None) or {},
+                        lambda k, v: client.set_prompt_version_tag(*prompt, k, v),
+                        lambda k: client.delete_prompt_version_tag(*prompt, k))
+    return steps + _note_steps(former, prompt, decision.alias, paragraph)
 
 
 def _tag_values(decision: PromotionDecision) -> dict[str, str]:
@@ -444,6 +502,7 @@ def _tag_values(decision: PromotionDecision) -> dict[str, str]:
               "difference_high": fmt(test and test.difference.high), "test": test.test if test else "",
               "p_value": f"{test.p_value:.6g}" if test else "", "alpha": f"{test.alpha:g}" if test else "",
               "rule": decision.rule, "verdict": decision.verdict, "summary": decision.summary()[:5000],
+              **({"replaced_by": ""} if decision.moved else {}),  # holding it again: no longer replaced
               "time": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     return {f"{TAG_PREFIX}{decision.alias}.{key}": value for key, value in values.items()}
 
@@ -467,17 +526,16 @@ def _tag_steps(values: dict[str, str], old: dict[str, str], set_tag: Callable[[s
     return steps
 
 
-def _description_steps(version, decision: PromotionDecision, time: str) -> list[Step]:
-    """A step putting the decision in the model version's description: a paragraph
-    "Promotion (<alias>, <time>): <summary>." replacing that alias's earlier one, after the rest."""
+def _description_steps(version, alias: str, paragraph: str) -> list[Step]:
+    """A step putting `paragraph` in the model version's description, replacing that alias's
+    earlier one, after the rest, and ending with how to promote (`PROMOTE_HINT`)."""
     client = MlflowClient()
     old = version.description or ""
-    marker = f"Promotion ({decision.alias}, "
-    kept = [part for part in old.split("\n\n") if part.strip() and not part.startswith(marker)]
-    paragraph = f"{marker}{time}): {decision.summary()}." + (f" Reason: {decision.reason}" if decision.reason else "")
-    paragraph = paragraph[:DESCRIPTION_LIMIT // 2]
-    while kept and len("\n\n".join(kept + [paragraph])) > DESCRIPTION_LIMIT:
+    hint = promote_hint(version.name, str(version.version))
+    kept = [part for part in old.split("\n\n") if part.strip() and not part.startswith(_marker(alias))
+            and not part.startswith(PROMOTE_HINT_START)]
+    while kept and len("\n\n".join(kept + [paragraph, hint])) > DESCRIPTION_LIMIT:
         kept.pop(0)  # the oldest paragraphs give way first
-    new = "\n\n".join(kept + [paragraph])
+    new = "\n\n".join(kept + [paragraph, hint])
     return [(lambda: client.update_model_version(version.name, str(version.version), description=new),
              lambda: client.update_model_version(version.name, str(version.version), description=old))]

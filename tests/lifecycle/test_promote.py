@@ -112,6 +112,50 @@ def test_a_worse_version_is_rejected_and_the_rejection_recorded(make_versions):
     assert tags("2")["decision"] == "forced" and tags("2")["reason"] == "hotfix"
 
 
+def prompt_version_of(version: str, name: str = "reviews"):
+    number = MlflowClient().get_model_version(name, version).tags["prompt_uri"].rsplit("/", 1)[1]
+    return MlflowClient().get_prompt_version(f"{name}-prompt", number)
+
+
+def test_why_a_version_holds_the_alias_is_in_its_description_and_on_both_versions_and_kept_current(make_versions):
+    """Issue 42: the model version's description and a `promotion.<alias>` tag on the model and
+    the prompt version say why it holds the alias (MLflow cannot change a prompt version's commit
+    message); when the alias moves on, the former holder says so; every version's description
+    ends by saying to promote with `promptomatix promote`, not MLflow's button."""
+    make_versions(2, 4)
+    for version in ("1", "2"):
+        last = description(version).split("\n\n")[-1]
+        assert last.startswith(f"To give this version an alias (champion, ...), run `promptomatix promote reviews "
+                               f"--version {version} --alias champion`") and '"Promote model" button' in last
+    first = promote("reviews", "1", "champion", reason="first release")
+    said = f"Promotion (champion, {tags('1')['time']}): {first.summary()}. Reason: first release"
+    assert said in description("1").split("\n\n")
+    assert MlflowClient().get_model_version("reviews", "1").tags["promotion.champion"] == said
+    assert prompt_version_of("1").tags["promotion.champion"] == said
+
+    second = promote("reviews", "2", "champion", reason="better")
+    now = description("2").split("\n\n")
+    assert now[-2] == f"Promotion (champion, {tags('2')['time']}): {second.summary()}. Reason: better"
+    assert now[-1].startswith("To give this version an alias") and len(now) == 3
+    assert prompt_version_of("2").tags["promotion.champion"] == now[-2]
+    # version 1 no longer holds it, and says so, in its description and tags (model and prompt)
+    former = description("1").split("\n\n")
+    gone = [p for p in former if p.startswith("Promotion (champion, ")]
+    assert len(gone) == 1 and gone[0].endswith("no longer holds reviews@champion, which moved to version 2 (promoted).")
+    assert former[-1].startswith("To give this version an alias")
+    for found in (MlflowClient().get_model_version("reviews", "1").tags, prompt_version_of("1").tags):
+        assert found["promotion.champion"] == gone[0] and found["promotion.champion.replaced_by"] == "2"
+
+    back = rollback("reviews", "champion", reason="regression")
+    assert champion() == "1"
+    assert description("1").split("\n\n")[-2].endswith(f"{back.summary()}. Reason: regression")
+    assert "promotion.champion.replaced_by" not in MlflowClient().get_model_version("reviews", "1").tags
+    assert "promotion.champion.replaced_by" not in prompt_version_of("1").tags
+    assert description("2").split("\n\n")[-2].endswith("no longer holds reviews@champion, which moved to version 1 "
+                                                         "(rolled back).")
+    assert prompt_version_of("2").tags["promotion.champion.replaced_by"] == "1"
+
+
 def test_promoting_the_holder_again_changes_nothing(make_versions):
     make_versions(2)
     promote("reviews", "1", "champion")
@@ -342,7 +386,8 @@ def test_a_clearly_worse_candidate_is_refused_and_the_paired_test_recorded_on_bo
     assert recorded["summary"] == line
     assert prompt_tags("2") == recorded
     paragraphs = description("2").split("\n\n")
-    assert paragraphs[0] == registered and len(paragraphs) == 2
+    what_changed, hint = registered.split("\n\n")  # from `optimize`: what changed, how to promote
+    assert paragraphs == [what_changed, paragraphs[1], hint]
     assert paragraphs[1].startswith(f"Promotion (champion, {recorded['time']}): {line}. Reason: try")
 
     forced = promote("reviews", "2", "champion", force=True, reason="hotfix")
@@ -350,7 +395,7 @@ def test_a_clearly_worse_candidate_is_refused_and_the_paired_test_recorded_on_bo
     assert forced.summary().endswith(" (refused without --force: significantly worse)")
     assert forced.summary().startswith(f"forced reviews@champion to version 2 (was version 1): {stats.describe(test)}")
     paragraphs = description("2").split("\n\n")
-    assert paragraphs[0] == registered and len(paragraphs) == 2  # this alias's paragraph replaced
+    assert paragraphs == [what_changed, paragraphs[1], hint]  # this alias's paragraph replaced
     assert paragraphs[1].endswith(f"{forced.summary()}. Reason: hotfix") and prompt_tags("2")["decision"] == "forced"
 
 
