@@ -29,10 +29,10 @@ ROW = "promptomatix.row"  # a record's tag: its row number in the data, from 0
 
 def rows_digest(examples: Sequence[Example]) -> str:
     """MLflow's dataset digest of the rows (the same one a run's dataset input shows)."""
-    import mlflow
     import pandas as pd
+    from mlflow.data.pandas_dataset import from_pandas
 
-    return mlflow.data.from_pandas(pd.DataFrame(list(examples))).digest
+    return from_pandas(pd.DataFrame(list(examples))).digest
 
 
 def records(examples: Sequence[Example], input_fields: Sequence[str], output_fields: Sequence[str]) -> list[dict]:
