@@ -226,7 +226,11 @@ def tracking(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
     # No experiment chosen by an earlier test (set_experiment sets a process-wide default and
     # MLFLOW_EXPERIMENT_ID, which child processes inherit): runs go to this store's default.
-    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
+    # Set, then removed: monkeypatch then removes at teardown what a test's set_experiment sets
+    # (a bare delenv of an unset variable restores nothing, and the id leaked into later
+    # tests' subprocesses: "No Experiment with id=1 exists").
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_ID", "")
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID")
     monkeypatch.setattr("mlflow.tracking.fluent._active_experiment_id", None)
     monkeypatch.chdir(tmp_path)
     mlflow.set_tracking_uri(uri)

@@ -33,8 +33,9 @@ def test_50000_rows_are_optimized_on_a_stated_sample(tracking, reliable, tmp_pat
     run = MlflowClient().get_run(result.run_id)
     assert run.data.tags["promptomatix.sample.big.csv"] == f"{data.SAMPLE_LIMIT} of 50000"
     assert "big.csv: using a random sample of 1000 of 50000 examples" in caplog.text
-    assert result.train_size + result.valid_size == data.SAMPLE_LIMIT
-    logged = [mlflow.artifacts.load_text(f"runs:/{result.run_id}/data/{part}.jsonl") for part in ("train", "valid")]
+    # the sample, less the 100 rows held out for the check at the end (`data.check_count`)
+    assert result.train_size + result.valid_size + result.extra["held_out"].n == data.SAMPLE_LIMIT
+    logged = [mlflow.artifacts.load_text(f"runs:/{result.run_id}/data/{part}.jsonl") for part in ("train", "valid", "check")]
     assert sum(len(text.splitlines()) for text in logged) == data.SAMPLE_LIMIT
 
 
