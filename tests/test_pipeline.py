@@ -175,7 +175,7 @@ def test_evaluate_and_promote_entry_points_do_what_the_cli_does(pipeline):
     test_file.write_text("".join(json.dumps({"review": r, "sentiment": s}) + "\n" for r, s in REVIEWS[:3]))
     done = mlflow_run(workdir, uri, "evaluate", ref="reviews@champion", data=str(test_file))
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "models:/reviews/1: " in done.stdout and "on 3 examples" in done.stdout
+    assert "models:/reviews/1: " in done.stdout and "n=3 examples" in done.stdout
     (run,) = [r for r in runs_by_entry_point()["evaluate"] if r.data.params["ref"] == "reviews@champion"]
     assert run.info.status == "FINISHED" and run.data.tags["promptomatix.evaluated_model"] == "models:/reviews/1"
     assert MlflowClient().get_model_version("reviews", "1").tags["test_run_id"] == run.info.run_id
