@@ -741,6 +741,7 @@ def _synthetic_data(config: OptimizationConfig, spec: TaskSpec, start: Prompt, o
             train = seeds + train  # the user's own examples: demos to draw, never validation
             mlflow.log_metrics({record.SYNTHETIC_ACCEPTED: written.written, "synthetic_rejected": written.rejected,
                                 "synthetic_duplicates": written.duplicates, "synthetic_write_calls": written.calls,
+                                "synthetic_dropped_share": written.dropped_share,
                                 "synthetic_label_agreement": labelled.agreement,
                                 "synthetic_asked_label_agreement": labelled.asked_agreement,
                                 "synthetic_label_teachers": labelled.teachers,
@@ -751,7 +752,8 @@ def _synthetic_data(config: OptimizationConfig, spec: TaskSpec, start: Prompt, o
                                              template=config.synthetic_prompt)
     mlflow.log_metrics({record.SYNTHETIC_ACCEPTED: report.accepted, "synthetic_rejected": report.rejected,
                         "synthetic_duplicates": report.duplicates, "synthetic_failed_batches": report.failed_batches,
-                        "synthetic_copies": report.copies})
+                        "synthetic_copies": report.copies, "synthetic_echoes": report.echoes,
+                        "synthetic_loops": report.loops, "synthetic_dropped_share": report.dropped_share})
     # The user's own examples are the starting demos: keep them out of validation.
     samples = [e for e in examples if e in spec.sample_examples]
     train, valid = data.split([e for e in examples if e not in samples], config.train_ratio, config.seed)

@@ -164,6 +164,19 @@ def answer_tokens(prompt: Prompt, references: Sequence[Example]) -> int:
     return max(MIN_ANSWER_TOKENS, math.ceil(usual / CHARS_PER_TOKEN * HEADROOM))
 
 
+LOOP_RUN = 4  # words in a row that, said LOOP_TIMES times over, are a model going round in circles
+LOOP_TIMES = 3
+
+
+def loops(text: str) -> bool:
+    """Whether `text` says one run of `LOOP_RUN` words `LOOP_TIMES` times or more: a base model
+    that has lost the thread ("I have to study hard and study hard, and I have to study hard,
+    and I have to study hard" as a synthetic summary) writes to its cap that way."""
+    sequence = words(text)
+    runs = [tuple(sequence[i:i + LOOP_RUN]) for i in range(len(sequence) - LOOP_RUN + 1)]
+    return any(runs.count(run) >= LOOP_TIMES for run in set(runs))
+
+
 def mean_words(examples: Sequence[Example], fields: Sequence[str]) -> float:
     """The mean length in words of `examples`' `fields` (0 when there are none)."""
     if not examples:

@@ -66,6 +66,12 @@ class InputReport:
     duplicates: int = 0
     calls: int = 0
 
+    @property
+    def dropped_share(self) -> float:
+        """The share of the inputs the model wrote that were not kept."""
+        written = self.written + self.rejected + self.duplicates
+        return (self.rejected + self.duplicates) / written if written else 0.0
+
 
 @dataclass
 class LabelReport:

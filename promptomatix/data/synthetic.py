@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from promptomatix.errors import LLMError, ParseError
-from promptomatix.freetext import answer_text, copies_input, words
+from promptomatix.freetext import COPY_SIMILARITY, answer_text, copies_input, loops, similarity, words
 from promptomatix.metaprompts import TemplateSource, fill
 from promptomatix.models.lm import LM
 from promptomatix.progress import progress_bar
@@ -28,7 +28,16 @@ class GenerationReport:
     duplicates: int = 0
     batches: int = 0
     failed_batches: int = 0
-    copies: int = 0  # rejected (counted in `rejected` too): the answer was the input returned
+    # Free-text references rejected (each counted in `rejected` too) by `reference_problem`.
+    copies: int = 0  # the input returned as its answer
+    echoes: int = 0  # the task's description, or an answer already kept for another input
+    loops: int = 0  # a run of words said over and over
+
+    @property
+    def dropped_share(self) -> float:
+        """The share of the examples the model wrote that were not kept."""
+        written = self.accepted + self.rejected + self.duplicates
+        return (self.rejected + self.duplicates) / written if written else 0.0
 
 
 def generate_examples(spec: TaskSpec, lm: LM, count: int, *, batch_size: int = 5,
@@ -42,8 +51,8 @@ def generate_examples(spec: TaskSpec, lm: LM, count: int, *, batch_size: int = 5
     share), so the set is balanced. Examples with a missing or
     empty field, or a label outside the set, are rejected, as are those `accept` (the run's data
     steps) turns down (it returns the example, perhaps changed, or None); repeats (same inputs)
-    are dropped, and so are free-text examples that answer by returning the input
-    (`answers_by_copying`, counted in `copies`).
+    are dropped, and so are free-text examples whose answer is no reference
+    (`reference_problem`: counted in `copies`, `echoes` and `loops`).
     Stops early, with a warning, after three batches in a row add nothing new. Raises `LLMError`
     when fewer than two usable examples come back."""
     report = GenerationReport(requested=count)
@@ -75,8 +84,9 @@ def generate_examples(spec: TaskSpec, lm: LM, count: int, *, batch_size: int = 5
             items = answer["examples"] if isinstance(answer["examples"], list) else [answer["examples"]]
             for item in items:
                 example = _check(spec, item)
-                if example is not None and answers_by_copying(spec, example):
-                    report.copies += 1
+                problem = reference_problem(spec, example, examples) if example is not None else None
+                if problem is not None:
+                    setattr(report, problem, getattr(report, problem) + 1)
                     example = None
                 if example is not None and accept is not None:
                     example = accept(example)
@@ -154,6 +164,23 @@ def answers_by_copying(spec: TaskSpec, example: Example) -> bool:
     if spec.task_type == "rewriting":
         return any(words(answer) == words(example[f]) for f in spec.input_fields)
     return copies_input(answer, example, spec.input_fields)
+
+
+def reference_problem(spec: TaskSpec, example: Example, kept: list[Example]) -> str | None:
+    """Why a free-text example's answer cannot serve as a reference, or None: `copies` (the input
+    returned, `answers_by_copying`), `echoes` (the task's description said back, or the answer
+    of an example already `kept` for another input: a model writing one answer n times) or
+    `loops` (`freetext.loops`). A label example is checked by its label instead (`_check`)."""
+    if spec.labels:
+        return None
+    if answers_by_copying(spec, example):
+        return "copies"
+    answer = answer_text(example, spec.output_fields)
+    if similarity(answer, spec.description) >= COPY_SIMILARITY or \
+            any(similarity(answer, answer_text(other, spec.output_fields)) >= COPY_SIMILARITY
+                for other in kept if _key(spec, other) != _key(spec, example)):
+        return "echoes"
+    return "loops" if loops(answer) else None
 
 
 def _key(spec: TaskSpec, example: Example) -> tuple[str, ...]:

@@ -218,3 +218,20 @@ def test_a_rewrite_close_to_its_input_is_kept_and_only_an_unchanged_one_rejected
     examples, report = generate_examples(rewrite, lm, 2, batch_size=2, show_progress=False)
     assert [e["text"] for e in examples] == ["The cat sat on teh mat by the door.", "She go home."]
     assert report.copies == 1
+
+
+def test_free_text_references_that_echo_the_task_or_loop_are_rejected_and_the_dropped_share_counted(fake_llm, lm):
+    # What the embedded model writes when asked for summaries it cannot write: the task said
+    # back, one summary for every input, and a phrase said over and over.
+    fake_llm.rules = [(SYNTHETIC, scripted(
+        [{"article": "The council voted to close the old bridge.", "summary": "The bridge will close."},
+         {"article": "Shares fell sharply after the report.", "summary": "Summarise a news article in one sentence."},
+         {"article": "A new park opens downtown this week.", "summary": "The bridge will close."},
+         {"article": "I have to study for the test.",
+          "summary": "I have to study hard and I have to study hard and I have to study hard"}],
+        [{"article": "Rain is expected all week in the north.", "summary": "Rainy week ahead."}],
+    ))]
+    examples, report = generate_examples(SUMMARY, lm, 2, batch_size=4, show_progress=False)
+    assert [e["summary"] for e in examples] == ["The bridge will close.", "Rainy week ahead."]
+    assert (report.echoes, report.loops, report.rejected) == (2, 1, 3)
+    assert report.dropped_share == pytest.approx(3 / 5)
