@@ -37,7 +37,7 @@ from promptomatix.models.cache import default_cache
 from promptomatix.models.lm import LM, check_model, context_tokens
 from promptomatix.models.usage import Usage, UsageMeter
 from promptomatix.options import call_with_options
-from promptomatix.planning import Plan, check_calls, data_size, too_few_rows, upfront_note, validation_rows
+from promptomatix.planning import Plan, check_calls, data_size, too_few_rows, validation_rows
 from promptomatix.planning import plan as plan_calls
 from promptomatix.prompts import Prompt
 from promptomatix.scoring import Objective, build_metric, eval_metrics, prompt_words
@@ -146,7 +146,7 @@ def optimize(config: OptimizationConfig | None = None, *, from_: str | None = No
     chosen = backend if isinstance(backend, Backend) else call_with_options(get_backend(config.backend),
                                                                             config.plugin_options)
     chosen.check(config)
-    note = upfront_note(config)
+    note = chosen.upfront_note(config)
     if note:
         log.warning("%s", note)
     reload = config.train_data and head.data is None  # a resumed run's data is the data it logged

@@ -12,11 +12,13 @@ import logging
 import math
 from dataclasses import dataclass
 
-from promptomatix.backends.search import race_cost, search_rows
+from promptomatix.backends import get_backend
+from promptomatix.backends.base import Backend, PlanInput, PlanStep
+from promptomatix.backends.search import search_rows
 from promptomatix.config import OptimizationConfig
 from promptomatix.data import CHOOSING_ROWS, held_out_count
 from promptomatix.data.selflabel import TEACHERS, WRITE_ATTEMPTS
-from promptomatix.evaluation import CONTENT_FREE, calibrates_from_content_free
+from promptomatix.options import call_with_options
 
 log = logging.getLogger(__name__)
 
@@ -61,19 +63,25 @@ def check_calls(rows: int) -> int:
 class Plan:
     """Planned model calls, step by step (at most), and the budget that bounds them all."""
 
-    steps: tuple[tuple[str, int], ...]
+    steps: tuple[PlanStep, ...]
     config: OptimizationConfig
     valid_rows: int = 0  # the rows prompts are told apart on
 
     @property
     def total(self) -> int:
-        return sum(calls for _, calls in self.steps)
+        """The calls of the steps that say theirs (a step of unknown calls adds nothing)."""
+        return _sum(list(self.steps))
+
+    @property
+    def known(self) -> bool:
+        """Whether every step says its calls."""
+        return all(calls is not None for _, calls in self.steps)
 
     def __str__(self) -> str:
         width = max(len(what) for what, _ in self.steps) + 2
         lines = ["planned model calls (at most; answers from the answer cache are free):"]
-        lines += [f"  {what:<{width}}{calls:>6}" for what, calls in self.steps]
-        lines.append(f"  {'total':<{width}}{self.total:>6}")
+        lines += [f"  {what:<{width}}{'?' if calls is None else calls:>6}" for what, calls in self.steps]
+        lines.append(f"  {'total' if self.known else 'total of the known':<{width}}{self.total:>6}")
         limits = self.config.limits
         budget = [f"{limits.calls} calls" if limits.calls else None,
                   f"${limits.cost:g}" if limits.cost else None, f"{limits.seconds:g} s" if limits.seconds else None]
@@ -90,66 +98,41 @@ class Plan:
         return "\n".join(lines)
 
 
-def upfront_note(config: OptimizationConfig) -> str | None:
-    """What a run whose search is bounded only by the budget will cost, said before it starts
-    (DSPy's optimizers run to their own schedule, which the call budget cuts short)."""
-    if config.backend != "dspy":
-        return None
-    limits = config.limits
-    bound = [f"{limits.calls} model calls" if limits.calls else None,
-             f"${limits.cost:g}" if limits.cost else None, f"{limits.seconds:g} s" if limits.seconds else None]
-    time_note = "" if limits.seconds else (
-        "; no time limit is set, and on a local model (the embedded one) each call of DSPy's chat format can "
-        "take seconds, so this may run for many minutes: bound it with --max-seconds / max_seconds")
-    return (f"DSPy's {config.optimizer} runs until its schedule ends or the budget is spent: at most "
-            f"{', '.join(b for b in bound if b)} ({config.search} preset){time_note}. "
-            f"`--dry-run` prints the plan.")
-
-
 def plan(config: OptimizationConfig, *, valid_size: int | None = None, train_size: int = 0, labels: int = 2,
-         classification: bool = True, check: int = 0) -> Plan:
+         classification: bool = True, check: int = 0, backend: Backend | None = None) -> Plan:
     """The calls `config` plans for. `valid_size` and `train_size` are the validation and training
     sets of the user's data (None: synthetic data), `check` its rows held out for the check at the
-    end (`data.check_count`); `labels`/`classification` say what intake is expected to find."""
+    end (`data.check_count`); `labels`/`classification` say what intake is expected to find. The
+    search's calls are the backend's to say (`Backend.plan`; `backend` defaults to the config's)."""
     # a JSON answer and its retries; and the type's choice, for a model that scores options
-    steps: list[tuple[str, int]] = [("intake (reading the task)", 5)]
+    steps: list[PlanStep] = [("intake (reading the task)", 5)]
     synthetic = valid_size is None
     if synthetic:
         size = data_size(config, classification, labels)
         valid_size = max(1, size - min(max(1, round(size * config.train_ratio)), size - 1))
+        train_size = size - valid_size
         if classification:
             steps += [(f"writing {size} synthetic inputs", WRITE_ATTEMPTS * size),
-                      (f"labelling them (starting prompt and {TEACHERS} teachers)", (1 + TEACHERS) * size),
-                      ("scoring the starting prompt (answers from labelling)", 0)]
+                      (f"labelling them (starting prompt and {TEACHERS} teachers)", (1 + TEACHERS) * size)]
         else:
-            steps += [(f"writing {size} synthetic examples", math.ceil(size / config.batch_size) * 3),
-                      (f"scoring the starting prompt on {valid_size} examples", valid_size)]
+            steps.append((f"writing {size} synthetic examples", math.ceil(size / config.batch_size) * 3))
     else:
-        left = None if config.max_calls is None else config.max_calls - sum(c for _, c in steps) - check_calls(check)
+        left = None if config.max_calls is None else config.max_calls - _sum(steps) - check_calls(check)
         held = validation_rows(config, valid_size, train_size, left)
         valid_size, train_size = valid_size + held, train_size - held
-        if config.backend == "meta_prompt" and config.max_calls is not None:  # as the backend narrows it
-            valid_size = search_rows(valid_size, config.max_calls - sum(c for _, c in steps), config.candidates)
-        steps.append((f"scoring the starting prompt on {valid_size} examples", valid_size))
-    if config.backend == "meta_prompt":
-        per_prompt = len(CONTENT_FREE) if classification and calibrates_from_content_free(not synthetic) else 0
-        race = race_cost(config.candidates, valid_size, per_prompt) + max(1, config.candidates // 4)
-        what, calls = f"search: {config.iterations} iterations x {config.candidates} candidates", race * config.iterations
-        left = None if config.max_calls is None else max(0, config.max_calls - sum(c for _, c in steps)
-                                                         - check_calls(check))
-        if left is not None and left < calls:
-            what, calls = f"{what} (as far as the {left} calls left go)", left
-        steps.append((what, calls))
-        after = None if left is None else left - calls  # what the search leaves
-        if classification and not synthetic and train_size and after != 0:  # `search.calibrated_on_more_rows`
-            steps.append(("calibrating the winner on the training examples not among its demos",
-                          train_size if after is None else min(after, train_size)))
-    else:
-        steps.append((f"search: DSPy's {config.optimizer} (stopped by the budget)",
-                      max(0, (config.max_calls or 0) - check_calls(check))))
+    assert valid_size is not None
+    if backend is None:
+        backend = call_with_options(get_backend(config.backend), config.plugin_options)
+    search = backend.plan(PlanInput(config, valid_size, train_size, classification, synthetic, _sum(steps),
+                                    check_calls(check)))
+    steps += search.steps
     if check:
         steps.append((f"the check: starting prompt and winner on {check} held-out rows", check_calls(check)))
-    return Plan(tuple(steps), config, valid_size)
+    return Plan(tuple(steps), config, search.valid_rows)
+
+
+def _sum(steps: list[PlanStep]) -> int:
+    return sum(calls or 0 for _, calls in steps)
 
 
 def too_few_rows(rows: int) -> str | None:

@@ -323,3 +323,27 @@ def test_the_starting_score_is_the_one_the_backend_returns(tracking, scripted):
 
     with pytest.raises(PluginError, match="returns an Outcome"):
         run_optimize(backend=Reports(lambda start: start), num_demos=0, register=False)
+
+
+def test_each_backend_plans_its_own_search_and_a_plugin_without_a_plan_is_unknown(tracking, scripted):
+    """`--dry-run`'s search lines come from the backend (`Backend.plan`): the meta-prompt
+    backend's race, DSPy's compile cut by the budget, and for a plugin that says nothing, an
+    unknown count, not another backend's guess. Nothing is called."""
+    from promptomatix.backends import register_backend
+    from promptomatix.backends.base import Backend
+
+    class Silent(Backend):
+        def optimize(self, task, callbacks):  # pragma: no cover - never run by a plan
+            raise AssertionError("a plan runs nothing")
+
+    register_backend("silent-plan-test", Silent, replace=True)
+    options = dict(raw_input="Classify the sentiment of a movie review", model=FAKE_MODEL, max_calls=200)
+    meta = promptomatix.plan(**options)
+    dspy = promptomatix.plan(**options, backend="dspy")
+    silent = promptomatix.plan(**options, backend="silent-plan-test")
+    assert any(what.startswith("search: 2 iterations") for what, _ in meta.steps) and meta.known
+    (search,) = [(what, calls) for what, calls in dspy.steps if what.startswith("search:")]
+    assert search == ("search: DSPy's MIPROv2 (stopped by the budget)", 200 - sum(c for w, c in dspy.steps if w != search[0]))
+    assert ("search: Silent (calls unknown; the budget bounds them)", None) in silent.steps and not silent.known
+    assert "?" in str(silent) and "total of the known" in str(silent)
+    assert scripted.calls == []

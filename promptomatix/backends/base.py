@@ -125,6 +125,42 @@ class Outcome:
     initial_score: float
 
 
+# A line of a plan: what a step does, and the model calls it makes at most (None: unknown).
+PlanStep = tuple[str, "int | None"]
+
+
+@dataclass(frozen=True)
+class PlanInput:
+    """What a backend's plan is sized by: the run's config, the validation and training rows it
+    will get, whether the task is a label task and the rows synthetic, the calls the steps before
+    the search take (`calls_before`: intake, data) and those the check after it keeps back."""
+
+    config: OptimizationConfig
+    valid_rows: int
+    train_rows: int
+    classification: bool
+    synthetic: bool
+    calls_before: int = 0
+    check_calls: int = 0
+
+    @property
+    def start_step(self) -> PlanStep:
+        """Scoring the starting prompt on every validation row; free for synthetic label rows,
+        whose answers the labelling made (the evaluator's cache)."""
+        if self.synthetic and self.classification:
+            return ("scoring the starting prompt (answers from labelling)", 0)
+        return (f"scoring the starting prompt on {self.valid_rows} examples", self.valid_rows)
+
+
+@dataclass(frozen=True)
+class BackendPlan:
+    """The calls a backend plans (steps from scoring the start on, at most), and the validation
+    rows it tells prompts apart on."""
+
+    steps: tuple[PlanStep, ...]
+    valid_rows: int
+
+
 Ranked = TypeVar("Ranked")
 
 
@@ -162,6 +198,17 @@ class Backend(ABC):
     def check(self, config: OptimizationConfig) -> None:
         """Raise `ConfigError` for options this backend cannot honour. Called before the run
         starts, so bad input costs nothing and leaves nothing behind."""
+
+    def plan(self, given: PlanInput) -> BackendPlan:
+        """The model calls `optimize` will make for `given`, step by step, at most (`--dry-run`
+        prints them). A backend that cannot say plans its search as unknown: the call budget
+        bounds it."""
+        steps = (given.start_step, (f"search: {type(self).__name__} (calls unknown; the budget bounds them)", None))
+        return BackendPlan(steps, given.valid_rows)
+
+    def upfront_note(self, config: OptimizationConfig) -> str | None:
+        """A warning to log before the run starts (what the search may cost), or None."""
+        return None
 
     @abstractmethod
     def optimize(self, task: OptimizationTask, callbacks: Callback) -> Outcome:

@@ -30,14 +30,15 @@ import random
 from promptomatix import record
 from collections.abc import Sequence
 
-from promptomatix.backends.base import Backend, Candidate, OptimizationTask, Outcome, keep_best
+from promptomatix.backends.base import (Backend, BackendPlan, Candidate, OptimizationTask, Outcome, PlanInput,
+                                        PlanStep, keep_best)
 from promptomatix.backends.search import (MIN_RACE, Race, calibrated_on_more_rows, demo_counts, demos_that_fit,
                                           demos_unless_clearly_beaten, draw_demos, fits, race_cost, race_fits, rank,
                                           search_rows, typical_answers, typical_half)
 from promptomatix.callbacks import Callback
 from promptomatix.config import OptimizationConfig
 from promptomatix.errors import BudgetExhausted, ConfigError, ParseError
-from promptomatix.evaluation import Evaluation, prompt_id
+from promptomatix.evaluation import CONTENT_FREE, Evaluation, calibrates_from_content_free, prompt_id
 from promptomatix.metaprompts import check_source, fill
 from promptomatix.models.lm import LM, context_tokens
 from promptomatix.prompts import Prompt
@@ -71,6 +72,32 @@ class MetaPromptBackend(Backend):
         if ignored:
             raise ConfigError(f"{' and '.join(ignored)} apply to --backend dspy; the meta_prompt backend would "
                               f"ignore them (add --backend dspy, or drop them)")
+
+    def plan(self, given: PlanInput) -> BackendPlan:
+        """The start scored on the rows the budget lets it race on (`search_rows`, the user's
+        rows), `iterations` races of `candidates` prompts with their rewrites, then, for a
+        label task on the user's rows, the winner calibrated on the training rows left
+        (`search.calibrated_on_more_rows`), each as far as the calls left go."""
+        config = given.config
+        budget = config.max_calls
+        if not given.synthetic and budget is not None:  # as `narrow` does
+            given = dataclasses.replace(given, valid_rows=search_rows(given.valid_rows, budget - given.calls_before,
+                                                                      config.candidates))
+        steps: list[PlanStep] = [given.start_step]
+        per_prompt = len(CONTENT_FREE) if given.classification and calibrates_from_content_free(not given.synthetic) \
+            else 0
+        race = race_cost(config.candidates, given.valid_rows, per_prompt) + max(1, config.candidates // 4)
+        what, calls = f"search: {config.iterations} iterations x {config.candidates} candidates", race * config.iterations
+        spent = given.calls_before + (given.start_step[1] or 0)
+        left = None if budget is None else max(0, budget - spent - given.check_calls)
+        if left is not None and left < calls:
+            what, calls = f"{what} (as far as the {left} calls left go)", left
+        steps.append((what, calls))
+        after = None if left is None else left - calls  # what the search leaves
+        if given.classification and not given.synthetic and given.train_rows and after != 0:
+            steps.append(("calibrating the winner on the training examples not among its demos",
+                          given.train_rows if after is None else min(after, given.train_rows)))
+        return BackendPlan(tuple(steps), given.valid_rows)
 
     def optimize(self, task: OptimizationTask, callbacks: Callback) -> Outcome:
         rng = random.Random(task.config.seed)

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import logging
 
-from promptomatix.backends.base import Backend, Candidate, OptimizationTask, Outcome, keep_best
+from promptomatix.backends.base import Backend, BackendPlan, Candidate, OptimizationTask, Outcome, PlanInput, keep_best
 from promptomatix.callbacks import Callback
 from promptomatix.config import OptimizationConfig
 from promptomatix.errors import BudgetExhausted, ConfigError, LLMError
@@ -49,6 +49,28 @@ class DSPyBackend(Backend):
         if config.changed("meta_prompt"):
             raise ConfigError("meta_prompt applies to --backend meta_prompt; the dspy backend would ignore it "
                               "(its optimizer writes the instructions)")
+
+    def plan(self, given: PlanInput) -> BackendPlan:
+        """The start scored, then the optimizer's compile, which runs to its own schedule: as many
+        calls as the budget leaves (unknown without a call budget)."""
+        config = given.config
+        spent = given.calls_before + (given.start_step[1] or 0) + given.check_calls
+        calls = None if config.max_calls is None else max(0, config.max_calls - spent)
+        return BackendPlan((given.start_step, (f"search: DSPy's {config.optimizer} (stopped by the budget)", calls)),
+                           given.valid_rows)
+
+    def upfront_note(self, config: OptimizationConfig) -> str | None:
+        """DSPy's optimizers run to their own schedule, which only the budget cuts short: say what
+        bounds the run before it starts."""
+        limits = config.limits
+        bound = [f"{limits.calls} model calls" if limits.calls else None,
+                 f"${limits.cost:g}" if limits.cost else None, f"{limits.seconds:g} s" if limits.seconds else None]
+        time_note = "" if limits.seconds else (
+            "; no time limit is set, and on a local model (the embedded one) each call of DSPy's chat format can "
+            "take seconds, so this may run for many minutes: bound it with --max-seconds / max_seconds")
+        return (f"DSPy's {config.optimizer} runs until its schedule ends or the budget is spent: at most "
+                f"{', '.join(b for b in bound if b)} ({config.search} preset){time_note}. "
+                f"`--dry-run` prints the plan.")
 
     def optimize(self, task: OptimizationTask, callbacks: Callback) -> Outcome:
         import dspy
