@@ -34,7 +34,7 @@ from promptomatix.intake import (FROM_DATA, FROM_FLAG, FROM_ORIGIN, FROM_REQUEST
                                  answer_doubts, parse_markers, read_task, reading_to_dict,
                                  starting_instruction)
 from promptomatix.models.cache import default_cache
-from promptomatix.models.lm import LM, check_model, context_tokens
+from promptomatix.models.lm import CHARS_PER_TOKEN, LM, check_model, context_tokens
 from promptomatix.models.usage import Usage, UsageMeter
 from promptomatix.options import call_with_options
 from promptomatix.planning import Plan, check_calls, data_size, too_few_rows, validation_rows
@@ -190,15 +190,12 @@ def optimize(config: OptimizationConfig | None = None, *, from_: str | None = No
     return result
 
 
-CHARS_PER_TOKEN = 4  # about, for English text; the estimate only has to catch what cannot fit
-
-
 def check_fits_context(config: OptimizationConfig) -> None:
     """A ConfigError, before any work, when the raw input cannot fit the context of the
     optimizer model that reads it (intake), with room left for its answer."""
     model = config.optimizer_model
     room = context_tokens(model.model) - model.max_tokens
-    tokens = len(config.raw_input) // CHARS_PER_TOKEN
+    tokens = int(len(config.raw_input) / CHARS_PER_TOKEN)
     if tokens > room:
         raise ConfigError(f"raw input is about {tokens} tokens ({len(config.raw_input)} characters); model "
                           f"{model.model!r} reads at most {room} tokens besides its answer: shorten the task "

@@ -22,12 +22,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from difflib import SequenceMatcher
 
+from promptomatix.models.lm import CHARS_PER_TOKEN
 from promptomatix.prompts import Prompt, field_label
 from promptomatix.spec import Example
 
 # Two texts whose words match this much (difflib's ratio over word sequences) are one text.
 COPY_SIMILARITY = 0.9
-CHARS_PER_TOKEN = 3.5  # cautious: a cap too small cuts answers, one too large only costs time
 HEADROOM = 1.5  # an answer may run half again as long as the longest usual reference
 MIN_ANSWER_TOKENS = 16
 _WORD = re.compile(r"\w+")

@@ -47,10 +47,10 @@ from collections.abc import Sequence
 
 from promptomatix.backends.base import Candidate, OptimizationTask
 from promptomatix.errors import BudgetExhausted
+from promptomatix.models.lm import CHARS_PER_TOKEN
 from promptomatix.prompts import Prompt
 from promptomatix.spec import Example
 
-CHARS_PER_TOKEN = 3.5  # a cautious estimate: prompts are checked against the context before any call
 ANSWER_ROOM = 512  # tokens kept free for the query and the answer
 # New prompts a race needs to be worth its calls: with fewer, one lucky row picks the winner.
 MIN_RACE = 3

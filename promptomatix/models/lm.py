@@ -267,6 +267,9 @@ def choice_mode(model: str) -> str:
 
 
 DEFAULT_CONTEXT_TOKENS = 8192  # for a model LiteLLM's table does not know
+# Characters per token of English text, estimated low: a prompt checked against a context by
+# it fits, and an answer cap sized by it is not too short (a cap too large only costs time).
+CHARS_PER_TOKEN = 3.5
 
 
 def context_tokens(model: str) -> int:

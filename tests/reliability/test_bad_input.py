@@ -92,7 +92,7 @@ CASES = {
                                                  message="synthetic data size is 10000000; the limit is 10000"),
     "raw input longer than the model's context": optimize(
         "--raw-input", "Classify reviews. " * 2500,  # 45000 characters; the scripted model reads 8192 tokens
-        message="raw input is about 11250 tokens (45000 characters); model 'reliable/fake' reads at most 7168 tokens"),
+        message="raw input is about 12857 tokens (45000 characters); model 'reliable/fake' reads at most 7168 tokens"),
     "one-row data set": optimize("--train-data", "one.csv", files={"one.csv": "review,sentiment\na good film,positive\n"},
                                  message="one.csv: one example cannot be split into train and validation"),
     "null label": optimize(
