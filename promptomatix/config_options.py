@@ -35,6 +35,33 @@ def option_types() -> dict[str, Any]:
             | {f"optimizer_{k}": v for k, v in model.items()})
 
 
+def flag_names() -> dict[str, str]:
+    """Options whose command-line flag is spelled otherwise than their field (`--metric` sets
+    `metric_weights`, `--hook` sets `hooks`): the flag's name, with underscores, to the field's.
+    Either name works as a keyword or a `--config` key, so a user moving between the command
+    line and Python need not translate."""
+    names = {}
+    for f in dataclasses.fields(OptimizationConfig):
+        flag = f.metadata.get("flag")
+        if flag:
+            name = flag.lstrip("-").replace("-", "_")
+            if name != f.name:
+                names[name] = f.name
+    return names
+
+
+def _by_field_name(options: dict[str, Any]) -> dict[str, Any]:
+    """`options` with flag spellings (`flag_names`) renamed to their fields; a `ConfigError` when
+    an option is given under both names."""
+    renamed = dict(options)
+    for flag, name in flag_names().items():
+        if flag in renamed:
+            if name in renamed:
+                raise ConfigError(f"{flag!r} and {name!r} are one option: give it once")
+            renamed[name] = renamed.pop(flag)
+    return renamed
+
+
 def base_type(hint: Any) -> Any:
     """`hint` without its `| None`, and without its parameters (`tuple[str, ...]` -> tuple)."""
     if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
@@ -47,12 +74,12 @@ def config_from_options(**options) -> OptimizationConfig:
     set the task model, the same names prefixed `optimizer_` the optimizer model, which
     otherwise follows the task model (and its API base) but samples warmer. None means unset.
     Plugin options get their declared type, and their default when not given."""
-    options = {k: v for k, v in options.items() if v is not None}
+    options = _by_field_name({k: v for k, v in options.items() if v is not None})
     known = {f.name for f in dataclasses.fields(OptimizationConfig)} | set(MODEL_KEYS) | {f"optimizer_{k}" for k in MODEL_KEYS}
     plugin = {k: options.pop(k) for k in list(options) if k not in known and k in OPTIONS.names()}
     unknown = sorted(set(options) - known)
     if unknown:
-        choices = (known - set(NESTED)) | set(OPTIONS.names())
+        choices = (known - set(NESTED)) | set(OPTIONS.names()) | set(flag_names())
         raise ConfigError(f"unknown option {unknown[0]!r}; known options: {', '.join(sorted(choices))}")
     if "raw_input" not in options:
         raise ConfigError("raw input is empty: describe the task, e.g. 'Classify the sentiment of a movie review'")

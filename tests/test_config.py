@@ -187,3 +187,17 @@ def test_model_settings_validation(kwargs, message):
 @pytest.mark.parametrize("temperature", [0.0, 2.0])
 def test_model_settings_temperature_bounds_are_inclusive(temperature):
     assert ModelSettings(temperature=temperature).temperature == temperature
+
+
+def test_a_flag_spelled_otherwise_than_its_field_is_the_same_option_in_python_and_yaml(tmp_path):
+    """`--metric NAME=WEIGHT` on the command line is `metric=` in Python and `metric:` in a
+    config file, as `metric_weights` is; given under both names it is an error, not a guess."""
+    from promptomatix.config_options import config_from_options
+
+    as_flag = config_from_options(raw_input="Classify", metric={"classification": 0.7, "brevity": 0.3},
+                                  hook=["summary"], eval_metric=["classification"])
+    as_field = config_from_options(raw_input="Classify", metric_weights={"classification": 0.7, "brevity": 0.3},
+                                   hooks=["summary"], eval_metrics=["classification"])
+    assert as_flag == as_field
+    with pytest.raises(ConfigError, match="'metric' and 'metric_weights' are one option"):
+        config_from_options(raw_input="Classify", metric={"a": 1.0}, metric_weights={"b": 1.0})
