@@ -1,22 +1,24 @@
-"""Meta-prompt backend: each iteration proposes variants of the best prompt so far, races them
-on the validation set, and keeps the winner only when it beats the incumbent.
+"""Meta-prompt backend: rounds of propose, race, keep; then the finishing steps.
 
-Variants, in the order a small model gains most from them (see `backends/search.py`):
-- new few-shot demo sets from the training examples (for classification, the half of each
-  label's most typical of it, label-balanced; for free text, the half whose answers are of the
-  usual length), of the full size; from the second iteration on,
-  half of them change a third of the incumbent's demos;
-- the incumbent with fewer demos (the small end of `demo_counts`' ladder);
-- the incumbent's demos in another order;
-- instructions rewritten by the optimizer model (`config.meta_prompt`), from the incumbent's
-  failures and reviewers' feedback, keeping the incumbent's demos;
-- for a label prompt whose model scores labels, the calibrated variant of each (free on the
-  user's rows; on synthetic ones three calls a prompt, see `Evaluator`).
+The search's parts, each with its own contract:
+1. **Rows**: the start is scored on the validation rows the call budget lets a race use
+   (`search.search_rows`, `narrow`).
+2. **A round** (`config.iterations` of them, or until the budget is spent) races `affordable`
+   new prompts (`config.candidates`, fewer when the calls left would not pay for them):
+   - *proposers* (`proposers.py`) make them from the incumbent, each its declared share of
+     the round (`proposers.share`): fewer demos, new demo sets (drawn from the typical pool,
+     `search.typical_half` / `search.typical_answers`, or a third of the incumbent's swapped),
+     the demos reordered, and instructions rewritten by the optimizer model
+     (`config.meta_prompt`, from the incumbent's failures and reviewers' feedback);
+   - the *race* (`search.Race`): successive halving on the validation rows, the calibrated
+     variant of each label prompt read from the same answers;
+   - the *keep rule*: a finalist replaces the incumbent only when it ranks higher
+     (`search.rank`) and earns at least as much credit (`Evaluation.credited`), so the
+     reported score never goes down.
+3. **Finishing steps** (`FINISHING_STEPS`), in order, each a step of the run when it changes
+   the best.
 
-Iterations race `config.candidates` new prompts each (fewer when the call budget left would not
-pay for them), for `config.iterations` iterations or until the budget is spent; the best prompt
-found so far is returned, never one worse than the start. On synthetic rows, a prompt without
-demos a row or two ahead of the best demo set gives way to it (`search.demos_unless_clearly_beaten`).
+Why each part is as it is, with the measurements behind it: docs/how-it-works.md.
 """
 
 from __future__ import annotations
@@ -30,10 +32,11 @@ import random
 from promptomatix import record
 from collections.abc import Sequence
 
+from promptomatix.backends import proposers
 from promptomatix.backends.base import (Backend, BackendPlan, Candidate, OptimizationTask, Outcome, PlanInput,
                                         PlanStep, keep_best)
 from promptomatix.backends.search import (MIN_RACE, Race, calibrated_on_more_rows, demo_counts, demos_that_fit,
-                                          demos_unless_clearly_beaten, draw_demos, fits, race_cost, race_fits, rank,
+                                          demos_unless_clearly_beaten, fits, race_cost, race_fits, rank,
                                           search_rows, typical_answers, typical_half)
 from promptomatix.callbacks import Callback
 from promptomatix.config import OptimizationConfig
@@ -55,6 +58,23 @@ REWRITE_SCHEMA = {
 
 
 REWRITE_FIELDS = {"description", "instruction", "score", "failures", "feedback"}
+
+
+def _keep_demos(task: OptimizationTask, best: Candidate, with_demos: Candidate | None, initial: float) -> Candidate:
+    return demos_unless_clearly_beaten(task, best, with_demos, initial)
+
+
+def _calibrate_on_more_rows(task: OptimizationTask, best: Candidate, with_demos: Candidate | None,
+                            initial: float) -> Candidate:
+    return calibrated_on_more_rows(task, best)
+
+
+# After the last round, in order: each gets the best candidate (and the best with demos, and the
+# starting score) and returns it, or the candidate that replaces it.
+FINISHING_STEPS = (
+    _keep_demos,  # on synthetic rows, a demo set over a demo-less prompt not clearly better
+    _calibrate_on_more_rows,  # the winner's label calibration read from the unused training rows too
+)
 
 
 class MetaPromptBackend(Backend):
@@ -155,9 +175,8 @@ class MetaPromptBackend(Backend):
             if callbacks.should_stop:
                 break
         # Each a step of its own in the candidate table and the step metrics, when it changes the best.
-        for finish in (lambda c: demos_unless_clearly_beaten(task, c, with_demos, initial),
-                       lambda c: calibrated_on_more_rows(task, c)):
-            final = finish(best)
+        for finish in FINISHING_STEPS:
+            final = finish(task, best, with_demos, initial)
             if final is not best:
                 done += 1
                 callbacks.on_candidate(done, final)
@@ -213,57 +232,25 @@ class MetaPromptBackend(Backend):
 
     def propose(self, task: OptimizationTask, best: Candidate, step: int, size: int, rng: random.Random,
                 tried: set[str]) -> list[tuple[Prompt, str]]:
-        """Up to `size` new prompts with what changed in each (see the module's doc), none tried
-        before, each fitting the task model's context."""
+        """Up to `size` new prompts with what changed in each, shared among the proposers
+        (`proposers.share`), none tried before, each fitting the task model's context."""
         config, incumbent = task.config, best.prompt.with_(calibration=())
-        if not config.num_demos or not task.train:
-            rewrites, orders = size, 0
-        else:
-            # One rewrite an iteration (a quarter of a large one): a strong optimizer model gains
-            # most from rewrites, a small one from demos. A single candidate alternates.
-            rewrites = max(1, size // 4) if size >= 2 else step % 2
-            orders = 1 if len(incumbent.demos) >= 2 and size >= 4 else 0
-        proposals: list[tuple[Prompt, str]] = []
         label_field = task.spec.output_fields[0] if incumbent.labels else None
         limit = context_tokens(task.task_model.model)
         most = min(config.num_demos, demos_that_fit(incumbent, task.train, task.valid, limit))
         counts = demo_counts(most, incumbent.labels, len(task.train))
-        # New sets are drawn whole; the demo count is searched by trying the incumbent with fewer.
-        # A small model's accuracy grows with the demos it sees, and a few dozen validation rows
-        # cannot tell a weaker set from a lucky one: SST-2, 200 test reviews, calibrated, one
-        # run's sets: 0.914 from 8 demos on average, 0.891 from 4, every 8-demo set above 0.90.
-        # A model that needs fewer wins with the fewer (the length penalty breaks a tie).
-        fewer = 1 if rewrites < size and len(incumbent.demos) > counts[0] and size >= 4 else 0
-        if fewer:
-            proposals.append((incumbent.with_(demos=draw_demos(incumbent.demos, counts[0], label_field,
-                                                                 incumbent.labels, rng)), "fewer demos"))
-        # The typical half keeps twice what the largest set takes of a label, so that sets still
-        # differ: from 15 synthetic examples, 8-demo sets from a 4-per-label half were all one set
-        # reordered (SST-2 from raw input fell to 0.700 on the test set with such a half).
+        mix = proposers.share(size, step, with_demos=bool(config.num_demos and task.train),
+                              incumbent_demos=len(incumbent.demos), fewest=counts[0])
+        # The typical pool keeps twice what the largest set takes of a label, so that sets still
+        # differ (`search.typical_half`).
         typical = typical_half(task.train, label_field, 2 * max(counts) // len(incumbent.labels)) if label_field \
             else typical_answers(task.train, incumbent.input_fields, incumbent.output_fields, 2 * max(counts))
-        seen = set(tried)
-        for index in range(size - rewrites - orders - fewer):
-            # From the typical half first; from all training examples when that half has no new
-            # set left to give (a small training set).
-            for pool in (typical, task.train):
-                if step > 1 and index % 2 and incumbent.demos:
-                    demos = self.mutate(incumbent.demos, pool, label_field, rng)
-                    change = "demos changed"
-                else:
-                    demos = draw_demos(pool, counts[-1], label_field, incumbent.labels, rng)
-                    change = f"{len(demos)} new demos"
-                prompt = incumbent.with_(demos=demos)
-                if prompt.template not in seen:
-                    break
-            seen.add(prompt.template)
-            proposals.append((prompt, change))
-        for _ in range(orders):
-            demos = list(incumbent.demos)
-            rng.shuffle(demos)
-            proposals.append((incumbent.with_(demos=tuple(demos)), "demos reordered"))
-        for instruction in self.rewrites(task, best, step, rewrites):
-            proposals.append((incumbent.with_(instruction=instruction), "instruction rewritten"))
+        proposals = [*proposers.fewer_demos(incumbent, mix.fewer, counts[0], label_field, rng),
+                     *proposers.new_demo_sets(incumbent, mix.new, step, (typical, task.train), counts[-1],
+                                              label_field, rng, tried),
+                     *proposers.reordered(incumbent, mix.reordered, rng),
+                     *((incumbent.with_(instruction=instruction), "instruction rewritten")
+                       for instruction in self.rewrites(task, best, step, mix.rewrites))]
         fresh = []
         for prompt, change in proposals:
             if prompt.template in tried or not fits(prompt, task.valid, limit):
@@ -271,18 +258,6 @@ class MetaPromptBackend(Backend):
             tried.add(prompt.template)
             fresh.append((prompt, change))
         return fresh
-
-    @staticmethod
-    def mutate(demos: tuple, train, label_field: str | None, rng: random.Random) -> tuple:
-        """`demos` with a third of them (at least one) swapped for other training examples of
-        the same label."""
-        demos = list(demos)
-        for index in rng.sample(range(len(demos)), max(1, len(demos) // 3)):
-            label = demos[index].get(label_field) if label_field else None
-            pool = [e for e in train if e not in demos and (label is None or e.get(label_field) == label)]
-            if pool:
-                demos[index] = rng.choice(pool)
-        return tuple(demos)
 
     def rewrites(self, task: OptimizationTask, best: Candidate, step: int, count: int) -> list[str]:
         """`count` rewritten instructions, asked together (they depend only on the incumbent);

@@ -24,13 +24,9 @@ synthetic rows their plain mean, see `evaluation.soft_score`). On a few dozen
 validation examples many prompts answer equally many right; the probability of the right answer
 tells them apart with far less noise, and a prompt that is right by luck is seldom also sure.
 The geometric mean because the log score is a proper scoring rule, the plain mean is not: it
-pays for sureness, and a confident wrong answer costs it little. AG News, user data, seed 1: a
-calibrated zero-shot prompt and an 8-demo one tied on 25 validation rows (0.64), and on 25 more;
-the plain mean favoured the zero-shot one on both (0.409/0.410, 0.474/0.451), the geometric
-mean the demos on both (0.322/0.359, 0.372/0.398), as 200 test rows did (accuracy 0.610/0.715,
-0.377/0.435). Not on synthetic rows, labelled by the model and some wrongly: there the log
-score let one such row sink a prompt sure of the right answer (AG News from raw input, seed 2:
-0.676 on the test set with the plain mean, 0.588 with the log score). A challenger replaces the
+pays for sureness, and a confident wrong answer costs it little. Not on synthetic rows, labelled
+by the model and some wrongly: there the log score lets one such row sink a prompt sure of the
+right answer. (The measurements behind each choice: docs/how-it-works.md.) A challenger replaces the
 incumbent only when it ranks higher (`base.keep_best` by `rank`) and answers at least as many
 right, so the reported score never goes down in the search (the winner's calibration read again
 from more rows at the end may cost it a validation row, `calibrated_on_more_rows`).
@@ -126,9 +122,7 @@ def typical_half(train: Sequence[Example], label_field: str, at_least: int = 1) 
     Typical: the mean cosine of an example's word counts with the other examples of its label,
     less the mean with the other labels' examples. A small model learns a label from demos that
     look like the rest of the label; an atypical one (a fragment, an off-topic text, a wrong
-    label, as self-labelled synthetic data has) teaches it the wrong thing. Measured with the
-    embedded model on 8-demo sets (four draws each, 200 test rows, calibrated): SST-2 0.904 from
-    the typical half against 0.894 from all, AG News 0.789 against 0.733. Needs no model call."""
+    label, as self-labelled synthetic data has) teaches it the wrong thing. Needs no model call."""
     vectors = [_unit(Counter(re.findall(r"\w+", " ".join(str(v) for k, v in e.items() if k != label_field).lower())))
                for e in train]
     totals: dict[str | None, Counter] = {}
@@ -206,11 +200,8 @@ def clearly_better(first: Sequence[float], second: Sequence[float]) -> bool:
 
     Why calibration needs this and not the ranking: a calibrated prompt gives the right label a
     lower probability on average (the bias it removes was often on the right side), so the soft
-    score favours the uncalibrated one; and a few dozen rows rarely separate the two. On test
-    sets they differ: SST-2 at 250 calls, seed 2, the run's 11 demo sets on 200 test reviews
-    scored 0.836 uncalibrated and 0.910 calibrated on average (calibrated worse on 2, by at
-    most 2.5 points); ranked by validation, the run kept a set uncalibrated that scored 0.810
-    (0.920 calibrated) and registered a rewrite of it that scored 0.742 on 500 reviews."""
+    score favours the uncalibrated one; and a few dozen rows rarely separate the two, where test
+    sets do (calibrated is better on most demo sets)."""
     wins = sum(1 for a, b in zip(first, second) if a > b)
     losses = sum(1 for a, b in zip(first, second) if a < b)
     return wins - losses > 2 * math.sqrt(wins + losses)
@@ -224,12 +215,9 @@ def calibrated_on_more_rows(task: OptimizationTask, best: Candidate) -> Candidat
     to their accuracy); `best` itself when it has no calibration from the user's rows.
 
     Why more rows: a calibration read from the ~25 validation rows is noisy, and for a label
-    prompt its offsets decide many answers. SST-2, user data, seed 0 at 250 calls: the run's four
-    demo sets on 300 test reviews scored 0.893 / 0.910 / 0.897 / 0.900 batch-calibrated from the
-    validation rows, 0.907 / 0.917 / 0.897 / 0.913 from those and the 24-32 unused training
-    examples. Why fitted, not batch calibration (which the race uses, on a handful of rows at its
-    first stages): with labels known, the offsets can use them; see `answers.fitted_calibration`
-    and the benchmarks' "Latest results" for what it changed on test rows. Not only when it
+    prompt its offsets decide many answers. Why fitted, not batch calibration (which the race
+    uses, on a handful of rows at its first stages): with labels known, the offsets can use them
+    (`answers.fitted_calibration`). Not only when it
     answers as many of the rows right: the calibration it had was fitted to most of them. One
     prompt: a few calls, none for the rows already answered."""
     evaluator = task.evaluator
@@ -262,10 +250,7 @@ def demos_unless_clearly_beaten(task: OptimizationTask, best: Candidate, with_de
 
     Why: synthetic rows are few (15 by default) and labelled by the model itself, some wrongly,
     and a prompt without demos is tuned to them by its instruction or calibration alone, while a
-    small base model answers real inputs by the pattern of real demos. SST-2 from raw input at
-    250 calls: on validation, seed 1's calibrated start beat its best demo set 0.93 to 0.87 and
-    seed 2's rewritten instruction beat its best 0.80 to 0.73 (one row in 15); registered, they
-    scored 0.772 and 0.712 on 500 test reviews, those demo sets 0.876 and 0.894."""
+    small base model answers real inputs by the pattern of real demos."""
     if (not task.synthetic or best.prompt.demos or with_demos is None or with_demos.score <= initial
             or best.score <= with_demos.score
             or clearly_better(best.evaluation.per_example, with_demos.evaluation.per_example)):
