@@ -1,12 +1,14 @@
 """MLproject entry point `main`: `promptomatix optimize` inside the run `mlflow run` created.
 
-MLproject cannot leave an option out, so `--flag=` (an empty value) means "not given" here.
+MLproject declares `raw_input` only; every other option is a `-P name=value` that `mlflow run`
+passes on as `--name value` and logs as a run param (see step_utils.py), e.g.
+`-P iterations=2 -P train_data=reviews.jsonl -P cache=false -P hook=a,b`.
 """
 
 import sys
 
 from experiment_name import default_hint
-from step_utils import given, run_cli
+from step_utils import cli_flags, given, run_cli
 
 
 def option(argv: list[str], flag: str) -> str:
@@ -19,4 +21,4 @@ if __name__ == "__main__":
     hint = default_hint(option(args, "--raw-input"), option(args, "--name"))
     if hint:
         print(hint, file=sys.stderr, flush=True)
-    run_cli(["optimize", *args])
+    run_cli(["optimize", *cli_flags(args, "optimize")])

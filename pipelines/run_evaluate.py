@@ -6,7 +6,7 @@
 
 import sys
 
-from step_utils import fail, given, local, run_cli
+from step_utils import cli_flags, fail, given, local, run_cli
 
 from promptomatix.errors import PromptomatixError
 
@@ -17,4 +17,5 @@ if __name__ == "__main__":
         data = local(data)
     except PromptomatixError as exc:
         fail(exc)
-    run_cli(["evaluate", ref, *(["--data", data] if data else []), *(f"--{k}={v}" for k, v in options.items())])
+    rest = cli_flags([f"--{k}={v}" for k, v in options.items()], "evaluate")
+    run_cli(["evaluate", ref, *(["--data", data] if data else []), *rest])

@@ -1,11 +1,12 @@
-"""MLproject entry point `optimize`: `main` as a pipeline step. The same options as `main`;
-`--train-data` / `--valid-data` may also be MLflow artifact URIs (`runs:/<id>/data/train.jsonl`),
-downloaded first, so a step can use the data step's artifacts.
+"""MLproject entry point `optimize`: `main` as a pipeline step. The same options as `main`
+(`raw_input` declared, the others `-P name=value`); `train_data` / `valid_data` may also be MLflow
+artifact URIs (`runs:/<id>/data/train.jsonl`), downloaded first, so a step can use the data
+step's artifacts.
 """
 
 import sys
 
-from step_utils import fail, given, localize, run_cli
+from step_utils import cli_flags, fail, given, localize, run_cli
 
 from promptomatix.errors import PromptomatixError
 
@@ -14,4 +15,4 @@ if __name__ == "__main__":
         args = localize(given(sys.argv[1:]), "--train-data", "--valid-data")
     except PromptomatixError as exc:
         fail(exc)
-    run_cli(["optimize", *args])
+    run_cli(["optimize", *cli_flags(args, "optimize")])

@@ -18,7 +18,7 @@ model URI and test score. A failed step fails the pipeline (exit 1) with one lin
 
 from __future__ import annotations
 
-import shlex
+import json
 import sys
 from pathlib import Path
 
@@ -34,9 +34,9 @@ from promptomatix.signals import Terminated, exit_now, is_stop_reason, stop_on_s
 
 PROJECT = str(Path(__file__).resolve().parents[1])
 DATA_OPTIONS = ("train_data", "test_ratio", "train_ratio", "seed")
-OPTIMIZE_OPTIONS = ("raw_input", "name", "backend", "task_type", "input_fields", "output_fields", "model",
-                    "optimizer_model", "max_tokens", "search", "synthetic_data_size", "iterations", "candidates",
-                    "lambda_penalty", "max_calls", "max_cost", "max_seconds", "seed")
+PIPELINE_OPTIONS = ("alias", "test_ratio", "train_ratio")  # the pipeline's own: not options of `optimize`
+# On each step's run: the parameters the pipeline gave it, as JSON (`already_ran` compares them).
+STEP_PARAMETERS = "promptomatix.pipeline.parameters"
 
 
 class StepFailed(PromptomatixError):
@@ -44,17 +44,20 @@ class StepFailed(PromptomatixError):
 
 
 def already_ran(entry_point: str, parameters: dict[str, str], git_commit: str | None, experiment_id: str):
-    """The latest FINISHED run of `entry_point` in the experiment with these parameters (as
-    `mlflow run` logs them: shell-quoted) and this source version; None when there is none."""
+    """The latest FINISHED run of `entry_point` in the experiment that the pipeline gave exactly
+    these parameters (its `STEP_PARAMETERS` tag), at this source version; None when there is none."""
     runs = MlflowClient().search_runs(
         [experiment_id], f"tags.`{mlflow_tags.MLFLOW_PROJECT_ENTRY_POINT}` = '{entry_point}' "
                          f"and attributes.status = 'FINISHED'", order_by=["attributes.start_time DESC"])
+    wanted = step_parameters(parameters)
     for run in runs:
-        if run.data.tags.get(mlflow_tags.MLFLOW_GIT_COMMIT) != git_commit:
-            continue
-        if all(run.data.params.get(key) in (value, shlex.quote(value)) for key, value in parameters.items()):
+        if run.data.tags.get(mlflow_tags.MLFLOW_GIT_COMMIT) == git_commit and run.data.tags.get(STEP_PARAMETERS) == wanted:
             return run
     return None
+
+
+def step_parameters(parameters: dict[str, str]) -> str:
+    return json.dumps(parameters, sort_keys=True, ensure_ascii=False)
 
 
 def step(entry_point: str, parameters: dict[str, str], parent) -> tuple[object, bool]:
@@ -74,6 +77,7 @@ def step(entry_point: str, parameters: dict[str, str], parent) -> tuple[object, 
     except Terminated:
         restore_killed(parent.info.run_id, experiment_id)
         raise
+    MlflowClient().set_tag(submitted.run_id, STEP_PARAMETERS, step_parameters(parameters))
     return MlflowClient().get_run(submitted.run_id), False
 
 
@@ -116,12 +120,16 @@ def main(argv: list[str]) -> None:
 
 
 def run_steps(parent, options: dict[str, str], alias: str):
-    """The four steps under `parent`: (model URI, test score, promote run)."""
-    data_run, reused = step("data", {k: options.get(k, "") for k in DATA_OPTIONS}, parent)
+    """The four steps under `parent`: (model URI, test score, promote run). Each step gets the
+    options it takes that were given (`mlflow run` logs each as a param of the step's run: an
+    option not given is not passed, so that no param reads `''`)."""
+    options = {k: v for k, v in options.items() if v != ""}
+    data_run, reused = step("data", {k: options[k] for k in DATA_OPTIONS if k in options}, parent)
     record("data", data_run, reused)
     part = lambda name: f"runs:/{data_run.info.run_id}/data/{name}.jsonl"  # noqa: E731
-    optimize_run, reused = step("optimize", {**{k: options.get(k, "") for k in OPTIMIZE_OPTIONS},
-                                             "train_data": part("train"), "valid_data": part("valid")}, parent)
+    optimizing = {k: v for k, v in options.items() if k not in PIPELINE_OPTIONS and k != "train_data"}
+    optimize_run, reused = step("optimize", {**optimizing, "train_data": part("train"), "valid_data": part("valid")},
+                                parent)
     record("optimize", optimize_run, reused)
     model_uri = optimize_run.data.tags.get("promptomatix.model_uri", "")
     name, _, version = model_uri[len("models:/"):].rpartition("/")

@@ -1,21 +1,77 @@
-"""What the pipeline step scripts (`run_<entry point>.py`) share: MLproject's "empty means not given" convention, and
-artifact URIs (`runs:/<id>/data/train.jsonl`) turned into local files.
+"""What the pipeline step scripts (`run_<entry point>.py`) share: the command line `mlflow run`
+gives them, and artifact URIs (`runs:/<id>/data/train.jsonl`) turned into local files.
 
-MLproject cannot leave an option out, so `--flag=` (an empty value) means "not given".
+An entry point's command passes the parameters MLproject declares as `--flag={value}`;
+`mlflow run` appends every other `-P name=value` as the two words `--name value`, and logs each
+parameter as a run param under its own name. MLproject declares few parameters (no empty
+defaults: MLflow would log them as `''`), so most options arrive the second way; `given` turns
+both into `--flag=value`, and an empty value (`--flag=`) means "not given".
 The scripts are named `run_*.py`: `python pipelines/x.py` puts pipelines/ first on sys.path, so
 a script named like a package (`evaluate.py`, `data.py`) would shadow it.
 """
 
 from __future__ import annotations
 
+import re
 import shlex
 
 URI_PREFIXES = ("runs:/", "mlflow-artifacts:/", "file://")
+TRUE, FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off", "")
+# `--name` as `mlflow run` writes an undeclared parameter's name (MLflow's own `-P` key, as given).
+_EXTRA_NAME = re.compile(r"^--[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 def given(argv: list[str]) -> list[str]:
-    """`argv` without the `--flag=` items whose value is empty (and each unquoted, see below)."""
-    return [arg for arg in map(unquote, argv) if not (arg.startswith("--") and arg.endswith("="))]
+    """`argv` as `--flag=value` items (`mlflow run`'s `--name value` pairs joined, `_` in a name
+    made `-`), each unquoted (see `unquote`), without the items whose value is empty."""
+    return [arg for arg in pairs(list(map(unquote, argv))) if not (arg.startswith("--") and arg.endswith("="))]
+
+
+def pairs(argv: list[str]) -> list[str]:
+    """`argv` with each `--name value` pair `mlflow run` appends for a `-P` parameter the entry
+    point does not declare made one `--name=value` item (`-P max_calls=40` arrives as
+    `--max_calls 40`: `--max-calls=40`). Declared parameters arrive as `--flag=value` already."""
+    out, i = [], 0
+    while i < len(argv):
+        arg = argv[i]
+        if _EXTRA_NAME.match(arg) and i + 1 < len(argv):
+            out.append(f"--{arg[2:].replace('_', '-')}={argv[i + 1]}")
+            i += 2
+        else:
+            out.append(arg)
+            i += 1
+    return out
+
+
+def cli_flags(args: list[str], command_name: str) -> list[str]:
+    """`--flag=value` items as the click command `promptomatix <command_name>` takes them: a
+    switch's `--cache=false` is `--no-cache` (`--quiet=true` is `--quiet`, `--quiet=false`
+    nothing), a repeatable option's `--hook=a,b` is `--hook=a --hook=b`; other items as given
+    (click then refuses what it does not know, in one line)."""
+    import click
+
+    from promptomatix.cli import cli
+
+    command = cli.commands[command_name]  # type: ignore[attr-defined]
+    options: dict[str, click.Option] = {}
+    for param in command.get_params(click.Context(command)):
+        if isinstance(param, click.Option):
+            for opt in [*param.opts, *param.secondary_opts]:
+                options.setdefault(opt, param)
+    out = []
+    for arg in args:
+        flag, sep, value = arg.partition("=")
+        option = options.get(flag) if flag.startswith("--") else None
+        if not sep or option is None:
+            out.append(arg)
+        elif option.is_flag and value.lower() in TRUE + FALSE:
+            on = (value.lower() in TRUE) != (flag in option.secondary_opts)  # `--no-cache=true` is off
+            out += option.opts[:1] if on else option.secondary_opts[:1]
+        elif option.multiple:
+            out += [f"{flag}={item.strip()}" for item in value.split(",") if item.strip()]
+        else:
+            out.append(arg)
+    return out
 
 
 def unquote(arg: str) -> str:
@@ -23,7 +79,8 @@ def unquote(arg: str) -> str:
     splits the entry point's command into words, shell-quotes each one again and hands the list
     to Kubernetes, which runs it without a shell: `--raw-input=a b` arrives as
     `'--raw-input=a b'`, quotes included (mlflow/projects/kubernetes.py, `_get_run_command`).
-    Our options all start with `--`, so an argument that is one quoted shell word is that."""
+    Our options all start with `--`, so an argument that is one quoted shell word is that (an
+    option, or the value `mlflow run` passes after an undeclared parameter's `--name`)."""
     if arg.startswith("'"):
         try:
             words = shlex.split(arg)

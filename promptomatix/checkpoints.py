@@ -14,7 +14,9 @@ import dataclasses
 import json
 import logging
 import os
+import re
 import socket
+import time
 from dataclasses import dataclass
 
 import mlflow
@@ -66,8 +68,9 @@ def load(run_id: str) -> Saved:
         raise ConfigError(f"run {run_id} finished; there is nothing to resume (re-run it with --config-from)")
     if saved.resumed_by:
         raise ConfigError(f"run {run_id} was resumed already, by run {saved.resumed_by}")
-    if saved.status == "RUNNING" and is_alive(saved.process):  # two processes would do one job, both registering
-        pid = saved.process.split()[1]
+    process = parse_process(saved.process)
+    if saved.status == "RUNNING" and process and is_alive(saved.process):  # two processes would do one job
+        pid = process[1]
         raise ConfigError(f"run {run_id} is still running, in process {pid} on this host; stop it first "
                           f"(kill -TERM {pid} ends it KILLED and resumable) or let it finish")
     # the checkpoint only once the data step completed: without data the run starts over
@@ -94,18 +97,41 @@ def read_saved(run_id: str) -> Saved:
 
 
 def this_process() -> str:
-    """The value of the PROCESS tag for the current process."""
-    return f"{socket.gethostname()} {os.getpid()} {_start_time(os.getpid())}"
+    """The value of the PROCESS tag for the current process, for a person and for `is_alive`:
+    "pid 11442 on host vm, started 2026-12-06 10:31:05 UTC (tick 80224 after boot)". The tick
+    (from /proc) tells the process apart from a later one given the same pid; without /proc the
+    part in parentheses is left out."""
+    pid = os.getpid()
+    start = _start_time(pid)
+    found = f"pid {pid} on host {socket.gethostname()}"
+    if start == "-":
+        return found
+    return f"{found}, started {_wall_clock(start)} (tick {start} after boot)"
+
+
+# The PROCESS tag: this_process's form, and "<host> <pid> <start>" of runs recorded before it.
+_PROCESS_RE = re.compile(r"^pid (?P<pid>\d+) on host (?P<host>\S+?)(?:, started .* \(tick (?P<start>\S+) after boot\))?$")
+
+
+def parse_process(process: str | None) -> tuple[str, int, str] | None:
+    """(host, pid, start tick, "-" when unknown) of a PROCESS tag; None when it is not one."""
+    found = _PROCESS_RE.match(process or "")
+    if found:
+        return found["host"], int(found["pid"]), found["start"] or "-"
+    try:
+        host, pid, start = (process or "").split()
+        return host, int(pid), start
+    except ValueError:
+        return None
 
 
 def is_alive(process: str | None) -> bool:
     """Whether the process a PROCESS tag names still runs. Only a process on this host can be
     seen: one elsewhere counts as gone (a run on another machine can still be taken over)."""
-    try:
-        host, pid, start = (process or "").split()
-        pid_number = int(pid)
-    except ValueError:
+    parsed = parse_process(process)
+    if parsed is None:
         return False
+    host, pid_number, start = parsed
     if host != socket.gethostname() or pid_number == os.getpid():
         return False
     try:
@@ -116,6 +142,17 @@ def is_alive(process: str | None) -> bool:
         pass
     stat = _stat(pid_number)
     return (not stat or stat[0] != "Z") and _start_time(pid_number) == start  # a zombie has ended
+
+
+def _wall_clock(start: str) -> str:
+    """The time (UTC) a process started `start` clock ticks after boot, or "at an unknown time"."""
+    try:
+        with open("/proc/stat") as stat:
+            boot = next(int(line.split()[1]) for line in stat if line.startswith("btime "))
+        seconds = boot + int(start) / os.sysconf("SC_CLK_TCK")
+    except (OSError, StopIteration, ValueError, IndexError):
+        return "at an unknown time"
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(seconds))
 
 
 def _start_time(pid: int) -> str:

@@ -75,8 +75,10 @@ SAMPLE_TAG = "promptomatix.sample"  # per data file, when only a sample of it wa
 HOOK_ERROR_PREFIX = "promptomatix.hook_error."  # + hook name
 RESUMED_FROM = "promptomatix.resumed_from"
 RESUMED_BY = "promptomatix.resumed_by"
-# Which process runs the optimization: "<host> <pid> <start>" (start: the process's start time in
-# clock ticks since boot, from /proc, so that a pid used again by another process is told apart).
+# Which process runs the optimization, for a person and for `--resume`'s take-over check:
+# "pid N on host H, started <UTC time> (tick T after boot)" (the tick: the process's start in
+# clock ticks since boot, from /proc, so that a pid used again by another process is told apart;
+# `checkpoints.parse_process` also reads the older "<host> <pid> <tick>").
 PROCESS = "promptomatix.process"
 PARENT_RUN = "promptomatix.parent_run_id"
 PARENT_VERSION = "promptomatix.parent_version"

@@ -4,11 +4,13 @@ helpers for params, data sets and text artifacts."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
+import shlex
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import mlflow
 import pandas as pd
@@ -16,6 +18,7 @@ import pandas as pd
 from promptomatix import record
 from promptomatix.backends.base import Candidate
 from promptomatix.callbacks import Callback
+from promptomatix.config import MODEL_KEYS, OptimizationConfig
 from promptomatix.errors import ConfigError
 from promptomatix.evaluation import prompt_id
 from promptomatix.servercheck import check_server
@@ -157,13 +160,72 @@ def _is_migration_race(exc: Exception) -> bool:
 # the run ends, as they ran (`MLflowTracker.on_optimization_end`), not as asked; a param cannot
 # be changed once logged. What was asked is in config.yaml, and `<key>_asked` when it differs.
 RAN_KEYS = ("synthetic_data_size", "iterations", "candidates")
+# The tag `mlflow run` puts on the run it creates for an entry point.
+PROJECT_ENTRY_POINT_TAG = "mlflow.project.entryPoint"
 
 
 def log_config(params: dict[str, str]) -> None:
-    """Config as params under our own prefix: `mlflow run` has logged its entry-point
-    parameters under the bare names already, and MLflow refuses to change a param. The
-    `RAN_KEYS` wait for the end of the run."""
-    mlflow.log_params({f"{PARAM_PREFIX}{k}": v[:6000] for k, v in params.items() if k not in RAN_KEYS})
+    """Config as params under our own prefix, each setting once: a setting given to `mlflow run`
+    as `-P name=value` was logged by MLflow under its bare name before the run started
+    (`given_by_mlflow_run`), and is not logged again. The `RAN_KEYS` wait for the end of the run."""
+    given = given_by_mlflow_run()
+    mlflow.log_params({f"{PARAM_PREFIX}{k}": v[:6000] for k, v in params.items()
+                       if k not in RAN_KEYS and not given.get(k)})
+
+
+def given_by_mlflow_run() -> dict[str, str]:
+    """The settings `mlflow run` logged on the active run from its `-P` parameters, by the key
+    `OptimizationConfig.to_params` gives them (`-P optimizer_temperature=...` is
+    `optimizer_model.temperature`, `-P hook=...` is `hooks`), values without MLflow's shell
+    quoting; empty outside `mlflow run`. Only MLflow's params are bare names without a `/`
+    (ours carry `PARAM_PREFIX`, a registered model's config `model/`, `prompt/`)."""
+    run = mlflow.active_run()
+    if run is None:
+        return {}
+    data = mlflow.get_run(run.info.run_id).data  # `active_run()` holds the data of its start
+    if PROJECT_ENTRY_POINT_TAG not in data.tags:
+        return {}
+    return {setting_key(name): unquote(value) for name, value in data.params.items()
+            if not name.startswith(PARAM_PREFIX) and "/" not in name}
+
+
+def setting_key(name: str) -> str:
+    """The key `OptimizationConfig.to_params` logs the option `name` (`-P name=...`, a flag's
+    name with `_` or `-`) under."""
+    key = name.replace("-", "_")
+    if key == "optimizer_model":
+        return "optimizer_model.model"
+    if key.startswith("optimizer_") and key[len("optimizer_"):] in MODEL_KEYS:
+        return f"optimizer_model.{key[len('optimizer_'):]}"
+    return _FLAG_FIELDS.get(key, key)
+
+
+# Options whose flag is not their field's name (`--hook` sets `hooks`): flag name -> field.
+_FLAG_FIELDS = {f.metadata["flag"][2:].replace("-", "_"): f.name for f in dataclasses.fields(OptimizationConfig)
+                if f.metadata.get("flag")}
+
+
+def unquote(value: str) -> str:
+    """A param value without the shell quoting `mlflow run` gives its parameters (`'a b'` is
+    `a b`); other values as they are."""
+    if not value.startswith(("'", '"')):
+        return value
+    try:
+        words = shlex.split(value)
+    except ValueError:
+        return value
+    return words[0] if len(words) == 1 else value
+
+
+def logged_setting(params: Mapping[str, str], key: str) -> str | None:
+    """A setting of an optimization run as its params record it (None when they do not): ours
+    (`promptomatix.<key>`), else the `-P` value `mlflow run` logged under the bare name (a setting
+    given so is logged once, by MLflow). `key` as `OptimizationConfig.to_params` names it."""
+    if PARAM_PREFIX + key in params:
+        return params[PARAM_PREFIX + key]
+    names = [name for name in params if not name.startswith(PARAM_PREFIX) and "/" not in name
+             and setting_key(name) == key]
+    return unquote(params[names[0]]) if names else None
 
 
 def ran_settings(asked: dict[str, int | None], rows: Sequence[dict], synthetic_written: float | None
@@ -179,6 +241,22 @@ def ran_settings(asked: dict[str, int | None], rows: Sequence[dict], synthetic_w
         found["iterations"] = (max(steps), asked.get("iterations"))
         found["candidates"] = (max(steps.count(step) for step in set(steps)), asked.get("candidates"))
     return found
+
+
+def ran_params(ran: dict[str, tuple[int, int | None]], given: Mapping[str, str]) -> dict[str, str]:
+    """The params of the `RAN_KEYS` (`ran_settings`): `promptomatix.<key>` as it ran, and
+    `promptomatix.<key>_asked` where that is less than asked; for a key `mlflow run` logged
+    (`given`), only `promptomatix.<key>`, and only when it differs from MLflow's."""
+    params = {}
+    for key, (done, asked) in ran.items():
+        if given.get(key):
+            if given[key] != str(done):
+                params[f"{PARAM_PREFIX}{key}"] = str(done)
+            continue
+        params[f"{PARAM_PREFIX}{key}"] = str(done)
+        if asked is not None and done != asked:
+            params[f"{PARAM_PREFIX}{key}_asked"] = str(asked)
+    return params
 
 
 def lowered_line(ran: dict[str, tuple[int, int | None]]) -> str:
@@ -245,10 +323,12 @@ class MLflowTracker(Callback):
         self._best: int | None = None  # the row of the last best candidate reported
         self._candidates: dict[int, int] = {}  # id(candidate) -> its row, for this process's candidates
         self._asked: dict[str, int | None] = {}
+        self._given: dict[str, str] = {}  # the settings `mlflow run` logged (`given_by_mlflow_run`)
 
     def on_optimization_start(self, task) -> None:
         self._start = task.start
         self._asked = {key: getattr(task.config, key, None) for key in RAN_KEYS}
+        self._given = given_by_mlflow_run()
 
     def on_candidate(self, step: int, candidate: Candidate) -> None:
         index = sum(1 for r in self.rows if r["step"] == step)
@@ -282,14 +362,13 @@ class MLflowTracker(Callback):
 
     def on_optimization_end(self, result) -> None:
         """Log the `RAN_KEYS` as they ran (with `<key>_asked` where the run lowered them, and a
-        line for the description: `result.extra["lowered"]`); mark the winner (`_mark_chosen`)."""
+        line for the description: `result.extra["lowered"]`); mark the winner (`_mark_chosen`).
+        A key given to `mlflow run` (`-P iterations=3`) is MLflow's param already, as asked: ours
+        then only when the run lowered it, and no `_asked`."""
         written = mlflow.get_run(result.run_id).data.metrics.get(record.SYNTHETIC_ACCEPTED) \
             if result.extra.get("synthetic") else None
         ran = ran_settings(self._asked, self.rows, written)
-        params = {f"{PARAM_PREFIX}{key}": str(done) for key, (done, _) in ran.items()}
-        params |= {f"{PARAM_PREFIX}{key}_asked": str(asked) for key, (done, asked) in ran.items()
-                   if asked is not None and done != asked}
-        mlflow.log_params(params)
+        mlflow.log_params(ran_params(ran, self._given))
         result.extra["lowered"] = lowered_line(ran)
         self._mark_chosen(result)
 

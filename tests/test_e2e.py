@@ -13,6 +13,9 @@ import mlflow
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
+from test_mlflow_records import param_problems
+
+from promptomatix.tracking import logged_setting
 
 PROJECT = Path(__file__).resolve().parents[1]
 RAW_INPUT = "Classify the sentiment of a movie review as positive or negative"
@@ -59,7 +62,10 @@ def test_the_run_holds_params_artifacts_and_per_step_metrics(mlflow_run):
     params = run.data.params
     assert params["raw_input"] == shlex.quote(RAW_INPUT)  # logged, shell-quoted, by `mlflow run`
     assert params["model/model"] == "embedded/gemma-3-270m"
-    assert params["promptomatix.iterations"] == "1" and params["promptomatix.synthetic_data_size"] == "6"
+    # given with -P: MLflow's params, not logged again (issue 42); none empty, none quoted but the
+    # raw input; `-P max_tokens` is also the registered model's config, which MLflow logs as `model/*`
+    assert logged_setting(params, "iterations") == "1" and logged_setting(params, "synthetic_data_size") == "6"
+    assert param_problems(params, quoted=("raw_input",)) == ["max_tokens and model/max_tokens record one setting"]
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"raw_input.txt", "task_spec.json", "optimized_prompt.txt", "candidates.json", "data", "prompts"} <= artifacts
     spec = json.loads(mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/task_spec.json"))

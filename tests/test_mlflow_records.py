@@ -4,11 +4,17 @@ versions' descriptions and commit messages, and no empty records."""
 
 from __future__ import annotations
 
+import os
+import re
+
 import mlflow
 from mlflow import MlflowClient
 from test_api import BETTER, run_optimize
 
+from promptomatix import checkpoints
 from promptomatix.cli import summary
+from promptomatix.config import MODEL_KEYS
+from promptomatix.tracking import PARAM_PREFIX, logged_setting, ran_params, setting_key
 from promptomatix.summary import description
 
 NAME = "sentiment"
@@ -65,9 +71,33 @@ def _none_first(lookup):
     return wrapped
 
 
-def test_params_are_the_settings_that_apply_each_once_and_never_none(tracking, scripted):
-    params = MlflowClient().get_run(run_optimize(name=NAME).run_id).data.params
+def param_problems(params: dict[str, str], quoted: tuple[str, ...] = ()) -> list[str]:
+    """What a person reading a run's params would find wrong (issue 42): a param that is empty
+    (or `''`, `None`), one wrapped in quotes (but those named in `quoted`: `mlflow run`'s own
+    shell quoting of `raw_input`), and a setting recorded twice (`seed` and `promptomatix.seed`,
+    `max_tokens` and `model/max_tokens`)."""
+    problems = [f"{k} is empty ({v!r})" for k, v in params.items() if not v.strip() or v in ("''", '""', "None")]
+    problems += [f"{k} is quoted: {v}" for k, v in params.items()
+                 if k not in quoted and len(v) > 1 and v[0] == v[-1] and v[0] in "'\""]
+    settings: dict[str, list[str]] = {}
+    for key in params:
+        settings.setdefault(_setting(key), []).append(key)
+    return problems + [f"{' and '.join(sorted(keys))} record one setting" for keys in settings.values() if len(keys) > 1]
 
+
+def _setting(key: str) -> str:
+    if key.startswith(PARAM_PREFIX):
+        return setting_key(key[len(PARAM_PREFIX):])
+    if key.startswith("model/") and key[len("model/"):] in MODEL_KEYS:  # the task model's settings
+        return key[len("model/"):]
+    return setting_key(key) if "/" not in key else key
+
+
+def test_params_are_the_settings_that_apply_each_once_and_never_none(tracking, scripted):
+    run = MlflowClient().get_run(run_optimize(name=NAME).run_id)
+    params = run.data.params
+
+    assert param_problems(params) == []
     assert params["promptomatix.backend"] == "meta_prompt" and params["promptomatix.meta_prompt"] == "rewrite"
     assert "promptomatix.optimizer" not in params and "promptomatix.dspy_module" not in params
     assert not [k for k, v in params.items() if v in ("None", "") or not v.strip()]
@@ -75,6 +105,11 @@ def test_params_are_the_settings_that_apply_each_once_and_never_none(tracking, s
     assert params["model/model"] == "scripted/fake" and params["model/temperature"] == "0.0"
     assert not [k for k in params if k.startswith("promptomatix.task_model")]
     assert "promptomatix.train_data" not in params and "promptomatix.experiment" not in params
+    # the process that ran it, as a person reads it (and `--resume` parses it)
+    process = run.data.tags["promptomatix.process"]
+    assert re.fullmatch(rf"pid {os.getpid()} on host \S+, started \d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d UTC "
+                        rf"\(tick \d+ after boot\)", process), process
+    assert checkpoints.parse_process(process)[1] == os.getpid()
 
 
 def test_settings_a_run_lowered_are_params_as_they_ran_with_what_was_asked_beside_and_a_line_in_the_note(
@@ -102,6 +137,22 @@ def test_settings_a_run_lowered_are_params_as_they_ran_with_what_was_asked_besid
     assert not [k for k in plain.data.params if k.endswith("_asked")]
     assert "Ran less than asked" not in plain.data.tags["mlflow.note.content"]
     assert (plain.data.params["promptomatix.iterations"], plain.data.params["promptomatix.candidates"]) == ("1", "1")
+
+
+def test_a_setting_given_to_mlflow_run_is_its_param_alone_unless_the_run_lowered_it():
+    # `mlflow run -P iterations=3 -P candidates=2` logged `iterations` and `candidates` (as asked)
+    given = {"iterations": "3", "candidates": "2"}
+    ran = {"iterations": (1, 3), "candidates": (2, 2), "synthetic_data_size": (6, 8)}
+    assert ran_params(ran, given) == {"promptomatix.iterations": "1", "promptomatix.synthetic_data_size": "6",
+                                      "promptomatix.synthetic_data_size_asked": "8"}
+    params = {"iterations": "3", "candidates": "2", "promptomatix.iterations": "1", "train_data": "'my rows.jsonl'",
+              "optimizer_temperature": "0.2"}
+    assert [logged_setting(params, key) for key in ("iterations", "candidates", "train_data", "seed")] == [
+        "1", "2", "my rows.jsonl", None]
+    assert logged_setting(params, "optimizer_model.temperature") == "0.2"
+    # the process tag of runs recorded before it was written for people still reads
+    assert checkpoints.parse_process("vm 11442 80224") == ("vm", 11442, "80224")
+    assert checkpoints.parse_process("pid 7 on host vm") == ("vm", 7, "-") and checkpoints.parse_process("x") is None
 
 
 def test_the_candidate_table_tells_what_each_candidate_changed_and_scored(tracking, scripted):

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from promptomatix.guide.names import guide_backend_name
+from promptomatix.tracking import logged_setting
 
 
 def result_dict(result) -> dict[str, Any]:
@@ -16,7 +17,7 @@ def result_dict(result) -> dict[str, Any]:
     import mlflow
 
     params = mlflow.get_run(result.run_id).data.params
-    backend = params.get("promptomatix.backend", "")
+    backend = logged_setting(params, "backend") or ""
     return {
         "result": result.prompt,
         "initial_prompt": result.initial_prompt,

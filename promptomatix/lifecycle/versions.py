@@ -23,7 +23,7 @@ from mlflow.exceptions import MlflowException
 from promptomatix import record
 from promptomatix.errors import RegistryError
 from promptomatix.registry import PROMPT_SUFFIX, model_exists, prompt_name_for
-from promptomatix.tracking import PARAM_PREFIX
+from promptomatix.tracking import logged_setting
 
 # Registered-model tag holding the versions that held an alias, oldest first (JSON list).
 HISTORY_PREFIX = "alias_history."
@@ -232,10 +232,11 @@ def _data_source(run, hops: int = _MAX_HOPS) -> str | None:
     if run is None:
         return None
     params, tags = run.data.params, run.data.tags
-    if params.get(PARAM_PREFIX + "valid_data"):
-        return params[PARAM_PREFIX + "valid_data"]
-    if params.get(PARAM_PREFIX + "train_data"):
-        return params[PARAM_PREFIX + "train_data"] + _HELD_OUT
+    valid, train = logged_setting(params, "valid_data"), logged_setting(params, "train_data")
+    if valid:
+        return valid
+    if train:
+        return train + _HELD_OUT
     if record.SYNTHETIC_ACCEPTED in run.data.metrics:
         return "synthetic"
     parent = tags.get(record.PARENT_RUN) or tags.get(record.RESUMED_FROM)
