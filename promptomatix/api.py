@@ -527,10 +527,12 @@ def _prepare_data(job: _Job, models: _Models) -> tuple[Reading, Evaluator, list[
         _log_rejections(steps)
     if spec.task_type == "classification":
         valid = data.interleaved(valid, spec.output_fields[0])
-    log_examples(train, record.TRAIN, "training")
-    log_examples(valid, record.VALID, "validation")
+    # Also MLflow evaluation datasets, which its Datasets page lists, named after the prompt.
+    fields = (spec.input_fields, spec.output_fields)
+    log_examples(train, record.TRAIN, "training", fields=fields, title=job.name)
+    log_examples(valid, record.VALID, "validation", fields=fields, title=job.name)
     if check:
-        log_examples(check, record.CHECK, "testing")
+        log_examples(check, record.CHECK, "testing", fields=fields, title=job.name)
     return reading, evaluator, train, valid, check
 
 

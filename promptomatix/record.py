@@ -43,6 +43,7 @@ CANDIDATES_TABLE = "candidates.json"  # the candidate table (`mlflow.log_table`)
 VALID_RESULTS_TABLE = "evaluation/valid_results.json"
 TRAIN, VALID = "train", "valid"  # the data sets' names: artifact, dataset input
 CHECK = "check"  # the user's rows held out from the search, scored once at the end (`data.check_count`)
+DATASET_RUN = "promptomatix.run_id"  # an evaluation dataset's tag: the first optimization run that used its rows
 
 
 def data_artifact(name: str) -> str:

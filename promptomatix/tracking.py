@@ -268,11 +268,21 @@ def lowered_line(ran: dict[str, tuple[int, int | None]]) -> str:
                      if asked is not None and done < asked)
 
 
-def log_examples(examples: Sequence[Example], name: str, context: str) -> None:
-    """A data set as a JSONL artifact (to read) and as a run input (to find and compare)."""
+def log_examples(examples: Sequence[Example], name: str, context: str, *,
+                 fields: tuple[Sequence[str], Sequence[str]] | None = None, title: str = "") -> None:
+    """A data set as a JSONL artifact (to read) and as a run input (to find and compare); with
+    `fields` (input, output), also as an MLflow evaluation dataset named "`title` · `name`" in the
+    run's experiment (`data.evalsets`: the Datasets page lists it, tagged with the run)."""
     mlflow.log_text("\n".join(json.dumps(e, ensure_ascii=False) for e in examples) + "\n", record.data_artifact(name))
     dataset = mlflow.data.from_pandas(pd.DataFrame(list(examples)), name=name)
     _log_input(dataset, context)
+    if fields and examples:
+        from promptomatix.data.evalsets import evaluation_dataset
+
+        run = mlflow.active_run()
+        evaluation_dataset(f"{title} · {name}" if title else name, examples, *fields,
+                           experiment_id=run.info.experiment_id if run else None,
+                           tags={record.DATASET_RUN: run.info.run_id} if run else None)
 
 
 def _log_input(dataset, context: str, attempts: int = 4) -> None:

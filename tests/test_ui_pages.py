@@ -94,9 +94,6 @@ def test_the_datasets_page_lists_the_data_a_version_was_evaluated_on(pages):
     assert pages.problems("datasets", ui.check_datasets) == []
 
 
-@pytest.mark.xfail(strict=True, reason="issue 42 point 4: the optimization's train and valid data are run "
-                                       "inputs (mlflow.log_input), not MLflow evaluation datasets "
-                                       "(mlflow.genai.datasets), so the Datasets page does not list them")
 def test_the_datasets_page_lists_the_data_the_optimization_ran_on(pages):
     assert pages.problems("datasets", ui.check_run_data_sets) == []
 

@@ -55,3 +55,19 @@ def test_rows_become_records_with_inputs_expectations_and_their_row(tracking):
     assert sorted(t[ROW] for t in records["tags"]) == ["0", "1"]
     other = evaluation_dataset("reviews train", rows[:1], ["review"], ["sentiment"], experiment_id=experiment)
     assert other.dataset_id != dataset.dataset_id  # other rows, another dataset
+
+
+def test_the_rows_an_optimization_ran_on_are_evaluation_datasets_of_its_experiment(make_versions):
+    """The Datasets page lists the data a run searched on, named after the prompt, each record a
+    row with its inputs and expectations, tagged with the run."""
+    from promptomatix import record
+
+    make_versions(1)
+    run = MlflowClient().get_run(MlflowClient().get_model_version("reviews", "1").run_id)
+    found = {d.name: d for d in search_datasets(experiment_ids=[run.info.experiment_id],
+                                                filter_string="name LIKE 'reviews · %'")}
+    assert {"reviews · train", "reviews · valid"} <= set(found)
+    for part in ("train", "valid"):
+        logged = mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/data/{part}.jsonl").splitlines()
+        dataset = found[f"reviews · {part}"]
+        assert len(dataset.to_df()) == len(logged) and dataset.tags[record.DATASET_RUN] == run.info.run_id
