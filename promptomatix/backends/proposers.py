@@ -100,13 +100,14 @@ def reordered(incumbent: Prompt, count: int, rng: random.Random) -> list[Proposa
     return proposals
 
 
-def mutated(demos: tuple, train: Sequence[Example], label_field: str | None, rng: random.Random) -> tuple:
+def mutated(demos: tuple[Example, ...], train: Sequence[Example], label_field: str | None,
+            rng: random.Random) -> tuple[Example, ...]:
     """`demos` with a third of them (at least one) swapped for other training examples of the
     same label."""
-    demos = list(demos)
-    for index in rng.sample(range(len(demos)), max(1, len(demos) // 3)):
-        label = demos[index].get(label_field) if label_field else None
-        pool = [e for e in train if e not in demos and (label is None or e.get(label_field) == label)]
+    swapped = list(demos)
+    for index in rng.sample(range(len(swapped)), max(1, len(swapped) // 3)):
+        label = swapped[index].get(label_field) if label_field else None
+        pool = [e for e in train if e not in swapped and (label is None or e.get(label_field or "") == label)]
         if pool:
-            demos[index] = rng.choice(pool)
-    return tuple(demos)
+            swapped[index] = rng.choice(pool)
+    return tuple(swapped)
