@@ -376,6 +376,7 @@ def _run(job: _Job, run, tracer: RunTracer | None) -> OptimizationResult:
     change = tracking.describe_change(start, best.prompt, outcome.initial_score, best.score, len(task.valid),
                                       parent=job.head.origin.version if job.head.origin else None,
                                       interval=(interval.low, interval.high))
+    described = change  # the summary says the doubts, the check and the warnings on lines of their own
     doubts = (*reading.doubts, *answer_doubts(task.spec, best.evaluation.unmapped, len(best.evaluation.per_example)))
     if doubts:  # on the run and the registered version, where a person reads the result
         mlflow.set_tag(record.RUN_DOUBTS, "; ".join(doubts)[:5000])
@@ -402,7 +403,7 @@ def _run(job: _Job, run, tracer: RunTracer | None) -> OptimizationResult:
                "doubts": doubts, "reading_sources": dict(reading.sources), "too_few_rows": few,
                "optimized_interval": interval,
                "synthetic": not job.config.train_data and not job.head.data,
-               "change_summary": change, "max_calls": job.config.max_calls,
+               "change_summary": described, "max_calls": job.config.max_calls,
                "degenerate": answers.degenerate.describe(), "not_registered": refused, "held_out": checked,
                "answer_words": answers.answer_words, "reference_words": answers.reference_words},
     )
