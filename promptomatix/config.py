@@ -168,23 +168,38 @@ class OptimizationConfig:
     traces: bool = _option(True, "Record every LLM call as an MLflow trace of the run (the run's Traces tab).")
 
     def __post_init__(self):
-        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
+        """Checked once, here, at the edge: presets filled in, sizes and names validated, lists
+        and mappings made immutable copies."""
+        self._check_task()
+        self._fill_and_check_sizes()
+        self._normalize()
+
+    def _set(self, key: str, value: Any) -> None:
+        object.__setattr__(self, key, value)  # a frozen dataclass, set while it is built
+
+    def _check_task(self) -> None:
         if not isinstance(self.raw_input, str) or not self.raw_input.strip():
             raise ConfigError("raw input is empty: describe the task, e.g. 'Classify the sentiment of a movie review'")
         if len(self.raw_input) > RAW_INPUT_LIMIT:
             raise ConfigError(f"raw input is {len(self.raw_input)} characters; the limit is {RAW_INPUT_LIMIT}")
+        if self.name is not None and not _NAME_RE.match(self.name):
+            raise ConfigError(f"invalid name {self.name!r}: use letters, digits, '-', '_' or '.' (at most 100)")
+        if self.valid_data and not self.train_data:
+            raise ConfigError("--valid-data needs --train-data")
+
+    def _fill_and_check_sizes(self) -> None:
         if self.search not in SEARCH_PRESETS:
             raise ConfigError(f"unknown search preset {self.search!r}; choose one of {', '.join(SEARCH_PRESETS)}")
         preset = SEARCH_PRESETS[self.search]
         for key in PRESET_KEYS:
             if getattr(self, key) is None:
-                set_(key, getattr(preset, key))
+                self._set(key, getattr(preset, key))
         _positive(self, "synthetic_data_size", "iterations", "candidates", "batch_size", "num_threads", "max_calls")
         for key in ("max_cost", "max_seconds"):
             value = getattr(self, key)
             if value is not None and not value > 0:
                 raise ConfigError(f"{key.replace('_', ' ')} must be positive, got {value!r}")
-        if self.synthetic_data_size < 2:
+        if (self.synthetic_data_size or 0) < 2:  # filled from the preset above
             raise ConfigError(f"synthetic data size must be at least 2, got {self.synthetic_data_size}")
         _non_negative(self, "num_demos", "max_retries", "lambda_penalty")
         for key, limit in SIZE_LIMITS.items():
@@ -195,23 +210,21 @@ class OptimizationConfig:
             raise ConfigError(f"check rows must be 0 or more, got {self.check_rows}")
         if not 0.0 < self.train_ratio < 1.0:
             raise ConfigError(f"train ratio must be strictly between 0 and 1, got {self.train_ratio}")
-        if self.name is not None and not _NAME_RE.match(self.name):
-            raise ConfigError(f"invalid name {self.name!r}: use letters, digits, '-', '_' or '.' (at most 100)")
+
+    def _normalize(self) -> None:
         for key in ("input_fields", "output_fields"):
             value = getattr(self, key)
             if value is not None:
-                set_(key, _field_names(key, value))
+                self._set(key, _field_names(key, value))
         if self.input_fields and self.output_fields and set(self.input_fields) & set(self.output_fields):
             raise ConfigError("a field cannot be both an input and an output field")
         if self.labels is not None:
-            set_("labels", _labels(self.labels))
-        if self.valid_data and not self.train_data:
-            raise ConfigError("--valid-data needs --train-data")
-        set_("field_map", dict(self.field_map))
-        set_("hooks", tuple(self.hooks))
-        set_("data_steps", tuple(self.data_steps))
-        set_("metric_weights", dict(self.metric_weights))
-        set_("eval_metrics", tuple(self.eval_metrics))
+            self._set("labels", _labels(self.labels))
+        self._set("field_map", dict(self.field_map))
+        self._set("hooks", tuple(self.hooks))
+        self._set("data_steps", tuple(self.data_steps))
+        self._set("metric_weights", dict(self.metric_weights))
+        self._set("eval_metrics", tuple(self.eval_metrics))
         for spec, weight in self.metric_weights.items():
             if not isinstance(weight, (int, float)) or isinstance(weight, bool) or weight <= 0:
                 raise ConfigError(f"metric weight for {spec!r} must be a positive number, got {weight!r}")

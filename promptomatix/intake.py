@@ -174,16 +174,7 @@ def read_task(raw_input: str, lm: LM, *, task_type: str | None = None, input_fie
     if kind is None or kind not in TASK_TYPES.names():  # a provider that does not enforce the schema's enum
         raise LLMError(f"{lm.model} named an unknown task type {kind!r}; pass --task-type")
     ins, outs, fields_source = _fields(kind, sections, rules, answer, request, input_fields, output_fields, columns)
-    if labels:
-        label_set, labels_source = tuple(labels), labels_from
-    elif rules.labels:
-        label_set, labels_source = rules.labels, FROM_REQUEST
-    else:
-        proposed = answer.get("labels") if isinstance(answer.get("labels"), list) else []
-        label_set, labels_source = _labels_from(proposed, instruction)
-        if kind == "classification" and not columns and labels_source == FROM_MODEL:
-            doubts.append(f"the request names no labels; the model guessed {', '.join(label_set) or 'none'}: "
-                          f"check them, or set {PART_FLAGS['labels']}")
+    label_set, labels_source = _label_set(kind, labels, labels_from, rules, answer, instruction, columns, doubts)
     samples = tuple(_map_samples(parse_examples(sections.get("FEW_SHOT_EXAMPLES", "")), ins, outs))
     spec = TaskSpec(
         description=_description(answer.get("description"), instruction),
@@ -196,6 +187,22 @@ def read_task(raw_input: str, lm: LM, *, task_type: str | None = None, input_fie
     )
     return Reading(spec, (("type", type_source), ("fields", fields_source), ("labels", labels_source)),
                    tuple(doubts))
+
+
+def _label_set(kind: str, labels: Sequence[str] | None, labels_from: str, rules, answer: dict, instruction: str,
+               columns: Sequence[str] | None, doubts: list[str]) -> tuple[tuple[str, ...], str]:
+    """The labels and where they came from: given (`labels`, from `labels_from`), listed in the
+    request, else the model's proposal (a doubt added when a classification has only that)."""
+    if labels:
+        return tuple(labels), labels_from
+    if rules.labels:
+        return tuple(rules.labels), FROM_REQUEST
+    proposed = answer.get("labels") if isinstance(answer.get("labels"), list) else []
+    label_set, labels_source = _labels_from(proposed, instruction)
+    if kind == "classification" and not columns and labels_source == FROM_MODEL:
+        doubts.append(f"the request names no labels; the model guessed {', '.join(label_set) or 'none'}: "
+                      f"check them, or set {PART_FLAGS['labels']}")
+    return tuple(label_set), labels_source
 
 
 def _description(proposed, instruction: str) -> str:

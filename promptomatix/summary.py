@@ -10,24 +10,10 @@ def _scored(result) -> str:
     return "validation" if rows >= result.valid_size else f"the first {rows} validation examples (the budget's)"
 
 
-def summary(result) -> str:
-    """`result` is an `OptimizationResult`."""
-    import mlflow
-
-    from promptomatix.record import SEARCH_COMPLETE
-
-    usage = result.usage
-    budget = result.extra.get("max_calls")
-    lines = [
-        "",
-        "=== Promptomatix: optimization finished ===",
-        f"task:            {result.spec.task_type}: {result.spec.description}",
-        f"fields:          {', '.join(result.spec.input_fields)} -> {', '.join(result.spec.output_fields)}",
-        *([f"labels:          {', '.join(result.spec.labels)}"] if result.spec.labels else []),
-        f"data:            {result.train_size} train / {result.valid_size} validation examples",
-        f"score:           {result.initial_score:.3f} (initial) -> {result.optimized_score:.3f} (optimized), on "
-        f"{_scored(result)}",
-    ]
+def _findings(result) -> list[str]:
+    """The summary's lines between the score and the cost: the interval, the held-out check,
+    doubts, warnings, answers' length, registry, what changed."""
+    lines: list[str] = []
     interval = result.extra.get("optimized_interval")
     if interval is not None:
         mine = " (synthetic rows: the gain is measured on the model's own examples)" if result.extra.get("synthetic") \
@@ -51,6 +37,28 @@ def summary(result) -> str:
         lines.append(f"registry:        {result.extra['not_registered']}")
     if result.extra.get("change_summary"):
         lines.append(f"what changed:    {result.extra['change_summary']}")
+    return lines
+
+
+def summary(result) -> str:
+    """`result` is an `OptimizationResult`."""
+    import mlflow
+
+    from promptomatix.record import SEARCH_COMPLETE
+
+    usage = result.usage
+    budget = result.extra.get("max_calls")
+    lines = [
+        "",
+        "=== Promptomatix: optimization finished ===",
+        f"task:            {result.spec.task_type}: {result.spec.description}",
+        f"fields:          {', '.join(result.spec.input_fields)} -> {', '.join(result.spec.output_fields)}",
+        *([f"labels:          {', '.join(result.spec.labels)}"] if result.spec.labels else []),
+        f"data:            {result.train_size} train / {result.valid_size} validation examples",
+        f"score:           {result.initial_score:.3f} (initial) -> {result.optimized_score:.3f} (optimized), on "
+        f"{_scored(result)}",
+    ]
+    lines += _findings(result)
     lines += [
         f"cost:            ${usage.cost:.4f}, {usage.tokens} tokens in {usage.calls} LLM calls"
         f"{f' of {budget} allowed' if budget else ''} "

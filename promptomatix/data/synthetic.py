@@ -56,10 +56,7 @@ def generate_examples(spec: TaskSpec, lm: LM, count: int, *, batch_size: int = 5
     Stops early, with a warning, after three batches in a row add nothing new. Raises `LLMError`
     when fewer than two usable examples come back."""
     report = GenerationReport(requested=count)
-    if spec.labels:
-        batch_size = min(batch_size, -(-count // len(spec.labels)))
-    # Batches small enough that their longest answer fits the model's max tokens.
-    batch_size = max(1, min(batch_size, (lm.settings.max_tokens - 32) // _token_budget(spec, 1, per_batch=0)))
+    batch_size = _batch_size(spec, lm, count, batch_size)
     max_batches = max_batches or 3 * -(-count // batch_size) + 2
     examples: list[Example] = list(spec.sample_examples)[:count]
     seen = {_key(spec, e) for e in examples}
@@ -68,31 +65,9 @@ def generate_examples(spec: TaskSpec, lm: LM, count: int, *, batch_size: int = 5
         stalled = 0  # batches in a row that added nothing: the model has run dry
         while len(examples) < count and report.batches < max_batches and stalled < MAX_STALLED_BATCHES:
             before = len(examples)
-            n = min(batch_size, count - len(examples))
-            label = spec.labels[report.batches % len(spec.labels)] if spec.labels else None
-            report.batches += 1
-            # The frequency penalty keeps a model from writing one example n times over.
-            try:
-                answer = lm.complete_json(_prompt(spec, n, label, examples, template), _schema(spec, n, label),
-                                          max_tokens=_token_budget(spec, n), frequency_penalty=FREQUENCY_PENALTY,
-                                          salt=f"batch {report.batches}")
-            except ParseError as exc:  # counted in the meter; the examples so far are kept
-                report.failed_batches += 1
-                stalled += 1
-                log.warning("batch %d gave no parseable JSON: %s", report.batches, exc)
-                continue
-            items = answer["examples"] if isinstance(answer["examples"], list) else [answer["examples"]]
-            for item in items:
-                example = _check(spec, item)
-                problem = reference_problem(spec, example, examples) if example is not None else None
-                if problem is not None:
-                    setattr(report, problem, getattr(report, problem) + 1)
-                    example = None
-                if example is not None and accept is not None:
-                    example = accept(example)
-                if example is None:
-                    report.rejected += 1
-                elif _key(spec, example) in seen:
+            items = _batch(spec, lm, min(batch_size, count - len(examples)), examples, template, report)
+            for example in _usable(spec, items, examples, accept, report):
+                if _key(spec, example) in seen:
                     report.duplicates += 1
                 elif len(examples) < count:
                     seen.add(_key(spec, example))
@@ -108,6 +83,50 @@ def generate_examples(spec: TaskSpec, lm: LM, count: int, *, batch_size: int = 5
                        f"({report.rejected} rejected, {report.duplicates} duplicates, "
                        f"{report.failed_batches} unparseable)")
     return examples, report
+
+
+def _batch_size(spec: TaskSpec, lm: LM, count: int, asked: int) -> int:
+    """`asked`, no larger than a label's share (classification) and small enough that the
+    batch's longest answer fits the model's max tokens."""
+    if spec.labels:
+        asked = min(asked, -(-count // len(spec.labels)))
+    return max(1, min(asked, (lm.settings.max_tokens - 32) // _token_budget(spec, 1, per_batch=0)))
+
+
+def _batch(spec: TaskSpec, lm: LM, n: int, examples: list[Example], template: TemplateSource,
+           report: GenerationReport) -> list:
+    """One batch of `n` items as the model wrote them (unchecked); none when its JSON could not be
+    read (counted in `failed_batches` and in the meter)."""
+    label = spec.labels[report.batches % len(spec.labels)] if spec.labels else None
+    report.batches += 1
+    try:
+        # The frequency penalty keeps a model from writing one example n times over.
+        answer = lm.complete_json(_prompt(spec, n, label, examples, template), _schema(spec, n, label),
+                                  max_tokens=_token_budget(spec, n), frequency_penalty=FREQUENCY_PENALTY,
+                                  salt=f"batch {report.batches}")
+    except ParseError as exc:  # the examples so far are kept
+        report.failed_batches += 1
+        log.warning("batch %d gave no parseable JSON: %s", report.batches, exc)
+        return []
+    return answer["examples"] if isinstance(answer["examples"], list) else [answer["examples"]]
+
+
+def _usable(spec: TaskSpec, items: list, kept: list[Example], accept: Callable[[Example], Example | None] | None,
+            report: GenerationReport):
+    """The items that are examples of the task with a usable answer (`_check`,
+    `reference_problem`) and that `accept` takes (as it returns them); the others counted."""
+    for item in items:
+        example = _check(spec, item)
+        problem = reference_problem(spec, example, kept) if example is not None else None
+        if problem is not None:
+            setattr(report, problem, getattr(report, problem) + 1)
+            example = None
+        if example is not None and accept is not None:
+            example = accept(example)
+        if example is None:
+            report.rejected += 1
+        else:
+            yield example
 
 
 def _prompt(spec: TaskSpec, n: int, label: str | None, examples: list[Example],

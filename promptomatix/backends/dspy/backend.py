@@ -76,7 +76,6 @@ class DSPyBackend(Backend):
         import dspy
         from dspy.utils.exceptions import AdapterParseError, LMError
 
-        from promptomatix.backends.dspy import traces
         from promptomatix.backends.dspy.adapter import adapter_spec, make_adapter
         from promptomatix.backends.dspy.lm import MeteredLM
         from promptomatix.backends.dspy.metric import FeedbackMetric, ProgramMetric, ProgramTagger
@@ -103,41 +102,50 @@ class DSPyBackend(Backend):
                        callbacks=[*dspy.settings.get("callbacks", []), ProgramTagger()])
         try:
             with dspy.context(**context):
-                best = scorer(student, "step 0 · starting program")
-                initial = best.score
-                callbacks.on_candidate(0, best)
-                callbacks.on_iteration_end(0, best, [])
-                if callbacks.should_stop:
-                    return Outcome(best, initial)
-                try:
-                    with traces.group(tracer, f"compile · {config.optimizer}", {"optimizer": config.optimizer}):
-                        compiled = recipe.compile(student, setup)
-                except Exception as exc:  # DSPy wraps what its threads raise: the meter says if it was us
-                    if meter.stopped_by is None:
-                        raise
-                    log.warning("DSPy's %s stopped when the budget (%s) ran out (%s: %s); keeping the start",
-                                config.optimizer, meter.stopped_by, type(exc).__name__, str(exc)[:200])
-                    return Outcome(best, initial)
-                rounds = recipe.rounds(compiled)
-                if scorer.key(compiled) not in {scorer.key(p) for programs in rounds for p in programs}:
-                    rounds.append([compiled])
-                for step, programs in enumerate(rounds, start=1):
-                    try:
-                        scored = [scorer(program, f"step {step} · program {index}")
-                                  for index, program in enumerate(programs, start=1)]
-                    except BudgetExhausted as exc:
-                        log.info("scoring DSPy's candidates stopped: %s; keeping the best so far", exc)
-                        break
-                    for candidate in scored:
-                        callbacks.on_candidate(step, candidate)
-                    best = keep_best(best, scored)
-                    callbacks.on_iteration_end(step, best, scored)
-                    if callbacks.should_stop:
-                        break
+                return self._search(task, callbacks, scorer, student, lambda: recipe.compile(student, setup), recipe)
         except LMError as exc:
             raise LLMError(f"{type(exc).__name__}: {exc}") from exc
         except AdapterParseError as exc:  # an answer an optimizer itself needed (a proposal) was unreadable
             raise LLMError(f"the optimizer could not read a model answer: {exc}") from exc
+
+    @staticmethod
+    def _search(task: OptimizationTask, callbacks: Callback, scorer: _Scorer, student, compile_, recipe) -> Outcome:
+        """Step 0 the start; then the optimizer's compile (the start kept when the budget ends it);
+        then each round of the programs it kept, scored and reported, the best kept."""
+        from promptomatix.backends.dspy import traces
+
+        config, meter = task.config, task.meter
+        best = scorer(student, "step 0 · starting program")
+        initial = best.score
+        callbacks.on_candidate(0, best)
+        callbacks.on_iteration_end(0, best, [])
+        if callbacks.should_stop:
+            return Outcome(best, initial)
+        try:
+            with traces.group(task.tracer, f"compile · {config.optimizer}", {"optimizer": config.optimizer}):
+                compiled = compile_()
+        except Exception as exc:  # DSPy wraps what its threads raise: the meter says if it was us
+            if meter.stopped_by is None:
+                raise
+            log.warning("DSPy's %s stopped when the budget (%s) ran out (%s: %s); keeping the start",
+                        config.optimizer, meter.stopped_by, type(exc).__name__, str(exc)[:200])
+            return Outcome(best, initial)
+        rounds = recipe.rounds(compiled)
+        if scorer.key(compiled) not in {scorer.key(p) for programs in rounds for p in programs}:
+            rounds.append([compiled])
+        for step, programs in enumerate(rounds, start=1):
+            try:
+                scored = [scorer(program, f"step {step} · program {index}")
+                          for index, program in enumerate(programs, start=1)]
+            except BudgetExhausted as exc:
+                log.info("scoring DSPy's candidates stopped: %s; keeping the best so far", exc)
+                break
+            for candidate in scored:
+                callbacks.on_candidate(step, candidate)
+            best = keep_best(best, scored)
+            callbacks.on_iteration_end(step, best, scored)
+            if callbacks.should_stop:
+                break
         return Outcome(best, initial)
 
 
