@@ -394,6 +394,11 @@ def test_dspy_calls_are_spans_of_the_run_grouped_by_step_and_program(tracking, s
     prompt_ids = {dict(zip(table["columns"], row))["prompt_id"] for row in table["data"]}
     assert roots["step 0 · starting program"].attributes["prompt_id"] in prompt_ids
     assert len([s for s in llm if s.parent_id == roots["compile · COPRO"].span_id]) > 0
+    # every trace list shows what each step was given and what came of it
+    for name, root in roots.items():
+        assert root.inputs and root.outputs, name
+    assert roots["compile · COPRO"].inputs["train rows"] > 0 and roots["compile · COPRO"].outputs["compiled"]
+    assert roots["step 1 · program 1"].outputs["score"] == roots["step 1 · program 1"].attributes["score"]
 
 
 # --- the metric ----------------------------------------------------------------------------------

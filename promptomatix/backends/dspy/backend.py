@@ -113,6 +113,7 @@ class DSPyBackend(Backend):
         """Step 0 the start; then the optimizer's compile (the start kept when the budget ends it);
         then each round of the programs it kept, scored and reported, the best kept."""
         from promptomatix.backends.dspy import traces
+        from promptomatix.backends.dspy.program import program_text
 
         config, meter = task.config, task.meter
         best = scorer(student, "step 0 · starting program")
@@ -122,8 +123,12 @@ class DSPyBackend(Backend):
         if callbacks.should_stop:
             return Outcome(best, initial)
         try:
-            with traces.group(task.tracer, f"compile · {config.optimizer}", {"optimizer": config.optimizer}):
+            with traces.group(task.tracer, f"compile · {config.optimizer}", {"optimizer": config.optimizer},
+                              {"optimizer": config.optimizer, "train rows": len(task.train),
+                               "validation rows": len(task.valid), "starting score": initial}) as group:
                 compiled = compile_()
+                if group is not None:
+                    group.set_outputs({"compiled": program_text(compiled)[:4000]})
         except Exception as exc:  # DSPy wraps what its threads raise: the meter says if it was us
             if meter.stopped_by is None:
                 raise
@@ -173,7 +178,8 @@ class _Scorer:
         key = self.key(program)
         if key not in self._scored:
             task = self.task
-            with traces.group(task.tracer, name, {"step": name}) as group:
+            inputs = {"program": program_text(program)[:4000], "rows": len(self.valid)}
+            with traces.group(task.tracer, name, {"step": name}, inputs) as group:
                 evaluation = evaluate_program(program, self.valid, task.metric, self.spec.output_fields,
                                               num_threads=task.config.num_threads,
                                               show_progress=task.show_progress)
@@ -186,6 +192,8 @@ class _Scorer:
                 )
                 if group is not None:  # the candidate table's id of this program's prompt
                     group.set_attributes({"prompt_id": prompt_id(candidate.prompt), "score": evaluation.score})
+                    group.set_outputs({"score": evaluation.score, "objective": candidate.objective,
+                                       "prompt_id": prompt_id(candidate.prompt)})
             self._scored[key] = candidate
         return self._scored[key]
 

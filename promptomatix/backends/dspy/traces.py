@@ -15,14 +15,16 @@ GROUP_SETTING = "promptomatix_trace_group"  # the dspy.context key the open grou
 
 
 @contextlib.contextmanager
-def group(tracer, name: str, attributes: dict | None = None):
-    """The calls of the block as spans of one trace named `name` (nothing without a tracer)."""
+def group(tracer, name: str, attributes: dict | None = None, inputs: dict | None = None):
+    """The calls of the block as spans of one trace named `name`, with `inputs` (what the step
+    was given) on its top span; the block may `set_outputs` on the span it is given (nothing
+    without a tracer)."""
     if tracer is None:
         yield None
         return
     import dspy
 
-    with tracer.phase(name, attributes) as span, dspy.context(**{GROUP_SETTING: span}):
+    with tracer.phase(name, attributes, inputs) as span, dspy.context(**{GROUP_SETTING: span}):
         yield span
 
 
