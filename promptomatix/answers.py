@@ -19,6 +19,7 @@ import json
 import math
 import re
 from collections.abc import Sequence
+from typing import TypeGuard
 
 _EDGE = re.compile(r"^[\W_]+|[\W_]+$")
 
@@ -72,6 +73,11 @@ def log_softmax(scores: Sequence[float]) -> list[float]:
     top = max(scores)
     total = top + math.log(sum(math.exp(s - top) for s in scores))
     return [s - total for s in scores]
+
+
+def all_scored(rows: Sequence[Sequence[float] | None]) -> TypeGuard[Sequence[Sequence[float]]]:
+    """Whether every one of `rows` has label scores (none is None)."""
+    return all(s is not None for s in rows)
 
 
 def batch_calibration(rows: Sequence[Sequence[float]]) -> tuple[float, ...]:

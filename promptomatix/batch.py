@@ -35,8 +35,12 @@ from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from promptomatix.errors import ConfigError, DataError
+
+if TYPE_CHECKING:  # at run time, pandas is imported in the functions that use it
+    import pandas as pd
 
 FORMATS = (".parquet", ".csv", ".jsonl")
 PARTS_SUFFIX = ".parts"
@@ -73,7 +77,7 @@ class _Job:
     model_uri: str
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
-    table: object  # pandas DataFrame, the input table as read
+    table: pd.DataFrame  # the input table as read
     digest: str
     batch_size: int
     out: Path

@@ -194,6 +194,7 @@ def replay_metrics(source_run_id: str, up_to_step: int) -> None:
         metrics += [Metric(m.key, m.value, m.timestamp, m.step) for m in client.get_metric_history(source_run_id, key)
                     if m.step <= up_to_step]
     for start in range(0, len(metrics), 1000):  # MLflow's batch limit
+        assert run is not None  # called inside the resumed run (api._events)
         client.log_batch(run.info.run_id, metrics=metrics[start:start + 1000])
 
 

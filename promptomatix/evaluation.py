@@ -5,14 +5,15 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
-from promptomatix.answers import batch_calibration, best_label, fitted_calibration, label_probability
+from promptomatix.answers import all_scored, batch_calibration, best_label, fitted_calibration, label_probability
 from promptomatix.freetext import uncredited
 from promptomatix.models.lm import LM
 from promptomatix.progress import progress_bar
 from promptomatix.prompts import Prompt
 from promptomatix.signals import map_in_threads
-from promptomatix.scoring import Metric
+from promptomatix.scoring import CompositeMetric, Metric
 from promptomatix.spec import Example
 
 # Inputs with no content, whose answers show a prompt's bias among its labels (contextual
@@ -102,7 +103,7 @@ class Evaluator:
     it is scored on, which are no sample of what the prompt will answer; and its soft score is
     the one robust to wrong labels (`soft_score`)."""
 
-    def __init__(self, lm: LM, metric: Metric, *, num_threads: int = 1, show_progress: bool = True,
+    def __init__(self, lm: LM, metric: Metric | CompositeMetric, *, num_threads: int = 1, show_progress: bool = True,
                  synthetic: bool = False):
         self.lm = lm
         self.metric = metric
@@ -184,7 +185,7 @@ class Evaluator:
         per_example = tuple(scored.per_example)
         scores = tuple(a.scores for a in answers)
         soft = None
-        if prompt.labels and examples and all(s is not None for s in scores):
+        if prompt.labels and examples and all_scored(scores):
             field = prompt.output_fields[0]
             soft = soft_score([label_probability(prompt.labels, s, prompt.calibration, e[field])
                                for s, e in zip(scores, examples)], user_rows=not self.synthetic)
@@ -213,12 +214,15 @@ class Evaluator:
         label scores."""
         if not _has_label_scores(prompt, evaluation):
             return None
+        basis: Sequence[Sequence[float]]
         if self.content_free:
-            basis = [self._answer(prompt, e).scores for e in self.calibration_inputs(prompt)]
-            if any(s is None for s in basis):
+            asked = [self._answer(prompt, e).scores for e in self.calibration_inputs(prompt)]
+            if not all_scored(asked):
                 return None
+            basis = asked
         else:
-            basis = [evaluation.scores[i] for i in balanced(examples, prompt.output_fields[0], prompt.labels)]
+            rows = _label_scores(evaluation)
+            basis = [rows[i] for i in balanced(examples, prompt.output_fields[0], prompt.labels)]
         return self._with_calibration(prompt, examples, batch_calibration(basis))
 
     def fitted(self, prompt: Prompt, examples: Sequence[Example],
@@ -232,7 +236,7 @@ class Evaluator:
         if not _has_label_scores(prompt, evaluation):
             return None
         field = prompt.output_fields[0]
-        known = [(scores, prompt.labels.index(e[field])) for scores, e in zip(evaluation.scores, examples)
+        known = [(scores, prompt.labels.index(e[field])) for scores, e in zip(_label_scores(evaluation), examples)
                  if e.get(field) in prompt.labels]
         offsets = None
         if {answer for _, answer in known} == set(range(len(prompt.labels))):
@@ -253,6 +257,11 @@ def _has_label_scores(prompt: Prompt, evaluation: Evaluation) -> bool:
     """Whether `evaluation` of label prompt `prompt` has the model's label scores for every row
     (a model that only answers in words has none: nothing to calibrate)."""
     return bool(prompt.labels and evaluation.scores) and all(s is not None for s in evaluation.scores)
+
+
+def _label_scores(evaluation: Evaluation) -> tuple[tuple[float, ...], ...]:
+    """`evaluation.scores`, typed as having no None: for use after `_has_label_scores` said so."""
+    return cast("tuple[tuple[float, ...], ...]", evaluation.scores)
 
 
 def balanced(examples: Sequence[Example], field: str, labels: Sequence[str]) -> list[int]:

@@ -262,6 +262,7 @@ def store(item: Feedback, *, rewrite: bool = False) -> None:
     client.set_model_version_tag(item.name, item.version, key, value)
     if not _live_run(item.run_id):
         return
+    assert item.run_id is not None  # _live_run returns None for no run id
     try:
         client.log_text(item.run_id, value, f"{ARTIFACT_DIR}/{item.id}.json")
     except (MlflowException, OSError) as exc:

@@ -84,6 +84,7 @@ class PromptomatixOptimizer(BasePromptOptimizer):
         initial = _mean_score(records)
         score, step = initial, 0
         ranked = lambda entry: objective(entry[2], entry[0])  # noqa: E731 (template, records, score)
+        assert self.config.iterations is not None and self.config.candidates is not None  # given in __init__
         for name in target_prompts:
             best = (current[name], records, score)
             tried = {current[name]}

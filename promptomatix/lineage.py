@@ -68,6 +68,7 @@ def load(ref: str) -> Origin:
     if prompt is None or saved.spec is None or saved.train is None:
         raise RegistryError(f"{name} version {number} was not made by a promptomatix optimization "
                             f"(its run lacks the prompt, task spec or data)")
+    assert saved.valid is not None  # read_saved leaves train and valid both None or both set
     options = {k: v for k, v in saved.options.items() if k not in ("train_data", "valid_data", "field_map")}
     return Origin(name, number, version.run_id, options | {"name": name}, prompt,
                   saved.spec, saved.train, saved.valid, list_feedback(f"{name}@{number}", resolved=False))

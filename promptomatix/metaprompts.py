@@ -91,6 +91,7 @@ def check_source(source: TemplateSource, allowed: set[str], label: str = "meta-p
             raise ConfigError(f"{label} {source_name(source)} requires {', '.join(required)}; "
                               f"it may take: {', '.join(sorted(allowed))}")
         return
+    assert isinstance(source, str)  # a callable source resolves to itself (returned above); any other non-str is refused
     load_template(source, allowed=allowed)
 
 
@@ -102,7 +103,9 @@ def load_template(name_or_path: str, *, allowed: set[str] | None = None) -> Temp
         path = Path(META_PROMPTS.get(name_or_path))
     template = Template(path.read_text(encoding="utf-8"))
     if allowed is not None:
-        unknown = sorted(set(template.get_identifiers()) - allowed)
+        # Template.get_identifiers is new in Python 3.11: on 3.10 (requires-python, mypy's target) this raises
+        # AttributeError. Left as it is by a typing-only change.
+        unknown = sorted(set(template.get_identifiers()) - allowed)  # type: ignore[attr-defined]
         if unknown:
             raise ConfigError(f"meta-prompt {name_or_path}: unknown placeholders {', '.join('$' + u for u in unknown)}; "
                               f"available: {', '.join('$' + a for a in sorted(allowed))}")

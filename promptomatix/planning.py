@@ -35,6 +35,7 @@ def data_size(config: OptimizationConfig, labelled: bool, labels: int) -> int:
     """`config.synthetic_data_size`, lowered when writing and labelling that many would take more
     than `DATA_SHARE` of the call budget (never below two examples a label)."""
     wanted = config.synthetic_data_size
+    assert wanted is not None  # the --search preset's if not given (config __post_init__)
     if config.max_calls is None:
         return wanted
     fits = int(DATA_SHARE * config.max_calls / calls_per_example(config, labelled))
@@ -49,6 +50,7 @@ def validation_rows(config: OptimizationConfig, valid_size: int, train_size: int
     """Training examples to hold out as extra validation (`data.held_out_count`): up to
     `data.CHOOSING_ROWS` rows in all, fewer when the `calls_left` pay for a search (the starting
     prompt and one race, `search_rows`) on fewer."""
+    assert config.candidates is not None  # the --search preset's if not given (config __post_init__)
     wanted = search_rows(CHOOSING_ROWS, calls_left, config.candidates)
     return held_out_count(valid_size, train_size, config.num_demos, wanted)
 
@@ -92,6 +94,8 @@ class Plan:
             from promptomatix.stats import UNINFORMATIVE_WIDTH, rows_for_width
 
             needed = rows_for_width(UNINFORMATIVE_WIDTH)
+            # the --search preset's if not given (config __post_init__)
+            assert self.config.iterations is not None and self.config.candidates is not None
             prompts = 1 + self.config.iterations * self.config.candidates
             lines.append(f"note: {few}: scoring the starting prompt and {prompts - 1} candidates on {needed} rows "
                          f"takes up to {needed * prompts} calls")
@@ -117,6 +121,7 @@ def plan(config: OptimizationConfig, *, valid_size: int | None = None, train_siz
         else:
             steps.append((f"writing {size} synthetic examples", math.ceil(size / config.batch_size) * 3))
     else:
+        assert valid_size is not None  # not synthetic
         left = None if config.max_calls is None else config.max_calls - _sum(steps) - check_calls(check)
         held = validation_rows(config, valid_size, train_size, left)
         valid_size, train_size = valid_size + held, train_size - held

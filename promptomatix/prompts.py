@@ -85,7 +85,7 @@ class Prompt:
     def parse(self, completion: str) -> Example:
         """Read the output fields back from the model's continuation of `render(...)`."""
         labels = {field_label(f).lower(): f for f in self.output_fields[1:]}
-        values = {f: [] for f in self.output_fields}
+        values: dict[str, list[str]] = {f: [] for f in self.output_fields}
         current = self.output_fields[0]
         lines = completion.strip("\n").split("\n")
         if self.single_line:

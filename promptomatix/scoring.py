@@ -32,12 +32,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
+from typing import Any
 
 from promptomatix import judges
 from promptomatix.errors import ConfigError
 from promptomatix.plugins import Registry
 
-MetricSource = str | Callable[..., dict]
+# An `evaluate` module folder, or a callable: a batch f(predictions, references) -> dict, DSPy's per-example
+# f(example, pred, trace=None) -> float, an MLflow scorer (a loaded `evaluate` module is untyped, so it fits too).
+MetricSource = str | Callable[..., Any]
 
 
 def builtin_metrics_dir() -> Path:
@@ -160,8 +163,9 @@ class Metric:
         self.shape = metric_shape(name, source)
         self._asks: set[str] = set()
         self._options: dict = {}
+        self._compute: Callable[..., Any]  # returns what the metric's shape says (a dict, or a number per example)
         if self.shape == MODULE:
-            module = source
+            module: Any = source  # a loaded `evaluate` module (an untyped package), or its folder, loaded below
             if isinstance(source, str):
                 import evaluate
 
@@ -171,6 +175,7 @@ class Metric:
                 predictions=predictions, references=references, **extra
             )
         else:
+            assert callable(source)  # metric_shape: every shape but MODULE is a callable
             params = inspect.signature(source).parameters
             self._asks = {k for k in params if k == "prompt" or (k == SOURCES and self.shape == BATCH)}
             self._options = {k: v for k, v in (options or {}).items() if k in params}
@@ -351,7 +356,9 @@ def metric_from_weights(weights: Mapping[str, float], options: Mapping[str, obje
     """The metric a registered version recorded (`name:key` -> weight, see `Metric.weights`),
     MLflow's scorers judged by `judge_model` (as `build_metric`)."""
     options = _with_judge(options, judge_model)
-    parts = [(Metric(*spec.split(":", 1), options), weight) for spec, weight in weights.items()]
+    # each spec is `name:key` (Metric.weights), so the split gives the name and key arguments
+    parts = [(Metric(*spec.split(":", 1), options), weight)  # type: ignore[call-arg, arg-type]
+             for spec, weight in weights.items()]
     if len(parts) == 1 and parts[0][1] == 1.0:
         return parts[0][0]
     return CompositeMetric(parts)

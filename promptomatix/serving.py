@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from importlib import import_module
+from typing import TYPE_CHECKING
 
 import mlflow
 import pandas as pd
@@ -36,7 +37,14 @@ def load_program_runner(program: dict, settings: ModelSettings, meter: UsageMete
     return import_module(PROGRAM_RUNNERS[kind]).load_runner(program, settings, meter)
 
 
-class PromptModel(mlflow.pyfunc.PythonModel):
+# mlflow.pyfunc is a LazyLoader, which mypy cannot see through; at run time the base is read through it, as before
+if TYPE_CHECKING:
+    from mlflow.pyfunc import PythonModel as _PythonModel
+else:
+    _PythonModel = mlflow.pyfunc.PythonModel
+
+
+class PromptModel(_PythonModel):
     def load_context(self, context):
         config = context.model_config
         self.prompt = record.config_prompt(config)

@@ -274,7 +274,8 @@ def log_examples(examples: Sequence[Example], name: str, context: str, *,
     `fields` (input, output), also as an MLflow evaluation dataset named "`title` · `name`" in the
     run's experiment (`data.evalsets`: the Datasets page lists it, tagged with the run)."""
     mlflow.log_text("\n".join(json.dumps(e, ensure_ascii=False) for e in examples) + "\n", record.data_artifact(name))
-    dataset = mlflow.data.from_pandas(pd.DataFrame(list(examples)), name=name)
+    # mlflow.data defines its dataset constructors at import time (setattr), unseen by mypy
+    dataset = mlflow.data.from_pandas(pd.DataFrame(list(examples)), name=name)  # type: ignore[attr-defined]
     _log_input(dataset, context)
     if fields and examples:
         from promptomatix.data.evalsets import evaluation_dataset

@@ -99,6 +99,8 @@ class MetaPromptBackend(Backend):
         label task on the user's rows, the winner calibrated on the training rows left
         (`search.calibrated_on_more_rows`), each as far as the calls left go."""
         config = given.config
+        # the --search preset's if not given (config __post_init__)
+        assert config.iterations is not None and config.candidates is not None
         budget = config.max_calls
         if not given.synthetic and budget is not None:  # as `narrow` does
             given = dataclasses.replace(given, valid_rows=search_rows(given.valid_rows, budget - given.calls_before,
@@ -130,6 +132,7 @@ class MetaPromptBackend(Backend):
             first = task.checkpoint["step"] + 1
             task = self.narrow(task, state.get("rows", len(task.valid)))
         else:
+            assert task.config.candidates is not None  # the --search preset's if not given (config __post_init__)
             task = self.narrow(task, search_rows(len(task.valid), task.meter.remaining_calls(),
                                                  task.config.candidates, task.calibration_calls))
             best = task.score(task.start, desc="scoring the starting prompt")
@@ -139,6 +142,7 @@ class MetaPromptBackend(Backend):
             tried, first, with_demos = {best.prompt.template}, 1, None
             callbacks.on_checkpoint(0, self._state(task, best, initial, tried, rng, with_demos))
         done = first - 1
+        assert task.config.iterations is not None  # the --search preset's if not given (config __post_init__)
         for step in range(first, task.config.iterations + 1):
             # The iteration is one trace: its rewrite calls and its race's scoring inside it.
             with _iteration_trace(task, step, best) as trace:
@@ -207,6 +211,7 @@ class MetaPromptBackend(Backend):
         thin for a race of `MIN_RACE` goes whole to this iteration: one race worth running beats
         several that one lucky row decides."""
         wanted = task.config.candidates
+        assert wanted is not None  # the --search preset's if not given (config __post_init__)
         remaining = task.meter.remaining_calls()
         if remaining is None:
             return wanted

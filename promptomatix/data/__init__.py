@@ -5,8 +5,11 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Sequence
+from typing import TypeVar
 
 from promptomatix.spec import Example
+
+T = TypeVar("T")
 
 
 # Validation rows a search wants to choose between prompts by. On a handful of rows good prompts
@@ -100,7 +103,7 @@ def interleaved(examples: Sequence[Example], label_field: str) -> list[Example]:
     return out
 
 
-def split(examples: Sequence[Example], train_ratio: float, seed: int) -> tuple[list[Example], list[Example]]:
+def split(examples: Sequence[T], train_ratio: float, seed: int) -> tuple[list[T], list[T]]:
     """Shuffle with `seed` and split; both parts get at least one example."""
     if len(examples) < 2:
         raise ValueError("need at least two examples to split into train and validation")

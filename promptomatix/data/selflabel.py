@@ -33,7 +33,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from promptomatix.answers import batch_calibration, best_label, calibrated
+from promptomatix.answers import all_scored, batch_calibration, best_label, calibrated
 from promptomatix.data import split
 from promptomatix.errors import LLMError
 from promptomatix.evaluation import Answer, Evaluator
@@ -146,7 +146,7 @@ def _read_inputs(spec: TaskSpec, text: str) -> Example | None:
     `Field: value` lines), bare markup tags removed; None when one is missing or a single word,
     or when they name two or more of the labels (`_labels_named`)."""
     labels = {field_label(f).lower(): f for f in spec.input_fields[1:]}
-    values = {f: [] for f in spec.input_fields}
+    values: dict[str, list[str]] = {f: [] for f in spec.input_fields}
     current = spec.input_fields[0]
     for line in text.strip().split("\n"):
         head, sep, rest = line.partition(":")
@@ -234,7 +234,7 @@ def _informative(read: list[str], asked: Sequence[str]) -> list[str]:
 
 def _calibration(answers: Sequence[Answer]) -> tuple[float, ...]:
     scores = [a.scores for a in answers]
-    return batch_calibration(scores) if scores and all(s is not None for s in scores) else ()
+    return batch_calibration(scores) if scores and all_scored(scores) else ()
 
 
 def _label(labels: Sequence[str], answer: Answer, calibration: Sequence[float]) -> str:

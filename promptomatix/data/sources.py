@@ -13,7 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -105,13 +105,14 @@ def read_csv(location: str, delimiter: str = ",") -> list[dict]:
     reader = csv.DictReader(io.StringIO(_text(location), newline=""), delimiter=delimiter, strict=True)
     rows = []
     try:
-        twice = sorted({name for name in reader.fieldnames or () if reader.fieldnames.count(name) > 1})
+        header: Sequence[str] = reader.fieldnames or ()
+        twice = sorted({name for name in header if header.count(name) > 1})
         if twice:  # DictReader would keep the last column of that name and drop the others unseen
             raise DataError(f"{location}: the header names column {twice[0]!r} more than once; rename the copies")
         for row in reader:
             if None in row or None in row.values():
                 raise DataError(f"{location}: line {reader.line_num} has {'more' if None in row else 'fewer'} "
-                                f"values than the header's {len(reader.fieldnames)} columns")
+                                f"values than the header's {len(header)} columns")
             rows.append(row)
     except csv.Error as exc:
         raise DataError(f"{location}: malformed CSV at line {reader.line_num}: {exc}") from None

@@ -33,6 +33,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import mlflow
 from mlflow import MlflowClient
@@ -44,6 +45,11 @@ from promptomatix.failures import record_failure
 from promptomatix.lifecycle import versions
 from promptomatix.spec import Example
 from promptomatix.tracking import log_results
+
+if TYPE_CHECKING:
+    from mlflow.entities.model_registry import ModelVersion
+
+    from promptomatix.tasks import TaskType
 
 RESULTS_ARTIFACT = "evaluation/results.json"
 # Tags of an evaluation run: the model version it scored (`models:/name/3`) and the data's digest.
@@ -86,8 +92,8 @@ class EvaluationReport:
 class Prepared:
     """A checked evaluation, ready to run: nothing has been written yet."""
 
-    version: object  # mlflow ModelVersion
-    task_type: object  # promptomatix.tasks.TaskType
+    version: ModelVersion
+    task_type: TaskType
     input_fields: tuple[str, ...]
     output_fields: tuple[str, ...]
     examples: tuple[Example, ...]
@@ -130,7 +136,8 @@ def digest(examples: Sequence[Example]) -> str:
     """MLflow's dataset digest of the rows (the same one a run's dataset input shows)."""
     import pandas as pd
 
-    return mlflow.data.from_pandas(pd.DataFrame(list(examples))).digest
+    # mlflow.data defines its dataset constructors at import time (setattr), unseen by mypy
+    return mlflow.data.from_pandas(pd.DataFrame(list(examples))).digest  # type: ignore[attr-defined]
 
 
 def model_fields(version) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -286,7 +293,9 @@ def score_rows(prepared: Prepared, model, metric, show_progress: bool) -> tuple[
         raise
     if failures:
         raise failures[0]
-    frame = result.result_df
+    # result_df is `DataFrame | None`: None when MLflow could not build the table (no traces), which is not handled
+    # here (the loop then raises TypeError). pandas is untyped (Any), so this annotation only documents the type.
+    frame: pd.DataFrame = result.result_df
     column = f"{metric.score_key}/value"
     scores: dict[int, float] = {}
     for tags, value in zip(frame["tags"], frame[column] if column in frame else [None] * len(frame)):
@@ -310,11 +319,15 @@ def _log_data(prepared: Prepared) -> None:
     frame = pd.DataFrame(list(prepared.examples))
     mlflow.log_text("\n".join(json.dumps(e, ensure_ascii=False) for e in prepared.examples) + "\n",
                     record.data_artifact("test"))
-    mlflow.log_input(mlflow.data.from_pandas(frame, name="test", source=None), context="evaluation")
+    # mlflow.data defines its dataset constructors at import time (setattr), unseen by mypy
+    mlflow.log_input(mlflow.data.from_pandas(frame, name="test", source=None),  # type: ignore[attr-defined]
+                     context="evaluation")
     version = prepared.version
+    active = mlflow.active_run()
+    assert active is not None  # called inside the evaluation's run (`run`)
     dataset = evaluation_dataset(f"{version.name} v{version.version} · test {_base_name(prepared.source)}",
                                  prepared.examples, prepared.input_fields, prepared.output_fields,
-                                 experiment_id=mlflow.active_run().info.experiment_id,
+                                 experiment_id=active.info.experiment_id,
                                  tags={EVALUATED_MODEL: f"models:/{version.name}/{version.version}",
                                        "promptomatix.data": prepared.source[:500]})
     if dataset is not None:

@@ -16,6 +16,7 @@ import json
 import re
 from collections.abc import Sequence
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
@@ -24,6 +25,9 @@ from promptomatix import record
 from promptomatix.errors import RegistryError
 from promptomatix.registry import PROMPT_SUFFIX, model_exists, prompt_name_for
 from promptomatix.tracking import logged_setting
+
+if TYPE_CHECKING:
+    from mlflow.entities.model_registry import ModelVersion
 
 # Registered-model tag holding the versions that held an alias, oldest first (JSON list).
 HISTORY_PREFIX = "alias_history."
@@ -101,11 +105,11 @@ def resolve(ref: str):
     if tail.isdigit() or re.fullmatch(r"[vV]\d+", tail):
         return get_version(name, tail)
     model = get_model(name)
-    number = (model.aliases or {}).get(tail)
-    if number is None:
+    aliased = (model.aliases or {}).get(tail)
+    if aliased is None:
         known = ", ".join(sorted(model.aliases or {})) or "none"
         raise RegistryError(f"model {name!r} has no alias {tail!r} (aliases: {known})")
-    return MlflowClient().get_model_version(name, number)
+    return MlflowClient().get_model_version(name, aliased)
 
 
 def linked_prompt(version) -> tuple[str, str]:
@@ -318,10 +322,11 @@ def compare(name: str) -> list[dict]:
     return _mark_comparable(rows)
 
 
-def all_versions(name: str) -> list:
+def all_versions(name: str) -> list[ModelVersion]:
     """Every version of the registered model `name`, oldest first (all result pages)."""
     client = MlflowClient()
-    found, token = [], None
+    found: list[ModelVersion] = []
+    token: str | None = None
     while True:
         page = client.search_model_versions(f"name = '{name}'", page_token=token)
         found.extend(page)

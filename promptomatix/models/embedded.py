@@ -283,7 +283,9 @@ class EmbeddedLLM(litellm.CustomLLM):
             llama.eval(tokens[begin:begin + BLOCK])
         self._blocks[id(llama)] = len(tokens) // BLOCK * BLOCK
 
-    def completion(
+    # litellm calls this with keyword arguments only; the ones not named here (acompletion, litellm_params,
+    # logger_fn, headers, timeout, client) land in **kwargs, so the positional signature need not match.
+    def completion(  # type: ignore[override]
         self,
         model: str,
         messages: list,
@@ -350,7 +352,9 @@ def _fill_choice(response: litellm.ModelResponse, model: str, options: list[str]
         top_logprobs=[TopLogprob(token=option, logprob=score, bytes=None) for option, score in zip(options, scores)])])
     response.created = int(time.time())
     response.model = model
-    response.usage = litellm.Usage(prompt_tokens=prompt_tokens, completion_tokens=0, total_tokens=prompt_tokens)
+    # ModelResponse does not declare `usage` (it is set at run time)
+    response.usage = litellm.Usage(  # type: ignore[attr-defined]
+        prompt_tokens=prompt_tokens, completion_tokens=0, total_tokens=prompt_tokens)
     response._hidden_params["response_cost"] = 0.0
     return response
 
@@ -362,7 +366,7 @@ def _fill_response(response: litellm.ModelResponse, model: str, result: dict[str
     response.choices[0].finish_reason = "length" if choice.get("finish_reason") == "length" else "stop"
     response.created = int(time.time())
     response.model = model
-    response.usage = litellm.Usage(
+    response.usage = litellm.Usage(  # type: ignore[attr-defined]  # `usage`: not declared, as above
         prompt_tokens=usage["prompt_tokens"],
         completion_tokens=usage["completion_tokens"],
         total_tokens=usage["total_tokens"],

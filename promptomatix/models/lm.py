@@ -209,6 +209,7 @@ class LM:
             record(answer, **spent)
         option_scores = _option_scores(response) if scores else None
         if request is not None and answer.strip():  # an empty answer is a fault, not worth keeping
+            assert self.cache is not None  # `request` is only built when there is a cache
             self.cache.put(request, json.dumps({"text": answer, "scores": option_scores}) if scores else answer)
         return answer, option_scores
 

@@ -76,6 +76,7 @@ def _mipro(student, s: Setup):
     from promptomatix.config import SEARCH_PRESETS
 
     c = s.config
+    assert c.iterations is not None and c.candidates is not None  # the --search preset's if not given (config __post_init__)
     preset = SEARCH_PRESETS[c.search]
     # The preset's named level, unless the user sized the search: then that many candidates
     # and iterations x candidates trials, so a small budget stays small.
@@ -100,6 +101,7 @@ def _gepa(student, s: Setup):
     import dspy
 
     c = s.config
+    assert c.iterations is not None and c.candidates is not None  # the --search preset's if not given (config __post_init__)
     budget = (1 + c.iterations * c.candidates) * (len(s.train) + len(s.valid))
     optimizer = dspy.GEPA(metric=s.feedback_metric, max_metric_calls=budget, reflection_lm=s.optimizer_lm,
                           reflection_minibatch_size=min(3, len(s.train)), num_threads=c.num_threads,
@@ -146,6 +148,7 @@ def _copro(student, s: Setup):
     import dspy
 
     c = s.config
+    assert c.candidates is not None  # the --search preset's if not given (config __post_init__)
     optimizer = dspy.COPRO(prompt_model=s.optimizer_lm, metric=s.metric, breadth=max(2, c.candidates),
                            depth=c.iterations, track_stats=True)
     return optimizer.compile(student, trainset=list(s.train),
