@@ -103,13 +103,18 @@ def load_template(name_or_path: str, *, allowed: set[str] | None = None) -> Temp
         path = Path(META_PROMPTS.get(name_or_path))
     template = Template(path.read_text(encoding="utf-8"))
     if allowed is not None:
-        # Template.get_identifiers is new in Python 3.11: on 3.10 (requires-python, mypy's target) this raises
-        # AttributeError. Left as it is by a typing-only change.
-        unknown = sorted(set(template.get_identifiers()) - allowed)  # type: ignore[attr-defined]
+        unknown = sorted(placeholders(template) - allowed)
         if unknown:
             raise ConfigError(f"meta-prompt {name_or_path}: unknown placeholders {', '.join('$' + u for u in unknown)}; "
                               f"available: {', '.join('$' + a for a in sorted(allowed))}")
     return template
+
+
+def placeholders(template: Template) -> set[str]:
+    """The `$names` a template uses (`Template.get_identifiers` from Python 3.11, which the
+    project does not require: it supports 3.10)."""
+    return {match.group("named") or match.group("braced") for match in template.pattern.finditer(template.template)
+            if match.group("named") or match.group("braced")}
 
 
 def fill(source: TemplateSource, **values) -> str:
