@@ -293,9 +293,10 @@ def score_rows(prepared: Prepared, model, metric, show_progress: bool) -> tuple[
         raise
     if failures:
         raise failures[0]
-    # result_df is `DataFrame | None`: None when MLflow could not build the table (no traces), which is not handled
-    # here (the loop then raises TypeError). pandas is untyped (Any), so this annotation only documents the type.
-    frame: pd.DataFrame = result.result_df
+    frame: pd.DataFrame | None = result.result_df  # None when MLflow could not build its table (no traces)
+    if frame is None:
+        raise PromptomatixError(f"MLflow's evaluation of {len(data)} rows returned no result table (no traces were "
+                                f"recorded); the scores cannot be read")
     column = f"{metric.score_key}/value"
     scores: dict[int, float] = {}
     for tags, value in zip(frame["tags"], frame[column] if column in frame else [None] * len(frame)):
