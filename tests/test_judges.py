@@ -159,3 +159,24 @@ def test_a_registered_make_judge_judge_is_a_metric(fake_llm, monkeypatch):
     kind = Metric("kind", "kind", {"judge_model": FAKE_MODEL})  # a built-in naming no model gets the run's
     assert isinstance(kind._compute, ScorerMetric) and kind._compute.model == "scripted:/fake"
     assert kind.score_records([{"reply": "hi"}], [{"ask": "a", "reply": "b"}], ["reply"]).score == 1.0
+
+
+def test_evaluate_judges_a_version_with_the_judge_its_optimization_had(tracking, fake_llm, tmp_path, monkeypatch):
+    """`promptomatix evaluate` of a version scored by an MLflow judge asks the same judge model
+    as its optimization did (`--judge-model`), not MLflow's default judge."""
+    from promptomatix.lifecycle import evaluate
+
+    models = []
+    answer = fake_llm.completion
+
+    def completion(model, messages, *args, **kwargs):
+        models.append((model, "<claim>" in str(messages)))
+        return answer(model, messages, *args, **kwargs)
+
+    monkeypatch.setattr(fake_llm, "completion", completion)
+    result = _optimize(fake_llm, tmp_path, judge_says_cat, judge_model="scripted/judge", register=True,
+                       name="stories")
+    models.clear()
+    report = evaluate(f"stories@{result.model_version}", _summaries(tmp_path), show_progress=False)
+    assert report.score == 1.0
+    assert {model for model, judging in models if judging} == {"judge"}

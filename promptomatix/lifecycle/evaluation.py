@@ -39,12 +39,12 @@ import mlflow
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from promptomatix import record, stats
+from promptomatix import judges, record, stats
 from promptomatix.errors import ConfigError, DataError, PromptomatixError, RegistryError
 from promptomatix.failures import record_failure
 from promptomatix.lifecycle import versions
 from promptomatix.spec import Example
-from promptomatix.tracking import log_results
+from promptomatix.tracking import log_results, logged_setting
 
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
@@ -212,12 +212,26 @@ def final_metrics(version, task) -> dict:
 
     specs = record.eval_metric_specs(version.tags) or list(task.eval_metrics)
     if specs:
-        return eval_metrics(specs, task.metric, task.score_key)
+        return eval_metrics(specs, task.metric, task.score_key, judge_model=_judge_model(version, specs))
     weights = record.recorded_metric(version.tags)
     if weights is None:  # registered before versions recorded their metric: scored as it was then
         return {task.score_key: Metric(task.metric, task.score_key)}
-    metric = metric_from_weights(weights)
+    metric = metric_from_weights(weights, judge_model=_judge_model(version, list(weights)))
     return {metric.score_key: metric}
+
+
+def _judge_model(version, specs: list[str]) -> str | None:
+    """The judge of MLflow scorer metrics (`mlflow:...`) as the version's optimization had it:
+    its `--judge-model`, else its optimizer model (as `optimize` defaults it); None when no
+    metric is a judge's or the run is gone (MLflow's default judge then)."""
+    if not any(spec.startswith(f"{judges.FAMILY}:") for spec in specs) or not version.run_id:
+        return None
+    try:
+        params = MlflowClient().get_run(version.run_id).data.params
+    except MlflowException:
+        return None
+    return (logged_setting(params, "judge_model") or logged_setting(params, "optimizer_model.model")
+            or logged_setting(params, "optimizer_model"))
 
 
 def _more_scores(prepared: Prepared, rows: list[dict], metrics: dict) -> None:
