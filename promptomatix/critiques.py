@@ -66,7 +66,6 @@ def critique(ref: str, data: str | Sequence[dict] | None = None, *, model: str |
     and return the critiques as machine-made feedback (see the module docstring)."""
     from promptomatix.models.lm import LM, check_model
     from promptomatix.models.usage import UsageMeter
-    from promptomatix.scoring import Metric
 
     if max_examples < 1:
         raise ConfigError(f"max examples must be at least 1, got {max_examples}")
@@ -83,7 +82,6 @@ def critique(ref: str, data: str | Sequence[dict] | None = None, *, model: str |
     served = mlflow.pyfunc.load_model(uri)
     meter = UsageMeter()
     critic = LM(settings, meter)
-    task = prepared.task_type
     author = f"critique:{settings.model}"
 
     with mlflow.start_run(experiment_id=evaluation.experiment_of(version),
@@ -97,18 +95,7 @@ def critique(ref: str, data: str | Sequence[dict] | None = None, *, model: str |
                            "promptomatix.critique.critic_model": settings.model})
         mlflow.log_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in chosen), "critique/examples.jsonl")
         try:
-            rows, score = evaluation.score_rows(prepared, served, Metric(task.metric, task.score_key), False)
-            mlflow.log_text(json.dumps(rows, ensure_ascii=False, indent=1), "critique/predictions.json")
-            mlflow.log_metric("critique_example_score", score)
-            question = build_question(prompt, rows, prepared.input_fields, prepared.output_fields)
-            mlflow.log_text(question, "critique/question.txt")
-            answer = critic.complete_json(question, schema(), max_tokens=max(settings.max_tokens, 768))
-            mlflow.log_dict(answer, "critique/answer.json")
-            items = [feedback.new_feedback(version, prompt, start, end, comment, type=kind, priority=priority,
-                                           author=author, machine=True)
-                     for start, end, comment, kind, priority in read_answer(answer, prompt)]
-            for item in items:
-                feedback.store(item)
+            items = _ask_critic(version, prompt, prepared, served, critic, author)
         except BaseException as exc:
             record_failure(exc)
             raise
@@ -117,6 +104,27 @@ def critique(ref: str, data: str | Sequence[dict] | None = None, *, model: str |
         mlflow.log_metrics({"critiques": len(items), **meter.snapshot().as_metrics("critic_")})
         run_id = active.info.run_id
     MlflowClient().set_model_version_tag(version.name, str(version.version), RUN_TAG, run_id)
+    return items
+
+
+def _ask_critic(version, prompt: str, prepared, served, critic, author: str) -> list[Feedback]:
+    """The served prompt's answers on the examples, the critic's reading of them, and its
+    critiques stored as feedback; each step's text logged on the critique run."""
+    from promptomatix.scoring import Metric
+
+    task = prepared.task_type
+    rows, score = evaluation.score_rows(prepared, served, Metric(task.metric, task.score_key), False)
+    mlflow.log_text(json.dumps(rows, ensure_ascii=False, indent=1), "critique/predictions.json")
+    mlflow.log_metric("critique_example_score", score)
+    question = build_question(prompt, rows, prepared.input_fields, prepared.output_fields)
+    mlflow.log_text(question, "critique/question.txt")
+    answer = critic.complete_json(question, schema(), max_tokens=max(critic.settings.max_tokens, 768))
+    mlflow.log_dict(answer, "critique/answer.json")
+    items = [feedback.new_feedback(version, prompt, start, end, comment, type=kind, priority=priority,
+                                   author=author, machine=True)
+             for start, end, comment, kind, priority in read_answer(answer, prompt)]
+    for item in items:
+        feedback.store(item)
     return items
 
 

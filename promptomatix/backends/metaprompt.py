@@ -144,35 +144,10 @@ class MetaPromptBackend(Backend):
         done = first - 1
         assert task.config.iterations is not None  # the --search preset's if not given (config __post_init__)
         for step in range(first, task.config.iterations + 1):
-            # The iteration is one trace: its rewrite calls and its race's scoring inside it.
-            with _iteration_trace(task, step, best) as trace:
-                try:
-                    size = self.affordable(task, task.config.iterations - step + 1)
-                    if size < 1:
-                        task.meter.stop("max_calls", "the calls left in the budget do not pay for another iteration")
-                    proposals = self.within_budget(task, self.propose(task, best, step, size, rng, tried))
-                    _traced_candidates(trace, proposals)
-                    stages = Race(task).run([best.prompt, *(p for p, _ in proposals)], desc=f"iteration {step}",
-                                            changes=["", *(c for _, c in proposals)],
-                                            incumbent=True) if proposals else []
-                except BudgetExhausted as exc:
-                    log.info("iteration %d stopped: %s; keeping the best prompt so far", step, exc)
-                    _traced_outcome(trace, [], best, best, stopped=str(exc))
-                    break
-                scored = _new_candidates(stages, best.prompt)
-                for candidate in scored:
-                    callbacks.on_candidate(step, candidate)
-                finalists = [c for c in stages[-1] if len(c.evaluation.per_example) == len(task.valid)] \
-                    if stages else []
-                # Ranked with the soft score, and never a lower reported score (see `search.py`), but
-                # for answers that copy their input or echo the prompt, which earn nothing (`Evaluation.credited`).
-                incumbent = best
-                best = keep_best(best, [c for c in finalists if c.evaluation.credited >= best.evaluation.credited],
-                                 key=rank)
-                # The best prompt with demos, for `demos_unless_clearly_beaten` at the end.
-                with_demos = max(filter(None, (with_demos, *(c for c in finalists if c.prompt.demos))), key=rank,
-                                 default=None)
-                _traced_outcome(trace, scored, incumbent, best)
+            played = self._round(task, callbacks, step, best, with_demos, rng, tried)
+            if played is None:  # the budget ended it: the best so far stands
+                break
+            best, with_demos, scored = played
             callbacks.on_iteration_end(step, best, scored)
             callbacks.on_checkpoint(step, self._state(task, best, initial, tried, rng, with_demos))
             done = step
@@ -187,6 +162,42 @@ class MetaPromptBackend(Backend):
                 callbacks.on_iteration_end(done, final, [final])
                 best = final
         return Outcome(best, initial)
+
+    def _round(self, task: OptimizationTask, callbacks: Callback, step: int, best: Candidate,
+               with_demos: Candidate | None, rng: random.Random, tried: set[str]
+               ) -> tuple[Candidate, Candidate | None, list[Candidate]] | None:
+        """One round, one trace (its rewrite calls and its race's scoring inside it): propose,
+        race, keep. The best and the best with demos after it, and the candidates it scored
+        (each reported); None when the budget ran out before the race was run."""
+        assert task.config.iterations is not None  # the --search preset's if not given (config __post_init__)
+        with _iteration_trace(task, step, best) as trace:
+            try:
+                size = self.affordable(task, task.config.iterations - step + 1)
+                if size < 1:
+                    task.meter.stop("max_calls", "the calls left in the budget do not pay for another iteration")
+                proposals = self.within_budget(task, self.propose(task, best, step, size, rng, tried))
+                _traced_candidates(trace, proposals)
+                stages = Race(task).run([best.prompt, *(p for p, _ in proposals)], desc=f"iteration {step}",
+                                        changes=["", *(c for _, c in proposals)],
+                                        incumbent=True) if proposals else []
+            except BudgetExhausted as exc:
+                log.info("iteration %d stopped: %s; keeping the best prompt so far", step, exc)
+                _traced_outcome(trace, [], best, best, stopped=str(exc))
+                return None
+            scored = _new_candidates(stages, best.prompt)
+            for candidate in scored:
+                callbacks.on_candidate(step, candidate)
+            finalists = [c for c in stages[-1] if len(c.evaluation.per_example) == len(task.valid)] if stages else []
+            # Ranked with the soft score, and never a lower reported score (see `search.py`), but
+            # for answers that copy their input or echo the prompt, which earn nothing (`Evaluation.credited`).
+            incumbent = best
+            best = keep_best(best, [c for c in finalists if c.evaluation.credited >= best.evaluation.credited],
+                             key=rank)
+            # The best prompt with demos, for `demos_unless_clearly_beaten` at the end.
+            with_demos = max(filter(None, (with_demos, *(c for c in finalists if c.prompt.demos))), key=rank,
+                             default=None)
+            _traced_outcome(trace, scored, incumbent, best)
+        return best, with_demos, scored
 
     @staticmethod
     def _state(task: OptimizationTask, best: Candidate, initial: float, tried: set[str], rng: random.Random,

@@ -294,34 +294,47 @@ def score_rows(prepared: Prepared, model, metric, show_progress: bool) -> tuple[
 
     data = [{"inputs": {f: e[f] for f in inputs}, "expectations": {f: e[f] for f in outputs},
              "tags": {"promptomatix.row": str(i)}} for i, e in enumerate(prepared.examples)]
+    result = _genai_evaluate(data, predict_fn, task_metric, logged_model_id(prepared.version), failures, show_progress)
+    scores = _row_scores(prepared, result.result_df, metric.score_key, len(data))
+    predictions = [answers[json.dumps({f: e[f] for f in inputs}, sort_keys=True)] for e in prepared.examples]
+    rows = log_results(prepared.examples, predictions, [scores[i] for i in range(len(prepared.examples))],
+                       inputs, outputs, RESULTS_ARTIFACT)
+    return rows, sum(r["score"] for r in rows) / len(rows)
+
+
+def _genai_evaluate(data: list[dict], predict_fn, task_metric, model_id: str | None, failures: list[Exception],
+                    show_progress: bool):
+    """`mlflow.genai.evaluate`, the model's own error raised where `predict_fn` failed (MLflow
+    wraps or swallows it)."""
     # MLflow prints a banner when done: send it to stderr (or nowhere), stdout is the command's;
     # its progress bar (stderr) only with show_progress.
     quiet = contextlib.nullcontext() if show_progress else contextlib.redirect_stderr(io.StringIO())
     try:
         with contextlib.redirect_stdout(sys.stderr if show_progress else io.StringIO()), quiet:
-            result = mlflow.genai.evaluate(data=data, scorers=[task_metric], predict_fn=predict_fn,
-                                           model_id=logged_model_id(prepared.version))
+            result = mlflow.genai.evaluate(data=data, scorers=[task_metric], predict_fn=predict_fn, model_id=model_id)
     except MlflowException:
         if failures:  # MLflow's trial call of predict_fn failed: report the model's error
             raise failures[0] from None
         raise
     if failures:
         raise failures[0]
-    frame: pd.DataFrame | None = result.result_df  # None when MLflow could not build its table (no traces)
+    return result
+
+
+def _row_scores(prepared: Prepared, frame, score_key: str, rows: int) -> dict[int, float]:
+    """Each row's score from MLflow's result table (`frame`, None when it could not build one),
+    by row number; an error when a row has none (its scorer failed)."""
     if frame is None:
-        raise PromptomatixError(f"MLflow's evaluation of {len(data)} rows returned no result table (no traces were "
+        raise PromptomatixError(f"MLflow's evaluation of {rows} rows returned no result table (no traces were "
                                 f"recorded); the scores cannot be read")
-    column = f"{metric.score_key}/value"
+    column = f"{score_key}/value"
     scores: dict[int, float] = {}
     for tags, value in zip(frame["tags"], frame[column] if column in frame else [None] * len(frame)):
         if value is None or value != value:  # missing or NaN: the scorer failed on this row
             raise PromptomatixError(f"evaluation of {prepared.version.name} v{prepared.version.version}: "
                                     f"the metric gave no score for example {int(tags['promptomatix.row']) + 1}")
         scores[int(tags["promptomatix.row"])] = float(value)
-    predictions = [answers[json.dumps({f: e[f] for f in inputs}, sort_keys=True)] for e in prepared.examples]
-    rows = log_results(prepared.examples, predictions, [scores[i] for i in range(len(prepared.examples))],
-                       inputs, outputs, RESULTS_ARTIFACT)
-    return rows, sum(r["score"] for r in rows) / len(rows)
+    return scores
 
 
 def _log_data(prepared: Prepared) -> None:

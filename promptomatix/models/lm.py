@@ -142,10 +142,40 @@ class LM:
                  temperature: float | None = None, response_format: dict | None = None,
                  frequency_penalty: float | None = None, salt: str = "", scores: bool = False,
                  record=None) -> tuple[str, list[float] | None]:
-        litellm = import_litellm()
-        transient = (litellm.exceptions.RateLimitError, litellm.exceptions.APIConnectionError,
-                     litellm.exceptions.Timeout, litellm.exceptions.InternalServerError,
-                     litellm.exceptions.ServiceUnavailableError)
+        kwargs = self._kwargs(prompt, max_tokens=max_tokens, stop=stop, temperature=temperature,
+                              response_format=response_format, frequency_penalty=frequency_penalty, salt=salt)
+        # Repeatable requests (greedy, or seeded) are answered from the cache when asked before.
+        request = None
+        if self.cache is not None and (kwargs["temperature"] == 0 or "seed" in kwargs):
+            request = {k: v for k, v in kwargs.items() if k != "max_retries"} | ({"scores": True} if scores else {})
+            request["api_base"] = redact_url(self.settings.api_base) if self.settings.api_base else None
+            cached = self.cache.get(request)
+            if cached is not None:
+                self.meter.add(cache_hits=1)
+                text, option_scores = (json.loads(cached)["text"], json.loads(cached)["scores"]) if scores \
+                    else (cached, None)
+                if record:
+                    record(text, cached=True)
+                return text, option_scores
+        self.meter.take()  # the budget: BudgetExhausted once a limit is reached
+        response = self._completion(kwargs)
+        usage = getattr(response, "usage", None)
+        spent = {"prompt_tokens": getattr(usage, "prompt_tokens", 0) or 0,
+                 "completion_tokens": getattr(usage, "completion_tokens", 0) or 0,
+                 "cost": float(response._hidden_params.get("response_cost") or 0.0)}
+        self.meter.add(calls=1, **spent)
+        answer = response.choices[0].message.content or ""
+        if record:
+            record(answer, **spent)
+        option_scores = _option_scores(response) if scores else None
+        if request is not None and answer.strip():  # an empty answer is a fault, not worth keeping
+            assert self.cache is not None  # `request` is only built when there is a cache
+            self.cache.put(request, json.dumps({"text": answer, "scores": option_scores}) if scores else answer)
+        return answer, option_scores
+
+    def _kwargs(self, prompt: str, *, max_tokens: int | None, stop: list[str] | None, temperature: float | None,
+                response_format: dict | None, frequency_penalty: float | None, salt: str) -> dict[str, Any]:
+        """LiteLLM's arguments for one request."""
         kwargs: dict[str, Any] = {
             "model": self.settings.model,
             "messages": [{"role": "user", "content": prompt}],
@@ -170,24 +200,18 @@ class LM:
             kwargs["response_format"] = response_format
         if frequency_penalty is not None:
             kwargs["frequency_penalty"] = frequency_penalty
-        # Repeatable requests (greedy, or seeded) are answered from the cache when asked before.
-        request = None
-        if self.cache is not None and (kwargs["temperature"] == 0 or "seed" in kwargs):
-            request = {k: v for k, v in kwargs.items() if k != "max_retries"} | ({"scores": True} if scores else {})
-            request["api_base"] = redact_url(self.settings.api_base) if self.settings.api_base else None
-            cached = self.cache.get(request)
-            if cached is not None:
-                self.meter.add(cache_hits=1)
-                text, option_scores = (json.loads(cached)["text"], json.loads(cached)["scores"]) if scores \
-                    else (cached, None)
-                if record:
-                    record(text, cached=True)
-                return text, option_scores
-        self.meter.take()  # the budget: BudgetExhausted once a limit is reached
+        return kwargs
+
+    def _completion(self, kwargs: dict[str, Any]):
+        """LiteLLM's answer, transient faults retried with backoff (each counted); other API
+        errors as `LLMError`."""
+        litellm = import_litellm()
+        transient = (litellm.exceptions.RateLimitError, litellm.exceptions.APIConnectionError,
+                     litellm.exceptions.Timeout, litellm.exceptions.InternalServerError,
+                     litellm.exceptions.ServiceUnavailableError)
         for attempt in range(self.max_retries + 1):
             try:
-                response = litellm.completion(**kwargs)
-                break
+                return litellm.completion(**kwargs)
             except transient as exc:
                 if attempt == self.max_retries:
                     raise LLMError(f"{self.model}: {type(exc).__name__} after {attempt + 1} attempts: {_short(exc)}") from exc
@@ -199,19 +223,7 @@ class LM:
                 raise LLMError(f"{self.model}: authentication failed: {_short(exc)}") from exc
             except openai.OpenAIError as exc:  # the base of every other LiteLLM API error
                 raise LLMError(f"{self.model}: {type(exc).__name__}: {_short(exc)}") from exc
-        usage = getattr(response, "usage", None)
-        spent = {"prompt_tokens": getattr(usage, "prompt_tokens", 0) or 0,
-                 "completion_tokens": getattr(usage, "completion_tokens", 0) or 0,
-                 "cost": float(response._hidden_params.get("response_cost") or 0.0)}
-        self.meter.add(calls=1, **spent)
-        answer = response.choices[0].message.content or ""
-        if record:
-            record(answer, **spent)
-        option_scores = _option_scores(response) if scores else None
-        if request is not None and answer.strip():  # an empty answer is a fault, not worth keeping
-            assert self.cache is not None  # `request` is only built when there is a cache
-            self.cache.put(request, json.dumps({"text": answer, "scores": option_scores}) if scores else answer)
-        return answer, option_scores
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def complete_json(self, prompt: str, schema: dict, *, max_tokens: int | None = None,
                       temperature: float | None = None, frequency_penalty: float | None = None,
