@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import mlflow
 import yaml
 
-from promptomatix import checkpoints, data, lineage, preflight, record, registry, stats, tracking
+from promptomatix import checkpoints, data, lineage, preflight, record, registry, stats, storeretry, tracking
 from promptomatix.tracing import RunTracer, traced_outputs
 from promptomatix.backends import get_backend
 from promptomatix.backends.base import Backend, OptimizationTask, Outcome
@@ -122,6 +122,7 @@ def optimize(config: OptimizationConfig | None = None, *, from_: str | None = No
     """
     if isinstance(backend, str):  # a backend by name is an option like any other
         options["backend"], backend = backend, None
+    storeretry.install()  # calls to a tracking server survive a flaky network, safe to repeat (storeretry.py)
     check_store()  # a store that cannot be opened is one clear line, before any work
     head = Head()
     if resume:

@@ -54,8 +54,10 @@ class _Group(click.Group):
                     from promptomatix.servercheck import check_server
 
                     check_server(os.environ.get("MLFLOW_TRACKING_URI", ""))  # before MLflow's slow import
+                    from promptomatix.storeretry import install as retry_store_calls
                     from promptomatix.tracking import check_store
 
+                    retry_store_calls()  # calls to a tracking server survive a flaky network (storeretry.py)
                     check_store()
                 return super().invoke(ctx)
             except PromptomatixError as exc:
@@ -70,6 +72,13 @@ class _Group(click.Group):
                 click.echo(f"Error: {exc}", err=True)
                 _record_on_mlflow_run(str(exc), status="KILLED")
                 exit_now(exc.exit_code)
+            except Exception as exc:  # a tracking server still failing after the retries: one line, exit 1
+                from promptomatix.storeretry import error_line
+
+                if (line := error_line(exc, ctx.invoked_subcommand)) is None:
+                    raise
+                click.echo(f"Error: {line}", err=True)
+                sys.exit(1)
 
 
 # Commands that never open the tracking store.

@@ -114,7 +114,7 @@ def _register(name: str, prompt: Prompt, settings: ModelSettings, *, tags: dict[
     model_existed = model_exists(client, name)
     _create_prompt(client, prompt_name_for(name), task)
     prompt_version = _register_prompt(
-        name=prompt_name_for(name), template=prompt.template, commit_message=change[:500],
+        client, name=prompt_name_for(name), template=prompt.template, description=change[:500], tags=tags,
         model_config={"model_name": settings.model, "temperature": settings.temperature,
                       "max_tokens": settings.max_tokens},
     )
@@ -122,8 +122,6 @@ def _register(name: str, prompt: Prompt, settings: ModelSettings, *, tags: dict[
     try:
         if experiment_id is not None:
             link_to_experiment(client, prompt_name_for(name), experiment_id)
-        for key, value in tags.items():
-            client.set_prompt_version_tag(prompt_name_for(name), str(prompt_version.version), key, value)
         with warnings.catch_warnings():  # no input example on purpose: it would call the model
             warnings.filterwarnings("ignore", message=".*input example was not provided.*")
             info = mlflow.pyfunc.log_model(
@@ -237,17 +235,15 @@ def _create_prompt(client: MlflowClient, name: str, description: str) -> None:
             raise
 
 
-def _register_prompt(**details):
-    """`mlflow.genai.register_prompt`, asked again when another process created the same new
-    prompt between MLflow's check and its insert (two first versions at once on a shared server)."""
-    for attempt in range(3):
-        try:
-            return mlflow.genai.register_prompt(**details)
-        except MlflowException as exc:
-            if exc.error_code != "RESOURCE_ALREADY_EXISTS" or attempt == 2:
-                raise
-            log.info("prompt %s was created meanwhile by another process; registering the version again",
-                     details["name"])
+def _register_prompt(client: MlflowClient, *, name: str, template: str, description: str, tags: dict[str, str],
+                     model_config: dict):
+    """A new version of prompt `name` (which `_create_prompt` made), its tags (the run id among
+    them) in the request that creates it: a creation whose answer is lost on the way is then told
+    from any other process's version of the same text (`storeretry` looks for it before sending
+    it again), and no version is ever without them. `mlflow.genai.register_prompt` would also copy
+    each tag onto the prompt all versions share; MLflow's registry client writes the version only."""
+    return client._get_registry_client().create_prompt_version(name=name, template=template, description=description,
+                                                               tags=tags, model_config=model_config)
 
 
 def _undo(client: MlflowClient, name: str, prompt_version, model_existed: bool, model_version) -> None:
@@ -269,9 +265,13 @@ def _undo(client: MlflowClient, name: str, prompt_version, model_existed: bool, 
 
 
 def model_exists(client: MlflowClient, name: str) -> bool:
-    """Whether a registered model `name` exists (a missing one is an MlflowException)."""
+    """Whether a registered model `name` exists (a missing one is an MlflowException). Any other
+    failure, such as a store that stayed unreachable, is raised: read as "no such model", it
+    would have a registration or a promotion go on from a wrong picture of the registry."""
     try:
         client.get_registered_model(name)
-    except MlflowException:
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
         return False
     return True

@@ -49,7 +49,7 @@ import mlflow
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from promptomatix import record, stats
+from promptomatix import record, stats, storeretry
 from promptomatix.errors import RegistryError
 from promptomatix.lifecycle import evaluation, paired
 from promptomatix.lifecycle import versions
@@ -233,6 +233,7 @@ def promote(name: str, version: str, alias: str, *, force: bool = False, reason:
     `data`, both are evaluated on it first. With `to_model`, the version is copied into that model
     and the alias set there (nothing is copied if the promotion is rejected). Raises RegistryError
     / DataError / ConfigError / PromotionError before any write to the registry."""
+    storeretry.install()  # a write whose answer is lost is retried, and done once (storeretry.py)
     versions.check_alias(alias)
     rule = Rule(require_gain, min_gain).check()
     candidate = versions.get_version(name, version)
@@ -323,6 +324,7 @@ def _move(result: PromotionDecision, candidate, prompt: tuple[str, str], to_mode
 def rollback(name: str, alias: str, *, reason: str = "") -> PromotionDecision:
     """Give `alias` back to the version that held it before the current holder (per the alias
     history kept by `promote`); the Prompt Registry alias follows."""
+    storeretry.install()
     versions.check_alias(alias)
     model = versions.get_model(name)
     current = (model.aliases or {}).get(alias)
@@ -347,10 +349,14 @@ def rollback(name: str, alias: str, *, reason: str = "") -> PromotionDecision:
 
 
 def _holder(name: str, alias: str):
-    """The holder of `alias` on `name`; None when the alias is unset or the model does not exist."""
+    """The holder of `alias` on `name`; None when the alias is unset or the model does not exist
+    (a store that does not answer is raised: read as "no holder", the candidate would take the
+    alias without being compared)."""
     try:
         model = MlflowClient().get_registered_model(name)
-    except MlflowException:
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
         return None
     number = (model.aliases or {}).get(alias)
     return MlflowClient().get_model_version(name, number) if number is not None else None

@@ -152,3 +152,18 @@ def mlflow_server(backend_store_uri: str, artifacts: Path, log_path: Path):
                 process.wait()
             if record:
                 record.unlink(missing_ok=True)
+
+
+def point_client_at(url: str, monkeypatch) -> None:
+    """This process's MLflow client (and the processes it starts) on the tracking server at `url`,
+    for one test (`monkeypatch` undoes the environment; call `mlflow.set_tracking_uri(None)` and
+    `mlflow.set_registry_uri(None)` after), with no run or experiment chosen by an earlier test."""
+    import mlflow
+
+    for key in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        monkeypatch.setenv(key, url)
+    for key in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setattr("mlflow.tracking.fluent._active_experiment_id", None)
+    mlflow.set_tracking_uri(url)
+    mlflow.set_registry_uri(url)

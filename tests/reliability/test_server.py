@@ -160,33 +160,3 @@ def test_eight_concurrent_optimizations_and_promotions_on_a_team_server(server, 
     model = mlflow.pyfunc.load_model(f"models:/{name}@champion")
     answers = model.predict(pd.DataFrame({"review": ["a good film", "a bad film"]}))
     assert list(answers["sentiment"]) == ["positive", "negative"]
-
-
-def test_a_prompt_created_meanwhile_by_another_process_still_gets_its_version(tracking, monkeypatch):
-    """The race the server test can hit: MLflow checks that a prompt is new, another process
-    creates it, and MLflow's insert fails with RESOURCE_ALREADY_EXISTS. The version is asked again."""
-    from mlflow.exceptions import MlflowException
-    from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS
-
-    from promptomatix import registry
-    from promptomatix.config import ModelSettings
-    from promptomatix.prompts import Prompt
-
-    real = mlflow.genai.register_prompt
-    calls = []
-
-    def racing(**kwargs):
-        calls.append(kwargs["name"])
-        if len(calls) == 1:  # the other process wins the first insert
-            real(**(kwargs | {"template": "Other: {{text}}\nLabel:"}))
-            raise MlflowException("Prompt (name=shared-prompt) already exists.", error_code=RESOURCE_ALREADY_EXISTS)
-        return real(**kwargs)
-
-    monkeypatch.setattr(mlflow.genai, "register_prompt", racing)
-    prompt = Prompt("Label the text.", ("text",), ("label",))
-    with mlflow.start_run():
-        done = registry.register("shared", prompt, ModelSettings(), tags={"run_id": "x"}, change="d", task="t")
-
-    assert calls == ["shared-prompt", "shared-prompt"]
-    assert (done.prompt_version, done.model_version) == ("2", "1")
-    assert mlflow.genai.load_prompt("prompts:/shared-prompt/2").template == prompt.template
