@@ -124,6 +124,35 @@ def optimize(config: OptimizationConfig | None = None, *, from_: str | None = No
         options["backend"], backend = backend, None
     storeretry.install()  # calls to a tracking server survive a flaky network, safe to repeat (storeretry.py)
     check_store()  # a store that cannot be opened is one clear line, before any work
+    config, head = _configured(config, from_=from_, resume=resume, config_from=config_from, options=options)
+    job = _checked_job(config, head, backend, callbacks, show_progress)
+    owned = mlflow.active_run() is None  # else the caller's run: the caller ends it
+    run = mlflow.active_run() or mlflow.start_run(experiment_id=_run_experiment(config, job.name, resume, owned))
+    tracer = RunTracer(run.info.run_id, run.info.experiment_id) if config.traces else None
+    try:
+        if owned:  # a caller's own run keeps the name and description the caller gave it
+            mlflow.set_tag(tracking.RUN_NAME_TAG, tracking.run_name(job.name, config.backend))
+        if resume:
+            _take_over(resume, run.info.run_id, job.name if config.register else None)
+        result = _run(job, run, tracer)
+        if owned:
+            mlflow.set_tags({tracking.RUN_NAME_TAG: tracking.run_name(job.name, config.backend, result.model_version),
+                             tracking.RUN_NOTE_TAG: description(result)})
+        if tracer:  # written in the background meanwhile (registration overlaps): all stored now
+            tracer.close()
+    except BaseException as exc:
+        _fail(exc, run, owned, tracer)
+        raise
+    if owned:
+        mlflow.end_run()
+    return result
+
+
+def _configured(config: OptimizationConfig | None, *, from_: str | None, resume: str | None,
+                config_from: str | None, options: dict) -> tuple[OptimizationConfig, Head]:
+    """The run's config and where it starts from: a killed run's options (`resume`, which takes
+    no others), or the options given over a version's (`from_`) or an earlier run's
+    (`config_from`); checked against the registries before any write."""
     head = Head()
     if resume:
         if from_ or config_from or options or config is not None:
@@ -136,7 +165,13 @@ def optimize(config: OptimizationConfig | None = None, *, from_: str | None = No
                 raise ConfigError("--from takes its options from the version's run: drop --config-from")
             head = Head(origin=lineage.load(from_))
         config = _merged(config, options, head.origin.options if head.origin else None, config_from)
-    config = preflight.checked(config)  # the registries' names, before any write
+    return preflight.checked(config), head  # the registries' names, before any write
+
+
+def _checked_job(config: OptimizationConfig, head: Head, backend: Backend | None, callbacks: Sequence[Callback],
+                 show_progress: bool) -> _Job:
+    """The job, everything about it checked that can be before any work (models, context, the
+    registered name, hooks, the backend's options), the user's data loaded."""
     for settings in {config.task_model, config.optimizer_model}:
         check_model(settings)
     check_fits_context(config)
@@ -153,42 +188,35 @@ def optimize(config: OptimizationConfig | None = None, *, from_: str | None = No
     reload = config.train_data and head.data is None  # a resumed run's data is the data it logged
     user_data = load_examples(config.train_data, config.field_map) if reload else None
     valid_data = load_examples(config.valid_data, config.field_map) if reload and config.valid_data else None
-    owned = mlflow.active_run() is None  # else the caller's run: the caller ends it
-    experiment_id = None  # inside `mlflow run` (MLFLOW_RUN_ID) the run has its experiment already
+    return _Job(config, name, head, chosen, hooks, show_progress, user_data, valid_data)
+
+
+def _run_experiment(config: OptimizationConfig, name: str, resume: str | None, owned: bool) -> str | None:
+    """The experiment of a run this call starts: a resumed run's, the one `config.experiment`
+    names, or the registered name's when none was chosen (not Default); None inside `mlflow run`
+    (MLFLOW_RUN_ID), whose run has its experiment already."""
     if owned and resume and not os.environ.get("MLFLOW_RUN_ID"):
-        experiment_id = mlflow.MlflowClient().get_run(resume).info.experiment_id
-    elif owned and not os.environ.get("MLFLOW_RUN_ID") and (config.experiment or not _experiment_chosen()):
-        experiment_id = _experiment_id(config.experiment or name)  # the registered name's, not Default
-    run = mlflow.active_run() or mlflow.start_run(experiment_id=experiment_id)
-    tracer = RunTracer(run.info.run_id, run.info.experiment_id) if config.traces else None
-    try:
-        if owned:  # a caller's own run keeps the name and description the caller gave it
-            mlflow.set_tag(tracking.RUN_NAME_TAG, tracking.run_name(name, config.backend))
-        if resume:
-            _take_over(resume, run.info.run_id, name if config.register else None)
-        result = _run(_Job(config, name, head, chosen, hooks, show_progress, user_data, valid_data), run, tracer)
-        if owned:
-            mlflow.set_tags({tracking.RUN_NAME_TAG: tracking.run_name(name, config.backend, result.model_version),
-                             tracking.RUN_NOTE_TAG: description(result)})
-        if tracer:  # written in the background meanwhile (registration overlaps): all stored now
-            tracer.close()
-    except BaseException as exc:
-        if tracer:  # the calls up to the failure are what one looks at first; an exit waits little
-            tracer.close(timeout=10)
-        if isinstance(exc, KeyboardInterrupt):  # Ctrl-C, or SIGTERM/SIGHUP (signals.Terminated)
-            hint = f"run {run.info.run_id} ended KILLED; resume with: promptomatix optimize --resume {run.info.run_id}"
-            if isinstance(exc, Terminated):
-                exc.detail = hint
-            reason = str(exc) if isinstance(exc, Terminated) else f"interrupted (Ctrl-C); {hint}"
-        else:
-            reason = reason_of(exc)
-        record_failure(reason)
-        if owned:
-            mlflow.end_run("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
-        raise
+        return mlflow.MlflowClient().get_run(resume).info.experiment_id
+    if owned and not os.environ.get("MLFLOW_RUN_ID") and (config.experiment or not _experiment_chosen()):
+        return _experiment_id(config.experiment or name)
+    return None
+
+
+def _fail(exc: BaseException, run, owned: bool, tracer: RunTracer | None) -> None:
+    """A run that raised `exc`: its traces stored, the reason recorded, and a run this call owns
+    ended KILLED (Ctrl-C, SIGTERM: with the resume command) or FAILED."""
+    if tracer:  # the calls up to the failure are what one looks at first; an exit waits little
+        tracer.close(timeout=10)
+    if isinstance(exc, KeyboardInterrupt):  # Ctrl-C, or SIGTERM/SIGHUP (signals.Terminated)
+        hint = f"run {run.info.run_id} ended KILLED; resume with: promptomatix optimize --resume {run.info.run_id}"
+        if isinstance(exc, Terminated):
+            exc.detail = hint
+        reason = str(exc) if isinstance(exc, Terminated) else f"interrupted (Ctrl-C); {hint}"
+    else:
+        reason = reason_of(exc)
+    record_failure(reason)
     if owned:
-        mlflow.end_run()
-    return result
+        mlflow.end_run("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
 
 
 def check_fits_context(config: OptimizationConfig) -> None:
@@ -374,18 +402,7 @@ def _run(job: _Job, run, tracer: RunTracer | None) -> OptimizationResult:
     interval = stats.score_estimate(outcome.best.evaluation.per_example)
     _record_totals(outcome, interval, usage, seconds, stopped_by)
     best, start = outcome.best, task.start
-    change = tracking.describe_change(start, best.prompt, outcome.initial_score, best.score, len(task.valid),
-                                      parent=job.head.origin.version if job.head.origin else None,
-                                      interval=(interval.low, interval.high))
-    described = change  # the summary says the doubts, the check and the warnings on lines of their own
-    doubts = (*reading.doubts, *answer_doubts(task.spec, best.evaluation.unmapped, len(best.evaluation.per_example)))
-    if doubts:  # on the run and the registered version, where a person reads the result
-        mlflow.set_tag(record.RUN_DOUBTS, "; ".join(doubts)[:5000])
-        change = f"{change}. Check the task as it was read: {'; '.join(doubts)}"
-    if checked is not None:
-        change = f"{change}; on {checked.n} held-out rows the search never saw: {stats.describe(checked)}"
-    elif few:
-        change = f"{change}. Beware: {few}"
+    described, change, doubts = _what_changed(job, task, outcome, reading, interval, checked, few)
     answers = _check_answers(task, outcome)
     refused = _copy_refusal(answers)
     if refused:  # never a registered prompt that answers by returning its input
@@ -410,6 +427,27 @@ def _run(job: _Job, run, tracer: RunTracer | None) -> OptimizationResult:
     )
     events.on_optimization_end(result)
     return result
+
+
+def _what_changed(job: _Job, task: OptimizationTask, outcome: Outcome, reading: Reading, interval,
+                  checked, few: str | None) -> tuple[str, str, tuple[str, ...]]:
+    """What changed, as the summary says it; the same with the doubts about the task, the
+    held-out check or the too-few-rows warning, as the registered version's description says it;
+    and the doubts (also a tag of the run, where a person reads the result)."""
+    best = outcome.best
+    described = tracking.describe_change(task.start, best.prompt, outcome.initial_score, best.score, len(task.valid),
+                                         parent=job.head.origin.version if job.head.origin else None,
+                                         interval=(interval.low, interval.high))
+    change = described
+    doubts = (*reading.doubts, *answer_doubts(task.spec, best.evaluation.unmapped, len(best.evaluation.per_example)))
+    if doubts:
+        mlflow.set_tag(record.RUN_DOUBTS, "; ".join(doubts)[:5000])
+        change = f"{change}. Check the task as it was read: {'; '.join(doubts)}"
+    if checked is not None:
+        change = f"{change}; on {checked.n} held-out rows the search never saw: {stats.describe(checked)}"
+    elif few:
+        change = f"{change}. Beware: {few}"
+    return described, change, doubts
 
 
 def _validation_source(config: OptimizationConfig) -> str:
