@@ -51,8 +51,9 @@ def get_model(name: str):
     client = MlflowClient()
     try:
         return client.get_registered_model(name)
-    except MlflowException:
-        pass
+    except MlflowException as exc:  # only a missing model is "no such model"; a store that stays
+        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":  # unreachable is its own error
+            raise
     if client.get_prompt(name) is not None:
         owner = name[:-len(PROMPT_SUFFIX)] if name.endswith(PROMPT_SUFFIX) else ""
         hint = f"; its model is {owner!r}" if owner and model_exists(client, owner) else ""
