@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 
 from promptomatix.config import redact_url
 from promptomatix.errors import ConfigError
@@ -41,7 +42,32 @@ def check_server(uri: str) -> None:
         raise ConfigError(f"the MLflow tracking server {where} did not answer within {timeout:g} s "
                           f"(set {SERVER_TIMEOUT_VARIABLE} to wait longer)") from None
     except requests.exceptions.RequestException as exc:
+        if _connected(exc):  # a reset or a cut answer after connecting: the store calls' retries ride it out
+            return
         raise ConfigError(f"cannot reach the MLflow tracking server {where}: {_connection_reason(exc)}") from None
+
+
+def _connected(exc: Exception) -> bool:
+    """Whether the request reached a server before failing (its connection reset, its answer cut
+    short), as opposed to no connection at all: refused, unknown host, no route, a connect
+    timeout (urllib3 wraps every failure to connect in a `NewConnectionError`)."""
+    import requests
+    from urllib3.exceptions import NewConnectionError
+
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return False
+    todo: list[BaseException] = [exc]
+    seen: set[int] = set()
+    while todo:
+        error = todo.pop()
+        if id(error) in seen:
+            continue
+        seen.add(id(error))
+        if isinstance(error, (NewConnectionError, ConnectionRefusedError, socket.gaierror)):
+            return False
+        todo += [e for e in (error.__cause__, error.__context__, getattr(error, "reason", None), *error.args)
+                 if isinstance(e, BaseException)]
+    return True
 
 
 def server_timeout() -> float:

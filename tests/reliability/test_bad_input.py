@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -343,3 +344,26 @@ def test_a_tracking_server_that_accepts_but_never_answers_is_one_line_after_the_
     assert_one_error_line(done.stderr, f"the MLflow tracking server {uri} did not answer within 2 s "
                                        f"(set PROMPTOMATIX_SERVER_TIMEOUT to wait longer)")
     assert 2 <= seconds < 10
+
+
+def test_a_server_whose_health_answer_is_reset_is_not_refused_as_unreachable():
+    """A connection made and then reset (a flaky network, a proxy) is a server that is there:
+    the store calls' retries (storeretry.py) ride it out, so the check lets it through; only no
+    connection at all is 'cannot reach'."""
+    import threading
+
+    from promptomatix.servercheck import check_server
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(8)
+
+        def reset_each():
+            for _ in range(2):
+                conn, _ = server.accept()
+                conn.recv(1024)
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # RST, not FIN
+                conn.close()
+
+        threading.Thread(target=reset_each, daemon=True).start()
+        check_server(f"http://127.0.0.1:{server.getsockname()[1]}")  # no ConfigError
