@@ -118,8 +118,9 @@ def test_the_model_version_page_says_why_it_holds_the_alias_and_how_to_promote(p
     assert pages.problems("model-version") == []
 
 
-@pytest.mark.xfail(strict=True, reason="issue 42 point 5: the prompt version carries the promotion.champion "
-                                       "tags, but its page shows only its first 3 tags ('18 more...'), and "
-                                       "its commit message (the page's description) does not say it")
+@pytest.mark.xfail(strict=True, reason="issue 42 point 5: the prompt version carries the reason as its "
+                                       "promotion.<alias> tag, but its page shows only its first 3 tags "
+                                       "('18 more...'), and MLflow has no call to change a prompt version's "
+                                       "commit message (the page's description) after it is created")
 def test_the_prompt_version_page_says_why_it_holds_the_alias(pages):
     assert pages.problems("prompt-version") == []
