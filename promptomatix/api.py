@@ -96,7 +96,7 @@ class Head:
     def data(self) -> tuple[list[Example], list[Example]] | None:
         if self.origin:
             return self.origin.train, self.origin.valid
-        if self.saved and self.saved.train is not None:
+        if self.saved and self.saved.train is not None and self.saved.valid is not None:
             return self.saved.train, self.saved.valid
         return None
 
@@ -157,8 +157,8 @@ def _configured(config: OptimizationConfig | None, *, from_: str | None, resume:
     if resume:
         if from_ or config_from or options or config is not None:
             raise ConfigError("--resume goes on with the options of the run it resumes: give no other options")
-        head = Head(saved=checkpoints.load(resume))
-        config = config_from_options(**head.saved.options)
+        saved = checkpoints.load(resume)
+        head, config = Head(saved=saved), config_from_options(**saved.options)
     else:
         if from_:
             if config_from:
@@ -186,7 +186,7 @@ def _checked_job(config: OptimizationConfig, head: Head, backend: Backend | None
     if note:
         log.warning("%s", note)
     reload = config.train_data and head.data is None  # a resumed run's data is the data it logged
-    user_data = load_examples(config.train_data, config.field_map) if reload else None
+    user_data = load_examples(config.train_data, config.field_map) if reload and config.train_data else None
     valid_data = load_examples(config.valid_data, config.field_map) if reload and config.valid_data else None
     return _Job(config, name, head, chosen, hooks, show_progress, user_data, valid_data)
 
@@ -258,7 +258,7 @@ def understand(config: OptimizationConfig | None = None, *, config_from: str | N
     lm = LM(config.optimizer_model, UsageMeter(config.limits), max_retries=config.max_retries, seed=config.seed,
             cache=default_cache() if config.cache else None)
     reading = _read(config, lm, user_data)
-    if user_data:
+    if user_data and config.train_data:
         check_fields(user_data, reading.spec.fields, config.train_data)
         reading = _data_labels(reading, user_data, config.train_data)
     return reading
@@ -326,7 +326,10 @@ def _experiment_id(name: str) -> str:
     except MlflowException as exc:  # another process, starting at the same time, created it first
         if exc.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
-        return client.get_experiment_by_name(name).experiment_id
+        created = client.get_experiment_by_name(name)
+        if created is None:  # created and deleted again meanwhile: nothing to file the run under
+            raise
+        return created.experiment_id
 
 
 def _make_hook(name: str, options: dict) -> Callback:
@@ -414,8 +417,10 @@ def _run(job: _Job, run, tracer: RunTracer | None) -> OptimizationResult:
         prompt=best.prompt.template, initial_prompt=start.template, initial_score=outcome.initial_score,
         optimized_score=best.score, spec=task.spec, run_id=run.info.run_id, experiment_id=run.info.experiment_id,
         usage=usage, seconds=seconds, train_size=len(task.train), valid_size=len(task.valid),
-        model_name=registered and registered.model_name, model_version=registered and registered.model_version,
-        prompt_name=registered and registered.prompt_name, prompt_version=registered and registered.prompt_version,
+        model_name=registered.model_name if registered else None,
+        model_version=registered.model_version if registered else None,
+        prompt_name=registered.prompt_name if registered else None,
+        prompt_version=registered.prompt_version if registered else None,
         extra={"hook_errors": dict(events.errors), "stopped_early": events.should_stop, "stopped_by": stopped_by,
                "change": best.change, "scored_rows": len(best.evaluation.per_example), "final_scores": final,
                "doubts": doubts, "reading_sources": dict(reading.sources), "too_few_rows": few,
@@ -499,8 +504,8 @@ def _check_answers(task: OptimizationTask, outcome: Outcome) -> _Answers:
         return _Answers(found)
     fields = best.prompt.output_fields
     checked = _Answers(found, mean_words(best.evaluation.predictions, fields), mean_words(rows, fields))
-    mlflow.log_metrics({**found.as_metrics(), "answer_words_mean": checked.answer_words,
-                        "reference_words_mean": checked.reference_words})
+    mlflow.log_metrics({**found.as_metrics(), "answer_words_mean": checked.answer_words or 0.0,
+                        "reference_words_mean": checked.reference_words or 0.0})
     if found.any:
         log.warning("the best prompt's answers on the validation rows: %s", found.describe())
     return checked
@@ -539,18 +544,19 @@ def _prepare_data(job: _Job, models: _Models) -> tuple[Reading, Evaluator, list[
     config, head = job.config, job.head
     reading = _reading(job, models)
     spec = reading.spec
-    train = valid = None
+    train: list[Example] | None = None
+    valid: list[Example] | None = None
     check: list[Example] = []
     if job.user_data:
         train, valid, check = _user_split(spec, job.user_data, job.valid_data, config)
         left = models.meter.remaining_calls()
         train, valid = _held_out(train, valid, config, None if left is None else left - check_calls(len(check)),
                                  spec.output_fields[0] if spec.task_type == "classification" else None)
-        reading = _data_labels(reading, train + valid, config.train_data)
+        reading = _data_labels(reading, train + valid, config.train_data or "")
         spec = reading.spec
     announce(reading)
     steps = DataSteps(config.data_steps, spec, options=config.plugin_options)
-    if job.user_data and steps:
+    if job.user_data and steps and train is not None and valid is not None:  # the user's rows, split above
         train, valid, check = steps.apply(train, "train"), steps.apply(valid, "valid"), steps.apply(check, "check")
     mlflow.log_dict(record.spec_to_dict(spec), record.SPEC_ARTIFACT)
     mlflow.log_dict(reading_to_dict(reading), record.READING_ARTIFACT)
@@ -565,6 +571,7 @@ def _prepare_data(job: _Job, models: _Models) -> tuple[Reading, Evaluator, list[
             traced_outputs(span, {"train": train, "valid": valid})
     if steps:
         _log_rejections(steps)
+    assert train is not None and valid is not None  # the user's, the start's or synthetic: one of them
     if spec.task_type == "classification":
         valid = data.interleaved(valid, spec.output_fields[0])
     # Also MLflow evaluation datasets, which its Datasets page lists, named after the prompt.
@@ -660,8 +667,12 @@ def _events(job: _Job, meter: UsageMeter) -> CallbackList:
         tracker.rows.extend(saved.checkpoint["rows"])
         log.info("resuming run %s after step %d", saved.run_id, saved.checkpoint["step"])
     events = CallbackList([tracker, checkpoints.CheckpointLogger(tracker.rows), ProgressPrinter()], job.hooks)
-    events.on_hook_error = lambda hook, error: mlflow.set_tag(f"{record.HOOK_ERROR_PREFIX}{hook}", error[:5000])
+    events.on_hook_error = _record_hook_error
     return events
+
+
+def _record_hook_error(hook: str, error: str) -> None:
+    mlflow.set_tag(f"{record.HOOK_ERROR_PREFIX}{hook}", error[:5000])
 
 
 def _optimize(job: _Job, task: OptimizationTask, events: CallbackList) -> Outcome:
@@ -725,7 +736,7 @@ def _register(job: _Job, run, task: OptimizationTask, outcome: Outcome, usage: U
     return registered
 
 
-def _final_evaluation(config: OptimizationConfig, task_type, best, valid: list[Example]) -> dict[str, float]:
+def _final_evaluation(config: OptimizationConfig, task_type, best, valid: Sequence[Example]) -> dict[str, float]:
     """The best candidate's validation answers scored by the final-evaluation metrics (the
     run's `eval_metrics`, else its task type's), no model call: logged as `final.<metric>`.
     Empty when neither names any (the optimization metric is then the final word)."""
@@ -804,7 +815,9 @@ def _log_rejections(steps: DataSteps) -> None:
     rejected example with its reason as `data_rejections.json`."""
     mlflow.log_metrics({f"data_rejected.{name}" if name else "data_rejected": count
                         for name, count in steps.counts().items()})
-    mlflow.log_dict([dataclasses.asdict(r) for r in steps.rejections], record.DATA_REJECTIONS_ARTIFACT)
+    # log_dict writes any JSON value (here a list); MLflow annotates its argument as a dict
+    mlflow.log_dict([dataclasses.asdict(r) for r in steps.rejections],  # type: ignore[arg-type]
+                    record.DATA_REJECTIONS_ARTIFACT)
     if steps.rejections:
         log.info("data steps rejected %d examples (%s)", len(steps.rejections),
                  ", ".join(f"{n}: {c}" for n, c in steps.counts().items() if n))
@@ -814,9 +827,10 @@ def _user_split(spec: TaskSpec, user_data: list[Example], valid_data: list[Examp
                 config: OptimizationConfig) -> tuple[list[Example], list[Example], list[Example]]:
     """The user's train, validation and held-out check rows (`data.check_count`, taken from the
     training file)."""
-    train = check_fields(_sampled(user_data, config.train_data, config.seed), spec.fields, config.train_data)
-    valid = None if valid_data is None else check_fields(_sampled(valid_data, config.valid_data, config.seed),
-                                                         spec.fields, config.valid_data)
+    sources = (config.train_data or "", config.valid_data or "")  # set whenever there are user rows
+    train = check_fields(_sampled(user_data, sources[0], config.seed), spec.fields, sources[0])
+    valid = None if valid_data is None else check_fields(_sampled(valid_data, sources[1], config.seed),
+                                                         spec.fields, sources[1])
     count = min(data.check_count(len(train) + len(valid or ()), config.check_rows), max(0, len(train) - 2))
     train, check = data.check_split(train, count, config.seed)
     if valid is not None:

@@ -7,6 +7,8 @@ namespace, so they cannot share a name). If the second write fails, the first is
 
 from __future__ import annotations
 
+import collections.abc
+
 import contextlib
 import io
 import logging
@@ -163,7 +165,7 @@ def _active_experiment(experiment_id: str | None):
         yield
         return
     saved = fluent._active_experiment_id
-    fluent._active_experiment_id = experiment_id
+    fluent._active_experiment_id = experiment_id  # type: ignore[assignment]  # MLflow annotates it as None
     try:
         yield
     finally:
@@ -249,7 +251,7 @@ def _register_prompt(client: MlflowClient, *, name: str, template: str, descript
 def _undo(client: MlflowClient, name: str, prompt_version, model_existed: bool, model_version) -> None:
     """Remove what a failed registration wrote; a failure here is logged, not raised, so the
     original error is the one the caller sees."""
-    steps = []
+    steps: list[collections.abc.Callable[[], object]] = []
     if model_version is not None:
         steps.append(lambda: client.delete_model_version(name, str(model_version.version)))
     steps.append(lambda: client.delete_prompt_version(prompt_name_for(name), str(prompt_version.version)))
