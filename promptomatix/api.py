@@ -417,10 +417,7 @@ def _run(job: _Job, run, tracer: RunTracer | None) -> OptimizationResult:
         prompt=best.prompt.template, initial_prompt=start.template, initial_score=outcome.initial_score,
         optimized_score=best.score, spec=task.spec, run_id=run.info.run_id, experiment_id=run.info.experiment_id,
         usage=usage, seconds=seconds, train_size=len(task.train), valid_size=len(task.valid),
-        model_name=registered.model_name if registered else None,
-        model_version=registered.model_version if registered else None,
-        prompt_name=registered.prompt_name if registered else None,
-        prompt_version=registered.prompt_version if registered else None,
+        **_registered_names(registered),
         extra={"hook_errors": dict(events.errors), "stopped_early": events.should_stop, "stopped_by": stopped_by,
                "change": best.change, "scored_rows": len(best.evaluation.per_example), "final_scores": final,
                "doubts": doubts, "reading_sources": dict(reading.sources), "too_few_rows": few,
@@ -432,6 +429,12 @@ def _run(job: _Job, run, tracer: RunTracer | None) -> OptimizationResult:
     )
     events.on_optimization_end(result)
     return result
+
+
+def _registered_names(registered) -> dict[str, str | None]:
+    """The result's model and prompt names and versions (all None when nothing was registered)."""
+    keys = ("model_name", "model_version", "prompt_name", "prompt_version")
+    return {key: getattr(registered, key) if registered else None for key in keys}
 
 
 def _what_changed(job: _Job, task: OptimizationTask, outcome: Outcome, reading: Reading, interval,

@@ -29,6 +29,12 @@ class RegistryError(UsageError):
     """An unknown registered name, version or alias, or a name already used otherwise."""
 
 
+class PermissionDeniedError(RegistryError):
+    """The tracking server refused a write for lack of a permission (HTTP 403, MLflow's
+    PERMISSION_DENIED): nothing was changed; the message names the user, the permission and the
+    registered model or prompt."""
+
+
 class LLMError(PromptomatixError):
     """A model call that failed after its retries, or whose answer could not be parsed."""
 

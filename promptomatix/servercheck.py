@@ -33,9 +33,9 @@ def check_server(uri: str) -> None:
     timeout = server_timeout()
     where = redact_url(uri)
     insecure = os.environ.get("MLFLOW_TRACKING_INSECURE_TLS", "").lower() == "true"
+    verify = not insecure and (os.environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH") or True)
     try:
-        requests.get(f"{uri.rstrip('/')}/health", timeout=timeout, allow_redirects=False,
-                     verify=not insecure and (os.environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH") or True))
+        requests.get(f"{uri.rstrip('/')}/health", timeout=timeout, allow_redirects=False, verify=verify)
     except requests.exceptions.SSLError:
         return  # it answered; MLflow's client reports what is wrong with its certificate
     except requests.exceptions.Timeout:
@@ -45,6 +45,65 @@ def check_server(uri: str) -> None:
         if _connected(exc):  # a reset or a cut answer after connecting: the store calls' retries ride it out
             return
         raise ConfigError(f"cannot reach the MLflow tracking server {where}: {_connection_reason(exc)}") from None
+    _check_credentials(uri, where, timeout, verify)
+
+
+def _check_credentials(uri: str, where: str, timeout: float, verify) -> None:
+    """One cheap authenticated request (search for one experiment) with the credentials MLflow's
+    client sends (`_credentials`): a server with users (`mlflow server --app-name basic-auth`, or
+    a proxy asking for a login) answers 401 to a wrong or missing password, a ConfigError in one
+    line here, before any work. The message names the variables, never their values. Any other
+    answer, or none, is left to the command (a 403 there names the permission it lacks)."""
+    import requests
+
+    auth, headers = _credentials()
+    if auth is None and headers is None and os.environ.get("MLFLOW_TRACKING_AUTH"):
+        return  # an auth plugin of MLflow's signs the requests: it cannot be checked from here
+    try:
+        response = requests.get(f"{uri.rstrip('/')}/api/2.0/mlflow/experiments/search",
+                                params={"max_results": 1}, auth=auth, headers=headers, timeout=timeout,
+                                allow_redirects=False, verify=verify)
+    except requests.exceptions.RequestException:
+        return  # it answered /health just now: the store calls' retries ride out a passing fault
+    if response.status_code != 401:
+        return
+    if auth is None and headers is None:
+        raise ConfigError(f"the MLflow tracking server {where} asks for a login (401): set "
+                          f"{USERNAME_VARIABLE} and {PASSWORD_VARIABLE}")
+    given = "MLFLOW_TRACKING_TOKEN" if headers else f"{USERNAME_VARIABLE} / {PASSWORD_VARIABLE}"
+    raise ConfigError(f"the MLflow tracking server {where} refused the credentials (401): check {given}")
+
+
+USERNAME_VARIABLE, PASSWORD_VARIABLE = "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"
+
+
+def _credentials() -> tuple[tuple[str, str] | None, dict[str, str] | None]:
+    """What MLflow's client authenticates with (`mlflow.utils.credentials`): a user name and
+    password from MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD (else the [mlflow] section
+    of ~/.mlflow/credentials) as basic auth, else MLFLOW_TRACKING_TOKEN as a bearer token."""
+    username, password = os.environ.get(USERNAME_VARIABLE), os.environ.get(PASSWORD_VARIABLE)
+    if not (username and password):
+        stored = _credentials_file()
+        username, password = username or stored.get(USERNAME_VARIABLE.lower()), \
+            password or stored.get(PASSWORD_VARIABLE.lower())
+    if username and password:
+        return (username, password), None
+    token = os.environ.get("MLFLOW_TRACKING_TOKEN")
+    return None, ({"Authorization": f"Bearer {token}"} if token else None)
+
+
+def _credentials_file() -> dict[str, str]:
+    import configparser
+
+    path = os.path.expanduser("~/.mlflow/credentials")
+    if not os.path.exists(path):
+        return {}
+    config = configparser.ConfigParser()
+    try:
+        config.read(path)
+    except configparser.Error:
+        return {}
+    return dict(config["mlflow"]) if "mlflow" in config else {}
 
 
 def _connected(exc: Exception) -> bool:

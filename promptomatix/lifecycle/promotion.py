@@ -41,7 +41,9 @@ write to the registry (with `data`, the two evaluation runs come first).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+import os
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
@@ -50,7 +52,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from promptomatix import record, stats, storeretry
-from promptomatix.errors import RegistryError
+from promptomatix.errors import PermissionDeniedError, RegistryError
 from promptomatix.lifecycle import evaluation, paired
 from promptomatix.lifecycle import versions
 from promptomatix.lifecycle.copies import check_target, copy_checked
@@ -232,8 +234,18 @@ def promote(name: str, version: str, alias: str, *, force: bool = False, reason:
     against the holder (`require_gain`, `min_gain`: see there); `force` skips the check. With
     `data`, both are evaluated on it first. With `to_model`, the version is copied into that model
     and the alias set there (nothing is copied if the promotion is rejected). Raises RegistryError
-    / DataError / ConfigError / PromotionError before any write to the registry."""
+    / DataError / ConfigError / PromotionError before any write to the registry; a
+    PermissionDeniedError when the tracking server refuses a write (403: a user without EDIT or
+    MANAGE on the model), with whatever was written undone."""
     storeretry.install()  # a write whose answer is lost is retried, and done once (storeretry.py)
+    with _denied_in_one_line("promoting", to_model or name):
+        return _promote(name, version, alias, force=force, reason=reason, data=data, to_model=to_model,
+                        require_gain=require_gain, min_gain=min_gain, show_progress=show_progress)
+
+
+def _promote(name: str, version: str, alias: str, *, force: bool, reason: str,
+             data: str | Sequence[Example] | None, to_model: str | None, require_gain: bool, min_gain: float,
+             show_progress: bool) -> PromotionDecision:
     versions.check_alias(alias)
     rule = Rule(require_gain, min_gain).check()
     candidate = versions.get_version(name, version)
@@ -323,8 +335,14 @@ def _move(result: PromotionDecision, candidate, prompt: tuple[str, str], to_mode
 
 def rollback(name: str, alias: str, *, reason: str = "") -> PromotionDecision:
     """Give `alias` back to the version that held it before the current holder (per the alias
-    history kept by `promote`); the Prompt Registry alias follows."""
+    history kept by `promote`); the Prompt Registry alias follows. A PermissionDeniedError as in
+    `promote`."""
     storeretry.install()
+    with _denied_in_one_line("rolling back", name):
+        return _rollback(name, alias, reason=reason)
+
+
+def _rollback(name: str, alias: str, *, reason: str) -> PromotionDecision:
     versions.check_alias(alias)
     model = versions.get_model(name)
     current = (model.aliases or {}).get(alias)
@@ -346,6 +364,45 @@ def rollback(name: str, alias: str, *, reason: str = "") -> PromotionDecision:
            + _history_steps(model, alias, past[:-1]) + _record_steps(target, prompt, result)
            + _replaced_steps(name, str(current), result))
     return result
+
+
+# MLflow's basic-auth app (`mlflow server --app-name basic-auth`) answers 403 to a write by a user
+# whose permission on the registered model (or prompt) is below EDIT; MLflow's client raises it
+# as an MlflowException with this code.
+DENIED = "PERMISSION_DENIED"
+
+
+@contextmanager
+def _denied_in_one_line(action: str, model: str) -> Iterator[None]:
+    """A 403 from the tracking server inside the block becomes a PermissionDeniedError naming the
+    user, the permission and the registered model `model` (a refused prompt alias is named by the
+    alias step itself, `_on_prompt`)."""
+    try:
+        yield
+    except MlflowException as exc:
+        if exc.error_code != DENIED:
+            raise
+        raise PermissionDeniedError(_denied_message(action, f"registered model {model!r}")) from None
+
+
+def _denied_message(action: str, resource: str) -> str:
+    user = os.environ.get("MLFLOW_TRACKING_USERNAME")
+    who = f"user {user!r}" if user else "this user (no MLFLOW_TRACKING_USERNAME)"
+    return (f"{who} lacks EDIT permission (EDIT or MANAGE) on {resource}, which {action} needs: the tracking "
+            f"server refused the write (403); nothing changed")
+
+
+def _on_prompt(write: Callable[[], object], prompt_name: str, action: str) -> Callable[[], object]:
+    """`write` (a step on the prompt `prompt_name`), with a 403 named as a missing permission on
+    that prompt."""
+    def run() -> object:
+        try:
+            return write()
+        except MlflowException as exc:
+            if exc.error_code != DENIED:
+                raise
+            raise PermissionDeniedError(_denied_message(action, f"prompt {prompt_name!r}")) from None
+    return run
 
 
 def _holder(name: str, alias: str):
@@ -404,7 +461,8 @@ def _alias_steps(name: str, alias: str, version, prompt: tuple[str, str], previo
 
     return [
         (lambda: client.set_registered_model_alias(name, alias, str(version.version)), restore_model),
-        (lambda: mlflow.genai.set_prompt_alias(prompt_name, alias, int(prompt_version)), restore_prompt),
+        (_on_prompt(lambda: mlflow.genai.set_prompt_alias(prompt_name, alias, int(prompt_version)), prompt_name,
+                    "moving its alias"), restore_prompt),
     ]
 
 

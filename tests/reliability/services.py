@@ -121,18 +121,22 @@ def postgres(prefix: str = "pmx-pg-"):
 
 
 @contextmanager
-def mlflow_server(backend_store_uri: str, artifacts: Path, log_path: Path):
+def mlflow_server(backend_store_uri: str, artifacts: Path, log_path: Path, *, extra_args: tuple[str, ...] = (),
+                  env: dict[str, str | None] | None = None):
     """`mlflow server` on a free loopback port with the given backend store, serving the
     artifacts under `artifacts` itself (--serve-artifacts): clients reach artifacts through the
-    server only. Yields its URL once /health answers; its whole process group is stopped after."""
+    server only. Yields its URL once /health answers; its whole process group is stopped after.
+    `extra_args` go on its command line (e.g. `--app-name basic-auth`), `env` into its
+    environment (added to this process's; None removes a variable)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     with log_path.open("w") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend_store_uri,
              "--artifacts-destination", str(artifacts), "--serve-artifacts",
-             "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
-            cwd=log_path.parent, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+             "--host", "127.0.0.1", "--port", str(port), "--workers", "2", *extra_args],
+            cwd=log_path.parent, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            env={k: v for k, v in (os.environ | (env or {})).items() if v is not None})
         record = Path(os.environ[SERVICE_DIR]) / f"mlflow-server-{process.pid}.pid" if os.environ.get(SERVICE_DIR) else None
         if record:
             record.write_text(f"{process.pid}\n")  # its process group id (a session of its own)
@@ -144,14 +148,40 @@ def mlflow_server(backend_store_uri: str, artifacts: Path, log_path: Path):
                 time.sleep(1)
             yield url
         finally:
-            os.killpg(process.pid, signal.SIGTERM)
             try:
+                os.killpg(process.pid, signal.SIGTERM)
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+            except ProcessLookupError:  # it ended by itself (did not come up)
+                process.wait()
             if record:
                 record.unlink(missing_ok=True)
+
+
+@contextmanager
+def mlflow_auth_server(folder: Path, admin_password: str):
+    """`mlflow server --app-name basic-auth` (MLflow's own users and permissions) on a free
+    loopback port, everything in `folder`: a sqlite store, its artifacts, the users' database and
+    the auth configuration (admin user `admin` with `admin_password`; every other user READ by
+    default). Yields its URL once /health answers; stopped after as `mlflow_server`."""
+    config = folder / "basic_auth.ini"
+    config.write_text("[mlflow]\n"
+                      "default_permission = READ\n"
+                      f"database_uri = sqlite:///{folder / 'users.db'}\n"
+                      "admin_username = admin\n"
+                      f"admin_password = {admin_password}\n"
+                      "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+                      # a password checked once a minute, not at each request (PBKDF2 is slow on purpose)
+                      "auth_cache_ttl_seconds = 60\n")
+    config.chmod(0o600)
+    env: dict[str, str | None] = {"MLFLOW_AUTH_CONFIG_PATH": str(config), "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(16)}
+    for key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_URI"):
+        env[key] = None  # the server's own settings only, not a client's credentials
+    with mlflow_server(f"sqlite:///{folder / 'server.db'}", folder / "artifacts", folder / "server.log",
+                       extra_args=("--app-name", "basic-auth"), env=env) as url:
+        yield url
 
 
 def point_client_at(url: str, monkeypatch) -> None:

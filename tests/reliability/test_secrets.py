@@ -1,7 +1,9 @@
 """Secrets: API keys in the environment, and a user and key written into the API base URL,
 appear nowhere a run leaves behind: params, tags, metric names, artifacts, registered versions,
 traces, the store's files on disk and the command's own output (debug logging on), whether the
-run finished or failed on a provider error that echoes the key."""
+run finished or failed on a provider error that echoes the key. `everything_recorded` and `leaks`
+are the scan; test_auth.py runs it for the MLflow tracking passwords (MLFLOW_TRACKING_PASSWORD)
+of a server with users."""
 
 from __future__ import annotations
 
