@@ -325,18 +325,19 @@ def test_the_starting_score_is_the_one_the_backend_returns(tracking, scripted):
         run_optimize(backend=Reports(lambda start: start), num_demos=0, register=False)
 
 
-def test_each_backend_plans_its_own_search_and_a_plugin_without_a_plan_is_unknown(tracking, scripted):
+def test_each_backend_plans_its_own_search_and_a_plugin_without_a_plan_is_unknown(tracking, scripted, monkeypatch):
     """`--dry-run`'s search lines come from the backend (`Backend.plan`): the meta-prompt
     backend's race, DSPy's compile cut by the budget, and for a plugin that says nothing, an
     unknown count, not another backend's guess. Nothing is called."""
-    from promptomatix.backends import register_backend
+    from promptomatix.backends import BACKENDS
     from promptomatix.backends.base import Backend
 
     class Silent(Backend):
         def optimize(self, task, callbacks):  # pragma: no cover - never run by a plan
             raise AssertionError("a plan runs nothing")
 
-    register_backend("silent-plan-test", Silent, replace=True)
+    BACKENDS.names()  # the built-ins loaded, then the plugin for this test only (other tests list the backends)
+    monkeypatch.setitem(BACKENDS._items, "silent-plan-test", Silent)
     options = dict(raw_input="Classify the sentiment of a movie review", model=FAKE_MODEL, max_calls=200)
     meta = promptomatix.plan(**options)
     dspy = promptomatix.plan(**options, backend="dspy")
