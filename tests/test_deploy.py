@@ -80,7 +80,8 @@ def test_mlflow_renders_a_valid_kubernetes_job_from_the_config_and_template(monk
     except ImportError:
         skip_or_fail("the Kubernetes client is not installed (pip install 'promptomatix[team]')")
 
-    job = render_job(monkeypatch, "main", {"raw_input": "Classify the sentiment of a movie review"})
+    # raw_input declared in MLproject; iterations, as any other option, a `-P` MLflow passes on
+    job = render_job(monkeypatch, "main", {"raw_input": "Classify the sentiment of a movie review", "iterations": "2"})
 
     container = job["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == "registry.example.com/ml/promptomatix-job:abc123@sha256:" + "0" * 64
@@ -89,8 +90,7 @@ def test_mlflow_renders_a_valid_kubernetes_job_from_the_config_and_template(monk
     # Kubernetes runs the words without a shell, quotes and all; the entry point takes them off.
     assert "'--raw-input=Classify the sentiment of a movie review'" in container["command"]
     assert entry_point_args(container["command"][2:]) == [
-        "--raw-input=Classify the sentiment of a movie review", "--backend=meta_prompt", "--search=quick",
-        "--lambda-penalty=0.0001", "--seed=0"]
+        "--raw-input=Classify the sentiment of a movie review", "--iterations=2"]
     env = {e["name"]: e["value"] for e in container["env"]}
     assert env["MLFLOW_TRACKING_URI"] == "http://mlflow.promptomatix.svc:5000"  # the cluster's view
     assert env["MLFLOW_RUN_ID"] == "r1" and env["LITELLM_LOCAL_MODEL_COST_MAP"] == "True"
