@@ -70,9 +70,7 @@ def test_a_run_scored_by_mlflows_correctness_judge(tracking, fake_llm, tmp_path)
     assert run.info.status == "FINISHED"
 
 
-def _models_asked(fake_llm, monkeypatch) -> list[tuple[str, bool]]:
-    """Every model the fake is asked, with whether the request was a judge's (MLflow's
-    Correctness prompt), filled in as the calls come."""
+def test_the_judge_model_is_its_own_option(tracking, fake_llm, tmp_path, monkeypatch):
     models = []
     answer = fake_llm.completion
 
@@ -81,11 +79,6 @@ def _models_asked(fake_llm, monkeypatch) -> list[tuple[str, bool]]:
         return answer(model, messages, *args, **kwargs)
 
     monkeypatch.setattr(fake_llm, "completion", completion)
-    return models
-
-
-def test_the_judge_model_is_its_own_option(tracking, fake_llm, tmp_path, monkeypatch):
-    models = _models_asked(fake_llm, monkeypatch)
     result = _optimize(fake_llm, tmp_path, judge_says_cat, judge_model="scripted/judge")
     assert result.optimized_score == 1.0
     assert {model for model, judging in models if judging} == {"judge"}  # scripted/judge, for the judge only
@@ -173,7 +166,14 @@ def test_evaluate_judges_a_version_with_the_judge_its_optimization_had(tracking,
     as its optimization did (`--judge-model`), not MLflow's default judge."""
     from promptomatix.lifecycle import evaluate
 
-    models = _models_asked(fake_llm, monkeypatch)
+    models = []
+    answer = fake_llm.completion
+
+    def completion(model, messages, *args, **kwargs):
+        models.append((model, "<claim>" in str(messages)))
+        return answer(model, messages, *args, **kwargs)
+
+    monkeypatch.setattr(fake_llm, "completion", completion)
     result = _optimize(fake_llm, tmp_path, judge_says_cat, judge_model="scripted/judge", register=True,
                        name="stories")
     models.clear()

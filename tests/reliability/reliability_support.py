@@ -188,23 +188,3 @@ def install(name: str, handler: litellm.CustomLLM) -> str:
     register_provider(name, lambda: handler, replace=True)
     import_litellm()
     return f"{name}/fake"
-
-
-def promote_finished(name: str, done: set[str], decisions: list, client=None) -> None:
-    """Promote to champion each version of `name` whose run has finished, oldest first, once;
-    each decision appended to `decisions` with the alias's holder before it. `client` reads the
-    store (default: MLflow's own, as the promotion does)."""
-    from mlflow import MlflowClient
-
-    from promptomatix.lifecycle.promotion import promote
-    from promptomatix.lifecycle.versions import all_versions
-
-    client = client or MlflowClient()
-    if not any(m.name == name for m in client.search_registered_models(f"name = '{name}'")):
-        return
-    for version in all_versions(name):
-        if version.version in done or client.get_run(version.run_id).info.status != "FINISHED":
-            continue
-        holder = client.get_registered_model(name).aliases.get("champion")
-        decisions.append((version.version, holder, promote(name, version.version, "champion", show_progress=False)))
-        done.add(version.version)

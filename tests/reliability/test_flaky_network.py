@@ -47,7 +47,7 @@ import services
 from promptomatix import record, storeretry
 from promptomatix.errors import ConfigError
 from promptomatix.lifecycle.promotion import promote
-from promptomatix.lifecycle.versions import HISTORY_PREFIX
+from promptomatix.lifecycle.versions import HISTORY_PREFIX, all_versions
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 API = "/api/2.0/mlflow"
@@ -421,6 +421,19 @@ def _assert_recorded(client: MlflowClient, run) -> None:
         assert len(steps) == len(set(steps)), (key, steps)
 
 
+def _promote_finished(name: str, client: MlflowClient, done: set[str], decisions: list) -> None:
+    """Promote to champion, through the faulty network, each version of `name` whose run has
+    finished, oldest first, once (`client` reads the store directly)."""
+    if not client.search_registered_models(f"name = '{name}'"):
+        return
+    for version in all_versions(name):
+        if version.version in done or client.get_run(version.run_id).info.status != "FINISHED":
+            continue
+        holder = client.get_registered_model(name).aliases.get("champion")
+        decisions.append((version.version, holder, promote(name, version.version, "champion", show_progress=False)))
+        done.add(version.version)
+
+
 RETRY_LINE = re.compile(r"tracking store: (\S+) (\S+) failed after ([\d.]+) s .*; retry \d+ in ([\d.]+) s")
 
 
@@ -441,7 +454,7 @@ def test_eight_optimizations_and_their_promotions_finish_through_a_faulty_networ
     try:
         while launcher.poll() is None:
             assert time.monotonic() - started < WORKER_LIMIT, "the optimizations did not finish in time"
-            support.promote_finished(name, done, decisions, client)
+            _promote_finished(name, client, done, decisions)
             time.sleep(1)
     finally:
         if launcher.poll() is None:
@@ -449,7 +462,7 @@ def test_eight_optimizations_and_their_promotions_finish_through_a_faulty_networ
             launcher.wait()
     out, err = out_path.read_text(), err_path.read_text()
     assert launcher.returncode == 0, err[-3000:]
-    support.promote_finished(name, done, decisions, client)
+    _promote_finished(name, client, done, decisions)
     seconds = time.monotonic() - started
     results = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     assert len(results) == len(KINDS), err[-3000:]

@@ -26,6 +26,7 @@ from mlflow import MlflowClient
 
 import reliability_support as support
 import services
+from promptomatix.lifecycle.promotion import promote
 from promptomatix.lifecycle.versions import all_versions
 
 HERE = Path(__file__).parent
@@ -63,6 +64,19 @@ def server(team_server, monkeypatch):
     mlflow.set_registry_uri(None)
 
 
+def promote_finished(name: str, done: set[str], decisions: list) -> None:
+    """Promote to champion each version of `name` whose run has finished, oldest first, once."""
+    client = MlflowClient()
+    if not any(m.name == name for m in client.search_registered_models(f"name = '{name}'")):
+        return
+    for version in all_versions(name):
+        if version.version in done or client.get_run(version.run_id).info.status != "FINISHED":
+            continue
+        holder = client.get_registered_model(name).aliases.get("champion")
+        decisions.append((version.version, holder, promote(name, version.version, "champion", show_progress=False)))
+        done.add(version.version)
+
+
 def test_eight_concurrent_optimizations_and_promotions_on_a_team_server(server, tmp_path):
     name = f"shared-{server.store}"
     started = time.monotonic()
@@ -80,7 +94,7 @@ def test_eight_concurrent_optimizations_and_promotions_on_a_team_server(server, 
     try:
         while launcher.poll() is None:
             assert time.monotonic() - started < WORKER_LIMIT, "the optimizations did not finish in time"
-            support.promote_finished(name, done, decisions)
+            promote_finished(name, done, decisions)
             promoted_meanwhile = len(decisions)
             time.sleep(1)
     finally:
@@ -89,7 +103,7 @@ def test_eight_concurrent_optimizations_and_promotions_on_a_team_server(server, 
             launcher.wait()
     out, err = out_path.read_text(), err_path.read_text()
     assert launcher.returncode == 0, err[-3000:]
-    support.promote_finished(name, done, decisions)
+    promote_finished(name, done, decisions)
     results = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     assert len(results) == len(KINDS), err[-3000:]
     client = MlflowClient()
