@@ -23,9 +23,19 @@ OFF = ("off", "0", "false", "no")
 
 
 class ResponseCache:
+    """One connection, shared by the threads of a run under a lock.
+
+    Why not a connection per thread: several writers on one SQLite file wait for each other in
+    SQLite's busy handler, which sleeps in steps of milliseconds; with 16 threads answering at
+    once, a write took ~30 ms and kept its thread from its next model call. Under a Python lock a
+    write takes well under a millisecond (`synchronous=NORMAL`: in WAL mode a commit is not
+    flushed to disk each time, and a power cut may lose the last answers, never corrupt the file).
+    """
+
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self._local = threading.local()  # one connection per thread: sqlite3 objects are not shared
+        self._lock = threading.Lock()
+        self._connection: sqlite3.Connection | None = None
 
     @staticmethod
     def key(request: dict) -> str:
@@ -33,7 +43,8 @@ class ResponseCache:
 
     def get(self, request: dict) -> str | None:
         try:
-            row = self._db().execute("SELECT answer FROM answers WHERE key = ?", (self.key(request),)).fetchone()
+            with self._lock:
+                row = self._db().execute("SELECT answer FROM answers WHERE key = ?", (self.key(request),)).fetchone()
         except sqlite3.Error as exc:  # a cache that fails is no cache: say so, call the model
             log.warning("model answer cache %s unusable (%s); calling the model", self.path, exc)
             return None
@@ -41,20 +52,21 @@ class ResponseCache:
 
     def put(self, request: dict, answer: str) -> None:
         try:
-            with self._db() as db:
+            with self._lock, self._db() as db:
                 db.execute("INSERT OR REPLACE INTO answers (key, answer) VALUES (?, ?)", (self.key(request), answer))
         except sqlite3.Error as exc:
             log.warning("model answer cache %s unusable (%s); answer not kept", self.path, exc)
 
     def _db(self) -> sqlite3.Connection:
-        db = getattr(self._local, "db", None)
-        if db is None:
+        """The connection, opened on first use (called under `_lock`)."""
+        if self._connection is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self.path, timeout=30)
+            db = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
             db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
             db.execute("CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, answer TEXT NOT NULL)")
-            self._local.db = db
-        return db
+            self._connection = db
+        return self._connection
 
 
 def default_cache() -> ResponseCache | None:
