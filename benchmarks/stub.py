@@ -12,14 +12,22 @@ Answers: a request with a JSON-schema `response_format` gets a JSON value satisf
 (enums take their first value, strings meet their minimum length); any other request is a
 classification prompt ending in `Label:`, answered with the label the last `Text:` line implies
 (`good` -> positive, else negative), so the scripted task is learnable and scores are real.
+
+`StubProcess` serves the same from a child process (`python benchmarks/stub.py`), with the same
+`url`, `requests` and `idle_gaps`: a stub inside the measured process takes the interpreter lock
+from it for every answer it parses and writes, which a hosted model never does.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
+import subprocess
+import sys
 import threading
 import time
+import urllib.request
 from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -82,6 +90,15 @@ class StubServer:
             def log_message(self, *args):  # quiet
                 pass
 
+            def do_GET(self):  # noqa: N802  (the counters, for `StubProcess`)
+                with stub._lock:
+                    payload = json.dumps({"requests": stub.requests, "spans": stub.spans}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
             def do_POST(self):  # noqa: N802
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length) or b"{}")
@@ -141,14 +158,7 @@ class StubServer:
 
     def idle_gaps(self, start: float, end: float) -> list[tuple[float, float]]:
         """The stretches of [start, end] (perf_counter times) with no request in flight."""
-        gaps, cursor = [], start
-        for begin, finish in sorted(s for s in self.spans if s[1] > start and s[0] < end):
-            if begin > cursor:
-                gaps.append((cursor, begin))
-            cursor = max(cursor, finish)
-        if end > cursor:
-            gaps.append((cursor, end))
-        return gaps
+        return idle_gaps(self.spans, start, end)
 
     @property
     def url(self) -> str:
@@ -163,3 +173,64 @@ class StubServer:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
+
+
+def idle_gaps(spans, start: float, end: float) -> list[tuple[float, float]]:
+    """The stretches of [start, end] not covered by any of `spans` ((start, end) pairs)."""
+    gaps, cursor = [], start
+    for begin, finish in sorted(tuple(s) for s in spans if s[1] > start and s[0] < end):
+        if begin > cursor:
+            gaps.append((cursor, begin))
+        cursor = max(cursor, finish)
+    if end > cursor:
+        gaps.append((cursor, end))
+    return gaps
+
+
+class StubProcess:
+    """A `StubServer` in a child process (see the module's doc). Its answer times are
+    `perf_counter` times of the child, which on Linux is the same monotonic clock as ours."""
+
+    def __init__(self, latency: float = 0.2):
+        self.latency = latency
+        self._child: subprocess.Popen | None = None
+        self.url = ""
+
+    def _stats(self) -> dict:
+        with urllib.request.urlopen(self.url.removesuffix("/v1") + "/stats", timeout=30) as answer:
+            return json.load(answer)
+
+    @property
+    def requests(self) -> int:
+        return self._stats()["requests"]
+
+    def idle_gaps(self, start: float, end: float) -> list[tuple[float, float]]:
+        return idle_gaps(self._stats()["spans"], start, end)
+
+    def __enter__(self) -> StubProcess:
+        self._child = subprocess.Popen([sys.executable, __file__, "--latency", str(self.latency)],
+                                       stdout=subprocess.PIPE, text=True)
+        assert self._child.stdout is not None
+        self.url = self._child.stdout.readline().strip()
+        if not self.url.startswith("http"):
+            self.__exit__()
+            raise RuntimeError("the stub endpoint did not start")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._child is not None:
+            self._child.terminate()
+            self._child.wait(timeout=10)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Serve the stub endpoint until stopped; print its URL first.")
+    parser.add_argument("--latency", type=float, default=0.2)
+    args = parser.parse_args()
+    with StubServer(args.latency) as stub:
+        print(stub.url, flush=True)
+        threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()

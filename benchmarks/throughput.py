@@ -3,8 +3,9 @@
     python -m benchmarks.throughput                       # latency 200 ms, concurrency 1, 4, 16
     python -m benchmarks.throughput --latency 0.1 --concurrency 1,8 --patched
 
-A local OpenAI-compatible endpoint (`benchmarks/stub.py`, on a loopback port) answers every call
-after `--latency` seconds with valid scripted content. `promptomatix.optimize` (meta-prompt
+A local OpenAI-compatible endpoint (`benchmarks/stub.py`, on a loopback port, in a child process
+as a hosted model would be; `--stub-in-process` for the old set-up) answers every call after
+`--latency` seconds with valid scripted content. `promptomatix.optimize` (meta-prompt
 backend, user data, registration on) runs through LiteLLM against it with `num_threads` =
 concurrency. Per concurrency the table shows the LLM calls the endpoint answered, the wall time,
 the limit (calls x latency / concurrency) and wall / limit, the share of the wall time spent in
@@ -35,7 +36,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from benchmarks.common import RUNS_EXPERIMENT, fresh_answer_cache, log_result, machine, stopwatch, table, write_jsonl
-from benchmarks.stub import StubServer
+from benchmarks.stub import StubProcess, StubServer
 
 COLUMNS = [("variant", "variant"), ("concurrency", "concurrency"), ("calls", "LLM calls"),
            ("wall", "wall s"), ("limit", "limit s"), ("ratio", "wall / limit"), ("mlflow_share", "MLflow share"),
@@ -180,7 +181,7 @@ def patched_backend(enabled: bool):
 
 # --- running ------------------------------------------------------------------------------------
 
-def optimize_once(stub: StubServer, train: Path, valid: Path, concurrency: int, options: dict, name: str):
+def optimize_once(stub: StubServer | StubProcess, train: Path, valid: Path, concurrency: int, options: dict, name: str):
     """One optimization against the stub: (endpoint calls, wall seconds, MLflow seconds, CPU seconds
     of this process, seconds with no LLM call in flight, result)."""
     import promptomatix
@@ -213,7 +214,8 @@ def run(args: argparse.Namespace, out=None) -> list[dict]:
     variants = ["as is", "patched"] if args.patched else ["as is"]
     if args.traces_cost:
         variants.append("no traces")
-    with tempfile.TemporaryDirectory(prefix="bench-throughput-") as tmp, StubServer(args.latency) as stub:
+    stub_server = StubServer(args.latency) if args.stub_in_process else StubProcess(args.latency)
+    with tempfile.TemporaryDirectory(prefix="bench-throughput-") as tmp, stub_server as stub:
         data = sample_data(args.train_size + args.valid_size)
         train = write_jsonl(Path(tmp) / "train.jsonl", data[:args.train_size])
         valid = write_jsonl(Path(tmp) / "valid.jsonl", data[args.train_size:])
@@ -309,6 +311,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--candidates", type=int, default=4)
     parser.add_argument("--train-size", type=int, default=20)
     parser.add_argument("--valid-size", type=int, default=32)
+    parser.add_argument("--stub-in-process", action="store_true",
+                        help="serve the stub from this process (its work then competes with the optimizer's)")
     parser.add_argument("--no-register", action="store_true", help="skip registering the result")
     parser.add_argument("--patched", action="store_true", help="also run with the proposed backend change")
     parser.add_argument("--traces-cost", action="store_true",
