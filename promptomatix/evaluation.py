@@ -117,6 +117,10 @@ class Evaluator:
         """Whether label prompts are calibrated from `CONTENT_FREE` inputs (on synthetic rows)."""
         return calibrates_from_content_free(not self.synthetic)
 
+    def is_answered(self, prompt: Prompt, inputs: Example) -> bool:
+        """Whether `prompt`'s answer to `inputs` is known (asking it again makes no call)."""
+        return (prompt.render(inputs), prompt.labels) in self._cache
+
     def predict(self, prompt: Prompt, inputs: Example) -> Example:
         return self._answer(prompt, inputs).outputs
 

@@ -9,7 +9,8 @@
   (for classification, the labels take turns in the validation set: `data.interleaved`);
   the better half goes on to twice as many, and so on until the survivors are scored on the
   whole validation set. A candidate that is clearly worse costs a few calls, not a full pass.
-  Answers already given (the first rows of a survivor) are never asked again.
+  Answers already given (the first rows of a survivor) are never asked again. Asynchronous: a
+  candidate sure of its place goes on while the others of its stage are still scored.
 - Calibration: for a label prompt whose model scores labels, the calibrated variant of every
   scored prompt is read from the same answers (`Evaluator.calibrated`), and stands for it unless
   the uncalibrated prompt is clearly better on the rows (`clearly_better`). Free on the user's
@@ -42,6 +43,7 @@ from collections import Counter
 from collections.abc import Sequence
 
 from promptomatix.backends.base import Candidate, OptimizationTask
+from promptomatix.backends.pool import AnswerPool
 from promptomatix.errors import BudgetExhausted
 from promptomatix.models.lm import CHARS_PER_TOKEN
 from promptomatix.prompts import Prompt
@@ -285,6 +287,31 @@ def race_cost(candidates: int, valid_size: int, per_prompt: int = 0) -> int:
     return total
 
 
+def racers(count: int, stages: int) -> list[int]:
+    """How many of `count` new prompts run in each of a race's `stages`: the better half of a
+    stage's (rounded up) go on to the next."""
+    counts = [count]
+    while len(counts) < stages:
+        counts.append(min(counts[-1], max(1, math.ceil(counts[-1] / 2))))
+    return counts
+
+
+def sure_to_go_on(scored: dict[int, Candidate], fixed: int, entered: int, gone_on: set) -> list[int]:
+    """The prompts of a stage, by index, that go on to the next and have not (`gone_on`): the
+    first `fixed` (the incumbent) always; of the `entered` others, each scored one (in `scored`)
+    that stays among the better half (`racers`) however the others, not scored yet, turn out.
+    Ties go to the lower index, as in a sort of all of them by `rank`."""
+    keep = racers(entered, 2)[1]
+    unscored = entered - sum(1 for i in scored if i >= fixed)
+    ranks = {i: rank(c) for i, c in scored.items() if i >= fixed}
+    chosen = [i for i in scored if i < fixed]
+    for i, value in ranks.items():
+        ahead = sum(1 for j, other in ranks.items() if other > value or (other == value and j < i))
+        if ahead + unscored < keep:
+            chosen.append(i)
+    return sorted(i for i in chosen if i not in gone_on)
+
+
 def race_fits(candidates: int, valid_size: int, calls: int, per_prompt: int = 0) -> bool:
     """Whether `calls` pay for racing `candidates` new prompts on `valid_size` rows, with one
     call to spare for a rewrite and `per_prompt` for an incumbent not yet calibrated."""
@@ -307,9 +334,15 @@ def search_rows(valid_size: int, calls: int | None, candidates: int, per_prompt:
 
 
 class Race:
-    """Successive halving of `prompts` on `task.valid` (see the module's doc). `run` returns the
-    candidates scored at each stage (stage 0 first), the survivors of the last stage scored on
-    the whole validation set."""
+    """Asynchronous successive halving of `prompts` on `task.valid` (see the module's doc). `run`
+    returns the candidates scored at each stage (stage 0 first), the survivors of the last stage
+    scored on the whole validation set.
+
+    Asynchronous: every answer is asked on one pool (`pool.AnswerPool`), and a prompt goes on to
+    the next stage as soon as it is sure to be among the better half of its stage, whatever the
+    prompts still being scored turn out to score (`sure_to_go_on`), while those are scored. The
+    same prompts go on as if each stage waited for all of its prompts, so the race makes the
+    same calls and picks the same winner at any number of threads; only the waiting is gone."""
 
     def __init__(self, task: OptimizationTask):
         self.task = task
@@ -320,23 +353,33 @@ class Race:
         `prompts[0]` is the prompt to beat, already answered on every row: it runs in every stage
         (its calibration re-read on the rows) and takes no survivor's place, so the race costs
         `race_cost` of the others."""
-        valid = list(self.task.valid)
+        valid, evaluator = list(self.task.valid), self.task.evaluator
         change = dict(zip((p.template for p in prompts), changes))
         alive = [p.with_(calibration=()) for p in prompts]  # calibration is re-estimated on the rows
-        self.task.evaluator.ask_calibration_inputs(alive, desc=f"{desc}, content-free inputs")
-        stages: list[list[Candidate]] = []
-        for size in rungs(len(valid)):
-            rows = valid[:size]
-            evaluations = self.task.evaluator.evaluate_many(alive, rows, desc=f"{desc}, {size} rows")
-            scored = [self.best_variant(p, rows, e, change.get(p.template, "")) for p, e in zip(alive, evaluations)]
-            stages.append(scored)
-            if size == len(valid):
-                break
-            fixed = 1 if incumbent else 0
-            racing = range(fixed, len(scored))
-            ordered = sorted(racing, key=lambda i: rank(scored[i]), reverse=True)
-            alive = [alive[i] for i in [*range(fixed), *sorted(ordered[:max(1, math.ceil(len(racing) / 2))])]]
-        return stages
+        evaluator.ask_calibration_inputs(alive, desc=f"{desc}, content-free inputs")
+        sizes, fixed = rungs(len(valid)), 1 if incumbent else 0
+        racing = racers(len(alive) - fixed, len(sizes))
+        stages: list[dict[int, Candidate]] = [{} for _ in sizes]
+        went_on: list[set[int]] = [set() for _ in sizes]  # the prompts of each stage sent to the next
+        with AnswerPool(evaluator, evaluator.num_threads, desc) as pool:
+            for order, size in enumerate(sizes):
+                pool.expect(f"{desc}, {size} rows", size, fixed + racing[order], order)
+            for index, prompt in enumerate(alive):
+                pool.add((index, 0), prompt, valid[:sizes[0]], f"{desc}, {sizes[0]} rows")
+            while pool.busy:
+                index, stage = pool.next_done()
+                rows = valid[:sizes[stage]]
+                evaluation = evaluator.evaluate(alive[index], rows)  # every answer is in: no call
+                pool.scored((index, stage), evaluation)
+                stages[stage][index] = self.best_variant(alive[index], rows, evaluation,
+                                                         change.get(alive[index].template, ""))
+                if stage + 1 == len(sizes):
+                    continue
+                for chosen in sure_to_go_on(stages[stage], fixed, racing[stage], went_on[stage]):
+                    went_on[stage].add(chosen)
+                    pool.add((chosen, stage + 1), alive[chosen], valid[:sizes[stage + 1]],
+                             f"{desc}, {sizes[stage + 1]} rows")
+        return [[scored[i] for i in sorted(scored)] for scored in stages]
 
     def best_variant(self, prompt: Prompt, rows: Sequence[Example], evaluation, change: str = "") -> Candidate:
         """The calibrated variant of the prompt, read from the same answers, unless the prompt as

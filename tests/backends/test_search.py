@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import random
+import time
 from collections import Counter
 
 import pytest
 
 from conftest import FAKE_MODEL
-from promptomatix.backends.base import OptimizationTask
+from promptomatix.backends.base import Candidate, OptimizationTask
 from promptomatix.backends.search import (Race, demo_counts, demos_that_fit, draw_demos, fits, race_cost, rungs,
-                                          typical_answers, typical_half)
+                                          sure_to_go_on, typical_answers, typical_half)
 from promptomatix.config import ModelSettings, OptimizationConfig
-from promptomatix.evaluation import Evaluator
+from promptomatix.evaluation import Evaluation, Evaluator
 from promptomatix.models.lm import LM
 from promptomatix.models.usage import UsageMeter
 from promptomatix.prompts import Prompt
@@ -168,6 +169,49 @@ def test_the_incumbent_runs_in_every_stage_without_taking_a_survivors_place(fake
     assert [c.prompt.instruction for c in stages[1]][0] == "WRONG start." and len(stages[1]) == 3
     assert [c.prompt.instruction for c in stages[-1]] == ["WRONG start.", "RIGHT classify."]
     assert meter.snapshot().calls - before == race_cost(4, 16)
+
+
+def test_a_prompt_sure_of_its_place_goes_on_while_a_slow_one_is_still_scored(fake_llm):
+    # Four prompts on 4 rows, two threads. "SLOW" answers take 0.3 s each; the others are instant.
+    # RIGHT is sure to be among the better two once two of the others are scored (it answers all
+    # right, and ties go to the lower index): its 4 next rows are asked while SLOW still answers.
+    asked: list[tuple[str, int, float]] = []
+
+    def answer(prompt, params):
+        query = prompt.rsplit("Text: ", 1)[-1].split("\n")[0]
+        if "SLOW" in prompt:
+            time.sleep(0.3)
+        asked.append(("RIGHT" if "RIGHT" in prompt else "SLOW" if "SLOW" in prompt else "other",
+                      int(query.split()[-1]), time.monotonic()))
+        return race_answer(prompt, params)
+
+    fake_llm.rules = [("Text:", answer)]
+    task, meter = race_task("Classify.")
+    task.evaluator.num_threads = 2
+    prompts = [task.start.with_(instruction=f"{word} classify.") for word in ("RIGHT", "WRONG", "MAYBE", "SLOW")]
+
+    stages = Race(task).run(prompts, "test")
+
+    # the same race as one whose stages wait for all their prompts (see the first race test)
+    assert [len(stage) for stage in stages] == [4, 2, 1]
+    assert [c.prompt.instruction for c in stages[-1]] == ["RIGHT classify."]
+    assert meter.snapshot().calls == 4 * 4 + 2 * 4 + 1 * 8
+    slow_done = max(t for who, row, t in asked if who == "SLOW")
+    right_next = min(t for who, row, t in asked if who == "RIGHT" and row >= 4)
+    assert right_next < slow_done
+
+
+def test_a_prompt_goes_on_only_when_the_unscored_ones_cannot_push_it_out():
+    def scored(value: float) -> Candidate:
+        return Candidate(Prompt("x", ("text",), ("label",)), Evaluation(value, (value,), ({},)), value)
+
+    # 4 new prompts, the better 2 go on; the incumbent (index 0) always does
+    assert sure_to_go_on({0: scored(0.1), 1: scored(0.9), 2: scored(0.5)}, 1, 4, set()) == [0]  # 2 unscored
+    assert sure_to_go_on({0: scored(0.1), 1: scored(0.9), 2: scored(0.5), 3: scored(0.2)}, 1, 4, {0}) == [1]
+    assert sure_to_go_on({0: scored(0.1), 1: scored(0.9), 2: scored(0.5), 3: scored(0.2), 4: scored(0.7)},
+                         1, 4, {0, 1}) == [4]
+    # a tie goes to the lower index, as in a stable sort
+    assert sure_to_go_on({1: scored(0.5), 2: scored(0.5), 3: scored(0.5), 4: scored(0.5)}, 1, 4, set()) == [1, 2]
 
 
 def scored_race_task(valid) -> OptimizationTask:
