@@ -58,6 +58,8 @@ REWRITE_SCHEMA = {
 
 
 REWRITE_FIELDS = {"description", "instruction", "score", "failures", "feedback"}
+# Answers a rewrite may ask for before it gives up on an unreadable one (`LM.complete_json`).
+REWRITE_ATTEMPTS = 3
 
 
 def _keep_demos(task: OptimizationTask, best: Candidate, with_demos: Candidate | None, initial: float) -> Candidate:
@@ -175,11 +177,7 @@ class MetaPromptBackend(Backend):
                 size = self.affordable(task, task.config.iterations - step + 1)
                 if size < 1:
                     task.meter.stop("max_calls", "the calls left in the budget do not pay for another iteration")
-                proposals = self.within_budget(task, self.propose(task, best, step, size, rng, tried))
-                _traced_candidates(trace, proposals)
-                stages = Race(task).run([best.prompt, *(p for p, _ in proposals)], desc=f"iteration {step}",
-                                        changes=["", *(c for _, c in proposals)],
-                                        incumbent=True) if proposals else []
+                stages = self._race(task, trace, best, step, size, rng, tried)
             except BudgetExhausted as exc:
                 log.info("iteration %d stopped: %s; keeping the best prompt so far", step, exc)
                 _traced_outcome(trace, [], best, best, stopped=str(exc))
@@ -235,6 +233,36 @@ class MetaPromptBackend(Backend):
             wanted -= 1
         return wanted
 
+    def _race(self, task: OptimizationTask, trace, best: Candidate, step: int, size: int, rng: random.Random,
+              tried: set[str]) -> list[list[Candidate]]:
+        """The round's new prompts raced against the incumbent (`Race`), its stages; none
+        without a new prompt. The rewrites are asked on the race's pool, their prompts racing as
+        they come, when the calls left pay for the race whatever the rewrites cost (`ample`);
+        else first, and the race cut to what the calls left after them pay for."""
+        proposals = self.propose(task, best, step, size, rng, tried)
+        late = [self.rewritten(task, best, step, i) for i in range(self.mix(task, best, step, size)[0].rewrites)]
+        if late and not self.ample(task, len(proposals) + len(late), len(late)):
+            made = map_in_threads(lambda make: make(), late, min(task.config.num_threads, len(late)))
+            proposals = self.within_budget(task, [*proposals, *(m for m in made
+                                                               if m is not None and self.admit(task, m[0], tried))])
+            late = []
+        race = Race(task)
+        stages = race.run([best.prompt, *(p for p, _ in proposals)], desc=f"iteration {step}",
+                          changes=["", *(c for _, c in proposals)], incumbent=True, late=late,
+                          admit=lambda prompt: self.admit(task, prompt, tried)) if proposals or late else []
+        proposals = [*proposals, *race.admitted]
+        _traced_candidates(trace, proposals)
+        return stages if proposals else []
+
+    @staticmethod
+    def ample(task: OptimizationTask, prompts: int, rewrites: int) -> bool:
+        """Whether the calls left pay for racing `prompts` new prompts after `rewrites` rewrites
+        that each took every call they may (`REWRITE_ATTEMPTS` answers, each retried
+        `max_retries` times): a race the budget stops half-way decides nothing."""
+        remaining, per_prompt = task.meter.remaining_calls(), task.calibration_calls
+        worst = rewrites * REWRITE_ATTEMPTS * (task.config.max_retries + 1)
+        return remaining is None or race_cost(prompts, len(task.valid), per_prompt) + per_prompt + worst <= remaining
+
     @staticmethod
     def within_budget(task: OptimizationTask, proposals: list) -> list:
         """`proposals` cut (from the end) to what the calls left pay for in a race: a rewrite
@@ -246,17 +274,26 @@ class MetaPromptBackend(Backend):
             proposals = proposals[:-1]
         return proposals
 
+    @staticmethod
+    def mix(task: OptimizationTask, best: Candidate, step: int, size: int) -> tuple[proposers.Mix, list[int]]:
+        """How a round's `size` new prompts are shared among the proposers (`proposers.share`),
+        and the demo set sizes they draw (`search.demo_counts`)."""
+        incumbent = best.prompt
+        most = min(task.config.num_demos,
+                   demos_that_fit(incumbent.with_(calibration=()), task.train, task.valid,
+                                  context_tokens(task.task_model.model)))
+        counts = demo_counts(most, incumbent.labels, len(task.train))
+        return proposers.share(size, step, with_demos=bool(task.config.num_demos and task.train),
+                               incumbent_demos=len(incumbent.demos), fewest=counts[0]), counts
+
     def propose(self, task: OptimizationTask, best: Candidate, step: int, size: int, rng: random.Random,
                 tried: set[str]) -> list[tuple[Prompt, str]]:
-        """Up to `size` new prompts with what changed in each, shared among the proposers
-        (`proposers.share`), none tried before, each fitting the task model's context."""
-        config, incumbent = task.config, best.prompt.with_(calibration=())
+        """Of up to `size` new prompts (`mix`), those that change the demos, with what changed in
+        each, none tried before, each fitting the task model's context; the instruction rewrites
+        of the rest are asked as the round's race runs (`rewritten`)."""
+        incumbent = best.prompt.with_(calibration=())
         label_field = task.spec.output_fields[0] if incumbent.labels else None
-        limit = context_tokens(task.task_model.model)
-        most = min(config.num_demos, demos_that_fit(incumbent, task.train, task.valid, limit))
-        counts = demo_counts(most, incumbent.labels, len(task.train))
-        mix = proposers.share(size, step, with_demos=bool(config.num_demos and task.train),
-                              incumbent_demos=len(incumbent.demos), fewest=counts[0])
+        mix, counts = self.mix(task, best, step, size)
         # The typical pool keeps twice what the largest set takes of a label, so that sets still
         # differ (`search.typical_half`).
         typical = typical_half(task.train, label_field, 2 * max(counts) // len(incumbent.labels)) if label_field \
@@ -264,27 +301,28 @@ class MetaPromptBackend(Backend):
         proposals = [*proposers.fewer_demos(incumbent, mix.fewer, counts[0], label_field, rng),
                      *proposers.new_demo_sets(incumbent, mix.new, step, (typical, task.train), counts[-1],
                                               label_field, rng, tried),
-                     *proposers.reordered(incumbent, mix.reordered, rng),
-                     *((incumbent.with_(instruction=instruction), "instruction rewritten")
-                       for instruction in self.rewrites(task, best, step, mix.rewrites))]
-        fresh = []
-        for prompt, change in proposals:
-            if prompt.template in tried or not fits(prompt, task.valid, limit):
-                continue
-            tried.add(prompt.template)
-            fresh.append((prompt, change))
-        return fresh
+                     *proposers.reordered(incumbent, mix.reordered, rng)]
+        return [(p, change) for p, change in proposals if self.admit(task, p, tried)]
 
-    def rewrites(self, task: OptimizationTask, best: Candidate, step: int, count: int) -> list[str]:
-        """`count` rewritten instructions, asked together (they depend only on the incumbent);
-        an unreadable answer is skipped (counted in the meter)."""
-        if count < 1:
-            return []
-        ask = lambda index: self.try_rewrite(task, best, step, index)  # noqa: E731
-        if task.tracer is not None:  # each rewrite call a span of the iteration's trace, from any thread
-            ask = task.tracer.bound(ask)
-        answers = map_in_threads(ask, range(count), min(task.config.num_threads, count))
-        return [a for a in answers if a is not None]
+    @staticmethod
+    def admit(task: OptimizationTask, prompt: Prompt, tried: set[str]) -> bool:
+        """Whether `prompt` is new (then `tried` from now on) and fits the task model's context."""
+        if prompt.template in tried or not fits(prompt, task.valid, context_tokens(task.task_model.model)):
+            return False
+        tried.add(prompt.template)
+        return True
+
+    def rewritten(self, task: OptimizationTask, best: Candidate, step: int, index: int):
+        """A call making the incumbent with its `index`-th rewritten instruction (and the change),
+        or None for an unreadable answer (counted in the meter); a span of the iteration's trace
+        from whichever thread runs it."""
+        def make() -> tuple[Prompt, str] | None:
+            instruction = self.try_rewrite(task, best, step, index)
+            if instruction is None:
+                return None
+            return best.prompt.with_(calibration=(), instruction=instruction), "instruction rewritten"
+
+        return task.tracer.bound(make) if task.tracer is not None else make
 
     def try_rewrite(self, task: OptimizationTask, best: Candidate, step: int, index: int) -> str | None:
         try:
@@ -321,7 +359,7 @@ def rewrite_instruction(lm: LM, meta_prompt: str, prompt: Prompt, evaluation: Ev
     ) or "(none)"
     text = fill(meta_prompt, description=description, instruction=prompt.instruction,
                 score=f"{evaluation.score:.3f}", failures=shown, feedback=feedback or "(none)")
-    answer = lm.complete_json(text, REWRITE_SCHEMA, max_tokens=400, salt=salt)
+    answer = lm.complete_json(text, REWRITE_SCHEMA, max_tokens=400, salt=salt, attempts=REWRITE_ATTEMPTS)
     return " ".join(str(answer["instruction"]).split()) or prompt.instruction
 
 

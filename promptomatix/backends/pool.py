@@ -2,8 +2,9 @@
 its answers are in: how the race keeps every worker busy (asynchronous successive halving).
 
 In: batches (a key, a prompt, its rows, the stage they belong to) added at any time, a later
-stage's first. Out: `next_done()`, the key of a batch whose answers are all in the evaluator's
-cache (`Evaluator.evaluate` on it then makes no call). At most `workers` calls are in flight,
+stage's first; and calls that make prompts (`later`: the rewrites of an instruction), before
+any answer. Out: `next_done()`, the key of a batch whose answers are all in the evaluator's
+cache (`Evaluator.evaluate` on it then makes no call), or of a call that returned (`made`). At most `workers` calls are in flight,
 from any batches: while the last answers of one stage are awaited, the next stage's batches
 already run. A failed answer (a budget reached, a model error) is raised from `next_done`, and no
 new call starts; calls under way are not waited for (as in `signals.map_in_threads`).
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
@@ -52,11 +53,12 @@ class AnswerPool:
         self.tracer = evaluator.lm.tracer
         self._executor = ThreadPoolExecutor(max_workers=max(1, workers))
         self._workers = max(1, workers)
-        self._queue: list = []  # (-stage order, sequence, key, prompt, row): a later stage first
+        self._queue: list = []  # (priority, sequence, key, prompt, row or call): a later stage first
         self._sequence = itertools.count()
         self._running: dict[Future, Key] = {}
         self._left: dict[Key, int] = {}  # answers each batch still waits for
-        self._ready: list[Key] = []  # batches complete, not yet handed back
+        self._ready: list[Key] = []  # batches complete (and calls returned), not yet handed back
+        self._made: dict[Key, object] = {}  # what each call (`later`) returned
         self._spans: dict[Key, SpanRecord] = {}
         self._stage_of: dict[Key, _Stage] = {}
         self._stages: dict[str, _Stage] = {}
@@ -73,8 +75,23 @@ class AnswerPool:
                 self._end_stage(stage, "ERROR")
 
     def expect(self, stage: str, rows: int, batches: int, order: int) -> None:
-        """Stage `stage` (on `rows` rows, `order`-th of its race) will get `batches` batches."""
-        self._stages[stage] = _Stage(stage, rows, batches, order)
+        """Stage `stage` (on `rows` rows, `order`-th of its race) will get `batches` batches; said
+        again when that number is known better (a late prompt that did not come)."""
+        known = self._stages.setdefault(stage, _Stage(stage, rows, batches, order))
+        known.expected = batches
+        if known.done == batches and known.span is not None:
+            self._end_stage(known, "OK")
+
+    def later(self, key: Key, call: Callable[[], object]) -> None:
+        """Run `call` on the pool before any answer; `next_done` hands back `key` when it has
+        returned, and `made(key)` what it returned."""
+        self._left[key] = 1
+        self._bar.total += 1
+        heapq.heappush(self._queue, (-len(self._stages) - 1, next(self._sequence), key, None, call))
+        self._fill()
+
+    def made(self, key: Key) -> object:
+        return self._made.pop(key, None)
 
     def add(self, key: Key, prompt: Prompt, rows: Sequence[Example], stage: str) -> None:
         """Ask `prompt` the `rows` it has not answered, as part of `stage`."""
@@ -103,7 +120,9 @@ class AnswerPool:
             finished, _ = wait(list(self._running), return_when=FIRST_COMPLETED)
             for future in finished:
                 key = self._running.pop(future)
-                future.result()  # a failed answer stops the race here
+                made = future.result()  # a failed answer stops the race here
+                if made is not None:
+                    self._made[key] = made
                 self._bar.update(1)
                 self._left[key] -= 1
                 if self._left[key] == 0:
@@ -127,6 +146,9 @@ class AnswerPool:
     def _fill(self) -> None:
         while self._queue and len(self._running) < self._workers:
             _, _, key, prompt, row = heapq.heappop(self._queue)
+            if prompt is None:  # a call (`later`)
+                self._running[self._executor.submit(row)] = key
+                continue
             span = self._spans.get(key)
             self._running[self._executor.submit(self._ask, span, prompt, row)] = key
 

@@ -40,7 +40,7 @@ import math
 import random
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from promptomatix.backends.base import Candidate, OptimizationTask
 from promptomatix.backends.pool import AnswerPool
@@ -296,12 +296,14 @@ def racers(count: int, stages: int) -> list[int]:
     return counts
 
 
-def sure_to_go_on(scored: dict[int, Candidate], fixed: int, entered: int, gone_on: set) -> list[int]:
+def sure_to_go_on(scored: dict[int, Candidate], fixed: int, entered: int, gone_on: set,
+                  least: int | None = None) -> list[int]:
     """The prompts of a stage, by index, that go on to the next and have not (`gone_on`): the
     first `fixed` (the incumbent) always; of the `entered` others, each scored one (in `scored`)
     that stays among the better half (`racers`) however the others, not scored yet, turn out.
-    Ties go to the lower index, as in a sort of all of them by `rank`."""
-    keep = racers(entered, 2)[1]
+    Ties go to the lower index, as in a sort of all of them by `rank`. With `least`, the stage
+    may end with only that many (late prompts not made yet): sure under either."""
+    keep = racers(entered if least is None else least, 2)[1]
     unscored = entered - sum(1 for i in scored if i >= fixed)
     ranks = {i: rank(c) for i, c in scored.items() if i >= fixed}
     chosen = [i for i in scored if i < fixed]
@@ -346,40 +348,24 @@ class Race:
 
     def __init__(self, task: OptimizationTask):
         self.task = task
+        self.admitted: list[tuple[Prompt, str]] = []  # the late prompts that raced, with their changes
 
-    def run(self, prompts: Sequence[Prompt], desc: str, changes: Sequence[str] = (),
-            incumbent: bool = False) -> list[list[Candidate]]:
+    def run(self, prompts: Sequence[Prompt], desc: str, changes: Sequence[str] = (), incumbent: bool = False,
+            late: Sequence[Callable[[], tuple[Prompt, str] | None]] = (),
+            admit: Callable[[Prompt], bool] = lambda prompt: True) -> list[list[Candidate]]:
         """`changes[i]` says how `prompts[i]` was made (kept on its candidates). With `incumbent`,
         `prompts[0]` is the prompt to beat, already answered on every row: it runs in every stage
         (its calibration re-read on the rows) and takes no survivor's place, so the race costs
-        `race_cost` of the others."""
-        valid, evaluator = list(self.task.valid), self.task.evaluator
-        change = dict(zip((p.template for p in prompts), changes))
-        alive = [p.with_(calibration=()) for p in prompts]  # calibration is re-estimated on the rows
-        evaluator.ask_calibration_inputs(alive, desc=f"{desc}, content-free inputs")
-        sizes, fixed = rungs(len(valid)), 1 if incumbent else 0
-        racing = racers(len(alive) - fixed, len(sizes))
-        stages: list[dict[int, Candidate]] = [{} for _ in sizes]
-        went_on: list[set[int]] = [set() for _ in sizes]  # the prompts of each stage sent to the next
-        with AnswerPool(evaluator, evaluator.num_threads, desc) as pool:
-            for order, size in enumerate(sizes):
-                pool.expect(f"{desc}, {size} rows", size, fixed + racing[order], order)
-            for index, prompt in enumerate(alive):
-                pool.add((index, 0), prompt, valid[:sizes[0]], f"{desc}, {sizes[0]} rows")
+        `race_cost` of the others. `late`: calls that each make one more prompt and its change
+        (or None), run on the race's pool before any answer; their prompts race after `prompts`,
+        in the order of `late`, each that `admit` lets in (asked in that order too)."""
+        racing = _Racing(self, prompts, desc, changes, 1 if incumbent else 0, len(late), admit)
+        self.task.evaluator.ask_calibration_inputs(racing.known(), desc=f"{desc}, content-free inputs")
+        with AnswerPool(self.task.evaluator, self.task.config.num_threads, desc) as pool:
+            racing.start(pool, late)
             while pool.busy:
-                index, stage = pool.next_done()
-                rows = valid[:sizes[stage]]
-                evaluation = evaluator.evaluate(alive[index], rows)  # every answer is in: no call
-                pool.scored((index, stage), evaluation)
-                stages[stage][index] = self.best_variant(alive[index], rows, evaluation,
-                                                         change.get(alive[index].template, ""))
-                if stage + 1 == len(sizes):
-                    continue
-                for chosen in sure_to_go_on(stages[stage], fixed, racing[stage], went_on[stage]):
-                    went_on[stage].add(chosen)
-                    pool.add((chosen, stage + 1), alive[chosen], valid[:sizes[stage + 1]],
-                             f"{desc}, {sizes[stage + 1]} rows")
-        return [[scored[i] for i in sorted(scored)] for scored in stages]
+                racing.done(pool, pool.next_done())
+        return racing.stages()
 
     def best_variant(self, prompt: Prompt, rows: Sequence[Example], evaluation, change: str = "") -> Candidate:
         """The calibrated variant of the prompt, read from the same answers, unless the prompt as
@@ -391,3 +377,95 @@ class Race:
             return plain
         other = self.task.candidate(*calibrated, ", ".join(filter(None, (change, "calibrated"))))
         return plain if clearly_better(plain.evaluation.per_example, other.evaluation.per_example) else other
+
+
+class _Racing:
+    """A race under way (see `Race`): its prompts by index (late ones after the others, None until
+    made), the candidates each stage scored, and which went on."""
+
+    def __init__(self, race: Race, prompts: Sequence[Prompt], desc: str, changes: Sequence[str], fixed: int,
+                 late: int, admit: Callable[[Prompt], bool]):
+        self.race, self.desc, self.fixed, self.admit = race, desc, fixed, admit
+        self.valid = list(race.task.valid)
+        self.sizes = rungs(len(self.valid))
+        self.change = dict(zip((p.template for p in prompts), changes))
+        # calibration is re-estimated on the rows
+        self.alive: list[Prompt | None] = [*(p.with_(calibration=()) for p in prompts), *([None] * late)]
+        self.pending = list(range(len(prompts), len(prompts) + late))  # late prompts not let in or out yet
+        self.made: dict[int, tuple[Prompt, str] | None] = {}  # made, waiting for an earlier one
+        self.dropped = 0  # late calls that made no prompt, or one `admit` kept out
+        self.scored: list[dict[int, Candidate]] = [{} for _ in self.sizes]
+        self.went_on: list[set[int]] = [set() for _ in self.sizes]  # the prompts of each stage sent to the next
+
+    def known(self) -> list[Prompt]:
+        return [p for p in self.alive if p is not None]
+
+    def counts(self, least: bool = False) -> list[int]:
+        """New prompts in each stage: at most (every late prompt let in), or `least` (none)."""
+        new = len(self.alive) - self.fixed - self.dropped - (len(self.pending) if least else 0)
+        return racers(new, len(self.sizes))
+
+    def start(self, pool: AnswerPool, late: Sequence[Callable[[], tuple[Prompt, str] | None]]) -> None:
+        self.expect(pool)
+        for index, call in zip(self.pending, late):
+            pool.later((index, -1), call)
+        for index, prompt in enumerate(self.alive):
+            if prompt is not None:
+                self.enter(pool, index, 0)
+
+    def expect(self, pool: AnswerPool) -> None:
+        for order, count in enumerate(self.counts()):
+            pool.expect(self.stage(order), self.sizes[order], self.fixed + count, order)
+
+    def stage(self, order: int) -> str:
+        return f"{self.desc}, {self.sizes[order]} rows"
+
+    def enter(self, pool: AnswerPool, index: int, order: int) -> None:
+        prompt = self.alive[index]
+        assert prompt is not None  # only made prompts enter
+        # a late prompt's calibration inputs with its first rows (the others' were asked before the race)
+        extra = self.race.task.evaluator.calibration_inputs(prompt) if order == 0 else []
+        pool.add((index, order), prompt, [*extra, *self.valid[:self.sizes[order]]], self.stage(order))
+
+    def done(self, pool: AnswerPool, key: tuple[int, int]) -> None:
+        index, order = key
+        if order < 0:  # a late prompt made (or not)
+            self.made[index] = pool.made(key)  # type: ignore[assignment]
+            self.let_in(pool)
+            return
+        prompt, rows = self.alive[index], self.valid[:self.sizes[order]]
+        assert prompt is not None
+        evaluation = self.race.task.evaluator.evaluate(prompt, rows)  # every answer is in: no call
+        pool.scored(key, evaluation)
+        self.scored[order][index] = self.race.best_variant(prompt, rows, evaluation,
+                                                           self.change.get(prompt.template, ""))
+        self.go_on(pool, order)
+
+    def let_in(self, pool: AnswerPool) -> None:
+        """The late prompts made, in their order, each raced if `admit` lets it in."""
+        while self.pending and self.pending[0] in self.made:
+            index = self.pending.pop(0)
+            made = self.made.pop(index)
+            if made is None or not self.admit(made[0]):
+                self.dropped += 1
+                continue
+            prompt, change = made
+            self.race.admitted.append(made)
+            self.alive[index] = prompt.with_(calibration=())
+            self.change[prompt.template] = change
+            self.enter(pool, index, 0)
+        self.expect(pool)
+        for order in range(len(self.sizes)):
+            self.go_on(pool, order)
+
+    def go_on(self, pool: AnswerPool, order: int) -> None:
+        """The prompts of stage `order` sure of their place sent to the next stage."""
+        if order + 1 == len(self.sizes):
+            return
+        for chosen in sure_to_go_on(self.scored[order], self.fixed, self.counts()[order], self.went_on[order],
+                                    least=self.counts(least=True)[order]):
+            self.went_on[order].add(chosen)
+            self.enter(pool, chosen, order + 1)
+
+    def stages(self) -> list[list[Candidate]]:
+        return [[scored[i] for i in sorted(scored)] for scored in self.scored]

@@ -8,6 +8,7 @@ import itertools
 import json
 import re
 import threading
+import time
 
 import pytest
 
@@ -296,6 +297,37 @@ def test_the_rewrites_of_an_iteration_are_asked_at_once(fake_llm, accuracy):
 
     assert [step for step, _ in recorder.candidates] == [0, 1, 1, 1]
     assert MAGIC in best.prompt.instruction
+
+
+def test_the_race_scores_new_demo_sets_while_the_rewrite_is_asked(fake_llm, accuracy):
+    # A rewrite takes 0.5 s; the round's other prompts (new demo sets) are answered meanwhile,
+    # and the rewritten prompt joins the race when it comes, and wins it.
+    events: list[tuple[str, float]] = []
+    better = f"Read the review {MAGIC} and answer with one word: positive or negative."
+    slow = rewrites(better)
+
+    def rewrite(prompt, params):
+        time.sleep(0.5)
+        events.append(("rewrite", time.monotonic()))
+        return slow(prompt, params)
+
+    def answer(prompt, params):
+        events.append(("answer", time.monotonic()))
+        return right_answer(prompt, params) if MAGIC in prompt else "positive"
+
+    fake_llm.rules = [(REWRITE_MARK, rewrite), ("Text:", answer)]
+    task = make_task(accuracy, "Classify the sentiment.", iterations=1, candidates=4, num_threads=4)
+    recorder = Recorder()
+    started = time.monotonic()
+
+    best = MetaPromptBackend().optimize(task, recorder).best
+
+    rewritten = next(t for what, t in events if what == "rewrite")
+    raced = [t for what, t in events if what == "answer" and t > started]
+    scored_start = len(VALID)  # the starting prompt's answers come first
+    assert any(t < rewritten for t in raced[scored_start:])  # the race ran while the rewrite was asked
+    assert MAGIC in best.prompt.instruction
+    assert "instruction rewritten" in {c.change for step, c in recorder.candidates if step == 1}
 
 
 # --- label prompts on a model that scores labels, and the budget ------------------------------------

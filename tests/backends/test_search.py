@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
 from collections import Counter
@@ -187,7 +188,7 @@ def test_a_prompt_sure_of_its_place_goes_on_while_a_slow_one_is_still_scored(fak
 
     fake_llm.rules = [("Text:", answer)]
     task, meter = race_task("Classify.")
-    task.evaluator.num_threads = 2
+    task = dataclasses.replace(task, config=dataclasses.replace(task.config, num_threads=2))
     prompts = [task.start.with_(instruction=f"{word} classify.") for word in ("RIGHT", "WRONG", "MAYBE", "SLOW")]
 
     stages = Race(task).run(prompts, "test")
