@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from promptomatix.plugins import Registry
 
 if TYPE_CHECKING:
-    from promptomatix.backends.base import Candidate, OptimizationTask
+    from promptomatix.candidates import Candidate, OptimizationTask
 
 log = logging.getLogger(__name__)
 

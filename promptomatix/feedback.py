@@ -32,6 +32,7 @@ from mlflow.exceptions import MlflowException
 
 from promptomatix.errors import ConfigError, PromptomatixError, RegistryError
 from promptomatix.lifecycle import versions
+from promptomatix.lifecycle.versions import prompt_text  # the text feedback spans are offsets into
 
 log = logging.getLogger(__name__)
 
@@ -188,16 +189,6 @@ def versions_of(ref: str) -> list:
     if "@" in bare or "/" in bare:
         return [versions.resolve(text)]
     return versions.all_versions(versions.get_model(bare).name)
-
-
-def prompt_text(version) -> str:
-    """The prompt template registered with the model version (Prompt Registry), read without
-    linking it to any active run."""
-    name, number = versions.linked_prompt(version)
-    template = MlflowClient().get_prompt_version(name, number).template
-    if not isinstance(template, str):
-        raise RegistryError(f"{name} v{number} is a chat prompt; feedback spans need a text prompt")
-    return template
 
 
 def span(prompt: str, *, start: int | None = None, end: int | None = None, text: str | None = None) -> tuple[int, int]:

@@ -15,14 +15,11 @@ import json
 import random
 from collections.abc import Mapping
 from dataclasses import asdict
-from typing import TYPE_CHECKING
 
+from promptomatix.candidates import Candidate
 from promptomatix.evaluation import Evaluation
 from promptomatix.prompts import Prompt
 from promptomatix.spec import TaskSpec
-
-if TYPE_CHECKING:
-    from promptomatix.backends.base import Candidate
 
 # --- artifacts of the optimization run ----------------------------------------------------------
 CONFIG_ARTIFACT = "config.yaml"  # the effective options, re-runnable with --config-from, read by --resume
@@ -242,8 +239,6 @@ def candidate_to_dict(candidate: Candidate) -> dict:
 
 
 def candidate_from_dict(data: Mapping) -> Candidate:
-    from promptomatix.backends.base import Candidate  # the backends' type; base imports this module's peers
-
     return Candidate(prompt_from_dict(data["prompt"]), evaluation_from_dict(data["evaluation"]), data["objective"],
                      data.get("program"))
 

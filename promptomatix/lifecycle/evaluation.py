@@ -252,10 +252,8 @@ def _more_scores(prepared: Prepared, rows: list[dict], metrics: dict) -> None:
 
 def _prompt_of(version) -> str:
     """The version's prompt text for metrics that ask for it ("" when it cannot be read)."""
-    from promptomatix.feedback import prompt_text
-
     try:
-        return prompt_text(version)
+        return versions.prompt_text(version)
     except (PromptomatixError, MlflowException):
         return ""
 

@@ -1,5 +1,6 @@
 """Reading registered versions: names, versions and aliases resolved with one-line errors, the
-prompt version a model version is linked to, the alias history, and the comparison table.
+prompt version a model version is linked to and its text, the alias history, and the comparison
+table.
 
 In: a registered model name (and a version number, alias or `name@ref` string).
 Out: MLflow `ModelVersion` entities, or plain dicts for `compare`. Nothing here writes.
@@ -133,6 +134,16 @@ def linked_prompt(version) -> tuple[str, str]:
     if found is None:
         raise RegistryError(f"version {version.version} of {version.name!r} is linked to {uri}, which no longer exists")
     return match["name"], match["version"]
+
+
+def prompt_text(version) -> str:
+    """The prompt template registered with the model version (Prompt Registry), read without
+    linking it to any active run."""
+    name, number = linked_prompt(version)
+    template = MlflowClient().get_prompt_version(name, number).template
+    if not isinstance(template, str):
+        raise RegistryError(f"{name} v{number} is a chat prompt; feedback spans need a text prompt")
+    return template
 
 
 def history(model, alias: str) -> list[str]:
