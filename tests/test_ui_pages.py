@@ -118,9 +118,7 @@ def test_the_model_version_page_says_why_it_holds_the_alias_and_how_to_promote(p
     assert pages.problems("model-version") == []
 
 
-@pytest.mark.xfail(strict=True, reason="issue 42 point 5: the prompt version carries the reason as its "
-                                       "promotion.<alias> tag, but its page shows only its first 3 tags "
-                                       "('18 more...'), and MLflow has no call to change a prompt version's "
-                                       "commit message (the page's description) after it is created")
 def test_the_prompt_version_page_says_why_it_holds_the_alias(pages):
+    """Its commit message (the page's description) starts with the reason: its page lists only
+    its first 3 tags, so the `promotion.<alias>` tag alone would not be seen."""
     assert pages.problems("prompt-version") == []

@@ -4,8 +4,9 @@ In: a model name, a version and a target model name.
 Out: a `Copied` naming the new model version and its prompt version. The model version is
 copied with `MlflowClient().copy_model_version` (tags, run and scores come along); the prompt
 is registered again under `<target>-prompt` so that the copy has a prompt of its own model
-(and promotions in the target move that prompt's alias). All or nothing: if the model copy
-fails, the new prompt version is removed.
+(and promotions in the target move that prompt's alias), its commit message the source's as it
+was registered (without the paragraphs `promotion` put first, which speak of the source's
+aliases). All or nothing: if the model copy fails, the new prompt version is removed.
 """
 
 from __future__ import annotations
@@ -23,6 +24,10 @@ from promptomatix.lifecycle import versions
 from promptomatix.registry import model_exists, prompt_name_for
 
 log = logging.getLogger(__name__)
+
+# How each paragraph `promotion` puts first in a prompt version's commit message begins:
+# "Promotion (<alias>, <time>): ..." (defined here, as `promotion` imports this module).
+PARAGRAPH_START = "Promotion ("
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,16 @@ def check_target(name: str, target: str) -> None:
     raise RegistryError(f"the name {prompt_name_for(target)!r} is used by a model; {target!r} cannot get its prompt")
 
 
+def split_commit_message(message: str | None) -> tuple[list[str], str]:
+    """A prompt version's commit message as (the promotion paragraphs first in it, the message it
+    was registered with)."""
+    parts = message.split("\n\n") if message else []
+    lead = 0
+    while lead < len(parts) and parts[lead].startswith(PARAGRAPH_START):
+        lead += 1
+    return parts[:lead], "\n\n".join(parts[lead:])
+
+
 def copy_to(name: str, version: str, target: str) -> Copied:
     """Copy version `version` of `name` into the registered model `target` (created if needed)."""
     source = versions.get_version(name, version)
@@ -63,12 +78,12 @@ def copy_checked(source, prompt: tuple[str, str], target: str) -> Copied:
     """The copy itself, for callers that ran the checks of `copy_to` already."""
     client = MlflowClient()
     original = client.get_prompt_version(*prompt)
+    message = split_commit_message(original.commit_message)[1]
     source_uri = f"models:/{source.name}/{source.version}"
     model_existed = model_exists(client, target)
     copied_prompt = mlflow.genai.register_prompt(  # the tags go on the version (below), not the prompt
         name=prompt_name_for(target), template=original.template,
-        commit_message=f"copy of {original.uri} with {source_uri}"
-                       + (f": {original.commit_message}" if original.commit_message else ""),
+        commit_message=f"copy of {original.uri} with {source_uri}" + (f": {message}" if message else ""),
         model_config=original.model_config, response_format=original.response_format,
     )
     copy = None

@@ -8,12 +8,13 @@ about and on the prompt version linked to it (decision, score, previous, previou
 digest, reason, model, time; with a paired test n, score_low/score_high,
 previous_score_low/previous_score_high, difference, difference_low, difference_high, test,
 p_value, alpha; rule, verdict and summary), and as a "Promotion (<alias>, <time>): ..."
-paragraph of the model version's description (replacing that alias's earlier one, keeping the
-rest); a value the decision did not use (no previous holder, no reason given, no paired test) is
-left out, never written empty. The registered model keeps the versions that held the alias in
-the tag `alias_history.<alias>`, which `rollback` walks back. The Prompt Registry alias of the
-same name on `<name>-prompt` follows the model alias to the prompt version linked with the model
-version.
+paragraph of the model version's description and of the prompt version's commit message (the
+description its page shows: there the paragraph comes first, before the message it was
+registered with), replacing that alias's earlier one and keeping the rest; a value the decision
+did not use (no previous holder, no reason given, no paired test) is left out, never written
+empty. The registered model keeps the versions that held the alias in the tag
+`alias_history.<alias>`, which `rollback` walks back. The Prompt Registry alias of the same name
+on `<name>-prompt` follows the model alias to the prompt version linked with the model version.
 
 What a candidate is compared on (`compare_versions`), in this order:
   1. a data set both were scored on by `evaluate` (same data digest, tags `test_score.<digest>`);
@@ -55,7 +56,7 @@ from promptomatix import record, stats, storeretry
 from promptomatix.errors import PermissionDeniedError, RegistryError
 from promptomatix.lifecycle import evaluation, paired
 from promptomatix.lifecycle import versions
-from promptomatix.lifecycle.copies import check_target, copy_checked
+from promptomatix.lifecycle.copies import PARAGRAPH_START, check_target, copy_checked, split_commit_message
 from promptomatix.lifecycle.paired import PromotionError, Rule
 from promptomatix.registry import PROMOTE_HINT_START, promote_hint
 from promptomatix.spec import Example
@@ -211,15 +212,15 @@ def _test_comparison(candidate, holder, digest: str, scores: tuple[float, float]
 def different_metrics(candidate, holder) -> str | None:
     """Why the two versions' scores do not mean the same (see the module docstring), or None."""
     ours, theirs = candidate.tags or {}, holder.tags or {}
-    metrics = record.recorded_metric(ours), record.recorded_metric(theirs)
-    if None in metrics:  # one predates the metric record: its task type says which metric it had
+    metric, other = record.recorded_metric(ours), record.recorded_metric(theirs)
+    if metric is None or other is None:  # one predates the metric record: its task type says which metric it had
         kinds = ours.get(record.TASK_TYPE), theirs.get(record.TASK_TYPE)
         if kinds[0] != kinds[1]:
             return f"the versions have different task types ({kinds[0]} and {kinds[1]}), so different metrics"
         return None
-    if metrics[0] != metrics[1]:
-        return (f"version {candidate.version} was scored with {record.metric_label(metrics[0])} and version "
-                f"{holder.version} with {record.metric_label(metrics[1])}, so their scores do not mean the same")
+    if metric != other:
+        return (f"version {candidate.version} was scored with {record.metric_label(metric)} and version "
+                f"{holder.version} with {record.metric_label(other)}, so their scores do not mean the same")
     finals = record.eval_metric_specs(ours), record.eval_metric_specs(theirs)
     if finals[0] != finals[1]:
         return (f"version {candidate.version} is evaluated with {','.join(finals[0]) or 'its metric'} and version "
@@ -311,10 +312,13 @@ def _apply(comparison: Comparison | None, rule: Rule, force: bool) -> tuple[str,
             raise PromotionError(f"cannot test the gain: no paired test is possible ({comparison.unpaired}); "
                                  f"pass --data FILE to score both on the same data, or --force")
         passes, verdict = False, "no paired test"
-    elif rule.min_gain > 0 and round(comparison.score - comparison.previous_score, 4) < rule.min_gain:
-        passes, verdict = False, f"gain below the minimum of {rule.min_gain:g}"
     else:
-        passes, verdict = comparison.score >= comparison.previous_score, ""
+        score, previous = comparison.score, comparison.previous_score
+        assert score is not None and previous is not None  # a test or validation comparison has both scores
+        if rule.min_gain > 0 and round(score - previous, 4) < rule.min_gain:
+            passes, verdict = False, f"gain below the minimum of {rule.min_gain:g}"
+        else:
+            passes, verdict = score >= previous, ""
     return ("promoted" if passes else "forced" if force else "rejected"), verdict
 
 
@@ -482,7 +486,7 @@ def _history_steps(model, alias: str, past: list[str]) -> list[Step]:
 
 def _record_steps(version, prompt: tuple[str, str], decision: PromotionDecision) -> list[Step]:
     """Record `decision` on the model version (tags, a paragraph of its description) and on the
-    prompt version linked to it (tags)."""
+    prompt version linked to it (tags, a paragraph of its commit message)."""
     client = MlflowClient()
     values = _tag_values(decision)
     found = client.get_prompt_version(*prompt)
@@ -505,14 +509,13 @@ def _paragraph(decision: PromotionDecision, time: str) -> str:
 
 
 def _marker(alias: str) -> str:
-    return f"Promotion ({alias}, "
+    return f"{PARAGRAPH_START}{alias}, "
 
 
 def _note_steps(version, prompt: tuple[str, str], alias: str, paragraph: str) -> list[Step]:
-    """`paragraph` as the alias's paragraph of the model version's description and as the tag
-    `promotion.<alias>` of the model version and of its prompt version: MLflow has no call that
-    changes a prompt version's commit message (its description; the model-version calls refuse
-    prompts), so there the tag is what the prompt page shows."""
+    """`paragraph` as the alias's paragraph of the model version's description and of its prompt
+    version's commit message (the description the prompt page shows, which lists only a few
+    tags), and as the tag `promotion.<alias>` of both."""
     client = MlflowClient()
     key = TAG_PREFIX + alias
     found = client.get_prompt_version(*prompt)
@@ -522,7 +525,8 @@ def _note_steps(version, prompt: tuple[str, str], alias: str, paragraph: str) ->
     steps += _tag_steps({key: paragraph[:5000]}, (found.tags if found is not None else None) or {},
                         lambda k, v: client.set_prompt_version_tag(*prompt, k, v),
                         lambda k: client.delete_prompt_version_tag(*prompt, k))
-    return steps + _description_steps(version, alias, paragraph)
+    return steps + _description_steps(version, alias, paragraph) + _commit_message_steps(prompt, found, alias,
+                                                                                          paragraph)
 
 
 def _replaced_steps(name: str, previous: str | None, decision: PromotionDecision) -> list[Step]:
@@ -603,3 +607,26 @@ def _description_steps(version, alias: str, paragraph: str) -> list[Step]:
     new = "\n\n".join(kept + [paragraph, hint])
     return [(lambda: client.update_model_version(version.name, str(version.version), description=new),
              lambda: client.update_model_version(version.name, str(version.version), description=old))]
+
+
+def _commit_message_steps(prompt: tuple[str, str], found, alias: str, paragraph: str) -> list[Step]:
+    """A step putting `paragraph` first in the commit message of the prompt version `found`
+    (`prompt`), replacing that alias's earlier paragraph; the other aliases' paragraphs follow,
+    then the message it was registered with, unchanged.
+
+    Written with MLflow's registry client: `MlflowClient.update_model_version` refuses a prompt
+    (`_raise_if_prompt`) and MLflow has no prompt call that changes a commit message, but a prompt
+    version is a model version whose description is its commit message, and the registry client's
+    `update_model_version` (the store's, or `mlflow server`'s UpdateModelVersion) writes it."""
+    registry = MlflowClient()._get_registry_client()
+    old = (found.commit_message if found is not None else None) or ""
+    paragraphs, message = split_commit_message(old)
+    others = [part for part in paragraphs if not part.startswith(_marker(alias))]
+    while others and len("\n\n".join([paragraph, *others, message])) > DESCRIPTION_LIMIT:
+        others.pop()  # the oldest paragraphs give way first
+    new = "\n\n".join([paragraph, *others] + ([message] if message else []))[:DESCRIPTION_LIMIT]
+
+    def write(text: str) -> Callable[[], object]:
+        return lambda: registry.update_model_version(*prompt, description=text)
+
+    return [(_on_prompt(write(new), prompt[0], "recording the decision"), write(old))]

@@ -117,32 +117,43 @@ def prompt_version_of(version: str, name: str = "reviews"):
     return MlflowClient().get_prompt_version(f"{name}-prompt", number)
 
 
+def commit_message(version: str, name: str = "reviews") -> str:
+    return prompt_version_of(version, name).commit_message or ""
+
+
 def test_why_a_version_holds_the_alias_is_in_its_description_and_on_both_versions_and_kept_current(make_versions):
-    """Issue 42: the model version's description and a `promotion.<alias>` tag on the model and
-    the prompt version say why it holds the alias (MLflow cannot change a prompt version's commit
-    message); when the alias moves on, the former holder says so; every version's description
-    ends by saying to promote with `promptomatix promote`, not MLflow's button."""
+    """Issue 42: the model version's description, the prompt version's commit message (first,
+    before the message it was registered with) and a `promotion.<alias>` tag on both say why it
+    holds the alias; when the alias moves on, the former holder says so; every version's
+    description ends by saying to promote with `promptomatix promote`, not MLflow's button."""
     make_versions(2, 4)
+    registered = {version: commit_message(version) for version in ("1", "2")}
     for version in ("1", "2"):
         last = description(version).split("\n\n")[-1]
         assert last.startswith(f"To give this version an alias (champion, ...), run `promptomatix promote reviews "
                                f"--version {version} --alias champion`") and '"Promote model" button' in last
+        assert registered[version] and not registered[version].startswith("Promotion (")
     first = promote("reviews", "1", "champion", reason="first release")
     said = f"Promotion (champion, {tags('1')['time']}): {first.summary()}. Reason: first release"
     assert said in description("1").split("\n\n")
     assert MlflowClient().get_model_version("reviews", "1").tags["promotion.champion"] == said
     assert prompt_version_of("1").tags["promotion.champion"] == said
+    assert commit_message("1") == f"{said}\n\n{registered['1']}"
+    assert mlflow.genai.load_prompt("prompts:/reviews-prompt@champion", cache_ttl_seconds=0).commit_message == \
+        commit_message("1")
 
     second = promote("reviews", "2", "champion", reason="better")
     now = description("2").split("\n\n")
     assert now[-2] == f"Promotion (champion, {tags('2')['time']}): {second.summary()}. Reason: better"
     assert now[-1].startswith("To give this version an alias") and len(now) == 3
     assert prompt_version_of("2").tags["promotion.champion"] == now[-2]
-    # version 1 no longer holds it, and says so, in its description and tags (model and prompt)
+    assert commit_message("2") == f"{now[-2]}\n\n{registered['2']}"
+    # version 1 no longer holds it, and says so, in its description, commit message and tags
     former = description("1").split("\n\n")
     gone = [p for p in former if p.startswith("Promotion (champion, ")]
     assert len(gone) == 1 and gone[0].endswith("no longer holds reviews@champion, which moved to version 2 (promoted).")
     assert former[-1].startswith("To give this version an alias")
+    assert commit_message("1") == f"{gone[0]}\n\n{registered['1']}"
     for found in (MlflowClient().get_model_version("reviews", "1").tags, prompt_version_of("1").tags):
         assert found["promotion.champion"] == gone[0] and found["promotion.champion.replaced_by"] == "2"
 
@@ -154,6 +165,18 @@ def test_why_a_version_holds_the_alias_is_in_its_description_and_on_both_version
     assert description("2").split("\n\n")[-2].endswith("no longer holds reviews@champion, which moved to version 1 "
                                                          "(rolled back).")
     assert prompt_version_of("2").tags["promotion.champion.replaced_by"] == "1"
+    for version in ("1", "2"):  # the commit messages follow: one paragraph each, then the registered message
+        why = description(version).split("\n\n")[-2]
+        assert commit_message(version) == f"{why}\n\n{registered[version]}"
+    assert commit_message("1").startswith(f"Promotion (champion, {tags('1')['time']}): rolled back reviews@champion "
+                                          f"to version 1 (was version 2). Reason: regression")
+
+    # a second alias: its paragraph comes first, the first alias's stays, the registered message last
+    promote("reviews", "1", "stable", reason="for the batch jobs")
+    paragraphs = commit_message("1").split("\n\n")
+    assert paragraphs[0].startswith("Promotion (stable, ") and paragraphs[0].endswith("Reason: for the batch jobs")
+    assert paragraphs[1].startswith("Promotion (champion, ") and paragraphs[1].endswith("Reason: regression")
+    assert "\n\n".join(paragraphs[2:]) == registered["1"]
 
 
 def test_promoting_the_holder_again_changes_nothing(make_versions):
@@ -304,11 +327,16 @@ def test_to_model_copies_a_version_into_another_model_with_its_own_prompt(make_v
     assert rejected.exit_code == 1 and "not promoted" in rejected.stdout
     assert len(client.search_model_versions("name = 'reviews-prod'")) == 1
     assert tags("1")["decision"] == "rejected" and tags("1")["model"] == "reviews-prod"
+    registered = commit_message("1").split("\n\n", 1)[1]
+    assert commit_message("1").startswith("Promotion (champion, ") and "not promoted" in commit_message("1")
 
     # --to-model alone only copies (Python API: copy_to)
     copied = invoke("promote", "reviews", "--version", "1", "--to-model", "reviews-prod")
     assert copied.stdout.strip() == ("copied models:/reviews/1 to models:/reviews-prod/2 "
                                      "(prompt prompts:/reviews-prod-prompt/2)")
+    # the copy's commit message is the source's as registered: the source's promotion paragraphs stay behind
+    assert client.get_prompt_version("reviews-prod-prompt", "2").commit_message == (
+        f"copy of prompts:/reviews-prompt/1 with models:/reviews/1: {registered}")
     third = copy_to("reviews", "2", "reviews-prod")
     assert (third.version, third.prompt_uri) == ("3", "prompts:/reviews-prod-prompt/3")
     assert champion("reviews-prod") == "1"
