@@ -16,7 +16,7 @@ import mlflow
 import pandas as pd
 
 from promptomatix import record
-from promptomatix.backends.base import Candidate
+from promptomatix.candidates import Candidate
 from promptomatix.callbacks import Callback
 from promptomatix.config import MODEL_KEYS, OptimizationConfig
 from promptomatix.errors import ConfigError

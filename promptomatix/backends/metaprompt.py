@@ -28,10 +28,9 @@ import dataclasses
 import json
 import logging
 import random
-
-from promptomatix import record
 from collections.abc import Sequence
 
+from promptomatix import record
 from promptomatix.backends import proposers
 from promptomatix.backends.base import (Backend, BackendPlan, Candidate, OptimizationTask, Outcome, PlanInput,
                                         PlanStep, keep_best)
