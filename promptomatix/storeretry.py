@@ -14,7 +14,9 @@ second version. Here MLflow's client makes one attempt per call (`max_retries=0`
 `StoreRetry` decides:
 
 - what is retried: connection errors, resets, broken reads, timeouts, and the answers 408,
-  429, 500, 502, 503, 504; with backoff (0.25 s doubling to 8 s, jittered; a `Retry-After`
+  429, 500, 502, 503, 504; a tag or an alias refused because another process inserted the same
+  key at the same moment (the store looks, then inserts: the slower one breaks the key's unique
+  constraint; sent again, it updates); with backoff (0.25 s doubling to 8 s, jittered; a `Retry-After`
   is honoured) for at most PROMPTOMATIX_STORE_RETRY_SECONDS (default 120) from the first try;
   each retry is a WARNING naming the method, the path and the cause (no host credentials, no
   query, no body);
@@ -23,7 +25,8 @@ second version. Here MLflow's client makes one attempt per call (`max_retries=0`
   once; traces and spans, which it merges; evaluation dataset records, which it merges by their
   inputs; artifacts, which are overwritten; aliases, which point where they are set); and
   what is not, when the request may have reached the server (a reset, a broken or timed-out
-  read, a 5xx other than 503): before sending again, the store is asked whether the first try
+  read, a 5xx other than a proxy's 503; MLflow's own 503 is a database error, which may come
+  after the database took the commit): before sending again, the store is asked whether the first try
   did the work, and if so its result is answered as if it had arrived (`_FIND`): runs/create
   (by its start time, run name, user and tags; the run name is chosen here when the caller
   left it to the server, so that it identifies the run), model-versions/create (model and
@@ -284,7 +287,7 @@ class _Call:
                 failure = exc
                 maybe_done = maybe_done or not _never_sent(exc)
             if response is not None:
-                if response.status_code not in RETRIED_STATUS:
+                if response.status_code not in RETRIED_STATUS and not _lost_race(self, response):
                     if maybe_done and second_answer is not None and response.status_code >= 400:
                         found = second_answer(self, _error_code(response))
                         if found is not None:
@@ -294,8 +297,9 @@ class _Call:
                                         _error_code(response))
                             return self._succeeded(_answer(self.url, found), tries)
                     return self._succeeded(response, tries)
-                maybe_done = maybe_done or response.status_code not in NOT_DONE_STATUS
-            cause = _cause(failure) if failure is not None else f"HTTP {response.status_code}"
+                maybe_done = maybe_done or response.status_code not in NOT_DONE_STATUS or _database_error(response)
+            cause = _cause(failure) if failure is not None else f"HTTP {response.status_code}" \
+                + (": another writer set the same key at that moment" if _lost_race(self, response) else "")
             remaining = self.deadline - time.monotonic()
             if not self.replayable or self.owner.failing_since is not None or remaining <= 0:
                 return self._give_up(tries, cause, failure, response)
@@ -528,9 +532,39 @@ _SECOND_ANSWER: dict[str, Callable[[_Call, str | None], dict | None]] = {
 
 def _error_code(response) -> str | None:
     try:
-        return response.json().get("error_code")
+        found = response.json()
     except ValueError:
         return None
+    return found.get("error_code") if isinstance(found, dict) else None
+
+
+# Writes the store does as "look, then insert or update" (SQLAlchemy's merge): two processes
+# setting the same new key at the same moment both insert, and the slower one's is refused by the
+# key's unique constraint (`BAD_REQUEST: (psycopg.errors.UniqueViolation) duplicate key value
+# violates unique constraint "registered_model_tag_pk"`). Sent again, it finds the key and updates
+# it, which is what was asked: the same value twice is the same as once.
+UPSERT_PATHS = ("/set-tag", "/set-experiment-tag", "/registered-models/alias")
+UNIQUE_VIOLATION = re.compile(r"duplicate key|unique constraint|duplicate entry", re.IGNORECASE)
+
+
+def _lost_race(call: _Call, response) -> bool:
+    """Whether `response` refuses an upsert (tag, alias) because another writer inserted the
+    same key at the same moment: worth sending again."""
+    if response.status_code != 400 or call.method != "POST" or not call.path.endswith(UPSERT_PATHS):
+        return False
+    try:
+        found = response.json()
+    except ValueError:
+        return False
+    return isinstance(found, dict) and bool(UNIQUE_VIOLATION.search(str(found.get("message", ""))))
+
+
+def _database_error(response) -> bool:
+    """Whether a 503 is MLflow's own answer to a database error (its store maps SQLAlchemy's
+    OperationalError to TEMPORARILY_UNAVAILABLE): the database may have gone away after taking
+    the write's commit and before answering it, so the write may be done. A 503 from a proxy in
+    front of the server (no such body) means nothing was started."""
+    return response.status_code == 503 and _error_code(response) == "TEMPORARILY_UNAVAILABLE"
 
 
 def _answer(url: str, body: dict):

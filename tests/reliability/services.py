@@ -5,6 +5,8 @@
             ...                                   # http://127.0.0.1:PORT, /health answered
 
 Each is started by the test session and stopped when its `with` ends, also when a test fails.
+`postgres_cluster()` and `restartable_mlflow_server()` yield the service itself instead, which
+can be crashed and started again on the same port and data (`crash()` / `kill()`, `start()`).
 Where PROMPTOMATIX_SERVICE_DIR names a folder (`.ci/run` sets it), the clusters are made in it
 and each server's process group id is written there, so that a run killed before its clean-up
 can still have them stopped by id.
@@ -85,38 +87,70 @@ def _as_server_user(command: list[str]) -> list[str]:
 def postgres(prefix: str = "pmx-pg-"):
     """A new PostgreSQL cluster on a free loopback port with a database `mlflow` owned by the
     password-protected user `mlflow`; yields its SQLAlchemy URI. Removed afterwards."""
+    with postgres_cluster(prefix) as cluster:
+        yield cluster.uri
+
+
+class PostgresCluster:
+    """A cluster made by `postgres_cluster`: `uri`, and `crash()` / `start()` to stop it as a
+    crash would (an immediate shutdown: no checkpoint, the connections cut) and start it again on
+    the same port and data (PostgreSQL then recovers from its log)."""
+
+    def __init__(self, bindir: Path, folder: Path, port: int):
+        self.bindir, self.folder, self.port = bindir, folder, port
+        self.data, self.log = folder / "data", folder / "server.log"
+        self.uri = ""
+        self.running = False
+
+    def run(self, *command: str, env: dict | None = None) -> None:
+        done = subprocess.run(_as_server_user([str(self.bindir / command[0]), *command[1:]]), capture_output=True,
+                              text=True, timeout=120, env=env)
+        if done.returncode != 0:
+            raise Unavailable(f"PostgreSQL {command[0]} failed: {(done.stderr or done.stdout).strip()[-500:]}")
+
+    def start(self) -> None:
+        # Loopback only, socket in our folder; fsync off: a test database need not survive a crash.
+        self.run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60", "-o",
+                 f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.folder} -c fsync=off "
+                 "-c max_connections=200", "start")
+        self.running = True
+
+    def crash(self) -> None:
+        """Stop at once: PostgreSQL's immediate shutdown (every server process quits without a
+        checkpoint, open transactions are lost, clients see their connections drop)."""
+        self.run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+        self.running = False
+
+    def stop(self) -> None:
+        subprocess.run(_as_server_user([str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w",
+                                        "stop"]), capture_output=True, timeout=60)
+        self.running = False
+
+
+@contextmanager
+def postgres_cluster(prefix: str = "pmx-pg-"):
+    """As `postgres`, yielding the `PostgresCluster` (its `uri`, and a way to crash and restart
+    it) instead of the URI alone."""
     bindir = _postgres_bin()
     # Not pytest's tmp_path: the postgres user must be able to enter it.
     folder = Path(tempfile.mkdtemp(prefix=prefix, dir=os.environ.get(SERVICE_DIR) or None))
-    data, log = folder / "data", folder / "server.log"
     password = secrets.token_hex(12)
     (folder / "pw").write_text(password + "\n")
     if os.geteuid() == 0:
         shutil.chown(folder, "postgres")
         shutil.chown(folder / "pw", "postgres")
-    port = free_port()
-    started = False
-
-    def run(*command: str, env: dict | None = None) -> None:
-        done = subprocess.run(_as_server_user([str(bindir / command[0]), *command[1:]]), capture_output=True,
-                              text=True, timeout=120, env=env)
-        if done.returncode != 0:
-            raise Unavailable(f"PostgreSQL {command[0]} failed: {(done.stderr or done.stdout).strip()[-500:]}")
-
+    cluster = PostgresCluster(bindir, folder, free_port())
     try:
-        run("initdb", "-D", str(data), "-U", "mlflow", "--pwfile", str(folder / "pw"), "-A", "scram-sha-256",
-            "-E", "UTF8", "--no-sync")
-        # Loopback only, socket in our folder; fsync off: a test database need not survive a crash.
-        run("pg_ctl", "-D", str(data), "-l", str(log), "-w", "-t", "60", "-o",
-            f"-c listen_addresses=127.0.0.1 -p {port} -k {folder} -c fsync=off -c max_connections=200", "start")
-        started = True
-        run("createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "mlflow", "mlflow",
-            env=os.environ | {"PGPASSWORD": password})
-        yield f"postgresql://mlflow:{password}@127.0.0.1:{port}/mlflow"
+        cluster.run("initdb", "-D", str(cluster.data), "-U", "mlflow", "--pwfile", str(folder / "pw"), "-A",
+                    "scram-sha-256", "-E", "UTF8", "--no-sync")
+        cluster.start()
+        cluster.run("createdb", "-h", "127.0.0.1", "-p", str(cluster.port), "-U", "mlflow", "mlflow",
+                    env=os.environ | {"PGPASSWORD": password})
+        cluster.uri = f"postgresql://mlflow:{password}@127.0.0.1:{cluster.port}/mlflow"
+        yield cluster
     finally:
-        if started:
-            subprocess.run(_as_server_user([str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"]),
-                           capture_output=True, timeout=60)
+        if cluster.running or (cluster.data / "postmaster.pid").exists():
+            cluster.stop()
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -128,36 +162,89 @@ def mlflow_server(backend_store_uri: str, artifacts: Path, log_path: Path, *, ex
     server only. Yields its URL once /health answers; its whole process group is stopped after.
     `extra_args` go on its command line (e.g. `--app-name basic-auth`), `env` into its
     environment (added to this process's; None removes a variable)."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend_store_uri,
-             "--artifacts-destination", str(artifacts), "--serve-artifacts",
-             "--host", "127.0.0.1", "--port", str(port), "--workers", "2", *extra_args],
-            cwd=log_path.parent, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            env={k: v for k, v in (os.environ | (env or {})).items() if v is not None})
-        record = Path(os.environ[SERVICE_DIR]) / f"mlflow-server-{process.pid}.pid" if os.environ.get(SERVICE_DIR) else None
-        if record:
-            record.write_text(f"{process.pid}\n")  # its process group id (a session of its own)
+    with restartable_mlflow_server(backend_store_uri, artifacts, log_path, extra_args=extra_args, env=env) as server:
+        yield server.url
+
+
+class MlflowServer:
+    """An `mlflow server` made by `restartable_mlflow_server`: `url`, and `kill()` / `start()` to
+    kill it as a crash would (SIGKILL to its whole process group) and start it again on the same
+    port with the same store and artifacts. `start()` returns once /health answers."""
+
+    def __init__(self, command: list[str], log_path: Path, env: dict[str, str], url: str):
+        self.command, self.log_path, self.env, self.url = command, log_path, env, url
+        self.process: subprocess.Popen | None = None
+        self._record: Path | None = None
+
+    def start(self) -> None:
+        with self.log_path.open("a") as log:  # a restart's output after the first's
+            self.process = subprocess.Popen(self.command, cwd=self.log_path.parent, stdout=log,
+                                            stderr=subprocess.STDOUT, start_new_session=True, env=self.env)
+        if os.environ.get(SERVICE_DIR):
+            self._record = Path(os.environ[SERVICE_DIR]) / f"mlflow-server-{self.process.pid}.pid"
+            self._record.write_text(f"{self.process.pid}\n")  # its process group id (a session of its own)
+        deadline = time.monotonic() + SERVER_STARTUP_LIMIT
+        while not healthy(self.url):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise Unavailable(f"mlflow server did not come up: {self.log_path.read_text()[-2000:]}")
+            time.sleep(0.5)
+
+    def kill(self) -> None:
+        """SIGKILL to the server and its workers at once: no request under way is finished."""
+        if self.process is None:
+            return
+        group = self.process.pid
         try:
-            deadline = time.monotonic() + SERVER_STARTUP_LIMIT
-            while not healthy(url):
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise Unavailable(f"mlflow server did not come up: {log_path.read_text()[-2000:]}")
-                time.sleep(1)
-            yield url
-        finally:
+            os.killpg(group, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self._ended()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # its workers too (they hold the port), not only the leader
             try:
-                os.killpg(process.pid, signal.SIGTERM)
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-            except ProcessLookupError:  # it ended by itself (did not come up)
-                process.wait()
-            if record:
-                record.unlink(missing_ok=True)
+                os.killpg(group, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        try:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:  # it ended by itself (did not come up)
+            pass
+        self._ended()
+
+    def _ended(self) -> None:
+        assert self.process is not None
+        self.process.wait()
+        self.process = None
+        if self._record:
+            self._record.unlink(missing_ok=True)
+            self._record = None
+
+
+@contextmanager
+def restartable_mlflow_server(backend_store_uri: str, artifacts: Path, log_path: Path, *,
+                              extra_args: tuple[str, ...] = (), env: dict[str, str | None] | None = None):
+    """As `mlflow_server`, yielding the `MlflowServer` (its `url`, and a way to kill and restart
+    it) instead of the URL alone."""
+    port = free_port()
+    log_path.write_text("")
+    server = MlflowServer(
+        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend_store_uri,
+         "--artifacts-destination", str(artifacts), "--serve-artifacts",
+         "--host", "127.0.0.1", "--port", str(port), "--workers", "2", *extra_args],
+        log_path, {k: v for k, v in (os.environ | (env or {})).items() if v is not None}, f"http://127.0.0.1:{port}")
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
 
 
 @contextmanager
