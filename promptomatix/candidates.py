@@ -17,6 +17,7 @@ from promptomatix.evaluation import Evaluation, Evaluator
 from promptomatix.models.lm import LM
 from promptomatix.models.usage import UsageMeter
 from promptomatix.prompts import Prompt
+from promptomatix.rows import RowsPolicy
 from promptomatix.scoring import CompositeMetric, Metric, Objective
 from promptomatix.spec import Example, TaskSpec
 
@@ -91,6 +92,11 @@ class OptimizationTask:
         """Whether the examples are synthetic (generated and labelled by a model, some wrongly),
         not the user's."""
         return self.evaluator.synthetic
+
+    @property
+    def rows(self) -> RowsPolicy:
+        """What the search does differently on synthetic rows and on the user's (`rows.RowsPolicy`)."""
+        return self.evaluator.rows
 
     @property
     def metric(self) -> Metric | CompositeMetric:

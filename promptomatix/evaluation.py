@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import cast
@@ -12,6 +11,7 @@ from promptomatix.freetext import uncredited
 from promptomatix.models.lm import LM
 from promptomatix.progress import progress_bar
 from promptomatix.prompts import Prompt
+from promptomatix.rows import RowsPolicy
 from promptomatix.signals import map_in_threads
 from promptomatix.scoring import CompositeMetric, Metric
 from promptomatix.spec import Example
@@ -19,29 +19,6 @@ from promptomatix.spec import Example
 # Inputs with no content, whose answers show a prompt's bias among its labels (contextual
 # calibration, Zhao et al. 2021, "Calibrate Before Use"): averaged over the three, as there.
 CONTENT_FREE = ("N/A", "", "[MASK]")
-# The least probability a right label counts with in `Evaluation.soft`: one answer sure of a
-# wrong label costs the geometric mean a bounded share, not all of it.
-SURE_WRONG = 1e-4
-
-
-def soft_score(probabilities: Sequence[float], *, user_rows: bool) -> float:
-    """The probability a prompt gives the right labels, `probabilities` (one per row) in one
-    number. On the user's rows, their geometric mean (exp of the mean log score, floored at
-    `SURE_WRONG`): the log score is a proper scoring rule, the plain mean is not (it pays for
-    sureness). On synthetic rows, some of them mislabelled, the plain mean: a row whose label is
-    wrong moves it by at most 1/n, where the log score lets that one row sink a prompt sure of
-    the right answer (a bounded loss is robust to label noise; Ghosh et al. 2017)."""
-    if not user_rows:
-        return sum(probabilities) / len(probabilities)
-    return math.exp(sum(math.log(max(SURE_WRONG, p)) for p in probabilities) / len(probabilities))
-
-
-def calibrates_from_content_free(user_data: bool) -> bool:
-    """Whether label prompts are calibrated from `CONTENT_FREE` inputs rather than from the rows
-    they are scored on: when the rows are not the user's (see `Evaluator`)."""
-    return not user_data
-
-
 @dataclass(frozen=True)
 class Answer:
     """A prompt's answer to one input: the output fields, and for a label prompt each label's
@@ -72,7 +49,7 @@ class Evaluation:
     """Quality on a set of examples, without the length penalty. For a label prompt, `scores`
     holds each example's label scores (None where the model gave none), `unmapped` counts the
     answers that named no label, and `soft` is the probability given the right labels, in one
-    number (`soft_score`: finer than accuracy, to tell apart prompts that answer equally many
+    number (`RowsPolicy.soft_score`: finer than accuracy, to tell apart prompts that answer equally many
     right; see `backends/search.py`)."""
 
     score: float
@@ -100,8 +77,8 @@ class Evaluator:
 
     With `synthetic` rows (not the user's), a label prompt's calibration is read from its answers
     to content-free inputs (`CONTENT_FREE`, each input field set to one) rather than from the rows
-    it is scored on, which are no sample of what the prompt will answer; and its soft score is
-    the one robust to wrong labels (`soft_score`)."""
+    it is scored on, and its soft score is the one robust to wrong labels: `rows`, a
+    `rows.RowsPolicy`, says how."""
 
     def __init__(self, lm: LM, metric: Metric | CompositeMetric, *, num_threads: int = 1, show_progress: bool = True,
                  synthetic: bool = False):
@@ -110,12 +87,13 @@ class Evaluator:
         self.num_threads = num_threads
         self.show_progress = show_progress
         self.synthetic = synthetic
+        self.rows = RowsPolicy(synthetic)
         self._cache: dict[tuple, Answer] = {}  # (rendered prompt, labels) -> answer
 
     @property
     def content_free(self) -> bool:
         """Whether label prompts are calibrated from `CONTENT_FREE` inputs (on synthetic rows)."""
-        return calibrates_from_content_free(not self.synthetic)
+        return self.rows.calibrates_from_content_free
 
     def is_answered(self, prompt: Prompt, inputs: Example) -> bool:
         """Whether `prompt`'s answer to `inputs` is known (asking it again makes no call)."""
@@ -191,8 +169,8 @@ class Evaluator:
         soft = None
         if prompt.labels and examples and all_scored(scores):
             field = prompt.output_fields[0]
-            soft = soft_score([label_probability(prompt.labels, s, prompt.calibration, e[field])
-                               for s, e in zip(scores, examples)], user_rows=not self.synthetic)
+            soft = self.rows.soft_score([label_probability(prompt.labels, s, prompt.calibration, e[field])
+                                         for s, e in zip(scores, examples)])
         return Evaluation(scored.score, per_example, tuple(predictions),
                           scores if prompt.labels else (), sum(a.unmapped for a in answers), soft,
                           uncredited(prompt, examples, predictions))

@@ -40,10 +40,11 @@ from promptomatix.backends.search import (MIN_RACE, Race, calibrated_on_more_row
 from promptomatix.callbacks import Callback
 from promptomatix.config import OptimizationConfig
 from promptomatix.errors import BudgetExhausted, ConfigError, ParseError
-from promptomatix.evaluation import CONTENT_FREE, Evaluation, calibrates_from_content_free, prompt_id
+from promptomatix.evaluation import CONTENT_FREE, Evaluation, prompt_id
 from promptomatix.metaprompts import check_source, fill
 from promptomatix.models.lm import LM, context_tokens
 from promptomatix.prompts import Prompt
+from promptomatix.rows import RowsPolicy
 from promptomatix.signals import map_in_threads
 from promptomatix.spec import Example
 
@@ -107,7 +108,7 @@ class MetaPromptBackend(Backend):
             given = dataclasses.replace(given, valid_rows=search_rows(given.valid_rows, budget - given.calls_before,
                                                                       config.candidates))
         steps: list[PlanStep] = [given.start_step]
-        per_prompt = len(CONTENT_FREE) if given.classification and calibrates_from_content_free(not given.synthetic) \
+        per_prompt = len(CONTENT_FREE) if given.classification and RowsPolicy(given.synthetic).calibrates_from_content_free \
             else 0
         race = race_cost(config.candidates, given.valid_rows, per_prompt) + max(1, config.candidates // 4)
         what, calls = f"search: {config.iterations} iterations x {config.candidates} candidates", race * config.iterations

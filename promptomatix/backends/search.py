@@ -21,7 +21,7 @@
 Ranking: by the objective (quality with the length penalty), where for a label prompt whose
 model scores labels the quality is the mean of accuracy and the probability the prompt gives the
 right labels (`Evaluation.soft`: on the user's rows their geometric mean, the log score; on
-synthetic rows their plain mean, see `evaluation.soft_score`). On a few dozen
+synthetic rows their plain mean, see `rows.RowsPolicy`). On a few dozen
 validation examples many prompts answer equally many right; the probability of the right answer
 tells them apart with far less noise, and a prompt that is right by luck is seldom also sure.
 The geometric mean because the log score is a proper scoring rule, the plain mean is not: it
@@ -253,7 +253,7 @@ def demos_unless_clearly_beaten(task: OptimizationTask, best: Candidate, with_de
     Why: synthetic rows are few (15 by default) and labelled by the model itself, some wrongly,
     and a prompt without demos is tuned to them by its instruction or calibration alone, while a
     small base model answers real inputs by the pattern of real demos."""
-    if (not task.synthetic or best.prompt.demos or with_demos is None or with_demos.score <= initial
+    if (not task.rows.prefers_demos or best.prompt.demos or with_demos is None or with_demos.score <= initial
             or best.score <= with_demos.score
             or clearly_better(best.evaluation.per_example, with_demos.evaluation.per_example)):
         return best
