@@ -12,6 +12,9 @@ import collections.abc
 import contextlib
 import io
 import logging
+import random
+import threading
+import time
 import warnings
 from dataclasses import dataclass
 from importlib.resources import files
@@ -31,6 +34,10 @@ log = logging.getLogger(__name__)
 PROMPT_SUFFIX = "-prompt"
 # MLflow's tag on a prompt naming the experiments whose Prompts page lists it (",1,4,").
 EXPERIMENT_IDS_TAG = "_mlflow_experiment_ids"
+# `link_to_experiment`: how many times it writes the tag, and the wait before it looks whether
+# its write stayed (times the attempt, jittered by a factor in [0.5, 1.5)).
+LINK_ATTEMPTS = 5
+LINK_SETTLE_SECONDS = 0.1
 
 
 @dataclass(frozen=True)
@@ -114,7 +121,7 @@ def _register(name: str, prompt: Prompt, settings: ModelSettings, *, tags: dict[
     signature = ModelSignature(inputs=Schema([ColSpec("string", f) for f in prompt.input_fields]),
                                outputs=Schema([ColSpec("string", f) for f in prompt.output_fields]))
     model_existed = model_exists(client, name)
-    _create_prompt(client, prompt_name_for(name), task)
+    prompt_existed = not _create_prompt(client, prompt_name_for(name), task)
     prompt_version = _register_prompt(
         client, name=prompt_name_for(name), template=prompt.template, description=change[:500], tags=tags,
         model_config={"model_name": settings.model, "temperature": settings.temperature,
@@ -143,7 +150,7 @@ def _register(name: str, prompt: Prompt, settings: ModelSettings, *, tags: dict[
                                       str(version.version))
     except BaseException:
         log.error("registering the model failed; removing prompt version %s", prompt_version.uri)
-        _undo(client, name, prompt_version, model_existed, version)
+        _undo(client, name, prompt_version, version, prompt_existed=prompt_existed, model_existed=model_existed)
         raise
     return Registered(name, str(version.version), prompt_name_for(name), str(prompt_version.version))
 
@@ -172,21 +179,45 @@ def _active_experiment(experiment_id: str | None):
         fluent._active_experiment_id = saved
 
 
-def link_to_experiment(client: MlflowClient, prompt_name: str, experiment_id: str) -> None:
+def link_to_experiment(client: MlflowClient, prompt_name: str, experiment_id: str) -> bool:
     """Link prompt `prompt_name` to experiment `experiment_id` now (the experiment's Prompts page
     and `search_prompts("experiment_id = '...'")` list it): MLflow's own link, written in a
-    background thread, may not be stored yet when the run ends. Both write under MLflow's lock,
-    so neither loses the other's id."""
-    import threading
+    background thread, may not be stored yet when the run ends. Returns whether the link is stored.
 
+    The tag is one value that every writer reads, extends and writes back, and the store has no
+    compare-and-set: MLflow's lock keeps the writers of one process apart, not those of two
+    processes registering into one prompt from different experiments (one's write, from a read
+    made before the other's write, drops the other's id). So the write is checked: after a short
+    jittered wait (a writer that read before this write has then written too) the tag is read
+    again and, if this experiment's id is gone, written again, up to `LINK_ATTEMPTS` times. If
+    it is still missing then, a WARNING says so and the registration goes on: the link only lists
+    the prompt on the experiment's page. A writer that read before this write and writes after
+    the last look (held up longer than the waits) can still drop it."""
     from mlflow.tracking import client as client_module
 
     lock = getattr(client_module, "_prompt_experiment_link_lock", None) or threading.Lock()
-    with lock:
-        found = (client.get_prompt(prompt_name).tags or {}).get(EXPERIMENT_IDS_TAG, "")
-        ids = [i for i in found.strip(",").split(",") if i.strip()]
-        if experiment_id not in ids:
+    for attempt in range(LINK_ATTEMPTS + 1):
+        with lock:
+            ids = _linked_experiments(client, prompt_name)
+            if experiment_id in ids:
+                return True
+            if attempt == LINK_ATTEMPTS:
+                break
+            if attempt:
+                log.info("the link of prompt %s to experiment %s was overwritten by another writer; writing it "
+                         "again (attempt %d of %d)", prompt_name, experiment_id, attempt + 1, LINK_ATTEMPTS)
             client.set_prompt_tag(prompt_name, EXPERIMENT_IDS_TAG, f",{','.join([*ids, experiment_id])},")
+        time.sleep(LINK_SETTLE_SECONDS * (attempt + 1) * random.uniform(0.5, 1.5))
+    log.warning("could not link prompt %s to experiment %s: other writers overwrote the tag %s %d times; the "
+                "experiment's Prompts page will not list it (the registration is complete)", prompt_name,
+                experiment_id, EXPERIMENT_IDS_TAG, LINK_ATTEMPTS)
+    return False
+
+
+def _linked_experiments(client: MlflowClient, prompt_name: str) -> list[str]:
+    prompt = client.get_prompt(prompt_name)
+    found = ((prompt.tags if prompt is not None else None) or {}).get(EXPERIMENT_IDS_TAG, "")
+    return [i.strip() for i in found.strip(",").split(",") if i.strip()]
 
 
 PROMOTE_HINT_START = "To give this version an alias"
@@ -225,16 +256,19 @@ def remove_run_versions(name: str, run_id: str) -> list[str]:
     return removed
 
 
-def _create_prompt(client: MlflowClient, name: str, description: str) -> None:
+def _create_prompt(client: MlflowClient, name: str, description: str) -> bool:
     """The prompt all versions share, described by the task, if it is new: `register_prompt`
-    would give a new prompt its first version's commit message as description."""
+    would give a new prompt its first version's commit message as description. Returns whether
+    this call created it."""
     if client.get_prompt(name) is not None:
-        return
+        return False
     try:
         client.create_prompt(name, description=description[:5000])
     except MlflowException as exc:
         if exc.error_code != "RESOURCE_ALREADY_EXISTS":  # another process created it meanwhile: fine
             raise
+        return False
+    return True
 
 
 def _register_prompt(client: MlflowClient, *, name: str, template: str, description: str, tags: dict[str, str],
@@ -248,22 +282,44 @@ def _register_prompt(client: MlflowClient, *, name: str, template: str, descript
                                                                tags=tags, model_config=model_config)
 
 
-def _undo(client: MlflowClient, name: str, prompt_version, model_existed: bool, model_version) -> None:
-    """Remove what a failed registration wrote; a failure here is logged, not raised, so the
-    original error is the one the caller sees."""
-    steps: list[collections.abc.Callable[[], object]] = []
-    if model_version is not None:
-        steps.append(lambda: client.delete_model_version(name, str(model_version.version)))
-    steps.append(lambda: client.delete_prompt_version(prompt_name_for(name), str(prompt_version.version)))
-    if str(prompt_version.version) == "1":  # it was the first: leave no empty prompt behind
-        steps.append(lambda: client.delete_prompt(prompt_name_for(name)))
+def _undo(client: MlflowClient, name: str, prompt_version, model_version, *, prompt_existed: bool,
+          model_existed: bool) -> None:
+    """Remove what a failed registration wrote: its model version and its prompt version, then
+    the prompt and the registered model if they were new to it and hold no version now (read from
+    the store). Other processes may have registered versions of the same model and prompt
+    meanwhile: they, and the prompt and model holding them, stay. A failure here is logged, not
+    raised, so the original error is the one the caller sees.
+
+    Left open: another process that adds its first version to the prompt or model between the
+    look ("no version") and the delete (milliseconds) fails its registration, and undoes it."""
+    prompt_name = prompt_name_for(name)
+    steps: list[collections.abc.Callable[[], object]] = [
+        lambda: _delete_own_model_versions(client, name, model_version, prompt_version.uri),
+        lambda: client.delete_prompt_version(prompt_name, str(prompt_version.version)),
+    ]
+    if not prompt_existed:  # left empty by the undo: no empty prompt behind
+        steps.append(lambda: not list(client.search_prompt_versions(prompt_name, max_results=1))
+                     and client.delete_prompt(prompt_name))
     if not model_existed:
-        steps.append(lambda: model_exists(client, name) and client.delete_registered_model(name))
+        steps.append(lambda: model_exists(client, name)
+                     and not client.search_model_versions(f"name = '{name}'", max_results=1)
+                     and client.delete_registered_model(name))
     for step in steps:
         try:
             step()
         except MlflowException as exc:
             log.error("could not undo part of the failed registration: %s", exc)
+
+
+def _delete_own_model_versions(client: MlflowClient, name: str, model_version, prompt_uri: str) -> None:
+    """Delete the model version this registration made: the one `register_model` returned, or,
+    when it failed after writing it (its answer lost), the one tagged with this registration's
+    prompt version (no other version carries that tag)."""
+    if model_version is not None:
+        client.delete_model_version(name, str(model_version.version))
+        return
+    for version in client.search_model_versions(f"name = '{name}' and tags.`{record.PROMPT_URI}` = '{prompt_uri}'"):
+        client.delete_model_version(name, str(version.version))
 
 
 def model_exists(client: MlflowClient, name: str) -> bool:
