@@ -1,9 +1,9 @@
 """What an optimization records, in one place: the artifact paths and tags of its MLflow run, the
 tags of the version it registers, and the JSON form of prompts, task specs and candidates.
 
-Writers (`api`, `tracking`, `registry`, `checkpoints`) and readers (`checkpoints.read_saved`,
-`lineage`, `critiques`, `compat`, `lifecycle`, `serving`) name a path or a tag only through this
-module, so the two sides cannot drift apart.
+Writers (`recorder`, `runlife`, `tracking`, `registry`, `checkpoints`) and readers
+(`checkpoints.read_saved`, `lineage`, `critiques`, `compat`, `lifecycle`, `serving`) name a path
+or a tag only through this module, so the two sides cannot drift apart.
 
 This module imports no MLflow (backends use its conversions for their checkpoints, and backends
 never import MLflow) and does no work at import time.
@@ -60,6 +60,34 @@ def candidate_artifact(step: int, index: int) -> str:
 # The winner's validation score's 95% interval and rows.
 OPTIMIZED_LOW, OPTIMIZED_HIGH, OPTIMIZED_ROWS = "optimized_score_low", "optimized_score_high", "optimized_score_rows"
 SYNTHETIC_ACCEPTED = "synthetic_accepted"  # logged by every run that wrote its own data
+
+# --- the other params and metrics of the optimization run (written by `recorder`) ----------------
+# The search's result: the start's and the winner's validation scores (the winner's interval is
+# above), the winner's objective and length, the time, the answers that named no label.
+INITIAL_SCORE_METRIC, OPTIMIZED_SCORE_METRIC = "initial_score", "optimized_score"
+OPTIMIZED_OBJECTIVE, PROMPT_WORDS, SECONDS = "optimized_objective", "prompt_words", "seconds"
+UNMAPPED_ANSWERS, OPTIMIZED_UNMAPPED_ANSWERS = "unmapped_answers", "optimized_unmapped_answers"
+TOTAL_PREFIX = "total_"  # + the budget's counts (`Usage.as_metrics`): total_calls, total_tokens, total_cost, ...
+FINAL_PREFIX = "final."  # + a final-evaluation metric's label: its score of the winner's validation answers
+ANSWER_TOKENS = "answer_tokens"  # param: the room a free-text answer gets (`freetext.answer_tokens`)
+VALID_FROM_TRAIN = "valid_from_train"  # param: training examples held out as validation too
+ANSWER_WORDS, REFERENCE_WORDS = "answer_words_mean", "reference_words_mean"  # free text: the mean lengths
+DATA_REJECTED = "data_rejected"  # the examples the data steps rejected; + "." + step name: by step
+# The user's rows held out from the search (`CHECK`), scored once at the end: start and winner.
+CHECK_ROWS, CHECK_INITIAL_SCORE, CHECK_SCORE = "check_rows", "check_initial_score", "check_score"
+CHECK_SCORE_LOW, CHECK_SCORE_HIGH = "check_score_low", "check_score_high"
+CHECK_GAIN, CHECK_GAIN_LOW, CHECK_GAIN_HIGH = "check_gain", "check_gain_low", "check_gain_high"
+CHECK_P_VALUE = "check_p_value"
+# What writing the synthetic data made and dropped (with `SYNTHETIC_ACCEPTED`); for label tasks
+# (`data.selflabel`) how its labels agree, in all and per label (+ label).
+SYNTHETIC_REJECTED, SYNTHETIC_DUPLICATES = "synthetic_rejected", "synthetic_duplicates"
+SYNTHETIC_DROPPED_SHARE = "synthetic_dropped_share"
+SYNTHETIC_WRITE_CALLS = "synthetic_write_calls"
+SYNTHETIC_LABEL_AGREEMENT, SYNTHETIC_ASKED_LABEL_AGREEMENT = ("synthetic_label_agreement",
+                                                              "synthetic_asked_label_agreement")
+SYNTHETIC_LABEL_TEACHERS, SYNTHETIC_LABELS_PREFIX = "synthetic_label_teachers", "synthetic_labels."
+SYNTHETIC_FAILED_BATCHES, SYNTHETIC_COPIES = "synthetic_failed_batches", "synthetic_copies"
+SYNTHETIC_ECHOES, SYNTHETIC_LOOPS = "synthetic_echoes", "synthetic_loops"
 
 # --- tags of the optimization run -----------------------------------------------------------------
 RUN_TASK_TYPE = "promptomatix.task_type"
