@@ -220,7 +220,7 @@ def _valid_dataset(run):
     return None
 
 
-# Metrics of the optimization run: the registered score's 95% interval and rows (written by `api`).
+# Metrics of the optimization run: the registered score's 95% interval and rows (written by `recorder`).
 _MAX_HOPS = 5  # parent runs followed to find where inherited data came from
 _HELD_OUT = " (held-out part)"  # validation rows split off the training file
 # Tags `evaluate` writes on a version with its test score: the 95% interval and the rows.
