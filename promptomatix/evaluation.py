@@ -86,9 +86,12 @@ class Evaluator:
         self.metric = metric
         self.num_threads = num_threads
         self.show_progress = show_progress
-        self.synthetic = synthetic
         self.rows = RowsPolicy(synthetic)
         self._cache: dict[tuple, Answer] = {}  # (rendered prompt, labels) -> answer
+
+    @property
+    def synthetic(self) -> bool:
+        return self.rows.synthetic
 
     @property
     def content_free(self) -> bool:

@@ -239,8 +239,9 @@ class MetaPromptBackend(Backend):
         without a new prompt. The rewrites are asked on the race's pool, their prompts racing as
         they come, when the calls left pay for the race whatever the rewrites cost (`ample`);
         else first, and the race cut to what the calls left after them pay for."""
-        proposals = self.propose(task, best, step, size, rng, tried)
-        late = [self.rewritten(task, best, step, i) for i in range(self.mix(task, best, step, size)[0].rewrites)]
+        planned = self.mix(task, best, step, size)
+        proposals = self.propose(task, best, step, size, rng, tried, planned)
+        late = [self.rewritten(task, best, step, i) for i in range(planned[0].rewrites)]
         if late and not self.ample(task, len(proposals) + len(late), len(late)):
             made = map_in_threads(lambda make: make(), late, min(task.config.num_threads, len(late)))
             proposals = self.within_budget(task, [*proposals, *(m for m in made
@@ -287,13 +288,14 @@ class MetaPromptBackend(Backend):
                                incumbent_demos=len(incumbent.demos), fewest=counts[0]), counts
 
     def propose(self, task: OptimizationTask, best: Candidate, step: int, size: int, rng: random.Random,
-                tried: set[str]) -> list[tuple[Prompt, str]]:
+                tried: set[str], planned: tuple[proposers.Mix, list[int]] | None = None) -> list[tuple[Prompt, str]]:
         """Of up to `size` new prompts (`mix`), those that change the demos, with what changed in
         each, none tried before, each fitting the task model's context; the instruction rewrites
-        of the rest are asked as the round's race runs (`rewritten`)."""
+        of the rest are asked as the round's race runs (`rewritten`). `planned`: the round's
+        `mix`, when the caller has it."""
         incumbent = best.prompt.with_(calibration=())
         label_field = task.spec.output_fields[0] if incumbent.labels else None
-        mix, counts = self.mix(task, best, step, size)
+        mix, counts = planned or self.mix(task, best, step, size)
         # The typical pool keeps twice what the largest set takes of a label, so that sets still
         # differ (`search.typical_half`).
         typical = typical_half(task.train, label_field, 2 * max(counts) // len(incumbent.labels)) if label_field \

@@ -40,7 +40,7 @@ class _Stage:
     expected: int
     order: int  # the stage's place in its race: a later stage's answers are asked first
     span: SpanRecord | None = None
-    prompts: list[SpanRecord] = field(default_factory=list)  # (prompt span, prompt id) in the order they came
+    prompts: list[SpanRecord] = field(default_factory=list)  # the prompts' spans, in the order they came
     scores: list = field(default_factory=list)
     done: int = 0
 
