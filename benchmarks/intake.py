@@ -66,7 +66,7 @@ def _fields_ok(expected, got: tuple[str, ...] | None) -> bool:
 
 def rules_reader() -> Callable[[str], Read]:
     from promptomatix.intake import parse_markers, starting_instruction
-    from promptomatix.reading import read_request
+    from promptomatix.intake.rules import read_request
 
     def read(raw: str) -> Read:
         rules = read_request(starting_instruction(parse_markers(raw)))

@@ -167,7 +167,7 @@ def main(argv=None) -> int:
     import logging
 
     logging.basicConfig(level=logging.WARNING)
-    for name in ("promptomatix.api", "promptomatix.preparation"):  # "too few validation rows", every run
+    for name in ("promptomatix.api", "promptomatix.run.preparation"):  # "too few validation rows", every run
         logging.getLogger(name).setLevel(logging.ERROR)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     args = parse_args(argv)

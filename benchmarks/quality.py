@@ -74,7 +74,7 @@ Zero-shot, random-search and the DSPy peers answer within one cap (`--answer-tok
 fitted to the training references: 1.5x the 90th percentile of their length at 3.5 characters a
 token, at least 16, the rule of promptomatix's free-text answers); ours answer as the package
 serves them. Each row reports the metric on the test rows with its 95% interval
-(`promptomatix.stats.score_estimate`: Wilson for 0/1 rows, the bootstrap otherwise), the mean
+(`promptomatix.scoring.stats.score_estimate`: Wilson for 0/1 rows, the bootstrap otherwise), the mean
 answer length beside the references' (words x 1.3, about the model's tokens), the model's
 generated tokens per test call, seconds per call (optimization, and test answering), LLM calls,
 refused calls and wall seconds.
@@ -213,7 +213,7 @@ class Outcome:
     prompt: str = ""
     extra: dict = field(default_factory=dict)
     predictions: list[dict] = field(default_factory=list)
-    estimate: object = None  # generation: the test score with its interval (`promptomatix.stats.Estimate`)
+    estimate: object = None  # generation: the test score with its interval (`promptomatix.scoring.stats.Estimate`)
 
     def row(self) -> dict:
         e = self.estimate
@@ -304,7 +304,7 @@ def generation_task(name: str, args: argparse.Namespace) -> GenerationTask | Non
     arguments override, or one the arguments describe; None for a classification set (neither,
     or `--task-type classification`)."""
     from promptomatix.errors import PromptomatixError
-    from promptomatix.tasks import get_task_type
+    from promptomatix.task.types import get_task_type
 
     keys = ("input_field", "output_field", "metric", "task_type", "instruction")
     given = {k: getattr(args, k, None) for k in keys if getattr(args, k, None)}
@@ -431,7 +431,7 @@ class Methods:
             with redirect_stdout(sys.stderr):
                 predictions = [self.data.label_alias(str(p)) for p in predict([r["text"] for r in self.data.test])]
             outcome.accuracy = accuracy(predictions, [r["label"] for r in self.data.test])
-            from promptomatix.stats import wilson
+            from promptomatix.scoring.stats import wilson
 
             outcome.estimate = wilson(round(outcome.accuracy * len(predictions)), len(predictions))
             outcome.extra |= {"accuracy_low": outcome.estimate.low, "accuracy_high": outcome.estimate.high}
@@ -469,7 +469,7 @@ class Methods:
     # --- unoptimized and yardsticks: the plain prompt, read as text or as a label
 
     def _prompt(self, demos=(), labels: bool = False):
-        from promptomatix.prompts import Prompt
+        from promptomatix.task.prompt import Prompt
 
         return Prompt(self.data.instruction, ("text",), ("label",), tuple(demos), single_line=True,
                       labels=self.data.labels if labels else ())
@@ -484,7 +484,7 @@ class Methods:
     def _asker(self, prompt):
         """A function answering texts with `prompt`: labels through promptomatix's answer
         reading, free text (a few tokens, read by their first word) otherwise."""
-        from promptomatix.evaluation import answer
+        from promptomatix.scoring.evaluator import answer
 
         lm = self._lm(TEXT_ANSWER_TOKENS if not prompt.labels else 256)
         return lambda texts: [answer(prompt, lm, {"text": t}).outputs["label"] for t in texts]
@@ -577,10 +577,10 @@ class Methods:
         embedded model with three 8-demo sets of real training examples, batch-calibrated on 25
         real inputs, averaged; its own accuracy on the first 100 test rows beside."""
 
-        from promptomatix.answers import batch_calibration, calibrated
-        from promptomatix.checkpoints import read_saved
+        from promptomatix.scoring.labels import batch_calibration, calibrated
+        from promptomatix.run.checkpoints import read_saved
         from promptomatix.backends.search import draw_demos
-        from promptomatix.evaluation import Evaluator
+        from promptomatix.scoring.evaluator import Evaluator
         from promptomatix.scoring import Metric
 
         saved = read_saved(run_id)
@@ -742,7 +742,7 @@ class Methods:
         from mlflow.genai.scorers import scorer
 
         from promptomatix.models.providers import import_litellm
-        from promptomatix.prompts import Prompt
+        from promptomatix.task.prompt import Prompt
 
         litellm = import_litellm()
         start = Prompt(self.data.instruction, ("text",), ("label",), single_line=True).template
@@ -804,7 +804,7 @@ class GenerationMethods(Methods):
         self._metric_lock = threading.Lock()  # an `evaluate` module is not thread-safe; DSPy scores in threads
 
     def run(self, method: str, budget: int | None) -> Outcome:
-        from promptomatix.stats import score_estimate
+        from promptomatix.scoring.stats import score_estimate
 
         outcome, predict = self._spend(method, budget)
         if predict is None:
@@ -846,16 +846,16 @@ class GenerationMethods(Methods):
     # --- unoptimized and yardsticks: promptomatix's prompt format and answer path
 
     def _prompt(self, demos=(), labels: bool = False):
-        from promptomatix.prompts import Prompt
+        from promptomatix.task.prompt import Prompt
 
         task = self.data.task
         return Prompt(task.instruction, (task.input_field,), (task.output_field,), tuple(demos))
 
     def _asker(self, prompt):
-        """A function answering inputs with `prompt` through `promptomatix.evaluation.answer`
+        """A function answering inputs with `prompt` through `promptomatix.scoring.evaluator.answer`
         (the prompt's stop sequences, the output field parsed back), answers capped at
         `answer_cap` tokens."""
-        from promptomatix.evaluation import answer
+        from promptomatix.scoring.evaluator import answer
 
         lm = self._lm(self.answer_cap)
         task = self.data.task
@@ -899,7 +899,7 @@ class GenerationMethods(Methods):
     # --- ours
 
     def _data_options(self) -> dict:
-        from promptomatix.tasks import get_task_type
+        from promptomatix.task.types import get_task_type
 
         task = self.data.task
         options = dict(raw_input=task.instruction, train_data=str(self.train_path), valid_data=str(self.valid_path),

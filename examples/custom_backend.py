@@ -11,7 +11,7 @@ import random
 
 from promptomatix.backends import register_backend
 from promptomatix.backends.base import Backend, OptimizationTask, Outcome, keep_best
-from promptomatix.callbacks import Callback
+from promptomatix.run.callbacks import Callback
 from promptomatix.config import OptimizationConfig
 from promptomatix.errors import ConfigError
 

@@ -15,7 +15,7 @@ same way: `intake_prompt`, `synthetic_prompt`, `inputs_prompt`.
 
 from pathlib import Path
 
-from promptomatix.metaprompts import register_meta_prompt
+from promptomatix.templates import register_meta_prompt
 
 NAME = "terse_rewrite"
 TEMPLATE = Path(__file__).resolve().with_name("custom_meta_prompt.txt")

@@ -121,7 +121,7 @@ def run_cli(args: list[str]) -> None:
     `mlflow run` that started it dies, since a SIGTERM sent to `mlflow run` alone kills it
     without passing the signal on."""
     from promptomatix.cli import cli
-    from promptomatix.signals import stop_with_parent
+    from promptomatix.run.signals import stop_with_parent
 
     stop_with_parent()
     cli(args, prog_name="promptomatix")
@@ -134,7 +134,7 @@ def fail(exc: Exception) -> None:
 
     print(f"Error: {exc}", file=sys.stderr, flush=True)
     if os.environ.get("MLFLOW_RUN_ID"):
-        from promptomatix.failures import record_failure
+        from promptomatix.tracking.failure import record_failure
 
         record_failure(str(exc), os.environ["MLFLOW_RUN_ID"])
     raise SystemExit(getattr(exc, "exit_code", 1))

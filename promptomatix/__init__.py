@@ -7,7 +7,13 @@
 
 from importlib import import_module
 
+from promptomatix import moved
+
 __version__ = "0.1.0"
+
+# The module paths from before the package had subpackages still import (a registered version's
+# stored `serving.py` uses them): a finder appended to `sys.meta_path`, nothing else is loaded.
+moved.install()
 
 _EXPORTS = {
     "optimize": "promptomatix.api",
@@ -23,16 +29,16 @@ _EXPORTS = {
     "RegistryError": "promptomatix.errors",
     "BudgetExhausted": "promptomatix.errors",
     # Feedback on registered prompts, and machine critiques (MLflow is the store).
-    "Feedback": "promptomatix.feedback",
-    "add_feedback": "promptomatix.feedback",
-    "list_feedback": "promptomatix.feedback",
-    "resolve_feedback": "promptomatix.feedback",
-    "feedback_summary": "promptomatix.feedback",
-    "export_feedback": "promptomatix.feedback",
-    "critique": "promptomatix.critiques",
+    "Feedback": "promptomatix.lifecycle.feedback",
+    "add_feedback": "promptomatix.lifecycle.feedback",
+    "list_feedback": "promptomatix.lifecycle.feedback",
+    "resolve_feedback": "promptomatix.lifecycle.feedback",
+    "feedback_summary": "promptomatix.lifecycle.feedback",
+    "export_feedback": "promptomatix.lifecycle.feedback",
+    "critique": "promptomatix.lifecycle.critiques",
     # Applying a registered version to a table (locally or on Spark).
-    "score": "promptomatix.batch",
-    "ScoreReport": "promptomatix.batch",
+    "score": "promptomatix.lifecycle.batch",
+    "ScoreReport": "promptomatix.lifecycle.batch",
     # The original Promptomatix guide's interface (translated onto ours in promptomatix/guide/).
     "process_input": "promptomatix.guide.api",
     "optimize_with_feedback": "promptomatix.guide.api",

@@ -18,30 +18,40 @@ from dataclasses import dataclass, field
 import mlflow
 import yaml
 
-from promptomatix import checkpoints, data, lineage, preflight, preparation, record, recorder, registry, runlife, stats
-from promptomatix import storeretry, tracking
+from promptomatix import data
+from promptomatix.run import checkpoints
+from promptomatix.run import lineage
+from promptomatix.config import preflight
+from promptomatix.run import preparation
+from promptomatix.tracking import record
+from promptomatix.tracking import recorder
+from promptomatix.run import registration as registry
+from promptomatix.run import life as runlife
+from promptomatix.scoring import stats
+from promptomatix import tracking
+from promptomatix.tracking import storeretry
 from promptomatix.backends import get_backend
 from promptomatix.backends.base import Backend, OptimizationTask, Outcome
-from promptomatix.callbacks import HOOKS, Callback, CallbackList, ProgressPrinter
+from promptomatix.run.callbacks import HOOKS, Callback, CallbackList, ProgressPrinter
 from promptomatix.config import OptimizationConfig
-from promptomatix.config_options import config_from_options, to_options
+from promptomatix.config.flat import config_from_options, to_options
 from promptomatix.data.loaders import check_fields, load_examples
 from promptomatix.errors import BudgetExhausted, ConfigError, PluginError, PromptomatixError
-from promptomatix.evaluation import Evaluator
-from promptomatix.freetext import Degenerate, answer_tokens, degenerate, mean_words
+from promptomatix.scoring.evaluator import Evaluator
+from promptomatix.scoring.freetext import Degenerate, answer_tokens, degenerate, mean_words
 from promptomatix.intake import Reading, announce, answer_doubts, parse_markers, starting_instruction
-from promptomatix.job import Head, Job, Models, spent_before, starting_prompt
+from promptomatix.run.job import Head, Job, Models, spent_before, starting_prompt
 from promptomatix.models.cache import default_cache
 from promptomatix.models.lm import CHARS_PER_TOKEN, LM, check_model, context_tokens
 from promptomatix.models.usage import Usage, UsageMeter
-from promptomatix.options import call_with_options
-from promptomatix.planning import Plan, check_calls, too_few_rows
-from promptomatix.planning import plan as plan_calls
+from promptomatix.config.plugin_options import call_with_options
+from promptomatix.run.planning import Plan, check_calls, too_few_rows
+from promptomatix.run.planning import plan as plan_calls
 from promptomatix.scoring import Objective, eval_metrics
-from promptomatix.signals import stops_on_signals
-from promptomatix.spec import Example, TaskSpec
-from promptomatix.tasks import get_task_type
-from promptomatix.tracing import RunTracer
+from promptomatix.run.signals import stops_on_signals
+from promptomatix.task.spec import Example, TaskSpec
+from promptomatix.task.types import get_task_type
+from promptomatix.tracking.tracer import RunTracer
 from promptomatix.tracking import MLflowTracker, check_store
 
 __all__ = ["OptimizationResult", "Head", "optimize", "plan", "understand", "check_fits_context", "options_from_run",

@@ -18,7 +18,7 @@ _EXPORTS = {
         "guide_backend_name", "search_name", "model_name", "field_list"),
     "promptomatix.guide.results": ("result_dict",),
     "promptomatix.guide.api": ("process_input", "optimize_with_feedback", "save_feedback", "session_ref"),
-    "promptomatix.guide.cli": ("add_guide_aliases", "guide_command"),
+    "promptomatix.cli.guide": ("add_guide_aliases", "guide_command"),
     "promptomatix.cli": ("promtomatic",),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}

@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING
 import mlflow
 import pandas as pd
 
-from promptomatix import record
+from promptomatix.tracking import record
 from promptomatix.config import ModelSettings
-from promptomatix.evaluation import answer
+from promptomatix.scoring.evaluator import answer
 from promptomatix.models.lm import LM
 from promptomatix.models.usage import UsageMeter
 

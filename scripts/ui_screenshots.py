@@ -227,7 +227,7 @@ class Facts:
     prompt_version: str
     alias: str = ALIAS
     why: str = ""  # the reason the version holds `alias`, as the registry records it (`promotion.<alias>`)
-    evaluation_run: str = ""  # the name of the `promptomatix evaluate` run
+    version_evaluation: str = ""  # the name of the `promptomatix evaluate` run
     params: dict[str, str] = field(default_factory=dict)  # the optimization run's params, from MLflow's client
 
 
@@ -276,11 +276,11 @@ def check_run_data_sets(page: Page, facts: Facts) -> list[str]:
             if not any(part in name for name in names)]
 
 
-def check_evaluation_runs(page: Page, facts: Facts) -> list[str]:
+def check_version_evaluations(page: Page, facts: Facts) -> list[str]:
     table = page.table("Run Name")
     names = table.column("Run Name") if table else []  # each after its colour's swatch (`#8396a5 evaluate ...`)
-    found = facts.evaluation_run and any(name.endswith(facts.evaluation_run) for name in names)
-    return [] if found else [f"no evaluation run {facts.evaluation_run!r} (runs: {names})"]
+    found = facts.version_evaluation and any(name.endswith(facts.version_evaluation) for name in names)
+    return [] if found else [f"no evaluation run {facts.version_evaluation!r} (runs: {names})"]
 
 
 def check_prompts(page: Page, facts: Facts) -> list[str]:
@@ -322,7 +322,7 @@ def _says_why(page: Page, facts: Facts) -> list[str]:
 
 CHECKS: dict[str, list[Callable[[Page, Facts], list[str]]]] = {
     "traces": [check_traces], "sessions": [check_sessions], "datasets": [check_datasets, check_run_data_sets],
-    "evaluation-runs": [check_evaluation_runs], "prompts": [check_prompts], "run": [check_run],
+    "evaluation-runs": [check_version_evaluations], "prompts": [check_prompts], "run": [check_run],
     "model-version": [check_model_version], "prompt-version": [check_prompt_version]}
 
 
@@ -360,11 +360,11 @@ def facts_of(result) -> Facts:
     client = MlflowClient()
     version = client.get_model_version(result.model_name, result.model_version)
     prompt_version = result.prompt_uri.rsplit("/", 1)[1]
-    evaluation_run_id = version.tags.get("test_run_id")
-    evaluation = client.get_run(evaluation_run_id).info.run_name if evaluation_run_id else ""
+    version_evaluation_id = version.tags.get("test_run_id")
+    evaluation = client.get_run(version_evaluation_id).info.run_name if version_evaluation_id else ""
     return Facts(experiment_id=result.experiment_id, run_id=result.run_id, model=result.model_name,
                  version=str(result.model_version), prompt=result.prompt_name, prompt_version=prompt_version,
-                 why=version.tags.get(f"promotion.{ALIAS}", ""), evaluation_run=evaluation,
+                 why=version.tags.get(f"promotion.{ALIAS}", ""), version_evaluation=evaluation,
                  params=client.get_run(result.run_id).data.params)
 
 

@@ -29,7 +29,7 @@ os.environ["PROMPTOMATIX_CACHE"] = "off"
 import litellm  # noqa: E402
 import pytest  # noqa: E402
 
-from promptomatix.callbacks import Callback  # noqa: E402
+from promptomatix.run.callbacks import Callback  # noqa: E402
 from promptomatix.models.providers import PROVIDERS, import_litellm  # noqa: E402
 
 FAKE_MODEL = "scripted/fake"

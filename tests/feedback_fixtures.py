@@ -21,7 +21,7 @@ from sentiment_data import answer_task
 
 import promptomatix
 from promptomatix.cli import cli
-from promptomatix.cli_feedback import add_to
+from promptomatix.cli.feedback import add_to
 
 INTAKE = {"description": "Classify the sentiment of a movie review.", "task_type": "classification",
           "input_fields": ["review"], "output_fields": ["sentiment"], "labels": ["positive", "negative"]}

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from promptomatix.answers import (
+from promptomatix.scoring.labels import (
     batch_calibration,
     best_label,
     fitted_calibration,

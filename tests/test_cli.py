@@ -148,7 +148,7 @@ def test_a_rerun_with_another_search_preset_takes_its_sizes(tracking, scripted):
     assert first.exit_code == 0, first.output
     (run,) = mlflow.search_runs(output_format="list", search_all_experiments=True)
     from promptomatix.api import options_from_run
-    from promptomatix.config_options import config_from_options
+    from promptomatix.config.flat import config_from_options
 
     saved = options_from_run(run.info.run_id)
     assert "iterations" not in saved  # filled by the preset, so not pinned

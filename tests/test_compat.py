@@ -215,7 +215,7 @@ def test_model_name_and_provider_become_one_litellm_model(name, provider, model,
 
 def test_the_guides_model_keywords_set_the_task_model_only():
     from promptomatix.config import DEFAULT_MODEL
-    from promptomatix.config_options import config_from_options
+    from promptomatix.config.flat import config_from_options
 
     options = compat.translate_options({"raw_input": "x", "model_name": "positive", "model_provider": "echo"})
     assert options["model"] == "echo/positive" and options["optimizer_model"] == DEFAULT_MODEL
@@ -363,7 +363,7 @@ def test_add_guide_aliases_adds_spellings_once_and_guide_command_leaves_optimize
 
 
 def test_promptomatix_optimize_takes_the_guides_flags(tracking, scripted):
-    """Needs `add_guide_aliases(optimize)` in promptomatix/cli.py (the lead wires it)."""
+    """Needs `add_guide_aliases(optimize)` in promptomatix/cli/__init__.py (the lead wires it)."""
     from promptomatix.cli import cli
 
     result = invoke(cli, f'optimize --raw_input "{TASK}" --backend simple_meta_prompt --model_name fake '
@@ -406,8 +406,8 @@ def test_unknown_or_unregistered_sessions_are_registry_errors(tracking, scripted
 
 
 def test_save_feedback_stores_a_comment_on_the_span_of_the_sessions_prompt(tracking, scripted):
-    """Needs promptomatix/feedback.py (`add_feedback`, `list_feedback`)."""
-    from promptomatix.feedback import list_feedback
+    """Needs promptomatix/lifecycle/feedback.py (`add_feedback`, `list_feedback`)."""
+    from promptomatix.lifecycle.feedback import list_feedback
 
     result = optimized()
     prompt, span = result["result"], "CAREFULLY"
@@ -423,8 +423,8 @@ def test_save_feedback_stores_a_comment_on_the_span_of_the_sessions_prompt(track
 
 
 def test_save_feedback_refuses_text_that_is_not_the_span(tracking, scripted):
-    """Needs promptomatix/feedback.py (`list_feedback`)."""
-    from promptomatix.feedback import list_feedback
+    """Needs promptomatix/lifecycle/feedback.py (`list_feedback`)."""
+    from promptomatix.lifecycle.feedback import list_feedback
 
     result = optimized()
     with pytest.raises(ConfigError, match="is not characters 0..5 of the prompt"):
@@ -433,7 +433,7 @@ def test_save_feedback_refuses_text_that_is_not_the_span(tracking, scripted):
 
 
 def test_optimize_with_feedback_without_feedback_is_refused(tracking, scripted):
-    """Needs promptomatix/feedback.py (`list_feedback`)."""
+    """Needs promptomatix/lifecycle/feedback.py (`list_feedback`)."""
     result = optimized()
     with pytest.raises(UsageError, match="no open feedback on"):
         compat.optimize_with_feedback(result["session_id"])
@@ -441,7 +441,7 @@ def test_optimize_with_feedback_without_feedback_is_refused(tracking, scripted):
 
 
 def test_optimize_with_feedback_starts_a_new_session_from_the_version_and_its_feedback(tracking, scripted):
-    """Needs promptomatix/feedback.py and `optimize(from_="name@version")` in promptomatix/api.py."""
+    """Needs promptomatix/lifecycle/feedback.py and `optimize(from_="name@version")` in promptomatix/api.py."""
     first = optimized()
     compat.save_feedback("", 0, 4, "MENTION THE NEUTRAL CASE", first["session_id"])
     second = compat.optimize_with_feedback(first["session_id"], show_progress=False)

@@ -13,9 +13,9 @@ from conftest import fill_schema, one_error_line
 from mlflow import MlflowClient
 from feedback_fixtures import SCRIPT, invoke, prompt_of, rows, store_state, tag_rows, write_jsonl
 
-from promptomatix.critiques import critique
+from promptomatix.lifecycle.critiques import critique
 from promptomatix.errors import ConfigError, DataError, LLMError, RegistryError
-from promptomatix.feedback import feedback_summary, list_feedback
+from promptomatix.lifecycle.feedback import feedback_summary, list_feedback
 
 CRITIC_CUE = "Critiques as JSON"  # the last line of the critic's question
 ANSWER = {"critiques": [
@@ -171,7 +171,7 @@ def test_a_failure_quoting_a_key_leaves_it_redacted_on_the_run(reviews, fake_llm
     def leak(*args, **kwargs):
         raise RuntimeError(f"provider said: invalid key {secret}")
 
-    monkeypatch.setattr("promptomatix.critiques.build_question", leak)
+    monkeypatch.setattr("promptomatix.lifecycle.critiques.build_question", leak)
     with pytest.raises(RuntimeError):
         critique("reviews@1", max_examples=2)
     (run,) = [r for r in critique_runs() if r.info.status != "FINISHED"]

@@ -10,10 +10,10 @@ import pytest
 from conftest import FAKE_MODEL
 from promptomatix.config import ModelSettings
 from promptomatix.errors import LLMError
-from promptomatix.evaluation import Evaluator
+from promptomatix.scoring.evaluator import Evaluator
 from promptomatix.models.lm import LM
 from promptomatix.models.usage import UsageMeter
-from promptomatix.prompts import Prompt
+from promptomatix.task.prompt import Prompt
 from promptomatix.scoring import Metric
 
 EXAMPLES = [
@@ -159,7 +159,7 @@ def test_calibration_on_rows_mostly_of_one_label_does_not_take_that_label_for_a_
 
 def test_a_calibration_fitted_to_labelled_rows_asks_the_model_nothing_more(scoring, accuracy):
     from conftest import SCORING_MODEL
-    from promptomatix.answers import fitted_calibration
+    from promptomatix.scoring.labels import fitted_calibration
 
     # The model leans to "positive" by 2 nats: uncalibrated, every review is positive. It misreads
     # "good 3" (scored as negative as the negatives), so no offset gets every review right.

@@ -30,15 +30,15 @@ def restore_registries(monkeypatch):
     from promptomatix.backends import BACKENDS
     from promptomatix.backends.dspy.optimizers import OPTIMIZERS
     from promptomatix.backends.dspy.program import MODULES
-    from promptomatix.callbacks import HOOKS
+    from promptomatix.run.callbacks import HOOKS
     from promptomatix.cli import COMMANDS
     from promptomatix.data.sources import DATA_SOURCES
     from promptomatix.data.steps import DATA_STEPS
-    from promptomatix.metaprompts import META_PROMPTS
+    from promptomatix.templates import META_PROMPTS
     from promptomatix.models.providers import PROVIDERS
-    from promptomatix.options import OPTIONS
+    from promptomatix.config.plugin_options import OPTIONS
     from promptomatix.scoring import METRICS
-    from promptomatix.tasks import TASK_TYPES
+    from promptomatix.task.types import TASK_TYPES
 
     for registry in (BACKENDS, OPTIMIZERS, MODULES, HOOKS, COMMANDS, DATA_SOURCES, DATA_STEPS, META_PROMPTS,
                      PROVIDERS, METRICS, TASK_TYPES, OPTIONS):
@@ -206,7 +206,7 @@ def test_intake_and_synthetic_templates_are_chosen_per_run(tracking, scripted, t
 
 def test_custom_meta_prompt_with_an_unknown_placeholder_is_refused(tracking, scripted, tmp_path, examples):
     from promptomatix.backends.metaprompt import REWRITE_FIELDS
-    from promptomatix.metaprompts import load_template
+    from promptomatix.templates import load_template
 
     shipped = load_template(str(examples("custom_meta_prompt").TEMPLATE), allowed=REWRITE_FIELDS)
     assert set(shipped.get_identifiers()) <= REWRITE_FIELDS

@@ -1,4 +1,4 @@
-"""`promptomatix feedback ...` and `promptomatix.feedback`: comments on spans of a registered
+"""`promptomatix feedback ...` and `promptomatix.lifecycle.feedback`: comments on spans of a registered
 prompt version, stored durably in MLflow (a version tag and a run artifact per comment).
 
 The versions come from real scripted optimizations in a real sqlite store, made once for the
@@ -22,9 +22,9 @@ from feedback_fixtures import invoke, prompt_of, store_state, tag_rows
 from mlflow import MlflowClient
 
 from promptomatix.cli import cli
-from promptomatix.cli_feedback import add_to
+from promptomatix.cli.feedback import add_to
 from promptomatix.errors import ConfigError, RegistryError
-from promptomatix.feedback import (PRIORITIES, TYPES, Feedback, add_feedback, export_feedback, feedback_summary,
+from promptomatix.lifecycle.feedback import (PRIORITIES, TYPES, Feedback, add_feedback, export_feedback, feedback_summary,
                                    list_feedback, resolve_feedback)
 
 # --- add ----------------------------------------------------------------------------------
@@ -254,7 +254,7 @@ def test_feedback_outlives_the_process_that_wrote_it(several, reviews):
     """Another process, with nothing but the store's URI, lists the same comments."""
     env = dict(os.environ, MLFLOW_TRACKING_URI=reviews["uri"], MLFLOW_REGISTRY_URI=reviews["uri"],
                LITELLM_LOCAL_MODEL_COST_MAP="True")
-    code = ("import sys; from promptomatix.cli import cli; from promptomatix.cli_feedback import add_to; "
+    code = ("import sys; from promptomatix.cli import cli; from promptomatix.cli.feedback import add_to; "
             "add_to(cli); cli(sys.argv[1:])")
     done = subprocess.run([sys.executable, "-c", code, "feedback", "list", "reviews", "--format", "json"],
                           env=env, capture_output=True, text=True, timeout=300, check=False)

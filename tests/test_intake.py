@@ -9,7 +9,7 @@ from promptomatix.errors import ConfigError, LLMError
 from promptomatix.intake import extract_task_spec, parse_examples, parse_markers, starting_instruction
 from promptomatix.models.lm import LM
 from promptomatix.models.usage import UsageMeter
-from promptomatix.tasks import TASK_TYPES
+from promptomatix.task.types import TASK_TYPES
 
 try:
     from conftest import FAKE_MODEL

@@ -11,7 +11,7 @@ from mlflow.genai.optimize.optimizers import BasePromptOptimizer
 from mlflow.genai.scorers import scorer
 
 from promptomatix.errors import ConfigError
-from promptomatix.interop import PromptomatixOptimizer
+from promptomatix.backends.mlflow_optimizer import PromptomatixOptimizer
 
 BETTER = "Read the review CAREFULLY and answer positive or negative."
 ROWS = [{"inputs": {"review": f"a {word} film {i}"},

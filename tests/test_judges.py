@@ -1,4 +1,4 @@
-"""MLflow's scorers and judges as metrics (`--metric mlflow:Correctness=1`, promptomatix/judges.py):
+"""MLflow's scorers and judges as metrics (`--metric mlflow:Correctness=1`, promptomatix/scoring/judges.py):
 the real MLflow judge code path, its judge model the scripted LiteLLM provider (MLflow calls
 providers it does not know natively through LiteLLM, so `scripted/fake` reaches the fake)."""
 
@@ -13,7 +13,7 @@ from conftest import FAKE_MODEL
 from mlflow import MlflowClient
 
 from promptomatix.errors import ConfigError, LLMError
-from promptomatix.judges import ScorerMetric, judge_uri, scorer_names
+from promptomatix.scoring.judges import ScorerMetric, judge_uri, scorer_names
 from promptomatix.scoring import (METRICS, PER_EXAMPLE, Metric, build_metric, check_metric_spec, metric_from_weights,
                                   metric_shape)
 

@@ -94,7 +94,7 @@ def test_the_installed_package_scores_and_loads_templates_on_its_own(installed, 
     result = run_installed(site, tmp_path, """
         import json
         import promptomatix
-        from promptomatix.metaprompts import load_template
+        from promptomatix.templates import load_template
         from promptomatix.scoring import METRICS, Metric, builtin_metrics_dir
 
         root = builtin_metrics_dir()

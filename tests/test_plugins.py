@@ -11,7 +11,7 @@ from promptomatix.errors import ConfigError
 from promptomatix.models.providers import PROVIDERS
 from promptomatix.plugins import Registry
 from promptomatix.scoring import METRICS
-from promptomatix.tasks import TASK_TYPES
+from promptomatix.task.types import TASK_TYPES
 
 GROUP = "promptomatix.test_things"
 
@@ -184,7 +184,7 @@ def test_a_plugin_adds_a_command_to_the_cli(tmp_path, monkeypatch):
 
 @pytest.fixture
 def options(monkeypatch):
-    from promptomatix.options import OPTIONS
+    from promptomatix.config.plugin_options import OPTIONS
 
     OPTIONS.names()
     monkeypatch.setattr(OPTIONS, "_items", dict(OPTIONS._items))
@@ -192,8 +192,8 @@ def options(monkeypatch):
 
 
 def test_a_plugin_option_is_converted_checked_and_logged_like_a_builtin(options):
-    from promptomatix.config_options import config_from_options, to_options
-    from promptomatix.options import PluginOption, register_option
+    from promptomatix.config.flat import config_from_options, to_options
+    from promptomatix.config.plugin_options import PluginOption, register_option
 
     register_option(PluginOption("min_len", int, 3, "Shortest input kept.", choices=(1, 3, 5)))
     config = config_from_options(raw_input="Classify reviews", min_len="5")
@@ -210,7 +210,7 @@ def test_a_plugin_option_is_converted_checked_and_logged_like_a_builtin(options)
 
 
 def test_a_plugin_option_cannot_take_a_builtin_name_or_an_odd_type(options):
-    from promptomatix.options import PluginOption, register_option
+    from promptomatix.config.plugin_options import PluginOption, register_option
 
     with pytest.raises(ConfigError, match="'seed' is a built-in option's name"):
         register_option(PluginOption("seed", int, 1))
@@ -223,8 +223,8 @@ def test_a_data_step_gets_the_plugin_options_it_names(options, monkeypatch):
 
     DATA_STEPS.names()
     monkeypatch.setattr(DATA_STEPS, "_items", dict(DATA_STEPS._items))
-    from promptomatix.options import PluginOption, register_option
-    from promptomatix.spec import TaskSpec
+    from promptomatix.config.plugin_options import PluginOption, register_option
+    from promptomatix.task.spec import TaskSpec
 
     register_option(PluginOption("min_words", int, 3))
 
@@ -243,9 +243,9 @@ def test_a_data_step_gets_the_plugin_options_it_names(options, monkeypatch):
 
 
 def test_a_metric_gets_the_plugin_options_it_names_and_a_bad_plugin_metric_is_refused_up_front(options, monkeypatch):
-    from promptomatix.config_options import config_from_options
-    from promptomatix.options import PluginOption, register_option
-    from promptomatix.preflight import checked
+    from promptomatix.config.flat import config_from_options
+    from promptomatix.config.plugin_options import PluginOption, register_option
+    from promptomatix.config.preflight import checked
     from promptomatix.scoring import METRICS, Metric, register_metric
 
     METRICS.names()

@@ -1,5 +1,5 @@
 """Shared rate limits: optimizations that call one provider through LiteLLM's Router in-process
-(models `shared/<name>`, promptomatix/ratelimits.py) share its limits. The provider is the stub
+(models `shared/<name>`, promptomatix/models/ratelimits.py) share its limits. The provider is the stub
 endpoint with a rate limit of its own (429 with Retry-After past it). Calls over a limit wait
 and are asked again instead of failing the optimization, and every wait is counted as a retry."""
 
@@ -23,7 +23,7 @@ from promptomatix.errors import LLMError
 from promptomatix.models.lm import LM
 from promptomatix.models.providers import PROVIDERS, import_litellm, register_provider
 from promptomatix.models.usage import UsageMeter
-from promptomatix.ratelimits import CONFIG_ENV, SharedRouter
+from promptomatix.models.ratelimits import CONFIG_ENV, SharedRouter
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from promptomatix.config import ModelSettings
 from promptomatix.intake import FROM_MODEL, FROM_REQUEST, read_task
 from promptomatix.models.lm import LM
 from promptomatix.models.usage import UsageMeter
-from promptomatix.reading import read_request
+from promptomatix.intake.rules import read_request
 
 try:
     from conftest import FAKE_MODEL, SCORING_MODEL
@@ -214,8 +214,8 @@ def test_a_run_says_what_it_understood_before_spending_calls(tracking, scripted,
 def test_guessed_labels_are_a_doubt_in_the_summary_on_the_run_and_on_the_version(tracking, scripted):
     from mlflow import MlflowClient
 
-    from promptomatix.record import RUN_DOUBTS
-    from promptomatix.summary import summary
+    from promptomatix.tracking.record import RUN_DOUBTS
+    from promptomatix.run.summary import summary
 
     result = _optimize(raw_input="Classify the sentiment of a movie review")
     (doubt,) = result.extra["doubts"]
@@ -229,7 +229,7 @@ def test_guessed_labels_are_a_doubt_in_the_summary_on_the_run_and_on_the_version
 
 def test_answers_that_name_no_label_are_a_doubt():
     from promptomatix.intake import answer_doubts
-    from promptomatix.spec import TaskSpec
+    from promptomatix.task.spec import TaskSpec
 
     spec = TaskSpec("Classify.", ("question",), ("answer_type",), "classification", ("Number", "Human"))
     assert answer_doubts(spec, 2, 10) == []
@@ -252,7 +252,7 @@ def test_a_score_carries_its_rows_and_interval_and_too_few_rows_are_said_up_fron
 
     from mlflow import MlflowClient
 
-    from promptomatix.summary import summary
+    from promptomatix.run.summary import summary
 
     with caplog.at_level(logging.WARNING, logger="promptomatix"):
         result = _optimize()
@@ -267,8 +267,8 @@ def test_a_score_carries_its_rows_and_interval_and_too_few_rows_are_said_up_fron
 
 
 def test_the_dry_run_says_how_many_rows_and_calls_would_tell_prompts_apart():
-    from promptomatix.config_options import config_from_options
-    from promptomatix.planning import plan
+    from promptomatix.config.flat import config_from_options
+    from promptomatix.run.planning import plan
 
     config = config_from_options(raw_input="Classify a review as good or bad", max_calls=250)
     assert "note: 15 validation rows are too few to tell prompts apart" in str(plan(config))

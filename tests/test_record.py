@@ -1,4 +1,4 @@
-"""`promptomatix.record`: the JSON forms read back what they wrote, and a version's metric record
+"""`promptomatix.tracking.record`: the JSON forms read back what they wrote, and a version's metric record
 reads as the same metric whatever the scale of its weights."""
 
 from __future__ import annotations
@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 import random
 
-from promptomatix import record
+from promptomatix.tracking import record
 from promptomatix.backends.base import Candidate
-from promptomatix.evaluation import Evaluation
-from promptomatix.prompts import Prompt
-from promptomatix.spec import TaskSpec
+from promptomatix.scoring.evaluator import Evaluation
+from promptomatix.task.prompt import Prompt
+from promptomatix.task.spec import TaskSpec
 
 PROMPT = Prompt("Classify.", ("review",), ("sentiment",), demos=({"review": "fine", "sentiment": "positive"},),
                 single_line=True, labels=("negative", "positive"), calibration=(0.25, -0.25))

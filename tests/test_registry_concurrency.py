@@ -13,9 +13,9 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from promptomatix import registry
+from promptomatix.run import registration as registry
 from promptomatix.config import ModelSettings
-from promptomatix.prompts import Prompt
+from promptomatix.task.prompt import Prompt
 
 NAME = "shared"
 PROMPT_NAME = registry.prompt_name_for(NAME)

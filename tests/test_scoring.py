@@ -9,7 +9,7 @@ import pytest
 
 from promptomatix.errors import ConfigError
 from promptomatix.scoring import METRICS, Metric, Objective, builtin_metrics_dir, prompt_words, register_metric
-from promptomatix.tasks import TASK_TYPES, get_task_type
+from promptomatix.task.types import TASK_TYPES, get_task_type
 
 BUILTINS = ["brevity", "chrf", "classification", "exact_match", "numeric_match", "rouge_l", "sari", "token_f1"]
 
@@ -245,7 +245,7 @@ def test_a_composite_part_can_name_its_key():
 ])
 def test_bad_metric_weights_are_config_errors(weights, message):
     from promptomatix.config import OptimizationConfig
-    from promptomatix.preflight import checked
+    from promptomatix.config.preflight import checked
 
     with pytest.raises(ConfigError, match=message):
         checked(OptimizationConfig(raw_input="x", metric_weights=weights))

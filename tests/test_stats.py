@@ -1,4 +1,4 @@
-"""promptomatix.stats: intervals that cover, and a promotion rule that needs a real gain.
+"""promptomatix.scoring.stats: intervals that cover, and a promotion rule that needs a real gain.
 
 The statistical properties are checked by seeded simulation (deterministic, so a failure is a real
 change in the maths, not bad luck): coverage of the Wilson, bootstrap and paired-difference
@@ -14,7 +14,7 @@ import statistics
 
 import pytest
 
-from promptomatix.stats import (
+from promptomatix.scoring.stats import (
     UNINFORMATIVE_WIDTH,
     Comparison,
     Estimate,

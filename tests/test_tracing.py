@@ -10,8 +10,8 @@ import threading
 import mlflow
 import pytest
 
-from promptomatix.tracing import RunTracer
-from promptomatix.tracewriter import TraceWriter
+from promptomatix.tracking.tracer import RunTracer
+from promptomatix.tracking.tracewriter import TraceWriter
 
 
 def traces_of(run) -> dict:

@@ -98,7 +98,7 @@ def test_the_datasets_page_lists_the_data_the_optimization_ran_on(pages):
     assert pages.problems("datasets", ui.check_run_data_sets) == []
 
 
-def test_the_evaluation_runs_page_lists_the_evaluation(pages):
+def test_the_version_evaluations_page_lists_the_evaluation(pages):
     assert pages.problems("evaluation-runs") == []
 
 

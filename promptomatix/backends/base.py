@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from operator import attrgetter
 from typing import TypeVar
 
-from promptomatix.callbacks import Callback
+from promptomatix.run.callbacks import Callback
 # The task a backend gets and the candidates it scores, re-exported: they live outside the
-# package because callbacks and records use them too (see `promptomatix.candidates`).
-from promptomatix.candidates import Candidate, OptimizationTask
+# package because callbacks and records use them too (see `promptomatix.task.candidates`).
+from promptomatix.task.candidates import Candidate, OptimizationTask
 from promptomatix.config import OptimizationConfig
 
 

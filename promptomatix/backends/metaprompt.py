@@ -30,23 +30,23 @@ import logging
 import random
 from collections.abc import Sequence
 
-from promptomatix import record
+from promptomatix.tracking import record
 from promptomatix.backends import proposers
 from promptomatix.backends.base import (Backend, BackendPlan, Candidate, OptimizationTask, Outcome, PlanInput,
                                         PlanStep, keep_best)
 from promptomatix.backends.search import (MIN_RACE, Race, calibrated_on_more_rows, demo_counts, demos_that_fit,
                                           demos_unless_clearly_beaten, fits, race_cost, race_fits, rank,
                                           search_rows, typical_answers, typical_half)
-from promptomatix.callbacks import Callback
+from promptomatix.run.callbacks import Callback
 from promptomatix.config import OptimizationConfig
 from promptomatix.errors import BudgetExhausted, ConfigError, ParseError
-from promptomatix.evaluation import CONTENT_FREE, Evaluation, prompt_id
-from promptomatix.metaprompts import check_source, fill
+from promptomatix.scoring.evaluator import CONTENT_FREE, Evaluation, prompt_id
+from promptomatix.templates import check_source, fill
 from promptomatix.models.lm import LM, context_tokens
-from promptomatix.prompts import Prompt
-from promptomatix.rows import RowsPolicy
-from promptomatix.signals import map_in_threads
-from promptomatix.spec import Example
+from promptomatix.task.prompt import Prompt
+from promptomatix.scoring.rows import RowsPolicy
+from promptomatix.models.threads import map_in_threads
+from promptomatix.task.spec import Example
 
 log = logging.getLogger(__name__)
 
@@ -352,7 +352,7 @@ def rewrite_instruction(lm: LM, meta_prompt: str, prompt: Prompt, evaluation: Ev
                         salt: str = "") -> str:
     """The instruction of `prompt` rewritten by `lm` with the meta-prompt `meta_prompt`, shown
     the prompt's score, the examples it `failed` (example, answer) and reviewers' `feedback`.
-    The rewrite step of this backend, and of `interop.PromptomatixOptimizer`."""
+    The rewrite step of this backend, and of `backends.mlflow_optimizer.PromptomatixOptimizer`."""
     shown = "\n".join(
         json.dumps({"input": {f: e[f] for f in prompt.input_fields},
                     "expected": {f: e[f] for f in prompt.output_fields},

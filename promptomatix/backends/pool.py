@@ -7,7 +7,7 @@ any answer. Out: `next_done()`, the key of a batch whose answers are all in the 
 cache (`Evaluator.evaluate` on it then makes no call), or of a call that returned (`made`). At most `workers` calls are in flight,
 from any batches: while the last answers of one stage are awaited, the next stage's batches
 already run. A failed answer (a budget reached, a model error) is raised from `next_done`, and no
-new call starts; calls under way are not waited for (as in `signals.map_in_threads`).
+new call starts; calls under way are not waited for (as in `models.threads.map_in_threads`).
 
 Traced as `Evaluator.evaluate_many` is: a span per stage, inside it a `prompt N` span per batch
 that asks anything, ended with the batch's score (`scored`); a stage's span ends with every
@@ -22,11 +22,11 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
-from promptomatix.evaluation import Evaluation, Evaluator, prompt_id
-from promptomatix.progress import progress_bar
-from promptomatix.prompts import Prompt
-from promptomatix.spec import Example
-from promptomatix.tracing import SpanRecord
+from promptomatix.scoring.evaluator import Evaluation, Evaluator, prompt_id
+from promptomatix.run.progress import progress_bar
+from promptomatix.task.prompt import Prompt
+from promptomatix.task.spec import Example
+from promptomatix.tracking.tracer import SpanRecord
 
 Key = tuple[int, int]  # a batch: the race's (prompt index, stage)
 

@@ -25,8 +25,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from promptomatix.backends.search import draw_demos
-from promptomatix.prompts import Prompt
-from promptomatix.spec import Example
+from promptomatix.task.prompt import Prompt
+from promptomatix.task.spec import Example
 
 Proposal = tuple[Prompt, str]
 

@@ -21,7 +21,7 @@
 Ranking: by the objective (quality with the length penalty), where for a label prompt whose
 model scores labels the quality is the mean of accuracy and the probability the prompt gives the
 right labels (`Evaluation.soft`: on the user's rows their geometric mean, the log score; on
-synthetic rows their plain mean, see `rows.RowsPolicy`). On a few dozen
+synthetic rows their plain mean, see `scoring.rows.RowsPolicy`). On a few dozen
 validation examples many prompts answer equally many right; the probability of the right answer
 tells them apart with far less noise, and a prompt that is right by luck is seldom also sure.
 The geometric mean because the log score is a proper scoring rule, the plain mean is not: it
@@ -46,8 +46,8 @@ from promptomatix.backends.base import Candidate, OptimizationTask
 from promptomatix.backends.pool import AnswerPool
 from promptomatix.errors import BudgetExhausted
 from promptomatix.models.lm import CHARS_PER_TOKEN
-from promptomatix.prompts import Prompt
-from promptomatix.spec import Example
+from promptomatix.task.prompt import Prompt
+from promptomatix.task.spec import Example
 
 ANSWER_ROOM = 512  # tokens kept free for the query and the answer
 # New prompts a race needs to be worth its calls: with fewer, one lucky row picks the winner.
@@ -219,7 +219,7 @@ def calibrated_on_more_rows(task: OptimizationTask, best: Candidate) -> Candidat
     Why more rows: a calibration read from the ~25 validation rows is noisy, and for a label
     prompt its offsets decide many answers. Why fitted, not batch calibration (which the race
     uses, on a handful of rows at its first stages): with labels known, the offsets can use them
-    (`answers.fitted_calibration`). Not only when it
+    (`scoring.labels.fitted_calibration`). Not only when it
     answers as many of the rows right: the calibration it had was fitted to most of them. One
     prompt: a few calls, none for the rows already answered."""
     evaluator = task.evaluator

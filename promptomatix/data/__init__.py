@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import TypeVar
 
-from promptomatix.spec import Example
+from promptomatix.task.spec import Example
 
 T = TypeVar("T")
 

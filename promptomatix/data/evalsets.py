@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from promptomatix.spec import Example
+from promptomatix.task.spec import Example
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 
 from promptomatix.data.sources import read_rows
 from promptomatix.errors import DataError
-from promptomatix.spec import Example
+from promptomatix.task.spec import Example
 
 
 def load_examples(source: str, field_map: Mapping[str, str] | None = None) -> list[Example]:

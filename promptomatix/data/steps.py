@@ -18,9 +18,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from promptomatix.errors import DataError, PluginError, PromptomatixError
-from promptomatix.options import call_with_options, wanted
+from promptomatix.config.plugin_options import call_with_options, wanted
 from promptomatix.plugins import Registry
-from promptomatix.spec import Example, TaskSpec
+from promptomatix.task.spec import Example, TaskSpec
 
 Step = Callable[[Example, TaskSpec], Example | None]
 

@@ -8,11 +8,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from promptomatix.errors import LLMError, ParseError
-from promptomatix.freetext import COPY_SIMILARITY, answer_text, copies_input, loops, similarity, words
-from promptomatix.metaprompts import TemplateSource, fill
+from promptomatix.scoring.freetext import COPY_SIMILARITY, answer_text, copies_input, loops, similarity, words
+from promptomatix.templates import TemplateSource, fill
 from promptomatix.models.lm import LM
-from promptomatix.progress import progress_bar
-from promptomatix.spec import Example, TaskSpec
+from promptomatix.run.progress import progress_bar
+from promptomatix.task.spec import Example, TaskSpec
 
 # What a synthetic-data template (the `synthetic_prompt` option) may name.
 SYNTHETIC_FIELDS = {"description", "instructions", "count", "fields", "label_rule", "seen"}

@@ -8,6 +8,6 @@ dict (`result`, `initial_prompt`, `session_id`, `backend`, `metrics`, `synthetic
 `input_fields`, `output_fields`, `task_type`) plus ours (`run_id`, the registered versions).
 
 One module per job: `names` (the guide's keywords, flags and values as ours), `results` (the
-result dict), `api` (its Python API) and `cli` (its flags on our click command, the only one
-that knows click). `promptomatix.compat` and `promptomatix.main` are their old import paths.
+result dict) and `api` (its Python API); its flags on our click command are `promptomatix.cli.guide`,
+the only one of them that knows click. `promptomatix.compat` and `promptomatix.main` are their old import paths.
 """

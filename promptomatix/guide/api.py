@@ -45,7 +45,7 @@ def optimize_with_feedback(session_id: str, **kwargs) -> dict[str, Any]:
     the version has no open feedback (as the original refused), ConfigError for bad keywords."""
     ref = session_ref(session_id)
     from promptomatix.api import optimize
-    from promptomatix.feedback import list_feedback
+    from promptomatix.lifecycle.feedback import list_feedback
 
     if not list_feedback(ref, resolved=False):
         raise UsageError(f"no open feedback on {ref} (session {session_id}): add some with save_feedback first")
@@ -60,7 +60,7 @@ def save_feedback(text: str, start_offset: int, end_offset: int, feedback: str, 
     keys (`text`, `start_offset`, `end_offset`, `feedback`, `prompt_id`, `created_at`, `id`)
     and ours. A `text` that is not the span is a ConfigError, and nothing is stored."""
     ref = prompt_id if "@" in str(prompt_id) else session_ref(prompt_id)
-    from promptomatix.feedback import add_feedback
+    from promptomatix.lifecycle.feedback import add_feedback
 
     if text:
         prompt = _prompt_of(ref)
@@ -101,7 +101,7 @@ def session_ref(session_id: str) -> str:
 
 def _prompt_of(ref: str) -> str:
     """The prompt template of the model version `name@version` (RegistryError if unknown)."""
-    from promptomatix.feedback import prompt_text
+    from promptomatix.lifecycle.feedback import prompt_text
     from promptomatix.lifecycle.versions import resolve
 
     return prompt_text(resolve(ref))

@@ -3,7 +3,7 @@
 Nothing below this layer sees a guide name: `simple_meta_prompt` becomes `meta_prompt`,
 `quick_search` becomes `quick`, `model_name` + `model_provider` become one LiteLLM model name,
 and so on. Both the guide's Python keywords (`translate_options`) and its command-line flags
-(guide/cli.py) go through `fold_guide_options`, so the two cannot drift.
+(cli/guide.py) go through `fold_guide_options`, so the two cannot drift.
 """
 
 from __future__ import annotations

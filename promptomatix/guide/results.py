@@ -47,7 +47,7 @@ def result_dict(result) -> dict[str, Any]:
 def _logged_examples(run_id: str, name: str) -> list[dict]:
     import mlflow
 
-    from promptomatix import record
+    from promptomatix.tracking import record
 
     text = mlflow.artifacts.load_text(f"runs:/{run_id}/{record.data_artifact(name)}")
     return [json.loads(line) for line in text.splitlines() if line.strip()]

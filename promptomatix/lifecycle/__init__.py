@@ -15,7 +15,7 @@ cannot be compared), DataError (data files), both raised before anything is writ
 """
 
 from promptomatix.lifecycle.copies import Copied, copy_to
-from promptomatix.lifecycle.evaluation import EvaluationReport, evaluate
+from promptomatix.lifecycle.version_evaluation import EvaluationReport, evaluate
 from promptomatix.lifecycle.gating import GateResult, gate
 from promptomatix.lifecycle.promotion import PromotionDecision, PromotionError, compare_versions, promote, rollback
 from promptomatix.lifecycle.versions import compare, resolve

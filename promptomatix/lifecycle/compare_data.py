@@ -22,12 +22,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from promptomatix import stats
+from promptomatix.scoring import stats
 from promptomatix.errors import ConfigError, RegistryError
-from promptomatix.lifecycle import evaluation, paired, versions
+from promptomatix.lifecycle import version_evaluation, paired, versions
 from promptomatix.lifecycle.paired import PromotionError
 from promptomatix.lifecycle.promotion import different_metrics
-from promptomatix.spec import Example
+from promptomatix.task.spec import Example
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ class Plan:
     evaluation per version, all on the same rows; `left_out` the versions not chosen by default."""
 
     name: str
-    prepared: tuple[evaluation.Prepared, ...]
+    prepared: tuple[version_evaluation.Prepared, ...]
     calls: int
     max_calls: int
     left_out: tuple[str, ...]
@@ -132,7 +132,7 @@ def plan(name: str, data: str | Sequence[Example], *, refs: Sequence[str] | None
         different = different_metrics(version, chosen[0])
         if different:
             raise PromotionError(f"cannot rank the versions of {name!r} on the same data: {different}")
-    prepared = tuple(evaluation.prepare(version, data) for version in chosen)
+    prepared = tuple(version_evaluation.prepare(version, data) for version in chosen)
     if len({p.digest for p in prepared}) > 1:
         raise PromotionError(f"the versions of {name!r} have different fields, so they cannot be scored on the same "
                              f"data")
@@ -179,7 +179,7 @@ def score(checked: Plan, *, show_progress: bool = True) -> Ranking:
         version: Any = prepared.version  # an mlflow ModelVersion
         log.info("compare: scoring version %s (%d of %d) on %d rows", version.version, number,
                  len(checked.prepared), checked.rows)
-        reports.append(evaluation.run(prepared, show_progress=show_progress))
+        reports.append(version_evaluation.run(prepared, show_progress=show_progress))
     aliases = _aliases(checked.name)
     ordered = sorted(reports, key=lambda r: (-r.score, int(r.version)))
     best = ordered[0]
@@ -195,7 +195,7 @@ def score(checked: Plan, *, show_progress: bool = True) -> Ranking:
                    checked.max_calls, ranked, checked.left_out, used)
 
 
-def _rank(ordered: Sequence[evaluation.EvaluationReport], report: evaluation.EvaluationReport) -> int:
+def _rank(ordered: Sequence[version_evaluation.EvaluationReport], report: version_evaluation.EvaluationReport) -> int:
     """1 + how many versions scored strictly more (equal scores share a rank)."""
     return 1 + sum(1 for other in ordered if other.score > report.score)
 

@@ -16,11 +16,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from promptomatix import stats
-from promptomatix.lifecycle import evaluation, paired, versions
+from promptomatix.scoring import stats
+from promptomatix.lifecycle import version_evaluation, paired, versions
 from promptomatix.lifecycle.paired import PromotionError, Rule
 from promptomatix.lifecycle.promotion import different_metrics
-from promptomatix.spec import Example
+from promptomatix.task.spec import Example
 
 
 @dataclass(frozen=True)
@@ -65,13 +65,13 @@ def gate(candidate: str, against: str, data: str | Sequence[Example], *, require
     different = different_metrics(new, old)
     if different:
         raise PromotionError(f"cannot compare {candidate} with {against}: {different}")
-    prepared = [evaluation.prepare(version, data) for version in (new, old)]
+    prepared = [version_evaluation.prepare(version, data) for version in (new, old)]
     if prepared[0].digest != prepared[1].digest:
         raise PromotionError(f"{candidate} and {against} have different fields, so they cannot be scored on the "
                              f"same data")
     same = (new.name, str(new.version)) == (old.name, str(old.version))
-    first = evaluation.run(prepared[0], show_progress=show_progress)
-    second = first if same else evaluation.run(prepared[1], show_progress=show_progress)
+    first = version_evaluation.run(prepared[0], show_progress=show_progress)
+    second = first if same else version_evaluation.run(prepared[1], show_progress=show_progress)
     comparison = paired.compare_rows(second.rows, first.rows, f"the results of {candidate} and {against}")
     passed, verdict = paired.verdict(comparison, rule)
     return GateResult(candidate, str(new.version), against, str(old.version), prepared[0].digest, comparison,

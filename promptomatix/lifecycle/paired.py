@@ -22,9 +22,10 @@ from dataclasses import dataclass
 import mlflow
 from mlflow.exceptions import MlflowException
 
-from promptomatix import record, stats
+from promptomatix.tracking import record
+from promptomatix.scoring import stats
 from promptomatix.errors import ConfigError, RegistryError
-from promptomatix.lifecycle import evaluation
+from promptomatix.lifecycle import version_evaluation
 
 Row = Mapping[str, object]
 GAIN_TOLERANCE = 1e-9  # a gain of exactly --min-gain passes, whatever the float arithmetic of the scores
@@ -99,7 +100,7 @@ def stored_rows(version, digest: str) -> tuple[list[dict] | None, str]:
     if run_id is None:
         return None, f"no evaluation run of version {version.version} on data {digest} was found"
     try:
-        table = mlflow.artifacts.load_dict(f"runs:/{run_id}/{evaluation.RESULTS_ARTIFACT}")
+        table = mlflow.artifacts.load_dict(f"runs:/{run_id}/{version_evaluation.RESULTS_ARTIFACT}")
         rows = [dict(zip(table["columns"], values)) for values in table["data"]]
     except (MlflowException, OSError, ValueError, KeyError, TypeError) as exc:
         return None, f"the per-row results of run {run_id} cannot be read ({str(exc).splitlines()[0]})"
@@ -116,8 +117,8 @@ def evaluation_run(version, digest: str) -> str | None:
     for uri in uris:
         found = mlflow.search_runs(
             search_all_experiments=True, output_format="list", max_results=1, order_by=["attributes.start_time DESC"],
-            filter_string=(f"tags.`{evaluation.EVALUATED_MODEL}` = '{uri}' AND "
-                           f"tags.`{evaluation.DATA_DIGEST}` = '{digest}' AND attributes.status = 'FINISHED'"))
+            filter_string=(f"tags.`{version_evaluation.EVALUATED_MODEL}` = '{uri}' AND "
+                           f"tags.`{version_evaluation.DATA_DIGEST}` = '{digest}' AND attributes.status = 'FINISHED'"))
         if found:
             return found[0].info.run_id
     return None

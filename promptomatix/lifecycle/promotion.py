@@ -52,14 +52,16 @@ import mlflow
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from promptomatix import record, stats, storeretry
+from promptomatix.tracking import record
+from promptomatix.scoring import stats
+from promptomatix.tracking import storeretry
 from promptomatix.errors import PermissionDeniedError, RegistryError
-from promptomatix.lifecycle import evaluation, paired
+from promptomatix.lifecycle import version_evaluation, paired
 from promptomatix.lifecycle import versions
 from promptomatix.lifecycle.copies import PARAGRAPH_START, check_target, copy_checked, split_commit_message
 from promptomatix.lifecycle.paired import PromotionError, Rule
-from promptomatix.registry import PROMOTE_HINT_START, promote_hint
-from promptomatix.spec import Example
+from promptomatix.run.registration import PROMOTE_HINT_START, promote_hint
+from promptomatix.task.spec import Example
 
 TAG_PREFIX = "promotion."
 HISTORY_LIMIT = 100
@@ -281,11 +283,11 @@ def _compared(candidate, holder, data: str | Sequence[Example] | None, show_prog
     `data` first when given (then re-read, with their new tags)."""
     if data is None:
         return candidate, holder, holder and compare_versions(candidate, holder)
-    prepared = [evaluation.prepare(v, data) for v in (candidate, holder) if v is not None]
+    prepared = [version_evaluation.prepare(v, data) for v in (candidate, holder) if v is not None]
     if len({p.digest for p in prepared}) > 1:
         raise PromotionError(f"version {candidate.version} of {candidate.name!r} and version {holder.version} of "
                              f"{holder.name!r} have different fields, so they cannot be scored on the same data")
-    reports = [evaluation.run(item, show_progress=show_progress) for item in prepared]
+    reports = [version_evaluation.run(item, show_progress=show_progress) for item in prepared]
     candidate = versions.get_version(candidate.name, str(candidate.version))
     if holder is None:
         return candidate, None, None

@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from promptomatix import record
+from promptomatix.tracking import record
 from promptomatix.errors import RegistryError
-from promptomatix.registry import PROMPT_SUFFIX, model_exists, prompt_name_for
+from promptomatix.run.registration import PROMPT_SUFFIX, model_exists, prompt_name_for
 from promptomatix.tracking import logged_setting
 
 if TYPE_CHECKING:

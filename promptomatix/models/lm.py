@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import openai
 
-from promptomatix.answers import best_label, read_label
+from promptomatix.scoring.labels import best_label, read_label
 from promptomatix.config import ModelSettings, redact_url
 from promptomatix.errors import ConfigError, LLMError, ParseError
 from promptomatix.models.cache import ResponseCache
@@ -85,7 +85,7 @@ class LM:
                  tracer=None):
         self.settings = settings
         self.cache = cache
-        # Optional: records each request as a trace span (`tracing.RunTracer`'s `call`).
+        # Optional: records each request as a trace span (`tracking.tracer.RunTracer`'s `call`).
         self.tracer = tracer
         self.meter = meter
         self.max_retries = max_retries
@@ -106,7 +106,7 @@ class LM:
         """The model's answer to `prompt` as one of `labels`. A provider that scores options
         (the embedded model) returns every label's log-probability; a model that supports
         structured output answers under a schema whose only values are the labels; any other
-        answers in a few words of text, mapped to the label it names (`answers.read_label`).
+        answers in a few words of text, mapped to the label it names (`scoring.labels.read_label`).
         An answer naming no label has `label` None and is counted in `unmapped_answers`."""
         labels = list(labels)
         mode = choice_mode(self.settings.model)

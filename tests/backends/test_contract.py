@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 from promptomatix.backends.base import keep_best
-from promptomatix.callbacks import Callback, CallbackList, StopOptimization
+from promptomatix.run.callbacks import Callback, CallbackList, StopOptimization
 
 
 class Ranked:
@@ -20,7 +20,7 @@ class Ranked:
 def test_backends_import_no_mlflow():
     code = ("import sys\n"
             "import promptomatix.backends.base, promptomatix.backends.metaprompt, promptomatix.backends.search\n"
-            "import promptomatix.backends.dspy.backend, promptomatix.record\n"
+            "import promptomatix.backends.dspy.backend, promptomatix.tracking.record\n"
             "print(sorted(m for m in sys.modules if m == 'mlflow' or m.startswith('mlflow.')))\n")
     env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
     found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)

@@ -36,15 +36,15 @@ from promptomatix.backends.dspy.program import (
     program_prompt,
     program_text,
 )
-from promptomatix.callbacks import Callback, CallbackList, StopOptimization
+from promptomatix.run.callbacks import Callback, CallbackList, StopOptimization
 from promptomatix.config import ModelSettings, OptimizationConfig
 from promptomatix.errors import ConfigError
-from promptomatix.evaluation import Evaluator
+from promptomatix.scoring.evaluator import Evaluator
 from promptomatix.models.lm import LM
 from promptomatix.models.usage import UsageMeter
-from promptomatix.prompts import Prompt
+from promptomatix.task.prompt import Prompt
 from promptomatix.scoring import Metric, Objective
-from promptomatix.spec import TaskSpec
+from promptomatix.task.spec import TaskSpec
 from sentiment_data import MAGIC, TRAIN, TRUTH, VALID
 
 PROPOSAL = f"Read the review {MAGIC} and answer positive or negative."

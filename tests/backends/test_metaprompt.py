@@ -13,19 +13,19 @@ import time
 import pytest
 
 from conftest import FAKE_MODEL, Recorder
-from promptomatix.answers import fitted_calibration
+from promptomatix.scoring.labels import fitted_calibration
 from promptomatix.backends import get_backend
 from promptomatix.backends.base import OptimizationTask
 from promptomatix.backends.metaprompt import MetaPromptBackend
-from promptomatix.callbacks import Callback
+from promptomatix.run.callbacks import Callback
 from promptomatix.config import ModelSettings, OptimizationConfig
 from promptomatix.errors import ConfigError
-from promptomatix.evaluation import Evaluator
+from promptomatix.scoring.evaluator import Evaluator
 from promptomatix.models.lm import LM
 from promptomatix.models.usage import UsageMeter
-from promptomatix.prompts import Prompt
+from promptomatix.task.prompt import Prompt
 from promptomatix.scoring import Metric, Objective
-from promptomatix.spec import TaskSpec
+from promptomatix.task.spec import TaskSpec
 from sentiment_data import MAGIC, TRAIN, TRUTH, VALID
 
 REWRITE_MARK = "Improved instruction"
@@ -369,7 +369,7 @@ def test_a_biased_model_is_calibrated_and_the_calibrated_prompt_wins(scoring, ac
 
 
 def test_on_synthetic_rows_the_calibration_is_read_from_content_free_inputs(scoring, accuracy):
-    from promptomatix.evaluation import CONTENT_FREE
+    from promptomatix.scoring.evaluator import CONTENT_FREE
 
     # The model leans to "positive" by 1.5 on the reviews but by 1.0 on inputs with no content:
     # the rows would show a lean of 1.5 (half of them right, half wrong by 1.5 - 1), the
@@ -659,7 +659,7 @@ def test_on_synthetic_rows_demos_stay_unless_a_prompt_without_is_clearly_better(
 
 def test_a_prompt_without_demos_clearly_better_on_synthetic_rows_is_kept(scoring, accuracy):
     from promptomatix.backends.search import demos_unless_clearly_beaten
-    from promptomatix.evaluation import Evaluation
+    from promptomatix.scoring.evaluator import Evaluation
 
     task = labelled_task(accuracy, UsageMeter(), synthetic=True)
     with_demos = task.start.with_(demos=tuple(TRAIN[:2]))

@@ -6,7 +6,7 @@ import pytest
 
 from promptomatix.data.steps import DATA_STEPS, DataSteps, Rejected, register_data_step
 from promptomatix.errors import ConfigError, DataError, PluginError
-from promptomatix.spec import TaskSpec
+from promptomatix.task.spec import TaskSpec
 
 SPEC = TaskSpec(description="Classify", task_type="classification", input_fields=("text",),
                 output_fields=("label",), labels=("pos", "neg"))
@@ -58,7 +58,7 @@ def test_a_step_that_breaks_or_changes_the_fields_is_named():
 
 def test_unknown_steps_fail_before_the_run_starts():
     from promptomatix.config import OptimizationConfig
-    from promptomatix.preflight import checked
+    from promptomatix.config.preflight import checked
 
     with pytest.raises(ConfigError, match="unknown data step 'nope'; choose one of: known_label, no_duplicates, strip"):
         checked(OptimizationConfig(raw_input="x", data_steps=("nope",)))

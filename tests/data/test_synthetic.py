@@ -11,7 +11,7 @@ from promptomatix.data.synthetic import generate_examples
 from promptomatix.errors import LLMError
 from promptomatix.models.lm import LM
 from promptomatix.models.usage import UsageMeter
-from promptomatix.spec import TaskSpec
+from promptomatix.task.spec import TaskSpec
 
 try:
     from conftest import FAKE_MODEL

@@ -23,9 +23,9 @@ from optimize_fixtures import synthetic, written
 from sentiment_data import answer_task
 
 import promptomatix
-from promptomatix import stats
+from promptomatix.scoring import stats
 from promptomatix.cli import cli
-from promptomatix.cli_lifecycle import NOT_COMPARABLE, add_to, format_ranking
+from promptomatix.cli.lifecycle import NOT_COMPARABLE, add_to, format_ranking
 from promptomatix.lifecycle import compare, evaluate
 from promptomatix.lifecycle import compare_data
 from promptomatix.scoring import prompt_words

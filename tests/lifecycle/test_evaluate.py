@@ -10,7 +10,7 @@ from mlflow import MlflowClient
 from conftest import one_error_line
 from lifecycle_fixtures import invoke, registry_state, rows, write_jsonl
 
-from promptomatix import stats
+from promptomatix.scoring import stats
 from promptomatix.errors import LLMError
 from promptomatix.lifecycle import EvaluationReport, evaluate
 
@@ -167,7 +167,7 @@ def test_a_failure_quoting_a_key_leaves_it_redacted_on_the_run(make_versions, fi
     def leak(*args, **kwargs):
         raise RuntimeError(f"provider said: invalid key {secret}")
 
-    monkeypatch.setattr("promptomatix.lifecycle.evaluation._more_scores", leak)
+    monkeypatch.setattr("promptomatix.lifecycle.version_evaluation._more_scores", leak)
     with pytest.raises(RuntimeError):
         evaluate("reviews@1", files["test"], show_progress=False)
     (run,) = [r for r in mlflow.search_runs(output_format="list", search_all_experiments=True)

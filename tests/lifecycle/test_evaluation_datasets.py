@@ -10,10 +10,10 @@ from mlflow.genai.datasets import search_datasets
 
 from promptomatix.data.evalsets import DATA_DIGEST, ROW, evaluation_dataset
 from promptomatix.lifecycle import evaluate
-from promptomatix.lifecycle.evaluation import logged_model_id
+from promptomatix.lifecycle.version_evaluation import logged_model_id
 
 
-def test_an_evaluation_is_a_genai_evaluation_run_of_the_version_on_an_evaluation_dataset(make_versions, files):
+def test_an_evaluation_is_a_genai_version_evaluation_of_the_version_on_an_evaluation_dataset(make_versions, files):
     make_versions(3)
     client = MlflowClient()
     version = client.get_model_version("reviews", "1")
@@ -60,7 +60,7 @@ def test_rows_become_records_with_inputs_expectations_and_their_row(tracking):
 def test_the_rows_an_optimization_ran_on_are_evaluation_datasets_of_its_experiment(make_versions):
     """The Datasets page lists the data a run searched on, named after the prompt, each record a
     row with its inputs and expectations, tagged with the run."""
-    from promptomatix import record
+    from promptomatix.tracking import record
 
     make_versions(1)
     run = MlflowClient().get_run(MlflowClient().get_model_version("reviews", "1").run_id)

@@ -14,7 +14,7 @@ from conftest import one_error_line
 from lifecycle_fixtures import invoke, registry_state, write_jsonl
 from mlflow import MlflowClient
 
-from promptomatix import stats
+from promptomatix.scoring import stats
 from promptomatix.lifecycle import GateResult, gate, promote
 
 WEIGHTED = {"classification": 0.7, "brevity": 0.3}

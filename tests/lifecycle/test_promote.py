@@ -19,7 +19,7 @@ from mlflow import MlflowClient
 from conftest import one_error_line
 from lifecycle_fixtures import invoke, registry_state, rows, write_jsonl
 
-from promptomatix import stats
+from promptomatix.scoring import stats
 from promptomatix.lifecycle import PromotionDecision, PromotionError, copy_to, evaluate, promote, rollback
 
 

@@ -12,7 +12,7 @@ import evaluate  # noqa: E402
 
 from promptomatix.errors import ConfigError  # noqa: E402
 from promptomatix.scoring import CompositeMetric, Metric, metric_shape  # noqa: E402
-from promptomatix.tasks import get_task_type  # noqa: E402
+from promptomatix.task.types import get_task_type  # noqa: E402
 
 METRICS_DIR = Path(__file__).resolve().parents[2] / "metrics"
 

@@ -45,7 +45,7 @@ def main(name: str, kinds: list[str]) -> int:
 
     import promptomatix.api  # noqa: F401
     from promptomatix.scoring import build_metric
-    from promptomatix.tasks import get_task_type
+    from promptomatix.task.types import get_task_type
 
     task = get_task_type("classification")
     build_metric(task.metric, task.score_key)

@@ -352,7 +352,7 @@ def test_a_server_whose_health_answer_is_reset_is_not_refused_as_unreachable():
     connection at all is 'cannot reach'."""
     import threading
 
-    from promptomatix.servercheck import check_server
+    from promptomatix.tracking.servercheck import check_server
 
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))

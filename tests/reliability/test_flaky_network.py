@@ -44,7 +44,8 @@ from mlflow.exceptions import MlflowException
 import faultproxy
 import reliability_support as support
 import services
-from promptomatix import record, storeretry
+from promptomatix.tracking import record
+from promptomatix.tracking import storeretry
 from promptomatix.errors import ConfigError
 from promptomatix.lifecycle.promotion import promote
 from promptomatix.lifecycle.versions import HISTORY_PREFIX, all_versions
@@ -151,12 +152,12 @@ def test_a_cut_answer_a_reset_and_a_503_are_retried_and_logged_without_credentia
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "pw-s3cret-1234")
     server = scripted({f"{API}/experiments/get-by-name": ["cut", "reset", 503, EXPERIMENT]})
 
-    with caplog.at_level(logging.WARNING, logger="promptomatix.storeretry"):
+    with caplog.at_level(logging.WARNING, logger="promptomatix.tracking.storeretry"):
         experiment = MlflowClient().get_experiment_by_name("found")
 
     assert experiment.experiment_id == "7"
     assert len(server.requests) == 4 and all(auth.startswith("Basic ") for _, _, auth in server.requests)
-    warnings = [r.getMessage() for r in caplog.records if r.name == "promptomatix.storeretry"]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "promptomatix.tracking.storeretry"]
     assert len(warnings) == 3, warnings
     assert all(f"GET {API}/experiments/get-by-name failed" in w for w in warnings)
     assert "IncompleteRead(5 bytes read, 55 more expected)" in warnings[0]
@@ -237,9 +238,9 @@ def test_a_prompt_created_meanwhile_by_another_process_still_gets_its_version(tr
     from mlflow.exceptions import MlflowException
     from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS
 
-    from promptomatix import registry
+    from promptomatix.run import registration as registry
     from promptomatix.config import ModelSettings
-    from promptomatix.prompts import Prompt
+    from promptomatix.task.prompt import Prompt
 
     real = MlflowClient.create_prompt
     calls = []

@@ -49,7 +49,8 @@ from mlflow import MlflowClient
 
 import reliability_support as support
 import services
-from promptomatix import record, storeretry
+from promptomatix.tracking import record
+from promptomatix.tracking import storeretry
 
 OPTIMIZATIONS = 4
 LLM_DELAY = 0.15  # s per model call (43 calls, two threads): an optimization takes ~15-30 s on 2 cores
@@ -82,7 +83,7 @@ def _launch(name: str, count: int, folder: Path) -> None:
     import promptomatix.api  # noqa: F401
     import promptomatix.cli
     from promptomatix.scoring import build_metric
-    from promptomatix.tasks import get_task_type
+    from promptomatix.task.types import get_task_type
 
     task = get_task_type("classification")
     build_metric(task.metric, task.score_key)
@@ -249,7 +250,7 @@ def test_a_tag_several_writers_set_at_once_lands_for_each(team, monkeypatch, cap
     """The store sets a tag by looking, then inserting or updating: writers setting the same new
     tag at one moment all insert, and all but one were refused (`BAD_REQUEST: (psycopg.errors.
     UniqueViolation) duplicate key value violates unique constraint "registered_model_tag_pk"`).
-    The restart test met it in `registry.link_to_experiment`, when the four registrations held up
+    The restart test met it in `run.registration.link_to_experiment`, when the four registrations held up
     by the outage came at once: three optimizations failed with a traceback, and the first
     one's undo deleted the prompt the others had registered versions of. Sent again, the tag is
     updated: each writer's call succeeds."""

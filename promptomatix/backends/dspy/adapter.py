@@ -7,7 +7,7 @@ shows how often):
 - `chat`: DSPy's `ChatAdapter` (with its JSON fallback), for chat models.
 - `text`: `TextAdapter`, for base models, which continue patterns and do not follow ChatAdapter's
   `[[ ## field ## ]]` protocol. It writes the instruction, the demos and the query in the plain
-  `Field: value` completion format of `promptomatix.prompts.Prompt` and reads the fields back
+  `Field: value` completion format of `promptomatix.task.prompt.Prompt` and reads the fields back
   from the continuation:
 
       Classify the sentiment.
@@ -21,7 +21,7 @@ shows how often):
 For a label field (`labels`: a classification's answer on one line) whose model scores options
 (the embedded model), the text adapter asks for the answer as one JSON string out of the labels
 (`LM.choose`'s scoring request), so every answer is a label; a free-text answer is mapped to the
-label it names (`answers.read_label`), and one naming none is a parse failure, scored wrong.
+label it names (`scoring.labels.read_label`), and one naming none is a parse failure, scored wrong.
 
 `adapter_spec(model, single_line, labels)` picks one for a model (`ADAPTER_BY_PROVIDER`: `embedded/`
 models are base models); the spec is a small JSON dict that serving turns back into the adapter.
@@ -38,10 +38,10 @@ import dspy
 from dspy.adapters.utils import parse_value
 from dspy.utils.exceptions import AdapterParseError
 
-from promptomatix.answers import read_label
+from promptomatix.scoring.labels import read_label
 from promptomatix.models.lm import choice_mode, score_request
 from promptomatix.models.usage import UsageMeter
-from promptomatix.prompts import field_label
+from promptomatix.task.prompt import field_label
 
 # Providers whose models are base (completion) models, with the adapter they need; others: chat.
 ADAPTER_BY_PROVIDER = {"embedded": "text"}

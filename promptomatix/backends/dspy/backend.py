@@ -30,7 +30,7 @@ from __future__ import annotations
 import logging
 
 from promptomatix.backends.base import Backend, BackendPlan, Candidate, OptimizationTask, Outcome, PlanInput, keep_best
-from promptomatix.callbacks import Callback
+from promptomatix.run.callbacks import Callback
 from promptomatix.config import OptimizationConfig
 from promptomatix.errors import BudgetExhausted, ConfigError, LLMError
 
@@ -171,9 +171,9 @@ class _Scorer:
     def __call__(self, program, name: str) -> Candidate:
         """`program` scored, its calls a trace named `name` (a program scored before: no call)."""
         from promptomatix.backends.dspy import traces
-        from promptomatix.backends.dspy.evaluation import evaluate_program
+        from promptomatix.backends.dspy.program_eval import evaluate_program
         from promptomatix.backends.dspy.program import program_prompt, program_text, program_to_dict
-        from promptomatix.evaluation import prompt_id
+        from promptomatix.scoring.evaluator import prompt_id
 
         key = self.key(program)
         if key not in self._scored:

@@ -8,12 +8,12 @@ Calls go through LiteLLM (`engine="litellm"`), the route every promptomatix mode
 providers promptomatix registers (`embedded/`, plugins, the test suite's `scripted/`) answer DSPy
 too. DSPy's response cache is off (`cache=False`: nothing is written to disk, nothing leaks between
 runs); instead one optimization (an LM and its copies) never pays twice for an identical request,
-as `promptomatix.evaluation.Evaluator` never pays twice for a prompt. Requests that differ in any
+as `promptomatix.scoring.evaluator.Evaluator` never pays twice for a prompt. Requests that differ in any
 option (a `rollout_id`, a temperature) are different requests, as in DSPy's own cache.
 
 Metering overrides `forward`/`aforward`, the LM-subclass hook of DSPy 3.4 (the project pins
 `dspy<3.5`): DSPy calls it once per provider request, and LiteLLM's response carries the usage
-and `_hidden_params["response_cost"]`. With a `tracer` (the run's `tracing.RunTracer`) each
+and `_hidden_params["response_cost"]`. With a `tracer` (the run's `tracking.tracer.RunTracer`) each
 request, answered or read back from the answers it already has, is also a span of the trace the
 backend opened around it (`traces.group`).
 """

@@ -27,8 +27,8 @@ from dataclasses import asdict, dataclass
 
 from promptomatix.errors import ConfigError
 from promptomatix.plugins import Registry
-from promptomatix.prompts import Prompt
-from promptomatix.spec import Example
+from promptomatix.task.prompt import Prompt
+from promptomatix.task.spec import Example
 
 log = logging.getLogger(__name__)
 KIND = "dspy"

@@ -7,9 +7,9 @@ import click
 import litellm
 
 from promptomatix.backends.dspy.optimizers import Recipe
-from promptomatix.callbacks import Callback
+from promptomatix.run.callbacks import Callback
 from promptomatix.data.steps import Rejected
-from promptomatix.tasks import TaskType
+from promptomatix.task.types import TaskType
 
 INTAKE = {"description": "Say whether a text is pos or neg.", "task_type": "polarity",
           "input_fields": ["text"], "output_fields": ["label"], "labels": ["pos", "neg"]}

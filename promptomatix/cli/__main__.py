@@ -1,0 +1,5 @@
+"""`python -m promptomatix.cli`: the `promptomatix` command."""
+
+from promptomatix.cli import main
+
+main()

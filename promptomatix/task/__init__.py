@@ -1,0 +1,1 @@
+"""What a task is: its spec, its type, a prompt, and the candidates a search scores."""
