@@ -42,8 +42,8 @@ def register_stub_version(stub: StubServer, name: str) -> str:
     import mlflow
 
     from promptomatix.config import ModelSettings
-    from promptomatix.task.prompt import Prompt
     from promptomatix.run.registration import register
+    from promptomatix.task.prompt import Prompt
 
     prompt = Prompt("Label the review as positive or negative.", ("text",), ("label",))
     with mlflow.start_run(experiment_id=experiment_id(RUNS_EXPERIMENT), run_name=f"{name} (for the batch benchmark)"):

@@ -77,7 +77,7 @@ def rules_reader() -> Callable[[str], Read]:
 
 def model_reader(model: str) -> tuple[Callable[[str], Read], object]:
     """The full intake with `model` as the optimizer model, and the meter counting its calls."""
-    from promptomatix.config import OPTIMIZER_MAX_TOKENS, ModelSettings
+    from promptomatix.config import ModelSettings, OPTIMIZER_MAX_TOKENS
     from promptomatix.intake import read_task
     from promptomatix.models.lm import LM
     from promptomatix.models.usage import UsageMeter

@@ -577,11 +577,11 @@ class Methods:
         embedded model with three 8-demo sets of real training examples, batch-calibrated on 25
         real inputs, averaged; its own accuracy on the first 100 test rows beside."""
 
-        from promptomatix.scoring.labels import batch_calibration, calibrated
-        from promptomatix.run.checkpoints import read_saved
         from promptomatix.backends.search import draw_demos
-        from promptomatix.scoring.evaluator import Evaluator
+        from promptomatix.run.checkpoints import read_saved
         from promptomatix.scoring import Metric
+        from promptomatix.scoring.evaluator import Evaluator
+        from promptomatix.scoring.labels import batch_calibration, calibrated
 
         saved = read_saved(run_id)
         rows = list(saved.train) + list(saved.valid)

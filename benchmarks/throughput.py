@@ -116,7 +116,7 @@ def parallel_candidates(self, task, callbacks):
     import random
     from concurrent.futures import ThreadPoolExecutor
 
-    from promptomatix.backends.base import Candidate, Outcome, keep_best
+    from promptomatix.backends.base import Candidate, keep_best, Outcome
     from promptomatix.backends.metaprompt import log
     from promptomatix.errors import ParseError
 

@@ -10,10 +10,10 @@ start's), and returns an `Outcome` with the start's score. Choose it with `backe
 import random
 
 from promptomatix.backends import register_backend
-from promptomatix.backends.base import Backend, OptimizationTask, Outcome, keep_best
-from promptomatix.run.callbacks import Callback
+from promptomatix.backends.base import Backend, keep_best, OptimizationTask, Outcome
 from promptomatix.config import OptimizationConfig
 from promptomatix.errors import ConfigError
+from promptomatix.run.callbacks import Callback
 
 NAME = "demos_only"
 

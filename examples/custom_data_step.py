@@ -5,7 +5,7 @@ It runs on the user's data and on synthetic examples alike; what it rejects is c
 run's `data_rejected.min_words` metric and listed, with the reason, in `data_rejections.json`.
 """
 
-from promptomatix.data.steps import Rejected, register_data_step
+from promptomatix.data.steps import register_data_step, Rejected
 
 NAME = "min_words"
 MIN_WORDS = 3

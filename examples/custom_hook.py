@@ -9,8 +9,8 @@ a keyword (`optimize(..., stop_target=0.8)`), checked as a number before the run
 param `promptomatix.stop_target`, and given to the factory, whose parameter has its name.
 """
 
-from promptomatix.run.callbacks import Callback, StopOptimization, register_hook
 from promptomatix.config.plugin_options import PluginOption, register_option
+from promptomatix.run.callbacks import Callback, register_hook, StopOptimization
 
 NAME = "stop_at_target"
 TARGET = PluginOption("stop_target", float, 1.0, "Score at which the stop_at_target hook ends the search.")

@@ -4,7 +4,7 @@ Its fields are the defaults whenever the intake model proposes none; its hint te
 model what the type means. Choose it with `task_type="review_sentiment"` / `--task-type`.
 """
 
-from promptomatix.task.types import TaskType, register_task_type
+from promptomatix.task.types import register_task_type, TaskType
 
 REVIEW_SENTIMENT = TaskType(
     name="review_sentiment",

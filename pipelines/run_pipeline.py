@@ -29,8 +29,8 @@ from mlflow.exceptions import ExecutionException
 from mlflow.utils import mlflow_tags
 
 from promptomatix.errors import PromptomatixError
+from promptomatix.run.signals import exit_now, is_stop_reason, stop_on_signals, stop_with_parent, Terminated
 from promptomatix.tracking.failure import ERROR_TAG, record_failure
-from promptomatix.run.signals import Terminated, exit_now, is_stop_reason, stop_on_signals, stop_with_parent
 
 PROJECT = str(Path(__file__).resolve().parents[1])
 DATA_OPTIONS = ("train_data", "test_ratio", "train_ratio", "seed")

@@ -18,41 +18,30 @@ from dataclasses import dataclass, field
 import mlflow
 import yaml
 
-from promptomatix import data
-from promptomatix.run import checkpoints
-from promptomatix.run import lineage
-from promptomatix.config import preflight
-from promptomatix.run import preparation
-from promptomatix.tracking import record
-from promptomatix.tracking import recorder
-from promptomatix.run import registration as registry
-from promptomatix.run import life as runlife
-from promptomatix.scoring import stats
-from promptomatix import tracking
-from promptomatix.tracking import storeretry
+from promptomatix import data, tracking
 from promptomatix.backends import get_backend
 from promptomatix.backends.base import Backend, OptimizationTask, Outcome
-from promptomatix.run.callbacks import HOOKS, Callback, CallbackList, ProgressPrinter
-from promptomatix.config import OptimizationConfig
+from promptomatix.config import OptimizationConfig, preflight
 from promptomatix.config.flat import config_from_options, to_options
+from promptomatix.config.plugin_options import call_with_options
 from promptomatix.data.loaders import check_fields, load_examples
 from promptomatix.errors import BudgetExhausted, ConfigError, PluginError, PromptomatixError
-from promptomatix.scoring.evaluator import Evaluator
-from promptomatix.scoring.freetext import Degenerate, answer_tokens, degenerate, mean_words
-from promptomatix.intake import Reading, announce, answer_doubts, parse_markers, starting_instruction
-from promptomatix.run.job import Head, Job, Models, spent_before, starting_prompt
+from promptomatix.intake import announce, answer_doubts, parse_markers, Reading, starting_instruction
 from promptomatix.models.cache import default_cache
-from promptomatix.models.lm import CHARS_PER_TOKEN, LM, check_model, context_tokens
+from promptomatix.models.lm import CHARS_PER_TOKEN, check_model, context_tokens, LM
 from promptomatix.models.usage import Usage, UsageMeter
-from promptomatix.config.plugin_options import call_with_options
-from promptomatix.run.planning import Plan, check_calls, too_few_rows
-from promptomatix.run.planning import plan as plan_calls
-from promptomatix.scoring import Objective, eval_metrics
+from promptomatix.run import checkpoints, life as runlife, lineage, preparation, registration as registry
+from promptomatix.run.callbacks import Callback, CallbackList, HOOKS, ProgressPrinter
+from promptomatix.run.job import Head, Job, Models, spent_before, starting_prompt
+from promptomatix.run.planning import check_calls, Plan, plan as plan_calls, too_few_rows
 from promptomatix.run.signals import stops_on_signals
+from promptomatix.scoring import eval_metrics, Objective, stats
+from promptomatix.scoring.evaluator import Evaluator
+from promptomatix.scoring.freetext import answer_tokens, Degenerate, degenerate, mean_words
 from promptomatix.task.spec import Example, TaskSpec
 from promptomatix.task.types import get_task_type
+from promptomatix.tracking import check_store, MLflowTracker, record, recorder, storeretry
 from promptomatix.tracking.tracer import RunTracer
-from promptomatix.tracking import MLflowTracker, check_store
 
 __all__ = ["OptimizationResult", "Head", "optimize", "plan", "understand", "check_fits_context", "options_from_run",
            "starting_prompt", "default_name"]

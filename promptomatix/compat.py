@@ -1,7 +1,7 @@
 """The original Promptomatix guide's interface under its first module path (see
 promptomatix/guide/, which holds it, one module per job).
 
-    from promptomatix.compat import process_input, translate_options, add_guide_aliases
+    from promptomatix.compat import add_guide_aliases, process_input, translate_options
     promtomatic  # the `promtomatic` click command: `promptomatix optimize` with the guide's flags
 
 Names are looked up when asked for, so importing this module imports none of them.

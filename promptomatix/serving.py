@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING
 import mlflow
 import pandas as pd
 
-from promptomatix.tracking import record
 from promptomatix.config import ModelSettings
-from promptomatix.scoring.evaluator import answer
 from promptomatix.models.lm import LM
 from promptomatix.models.usage import UsageMeter
+from promptomatix.scoring.evaluator import answer
+from promptomatix.tracking import record
 
 log = logging.getLogger(__name__)
 PROGRAM_RUNNERS = {"dspy": "promptomatix.backends.dspy.program"}

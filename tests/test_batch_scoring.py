@@ -22,8 +22,8 @@ import promptomatix
 from promptomatix.cli import cli
 from promptomatix.config import ModelSettings
 from promptomatix.errors import LLMError
-from promptomatix.task.prompt import Prompt
 from promptomatix.run.registration import register
+from promptomatix.task.prompt import Prompt
 
 WORDS = ("good", "dull", "good and bright", "slow", "weak")
 

@@ -13,8 +13,8 @@ from conftest import fill_schema, one_error_line
 from mlflow import MlflowClient
 from feedback_fixtures import SCRIPT, invoke, prompt_of, rows, store_state, tag_rows, write_jsonl
 
-from promptomatix.lifecycle.critiques import critique
 from promptomatix.errors import ConfigError, DataError, LLMError, RegistryError
+from promptomatix.lifecycle.critiques import critique
 from promptomatix.lifecycle.feedback import feedback_summary, list_feedback
 
 CRITIC_CUE = "Critiques as JSON"  # the last line of the critic's question

@@ -10,11 +10,11 @@ import pytest
 from conftest import FAKE_MODEL
 from promptomatix.config import ModelSettings
 from promptomatix.errors import LLMError
-from promptomatix.scoring.evaluator import Evaluator
 from promptomatix.models.lm import LM
 from promptomatix.models.usage import UsageMeter
-from promptomatix.task.prompt import Prompt
 from promptomatix.scoring import Metric
+from promptomatix.scoring.evaluator import Evaluator
+from promptomatix.task.prompt import Prompt
 
 EXAMPLES = [
     {"text": "wonderful from start to end", "label": "positive"},

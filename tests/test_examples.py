@@ -30,15 +30,15 @@ def restore_registries(monkeypatch):
     from promptomatix.backends import BACKENDS
     from promptomatix.backends.dspy.optimizers import OPTIMIZERS
     from promptomatix.backends.dspy.program import MODULES
-    from promptomatix.run.callbacks import HOOKS
     from promptomatix.cli import COMMANDS
+    from promptomatix.config.plugin_options import OPTIONS
     from promptomatix.data.sources import DATA_SOURCES
     from promptomatix.data.steps import DATA_STEPS
-    from promptomatix.templates import META_PROMPTS
     from promptomatix.models.providers import PROVIDERS
-    from promptomatix.config.plugin_options import OPTIONS
+    from promptomatix.run.callbacks import HOOKS
     from promptomatix.scoring import METRICS
     from promptomatix.task.types import TASK_TYPES
+    from promptomatix.templates import META_PROMPTS
 
     for registry in (BACKENDS, OPTIMIZERS, MODULES, HOOKS, COMMANDS, DATA_SOURCES, DATA_STEPS, META_PROMPTS,
                      PROVIDERS, METRICS, TASK_TYPES, OPTIONS):

@@ -10,9 +10,9 @@ import promptomatix
 from conftest import FAKE_MODEL
 from mlflow import MlflowClient
 
-from promptomatix.tracking import record
 from promptomatix.scoring.freetext import answer_tokens, copied, degenerate, uncredited
 from promptomatix.task.prompt import Prompt
+from promptomatix.tracking import record
 
 SUMMARY = Prompt("Summarize the text.", ("text",), ("summary",))
 HONEST = "Summarize the text CAREFULLY in a few words."

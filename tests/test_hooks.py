@@ -7,7 +7,7 @@ import mlflow
 import pytest
 from test_api import run_optimize
 
-from promptomatix.run.callbacks import Callback, StopOptimization, register_hook
+from promptomatix.run.callbacks import Callback, register_hook, StopOptimization
 
 
 class Recorder(Callback):
@@ -70,8 +70,8 @@ def test_registered_hooks_are_chosen_by_name(tracking, scripted):  # noqa: F811
 
 def test_an_unknown_hook_name_is_a_config_error():
     from promptomatix.config import OptimizationConfig
-    from promptomatix.errors import ConfigError
     from promptomatix.config.preflight import checked
+    from promptomatix.errors import ConfigError
 
     with pytest.raises(ConfigError, match="unknown hook 'nope'"):
         checked(OptimizationConfig(raw_input="x", hooks=("nope",)))

@@ -10,8 +10,8 @@ from conftest import FAKE_MODEL
 from mlflow.genai.optimize.optimizers import BasePromptOptimizer
 from mlflow.genai.scorers import scorer
 
-from promptomatix.errors import ConfigError
 from promptomatix.backends.mlflow_optimizer import PromptomatixOptimizer
+from promptomatix.errors import ConfigError
 
 BETTER = "Read the review CAREFULLY and answer positive or negative."
 ROWS = [{"inputs": {"review": f"a {word} film {i}"},

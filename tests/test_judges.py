@@ -13,7 +13,7 @@ from conftest import FAKE_MODEL
 from mlflow import MlflowClient
 
 from promptomatix.errors import ConfigError, LLMError
-from promptomatix.scoring.judges import ScorerMetric, judge_uri, scorer_names
+from promptomatix.scoring.judges import judge_uri, scorer_names, ScorerMetric
 from promptomatix.scoring import (METRICS, PER_EXAMPLE, Metric, build_metric, check_metric_spec, metric_from_weights,
                                   metric_shape)
 

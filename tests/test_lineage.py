@@ -14,8 +14,8 @@ from optimize_fixtures import BETTER, INTAKE, answer_task, synthetic, written
 import promptomatix
 from promptomatix.cli import cli
 from promptomatix.errors import RegistryError
-from promptomatix.lifecycle.feedback import add_feedback, list_feedback
 from promptomatix.lifecycle import compare
+from promptomatix.lifecycle.feedback import add_feedback, list_feedback
 
 COMMENT = "Say that the answer must be one lowercase word: positive or negative."
 PLAIN = "Answer positive or negative."

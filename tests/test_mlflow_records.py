@@ -11,11 +11,11 @@ import mlflow
 from mlflow import MlflowClient
 from test_api import BETTER, run_optimize
 
-from promptomatix.run import checkpoints
 from promptomatix.cli import summary
 from promptomatix.config import MODEL_KEYS
-from promptomatix.tracking import PARAM_PREFIX, logged_setting, ran_params, setting_key
+from promptomatix.run import checkpoints
 from promptomatix.run.summary import description
+from promptomatix.tracking import logged_setting, PARAM_PREFIX, ran_params, setting_key
 
 NAME = "sentiment"
 

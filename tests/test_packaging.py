@@ -94,8 +94,8 @@ def test_the_installed_package_scores_and_loads_templates_on_its_own(installed, 
     result = run_installed(site, tmp_path, """
         import json
         import promptomatix
+        from promptomatix.scoring import builtin_metrics_dir, Metric, METRICS
         from promptomatix.templates import load_template
-        from promptomatix.scoring import METRICS, Metric, builtin_metrics_dir
 
         root = builtin_metrics_dir()
         print(json.dumps({

@@ -219,7 +219,7 @@ def test_a_plugin_option_cannot_take_a_builtin_name_or_an_odd_type(options):
 
 
 def test_a_data_step_gets_the_plugin_options_it_names(options, monkeypatch):
-    from promptomatix.data.steps import DATA_STEPS, DataSteps, Rejected, register_data_step
+    from promptomatix.data.steps import DATA_STEPS, DataSteps, register_data_step, Rejected
 
     DATA_STEPS.names()
     monkeypatch.setattr(DATA_STEPS, "_items", dict(DATA_STEPS._items))
@@ -246,7 +246,7 @@ def test_a_metric_gets_the_plugin_options_it_names_and_a_bad_plugin_metric_is_re
     from promptomatix.config.flat import config_from_options
     from promptomatix.config.plugin_options import PluginOption, register_option
     from promptomatix.config.preflight import checked
-    from promptomatix.scoring import METRICS, Metric, register_metric
+    from promptomatix.scoring import Metric, METRICS, register_metric
 
     METRICS.names()
     monkeypatch.setattr(METRICS, "_items", dict(METRICS._items))

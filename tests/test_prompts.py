@@ -2,7 +2,7 @@
 
 import pytest
 
-from promptomatix.task.prompt import Prompt, field_label
+from promptomatix.task.prompt import field_label, Prompt
 
 SENTIMENT = Prompt(
     instruction="Classify the sentiment of the review.",

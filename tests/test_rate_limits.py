@@ -21,9 +21,9 @@ from promptomatix.cli import cli
 from promptomatix.config import ModelSettings
 from promptomatix.errors import LLMError
 from promptomatix.models.lm import LM
-from promptomatix.models.providers import PROVIDERS, import_litellm, register_provider
-from promptomatix.models.usage import UsageMeter
+from promptomatix.models.providers import import_litellm, PROVIDERS, register_provider
 from promptomatix.models.ratelimits import CONFIG_ENV, SharedRouter
+from promptomatix.models.usage import UsageMeter
 
 
 @pytest.fixture

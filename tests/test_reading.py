@@ -11,9 +11,9 @@ import pytest
 from benchmarks import intake as bench
 from promptomatix.config import ModelSettings
 from promptomatix.intake import FROM_MODEL, FROM_REQUEST, read_task
+from promptomatix.intake.rules import read_request
 from promptomatix.models.lm import LM
 from promptomatix.models.usage import UsageMeter
-from promptomatix.intake.rules import read_request
 
 try:
     from conftest import FAKE_MODEL, SCORING_MODEL
@@ -214,8 +214,8 @@ def test_a_run_says_what_it_understood_before_spending_calls(tracking, scripted,
 def test_guessed_labels_are_a_doubt_in_the_summary_on_the_run_and_on_the_version(tracking, scripted):
     from mlflow import MlflowClient
 
-    from promptomatix.tracking.record import RUN_DOUBTS
     from promptomatix.run.summary import summary
+    from promptomatix.tracking.record import RUN_DOUBTS
 
     result = _optimize(raw_input="Classify the sentiment of a movie review")
     (doubt,) = result.extra["doubts"]

@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 import random
 
-from promptomatix.tracking import record
 from promptomatix.backends.base import Candidate
 from promptomatix.scoring.evaluator import Evaluation
 from promptomatix.task.prompt import Prompt
 from promptomatix.task.spec import TaskSpec
+from promptomatix.tracking import record
 
 PROMPT = Prompt("Classify.", ("review",), ("sentiment",), demos=({"review": "fine", "sentiment": "positive"},),
                 single_line=True, labels=("negative", "positive"), calibration=(0.25, -0.25))

@@ -13,8 +13,8 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from promptomatix.run import registration as registry
 from promptomatix.config import ModelSettings
+from promptomatix.run import registration as registry
 from promptomatix.task.prompt import Prompt
 
 NAME = "shared"

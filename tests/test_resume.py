@@ -39,7 +39,7 @@ def block():
     time.sleep(600)
 import conftest
 from conftest import FAKE_MODEL, FakeLLM
-from promptomatix.models.providers import PROVIDERS, import_litellm
+from promptomatix.models.providers import import_litellm, PROVIDERS
 import optimize_fixtures
 
 handler = FakeLLM()

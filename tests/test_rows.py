@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from promptomatix.scoring.rows import SURE_WRONG, RowsPolicy
+from promptomatix.scoring.rows import RowsPolicy, SURE_WRONG
 
 
 def test_on_the_users_rows_the_soft_score_is_the_log_score_and_calibration_is_read_from_the_rows():

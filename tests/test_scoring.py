@@ -8,8 +8,8 @@ import textwrap
 import pytest
 
 from promptomatix.errors import ConfigError
-from promptomatix.scoring import METRICS, Metric, Objective, builtin_metrics_dir, prompt_words, register_metric
-from promptomatix.task.types import TASK_TYPES, get_task_type
+from promptomatix.scoring import builtin_metrics_dir, Metric, METRICS, Objective, prompt_words, register_metric
+from promptomatix.task.types import get_task_type, TASK_TYPES
 
 BUILTINS = ["brevity", "chrf", "classification", "exact_match", "numeric_match", "rouge_l", "sari", "token_f1"]
 
@@ -220,7 +220,7 @@ def test_every_task_type_names_a_metric_that_yields_its_score_key(task_type):
 
 
 def test_a_composite_metric_is_the_weighted_mean_of_its_parts():
-    from promptomatix.scoring import CompositeMetric, build_metric
+    from promptomatix.scoring import build_metric, CompositeMetric
 
     metric = build_metric("classification", "accuracy", {"classification": 0.7, "brevity": 0.3})
     assert isinstance(metric, CompositeMetric)

@@ -15,8 +15,8 @@ from typing import TypeVar
 from promptomatix.run.callbacks import Callback
 # The task a backend gets and the candidates it scores, re-exported: they live outside the
 # package because callbacks and records use them too (see `promptomatix.task.candidates`).
-from promptomatix.task.candidates import Candidate, OptimizationTask
 from promptomatix.config import OptimizationConfig
+from promptomatix.task.candidates import Candidate, OptimizationTask
 
 
 @dataclass(frozen=True)

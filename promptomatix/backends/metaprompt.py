@@ -30,23 +30,23 @@ import logging
 import random
 from collections.abc import Sequence
 
-from promptomatix.tracking import record
 from promptomatix.backends import proposers
+from promptomatix.tracking import record
 from promptomatix.backends.base import (Backend, BackendPlan, Candidate, OptimizationTask, Outcome, PlanInput,
                                         PlanStep, keep_best)
 from promptomatix.backends.search import (MIN_RACE, Race, calibrated_on_more_rows, demo_counts, demos_that_fit,
                                           demos_unless_clearly_beaten, fits, race_cost, race_fits, rank,
                                           search_rows, typical_answers, typical_half)
-from promptomatix.run.callbacks import Callback
 from promptomatix.config import OptimizationConfig
 from promptomatix.errors import BudgetExhausted, ConfigError, ParseError
-from promptomatix.scoring.evaluator import CONTENT_FREE, Evaluation, prompt_id
-from promptomatix.templates import check_source, fill
-from promptomatix.models.lm import LM, context_tokens
-from promptomatix.task.prompt import Prompt
-from promptomatix.scoring.rows import RowsPolicy
+from promptomatix.models.lm import context_tokens, LM
 from promptomatix.models.threads import map_in_threads
+from promptomatix.run.callbacks import Callback
+from promptomatix.scoring.evaluator import CONTENT_FREE, Evaluation, prompt_id
+from promptomatix.scoring.rows import RowsPolicy
+from promptomatix.task.prompt import Prompt
 from promptomatix.task.spec import Example
+from promptomatix.templates import check_source, fill
 
 log = logging.getLogger(__name__)
 

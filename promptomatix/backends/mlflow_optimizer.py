@@ -32,16 +32,16 @@ from mlflow.genai.optimize.optimizers import BasePromptOptimizer
 from mlflow.genai.optimize.types import PromptOptimizerOutput
 
 from promptomatix.backends.base import keep_best
-from promptomatix.backends.metaprompt import REWRITE_FIELDS, failures, rewrite_instruction
+from promptomatix.backends.metaprompt import failures, REWRITE_FIELDS, rewrite_instruction
 from promptomatix.config import DEFAULT_MODEL, ModelSettings
 from promptomatix.config.flat import config_from_options
 from promptomatix.errors import ConfigError
-from promptomatix.scoring.evaluator import Evaluation
-from promptomatix.templates import check_source
-from promptomatix.models.lm import LM, check_model
+from promptomatix.models.lm import check_model, LM
 from promptomatix.models.usage import Usage, UsageMeter
-from promptomatix.task.prompt import Prompt, field_label
 from promptomatix.scoring import Objective
+from promptomatix.scoring.evaluator import Evaluation
+from promptomatix.task.prompt import field_label, Prompt
+from promptomatix.templates import check_source
 
 _VARIABLE = re.compile(r"\{\{\s*(\w+)\s*\}\}")
 DEFAULT_DESCRIPTION = "Improve this prompt so that the application's answers match the expected outputs."

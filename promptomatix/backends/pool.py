@@ -22,8 +22,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
-from promptomatix.scoring.evaluator import Evaluation, Evaluator, prompt_id
 from promptomatix.run.progress import progress_bar
+from promptomatix.scoring.evaluator import Evaluation, Evaluator, prompt_id
 from promptomatix.task.prompt import Prompt
 from promptomatix.task.spec import Example
 from promptomatix.tracking.tracer import SpanRecord

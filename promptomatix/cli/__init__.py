@@ -10,13 +10,13 @@ import click
 
 from promptomatix.cli.batch import add_to as add_batch_commands
 from promptomatix.cli.feedback import add_to as add_feedback_commands
+from promptomatix.cli.guide import add_guide_aliases, guide_command
 from promptomatix.cli.lifecycle import add_to as add_lifecycle_commands
 from promptomatix.cli.options import config_params, with_plugin_options
 from promptomatix.errors import PluginError, PromptomatixError
-from promptomatix.cli.guide import add_guide_aliases, guide_command
 from promptomatix.plugins import Registry
 from promptomatix.run.progress import quiet as quiet_output
-from promptomatix.run.signals import Terminated, exit_now, stop_on_signals
+from promptomatix.run.signals import exit_now, stop_on_signals, Terminated
 from promptomatix.run.summary import summary  # noqa: F401 (also the run's description)
 
 
@@ -54,8 +54,8 @@ class _Group(click.Group):
                     from promptomatix.tracking.servercheck import check_server
 
                     check_server(os.environ.get("MLFLOW_TRACKING_URI", ""))  # before MLflow's slow import
-                    from promptomatix.tracking.storeretry import install as retry_store_calls
                     from promptomatix.tracking import check_store
+                    from promptomatix.tracking.storeretry import install as retry_store_calls
 
                     retry_store_calls()  # calls to a tracking server survive a flaky network (storeretry.py)
                     check_store()
@@ -198,8 +198,7 @@ def promtomatic() -> click.Command:
 
 
 def _optimize(config_file, config_from, from_, resume, quiet, dry_run, **flags) -> None:
-    from promptomatix.api import optimize as run_optimization
-    from promptomatix.api import plan, understand
+    from promptomatix.api import optimize as run_optimization, plan, understand
     from promptomatix.config.flat import load_options
     from promptomatix.errors import ConfigError
 
@@ -233,14 +232,14 @@ def plugins() -> None:
     from promptomatix.backends import BACKENDS
     from promptomatix.backends.dspy.optimizers import OPTIMIZERS as DSPY_OPTIMIZERS
     from promptomatix.backends.dspy.program import MODULES as DSPY_MODULES
-    from promptomatix.run.callbacks import HOOKS
+    from promptomatix.config.plugin_options import OPTIONS
     from promptomatix.data.sources import DATA_SOURCES
     from promptomatix.data.steps import DATA_STEPS
-    from promptomatix.templates import META_PROMPTS
     from promptomatix.models.providers import PROVIDERS
-    from promptomatix.config.plugin_options import OPTIONS
+    from promptomatix.run.callbacks import HOOKS
     from promptomatix.scoring import METRICS
     from promptomatix.task.types import TASK_TYPES
+    from promptomatix.templates import META_PROMPTS
 
     for registry in (BACKENDS, DSPY_OPTIMIZERS, DSPY_MODULES, TASK_TYPES, METRICS, META_PROMPTS, DATA_SOURCES,
                      DATA_STEPS, PROVIDERS, HOOKS, COMMANDS, OPTIONS):

@@ -104,7 +104,7 @@ class _GuideCommand(click.Command):
         logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
         for noisy in ("LiteLLM", "litellm", "httpx", "mlflow", "alembic", "urllib3"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
-        from promptomatix.run.signals import Terminated, exit_now, stop_on_signals
+        from promptomatix.run.signals import exit_now, stop_on_signals, Terminated
 
         with stop_on_signals():  # SIGTERM/SIGHUP end the run KILLED, as under `promptomatix`
             try:

@@ -71,7 +71,7 @@ def _compare_table(name: str, fmt: str) -> None:
 
 
 def _compare_on_data(name: str, data: str, refs: str | None, max_calls: int | None, fmt: str, quiet: bool) -> None:
-    from promptomatix.lifecycle.compare_data import DEFAULT_MAX_CALLS, compare_on_data
+    from promptomatix.lifecycle.compare_data import compare_on_data, DEFAULT_MAX_CALLS
 
     ranking = compare_on_data(name, data, refs=refs.split(",") if refs is not None else None,
                               max_calls=DEFAULT_MAX_CALLS if max_calls is None else max_calls,
@@ -235,8 +235,7 @@ def promote(name, version, alias, to_model, data, require_gain, min_gain, force,
 
 def _promote(name, version, alias, to_model, data, force, reason, quiet, require_gain=False, min_gain=0.0) -> None:
     from promptomatix.errors import UsageError
-    from promptomatix.lifecycle import copy_to
-    from promptomatix.lifecycle import promote as run_promotion
+    from promptomatix.lifecycle import copy_to, promote as run_promotion
 
     if alias is None:
         if to_model is None:

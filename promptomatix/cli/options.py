@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from promptomatix.config import MODEL_KEYS, ModelSettings, OptimizationConfig
-from promptomatix.config.flat import FIELD_KEYS, NESTED, base_type, option_types
+from promptomatix.config.flat import base_type, FIELD_KEYS, NESTED, option_types
 from promptomatix.config.plugin_options import OPTIONS
 
 

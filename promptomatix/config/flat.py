@@ -16,9 +16,9 @@ from typing import Any
 
 from promptomatix.config import (DEFAULT_MODEL, MODEL_KEYS, OPTIMIZER_MAX_TOKENS, PRESET_KEYS, SEARCH_PRESETS,
                                  TEMPLATE_KEYS, ModelSettings, OptimizationConfig, redact_url, to_number)
+from promptomatix.config.plugin_options import OPTIONS, resolve
 from promptomatix.errors import ConfigError
 from promptomatix.templates import source_name
-from promptomatix.config.plugin_options import OPTIONS, resolve
 
 # Config fields that are not flat options: the model settings are given flat (MODEL_KEYS), and
 # plugin options by their own names.

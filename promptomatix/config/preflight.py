@@ -11,16 +11,16 @@ one-line ConfigError naming the choices.
 from __future__ import annotations
 
 from promptomatix.backends import get_backend
-from promptomatix.run.callbacks import HOOKS
 from promptomatix.config import OptimizationConfig
+from promptomatix.config.plugin_options import resolve
 from promptomatix.data.selflabel import INPUTS_FIELDS
 from promptomatix.data.steps import DATA_STEPS
 from promptomatix.data.synthetic import SYNTHETIC_FIELDS
 from promptomatix.intake import INTAKE_FIELDS
-from promptomatix.templates import check_source
-from promptomatix.config.plugin_options import resolve
+from promptomatix.run.callbacks import HOOKS
 from promptomatix.scoring import check_metric_spec
 from promptomatix.task.types import get_task_type
+from promptomatix.templates import check_source
 
 
 def checked(config: OptimizationConfig) -> OptimizationConfig:

@@ -33,15 +33,15 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from promptomatix.scoring.labels import all_scored, batch_calibration, best_label, calibrated
 from promptomatix.data import split
 from promptomatix.errors import LLMError
-from promptomatix.scoring.evaluator import Answer, Evaluator
-from promptomatix.templates import TemplateSource, fill
 from promptomatix.models.lm import LM
 from promptomatix.run.progress import progress_bar
-from promptomatix.task.prompt import Prompt, field_label
+from promptomatix.scoring.evaluator import Answer, Evaluator
+from promptomatix.scoring.labels import all_scored, batch_calibration, best_label, calibrated
+from promptomatix.task.prompt import field_label, Prompt
 from promptomatix.task.spec import Example, TaskSpec
+from promptomatix.templates import fill, TemplateSource
 
 # What a label task's input-writing template (the `inputs_prompt` option) may name.
 INPUTS_FIELDS = {"description", "examples", "output_label", "label", "input_label"}

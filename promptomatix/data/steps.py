@@ -17,8 +17,8 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from promptomatix.errors import DataError, PluginError, PromptomatixError
 from promptomatix.config.plugin_options import call_with_options, wanted
+from promptomatix.errors import DataError, PluginError, PromptomatixError
 from promptomatix.plugins import Registry
 from promptomatix.task.spec import Example, TaskSpec
 

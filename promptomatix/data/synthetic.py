@@ -8,11 +8,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from promptomatix.errors import LLMError, ParseError
-from promptomatix.scoring.freetext import COPY_SIMILARITY, answer_text, copies_input, loops, similarity, words
-from promptomatix.templates import TemplateSource, fill
 from promptomatix.models.lm import LM
 from promptomatix.run.progress import progress_bar
+from promptomatix.scoring.freetext import answer_text, copies_input, COPY_SIMILARITY, loops, similarity, words
 from promptomatix.task.spec import Example, TaskSpec
+from promptomatix.templates import fill, TemplateSource
 
 # What a synthetic-data template (the `synthetic_prompt` option) may name.
 SYNTHETIC_FIELDS = {"description", "instructions", "count", "fields", "label_rule", "seen"}

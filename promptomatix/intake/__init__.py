@@ -13,12 +13,12 @@ import re
 from collections.abc import Sequence
 
 from promptomatix.errors import ConfigError, LLMError
-from promptomatix.intake.rules import RuleReading, read_request
-from promptomatix.templates import TemplateSource, fill
+from promptomatix.intake.rules import read_request, RuleReading
+from promptomatix.models.lm import choice_mode, LM
 from promptomatix.scoring.labels import best_label
-from promptomatix.models.lm import LM, choice_mode
 from promptomatix.task.spec import Example, TaskSpec
-from promptomatix.task.types import TASK_TYPES, get_task_type
+from promptomatix.task.types import get_task_type, TASK_TYPES
+from promptomatix.templates import fill, TemplateSource
 
 log = logging.getLogger(__name__)
 

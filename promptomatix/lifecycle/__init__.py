@@ -15,9 +15,9 @@ cannot be compared), DataError (data files), both raised before anything is writ
 """
 
 from promptomatix.lifecycle.copies import Copied, copy_to
-from promptomatix.lifecycle.version_evaluation import EvaluationReport, evaluate
-from promptomatix.lifecycle.gating import GateResult, gate
-from promptomatix.lifecycle.promotion import PromotionDecision, PromotionError, compare_versions, promote, rollback
+from promptomatix.lifecycle.gating import gate, GateResult
+from promptomatix.lifecycle.promotion import compare_versions, promote, PromotionDecision, PromotionError, rollback
+from promptomatix.lifecycle.version_evaluation import evaluate, EvaluationReport
 from promptomatix.lifecycle.versions import compare, resolve
 
 __all__ = ["Copied", "EvaluationReport", "GateResult", "PromotionDecision", "PromotionError", "compare",

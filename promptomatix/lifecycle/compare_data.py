@@ -22,11 +22,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from promptomatix.scoring import stats
 from promptomatix.errors import ConfigError, RegistryError
-from promptomatix.lifecycle import version_evaluation, paired, versions
+from promptomatix.lifecycle import paired, version_evaluation, versions
 from promptomatix.lifecycle.paired import PromotionError
 from promptomatix.lifecycle.promotion import different_metrics
+from promptomatix.scoring import stats
 from promptomatix.task.spec import Example
 
 log = logging.getLogger(__name__)

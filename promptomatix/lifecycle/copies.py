@@ -18,10 +18,10 @@ import mlflow
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from promptomatix.tracking import record
 from promptomatix.errors import RegistryError
 from promptomatix.lifecycle import versions
 from promptomatix.run.registration import model_exists, prompt_name_for
+from promptomatix.tracking import record
 
 log = logging.getLogger(__name__)
 

@@ -34,12 +34,11 @@ import mlflow
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from promptomatix.lifecycle import feedback
-from promptomatix.tracking import record
 from promptomatix.errors import ConfigError, DataError, ParseError, RegistryError
+from promptomatix.lifecycle import feedback, version_evaluation, versions
+from promptomatix.lifecycle.feedback import Feedback, PRIORITIES, TYPES
+from promptomatix.tracking import record
 from promptomatix.tracking.failure import record_failure
-from promptomatix.lifecycle.feedback import PRIORITIES, TYPES, Feedback
-from promptomatix.lifecycle import version_evaluation, versions
 
 RUN_TAG = "critique_run_id"  # on the model version: its latest critique run
 MAX_CRITIQUES = 5
@@ -65,7 +64,7 @@ def critique(ref: str, data: str | Sequence[dict] | None = None, *, model: str |
              max_examples: int = 5) -> list[Feedback]:
     """Critique the prompt of the version `ref` names on up to `max_examples` examples; store
     and return the critiques as machine-made feedback (see the module docstring)."""
-    from promptomatix.models.lm import LM, check_model
+    from promptomatix.models.lm import check_model, LM
     from promptomatix.models.usage import UsageMeter
 
     if max_examples < 1:

@@ -16,10 +16,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from promptomatix.scoring import stats
-from promptomatix.lifecycle import version_evaluation, paired, versions
+from promptomatix.lifecycle import paired, version_evaluation, versions
 from promptomatix.lifecycle.paired import PromotionError, Rule
 from promptomatix.lifecycle.promotion import different_metrics
+from promptomatix.scoring import stats
 from promptomatix.task.spec import Example
 
 

@@ -22,10 +22,10 @@ from dataclasses import dataclass
 import mlflow
 from mlflow.exceptions import MlflowException
 
-from promptomatix.tracking import record
-from promptomatix.scoring import stats
 from promptomatix.errors import ConfigError, RegistryError
 from promptomatix.lifecycle import version_evaluation
+from promptomatix.scoring import stats
+from promptomatix.tracking import record
 
 Row = Mapping[str, object]
 GAIN_TOLERANCE = 1e-9  # a gain of exactly --min-gain passes, whatever the float arithmetic of the scores

@@ -52,16 +52,14 @@ import mlflow
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from promptomatix.tracking import record
-from promptomatix.scoring import stats
-from promptomatix.tracking import storeretry
 from promptomatix.errors import PermissionDeniedError, RegistryError
-from promptomatix.lifecycle import version_evaluation, paired
-from promptomatix.lifecycle import versions
-from promptomatix.lifecycle.copies import PARAGRAPH_START, check_target, copy_checked, split_commit_message
+from promptomatix.lifecycle import paired, version_evaluation, versions
+from promptomatix.lifecycle.copies import check_target, copy_checked, PARAGRAPH_START, split_commit_message
 from promptomatix.lifecycle.paired import PromotionError, Rule
-from promptomatix.run.registration import PROMOTE_HINT_START, promote_hint
+from promptomatix.run.registration import promote_hint, PROMOTE_HINT_START
+from promptomatix.scoring import stats
 from promptomatix.task.spec import Example
+from promptomatix.tracking import record, storeretry
 
 TAG_PREFIX = "promotion."
 HISTORY_LIMIT = 100

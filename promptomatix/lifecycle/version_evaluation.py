@@ -39,14 +39,12 @@ import mlflow
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from promptomatix.scoring import judges
-from promptomatix.tracking import record
-from promptomatix.scoring import stats
 from promptomatix.errors import ConfigError, DataError, PromptomatixError, RegistryError
-from promptomatix.tracking.failure import record_failure
 from promptomatix.lifecycle import versions
+from promptomatix.scoring import judges, stats
 from promptomatix.task.spec import Example
-from promptomatix.tracking import log_results, logged_setting
+from promptomatix.tracking import log_results, logged_setting, record
+from promptomatix.tracking.failure import record_failure
 
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
@@ -210,7 +208,7 @@ def _calls(model) -> int | None:
 
 def final_metrics(version, task) -> dict:
     """The final-evaluation metrics of `version` by label (see the module docstring)."""
-    from promptomatix.scoring import Metric, eval_metrics, metric_from_weights
+    from promptomatix.scoring import eval_metrics, Metric, metric_from_weights
 
     specs = record.eval_metric_specs(version.tags) or list(task.eval_metrics)
     if specs:

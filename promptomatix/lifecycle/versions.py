@@ -22,10 +22,9 @@ from typing import TYPE_CHECKING
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from promptomatix.tracking import record
 from promptomatix.errors import RegistryError
-from promptomatix.run.registration import PROMPT_SUFFIX, model_exists, prompt_name_for
-from promptomatix.tracking import logged_setting
+from promptomatix.run.registration import model_exists, prompt_name_for, PROMPT_SUFFIX
+from promptomatix.tracking import logged_setting, record
 
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion

@@ -18,12 +18,12 @@ from urllib.parse import urlsplit
 
 import openai
 
-from promptomatix.scoring.labels import best_label, read_label
 from promptomatix.config import ModelSettings, redact_url
 from promptomatix.errors import ConfigError, LLMError, ParseError
 from promptomatix.models.cache import ResponseCache
 from promptomatix.models.providers import import_litellm
 from promptomatix.models.usage import UsageMeter
+from promptomatix.scoring.labels import best_label, read_label
 
 log = logging.getLogger(__name__)
 

@@ -25,11 +25,11 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 
-from promptomatix.tracking import record
-from promptomatix.run.callbacks import Callback
 from promptomatix.errors import ConfigError
-from promptomatix.tracking.record import CHECKPOINT_DIR, CONFIG_ARTIFACT, PROCESS, RESUMED_BY, SPEC_ARTIFACT
+from promptomatix.run.callbacks import Callback
 from promptomatix.task.spec import Example, TaskSpec
+from promptomatix.tracking import record
+from promptomatix.tracking.record import CHECKPOINT_DIR, CONFIG_ARTIFACT, PROCESS, RESUMED_BY, SPEC_ARTIFACT
 
 log = logging.getLogger(__name__)
 

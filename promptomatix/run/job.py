@@ -8,15 +8,14 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 
-from promptomatix.run import checkpoints
-from promptomatix.run import lineage
 from promptomatix.backends.base import Backend
-from promptomatix.run.callbacks import Callback
 from promptomatix.config import OptimizationConfig
 from promptomatix.errors import BudgetExhausted
 from promptomatix.models.cache import default_cache
 from promptomatix.models.lm import LM
 from promptomatix.models.usage import UsageMeter
+from promptomatix.run import checkpoints, lineage
+from promptomatix.run.callbacks import Callback
 from promptomatix.task.prompt import Prompt
 from promptomatix.task.spec import Example, TaskSpec
 from promptomatix.tracking.tracer import RunTracer

@@ -14,12 +14,12 @@ from dataclasses import dataclass
 import mlflow
 
 from promptomatix import tracking
-from promptomatix.tracking import record
-from promptomatix.run import registration as registry
 from promptomatix.config import OptimizationConfig
-from promptomatix.tracking.failure import reason_of, record_failure
+from promptomatix.run import registration as registry
 from promptomatix.run.signals import Terminated
 from promptomatix.run.summary import description
+from promptomatix.tracking import record
+from promptomatix.tracking.failure import reason_of, record_failure
 from promptomatix.tracking.tracer import RunTracer
 
 log = logging.getLogger(__name__)

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 
 from mlflow.exceptions import MlflowException
 
-from promptomatix.run import checkpoints
-from promptomatix.tracking import record
 from promptomatix.errors import RegistryError
+from promptomatix.run import checkpoints
 from promptomatix.task.prompt import Prompt
 from promptomatix.task.spec import Example, TaskSpec
+from promptomatix.tracking import record
 
 
 @dataclass(frozen=True)

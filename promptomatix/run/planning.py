@@ -16,9 +16,9 @@ from promptomatix.backends import get_backend
 from promptomatix.backends.base import Backend, PlanInput, PlanStep
 from promptomatix.backends.search import search_rows
 from promptomatix.config import OptimizationConfig
+from promptomatix.config.plugin_options import call_with_options
 from promptomatix.data import CHOOSING_ROWS, held_out_count
 from promptomatix.data.selflabel import TEACHERS, WRITE_ATTEMPTS
-from promptomatix.config.plugin_options import call_with_options
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ class Plan:
                      f"so far, when a limit is reached)")
         few = too_few_rows(self.valid_rows) if self.valid_rows else None
         if few:
-            from promptomatix.scoring.stats import UNINFORMATIVE_WIDTH, rows_for_width
+            from promptomatix.scoring.stats import rows_for_width, UNINFORMATIVE_WIDTH
 
             needed = rows_for_width(UNINFORMATIVE_WIDTH)
             # the --search preset's if not given (config __post_init__)

@@ -10,23 +10,23 @@ import dataclasses
 import logging
 
 from promptomatix import data
-from promptomatix.tracking import recorder
 from promptomatix.config import OptimizationConfig
 from promptomatix.data.loaders import check_fields
 from promptomatix.data.selflabel import self_label, write_inputs
 from promptomatix.data.steps import DataSteps
 from promptomatix.data.synthetic import generate_examples
 from promptomatix.errors import DataError
-from promptomatix.scoring.evaluator import Evaluator
-from promptomatix.intake import FROM_DATA, FROM_FLAG, FROM_ORIGIN, FROM_REQUEST, FROM_RESUMED, Reading, read_task
-from promptomatix.run.job import Job, Models, spent_before
+from promptomatix.intake import FROM_DATA, FROM_FLAG, FROM_ORIGIN, FROM_REQUEST, FROM_RESUMED, read_task, Reading
 from promptomatix.models.lm import LM
+from promptomatix.run.job import Job, Models, spent_before
 from promptomatix.run.planning import check_calls, data_size, validation_rows
-from promptomatix.task.prompt import Prompt
-from promptomatix.tracking.record import spec_to_dict
 from promptomatix.scoring import build_metric
+from promptomatix.scoring.evaluator import Evaluator
+from promptomatix.task.prompt import Prompt
 from promptomatix.task.spec import Example, TaskSpec
 from promptomatix.task.types import get_task_type
+from promptomatix.tracking import recorder
+from promptomatix.tracking.record import spec_to_dict
 from promptomatix.tracking.tracer import traced_outputs
 
 log = logging.getLogger(__name__)

@@ -25,10 +25,10 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 
-from promptomatix.tracking import record
 from promptomatix.config import ModelSettings, redact_url
 from promptomatix.errors import RegistryError
 from promptomatix.task.prompt import Prompt
+from promptomatix.tracking import record
 
 log = logging.getLogger(__name__)
 PROMPT_SUFFIX = "-prompt"

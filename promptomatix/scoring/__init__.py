@@ -34,9 +34,9 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-from promptomatix.scoring import judges
 from promptomatix.errors import ConfigError
 from promptomatix.plugins import Registry
+from promptomatix.scoring import judges
 
 # An `evaluate` module folder, or a callable: a batch f(predictions, references) -> dict, DSPy's per-example
 # f(example, pred, trace=None) -> float, an MLflow scorer (a loaded `evaluate` module is untyped, so it fits too).

@@ -6,14 +6,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import cast
 
-from promptomatix.scoring.labels import all_scored, batch_calibration, best_label, fitted_calibration, label_probability
-from promptomatix.scoring.freetext import uncredited
 from promptomatix.models.lm import LM
-from promptomatix.run.progress import progress_bar
-from promptomatix.task.prompt import Prompt
-from promptomatix.scoring.rows import RowsPolicy
 from promptomatix.models.threads import map_in_threads
+from promptomatix.run.progress import progress_bar
 from promptomatix.scoring import CompositeMetric, Metric
+from promptomatix.scoring.freetext import uncredited
+from promptomatix.scoring.labels import all_scored, batch_calibration, best_label, fitted_calibration, label_probability
+from promptomatix.scoring.rows import RowsPolicy
+from promptomatix.task.prompt import Prompt
 from promptomatix.task.spec import Example
 
 # Inputs with no content, whose answers show a prompt's bias among its labels (contextual

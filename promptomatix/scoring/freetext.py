@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from difflib import SequenceMatcher
 
 from promptomatix.models.lm import CHARS_PER_TOKEN
-from promptomatix.task.prompt import Prompt, field_label
+from promptomatix.task.prompt import field_label, Prompt
 from promptomatix.task.spec import Example
 
 # Two texts whose words match this much (difflib's ratio over word sequences) are one text.

@@ -13,12 +13,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from promptomatix.config import ModelSettings, OptimizationConfig
-from promptomatix.scoring.evaluator import Evaluation, Evaluator
 from promptomatix.models.lm import LM
 from promptomatix.models.usage import UsageMeter
-from promptomatix.task.prompt import Prompt
-from promptomatix.scoring.rows import RowsPolicy
 from promptomatix.scoring import CompositeMetric, Metric, Objective
+from promptomatix.scoring.evaluator import Evaluation, Evaluator
+from promptomatix.scoring.rows import RowsPolicy
+from promptomatix.task.prompt import Prompt
 from promptomatix.task.spec import Example, TaskSpec
 
 

@@ -15,17 +15,17 @@ from collections.abc import Mapping, Sequence
 import mlflow
 import pandas as pd
 
-from promptomatix.tracking import record
-from promptomatix.task.candidates import Candidate
-from promptomatix.run.callbacks import Callback
 from promptomatix.config import MODEL_KEYS, OptimizationConfig
 from promptomatix.errors import ConfigError
-from promptomatix.scoring.evaluator import prompt_id
-from promptomatix.tracking.servercheck import check_server
 from promptomatix.models.usage import UsageMeter
-from promptomatix.task.prompt import Prompt
+from promptomatix.run.callbacks import Callback
 from promptomatix.scoring import prompt_words
+from promptomatix.scoring.evaluator import prompt_id
+from promptomatix.task.candidates import Candidate
+from promptomatix.task.prompt import Prompt
 from promptomatix.task.spec import Example
+from promptomatix.tracking import record
+from promptomatix.tracking.servercheck import check_server
 
 log = logging.getLogger(__name__)
 PARAM_PREFIX = "promptomatix."

@@ -16,8 +16,8 @@ import random
 from collections.abc import Mapping
 from dataclasses import asdict
 
-from promptomatix.task.candidates import Candidate
 from promptomatix.scoring.evaluator import Evaluation
+from promptomatix.task.candidates import Candidate
 from promptomatix.task.prompt import Prompt
 from promptomatix.task.spec import TaskSpec
 

@@ -19,25 +19,22 @@ import mlflow
 import yaml
 
 from promptomatix import tracking
-from promptomatix.run import checkpoints
-from promptomatix.tracking import record
-from promptomatix.run import registration as registry
-from promptomatix.scoring import stats
 from promptomatix.backends.base import OptimizationTask, Outcome
 from promptomatix.config import OptimizationConfig
 from promptomatix.config.flat import to_options
 from promptomatix.data.selflabel import InputReport, LabelReport
 from promptomatix.data.steps import DataSteps
 from promptomatix.data.synthetic import GenerationReport
+from promptomatix.intake import Reading, reading_to_dict
+from promptomatix.models.usage import Usage
+from promptomatix.run import checkpoints, registration as registry
+from promptomatix.run.job import Job
+from promptomatix.scoring import prompt_words, stats
 from promptomatix.scoring.evaluator import Evaluation
 from promptomatix.scoring.freetext import Degenerate
-from promptomatix.intake import Reading, reading_to_dict
-from promptomatix.run.job import Job
-from promptomatix.models.usage import Usage
-from promptomatix.scoring import prompt_words
 from promptomatix.task.spec import Example, TaskSpec
 from promptomatix.task.types import get_task_type
-from promptomatix.tracking import log_config, log_examples
+from promptomatix.tracking import log_config, log_examples, record
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ import promptomatix
 from promptomatix.backends import get_backend
 from promptomatix.backends.base import OptimizationTask
 from promptomatix.backends.dspy import DSPyBackend
-from promptomatix.backends.dspy.adapter import TextAdapter, adapter_spec, make_adapter
+from promptomatix.backends.dspy.adapter import adapter_spec, make_adapter, TextAdapter
 from promptomatix.backends.dspy.lm import MeteredLM
 from promptomatix.backends.dspy.metric import FeedbackMetric, ProgramMetric, ProgramTagger
 from promptomatix.backends.dspy.optimizers import OPTIMIZERS
@@ -36,14 +36,14 @@ from promptomatix.backends.dspy.program import (
     program_prompt,
     program_text,
 )
-from promptomatix.run.callbacks import Callback, CallbackList, StopOptimization
 from promptomatix.config import ModelSettings, OptimizationConfig
 from promptomatix.errors import ConfigError
-from promptomatix.scoring.evaluator import Evaluator
 from promptomatix.models.lm import LM
 from promptomatix.models.usage import UsageMeter
-from promptomatix.task.prompt import Prompt
+from promptomatix.run.callbacks import Callback, CallbackList, StopOptimization
 from promptomatix.scoring import Metric, Objective
+from promptomatix.scoring.evaluator import Evaluator
+from promptomatix.task.prompt import Prompt
 from promptomatix.task.spec import TaskSpec
 from sentiment_data import MAGIC, TRAIN, TRUTH, VALID
 

@@ -13,18 +13,18 @@ import time
 import pytest
 
 from conftest import FAKE_MODEL, Recorder
-from promptomatix.scoring.labels import fitted_calibration
 from promptomatix.backends import get_backend
 from promptomatix.backends.base import OptimizationTask
 from promptomatix.backends.metaprompt import MetaPromptBackend
-from promptomatix.run.callbacks import Callback
 from promptomatix.config import ModelSettings, OptimizationConfig
 from promptomatix.errors import ConfigError
-from promptomatix.scoring.evaluator import Evaluator
 from promptomatix.models.lm import LM
 from promptomatix.models.usage import UsageMeter
-from promptomatix.task.prompt import Prompt
+from promptomatix.run.callbacks import Callback
 from promptomatix.scoring import Metric, Objective
+from promptomatix.scoring.evaluator import Evaluator
+from promptomatix.scoring.labels import fitted_calibration
+from promptomatix.task.prompt import Prompt
 from promptomatix.task.spec import TaskSpec
 from sentiment_data import MAGIC, TRAIN, TRUTH, VALID
 

@@ -14,11 +14,11 @@ from promptomatix.backends.base import Candidate, OptimizationTask
 from promptomatix.backends.search import (Race, demo_counts, demos_that_fit, draw_demos, fits, race_cost, rungs,
                                           sure_to_go_on, typical_answers, typical_half)
 from promptomatix.config import ModelSettings, OptimizationConfig
-from promptomatix.scoring.evaluator import Evaluation, Evaluator
 from promptomatix.models.lm import LM
 from promptomatix.models.usage import UsageMeter
-from promptomatix.task.prompt import Prompt
 from promptomatix.scoring import Metric, Objective
+from promptomatix.scoring.evaluator import Evaluation, Evaluator
+from promptomatix.task.prompt import Prompt
 from promptomatix.task.spec import TaskSpec
 
 TRAIN = [{"text": f"review {i}", "label": label} for i, label in enumerate(["a", "b", "c"] * 6)]

@@ -8,11 +8,11 @@ from conftest import FAKE_MODEL, SCORING_MODEL, sample_text, written_inputs
 from promptomatix.config import ModelSettings
 from promptomatix.data.selflabel import self_label, write_inputs
 from promptomatix.errors import LLMError
-from promptomatix.scoring.evaluator import Evaluator
 from promptomatix.models.lm import LM
 from promptomatix.models.usage import UsageMeter
-from promptomatix.task.prompt import Prompt
 from promptomatix.scoring import Metric
+from promptomatix.scoring.evaluator import Evaluator
+from promptomatix.task.prompt import Prompt
 from promptomatix.task.spec import TaskSpec
 
 SPEC = TaskSpec("Classify the sentiment of a movie review as positive or negative.", ("review",), ("sentiment",),

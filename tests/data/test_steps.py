@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from promptomatix.data.steps import DATA_STEPS, DataSteps, Rejected, register_data_step
+from promptomatix.data.steps import DATA_STEPS, DataSteps, register_data_step, Rejected
 from promptomatix.errors import ConfigError, DataError, PluginError
 from promptomatix.task.spec import TaskSpec
 

@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from promptomatix.config import OPTIMIZER_MAX_TOKENS, ModelSettings
+from promptomatix.config import ModelSettings, OPTIMIZER_MAX_TOKENS
 from promptomatix.data.synthetic import generate_examples
 from promptomatix.errors import LLMError
 from promptomatix.models.lm import LM

@@ -23,12 +23,10 @@ from optimize_fixtures import synthetic, written
 from sentiment_data import answer_task
 
 import promptomatix
-from promptomatix.scoring import stats
 from promptomatix.cli import cli
-from promptomatix.cli.lifecycle import NOT_COMPARABLE, add_to, format_ranking
-from promptomatix.lifecycle import compare, evaluate
-from promptomatix.lifecycle import compare_data
-from promptomatix.scoring import prompt_words
+from promptomatix.cli.lifecycle import add_to, format_ranking, NOT_COMPARABLE
+from promptomatix.lifecycle import compare, compare_data, evaluate
+from promptomatix.scoring import prompt_words, stats
 
 SCORE = r"\d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\] n=\d+"  # a score with its interval and rows
 

@@ -10,9 +10,9 @@ from mlflow import MlflowClient
 from conftest import one_error_line
 from lifecycle_fixtures import invoke, registry_state, rows, write_jsonl
 
-from promptomatix.scoring import stats
 from promptomatix.errors import LLMError
-from promptomatix.lifecycle import EvaluationReport, evaluate
+from promptomatix.lifecycle import evaluate, EvaluationReport
+from promptomatix.scoring import stats
 
 
 def test_evaluate_scores_a_version_in_a_new_run_linked_both_ways(make_versions, files):

@@ -8,7 +8,7 @@ import mlflow
 from mlflow import MlflowClient
 from mlflow.genai.datasets import search_datasets
 
-from promptomatix.data.evalsets import DATA_DIGEST, ROW, evaluation_dataset
+from promptomatix.data.evalsets import DATA_DIGEST, evaluation_dataset, ROW
 from promptomatix.lifecycle import evaluate
 from promptomatix.lifecycle.version_evaluation import logged_model_id
 

@@ -14,8 +14,8 @@ from conftest import one_error_line
 from lifecycle_fixtures import invoke, registry_state, write_jsonl
 from mlflow import MlflowClient
 
+from promptomatix.lifecycle import gate, GateResult, promote
 from promptomatix.scoring import stats
-from promptomatix.lifecycle import GateResult, gate, promote
 
 WEIGHTED = {"classification": 0.7, "brevity": 0.3}
 

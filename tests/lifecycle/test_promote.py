@@ -19,8 +19,8 @@ from mlflow import MlflowClient
 from conftest import one_error_line
 from lifecycle_fixtures import invoke, registry_state, rows, write_jsonl
 
+from promptomatix.lifecycle import copy_to, evaluate, promote, PromotionDecision, PromotionError, rollback
 from promptomatix.scoring import stats
-from promptomatix.lifecycle import PromotionDecision, PromotionError, copy_to, evaluate, promote, rollback
 
 
 def champion(name: str = "reviews") -> str | None:

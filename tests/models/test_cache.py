@@ -9,7 +9,7 @@ from conftest import FAKE_MODEL
 from mlflow import MlflowClient
 
 from promptomatix.config import ModelSettings
-from promptomatix.models.cache import ResponseCache, default_cache
+from promptomatix.models.cache import default_cache, ResponseCache
 from promptomatix.models.lm import LM
 from promptomatix.models.usage import UsageMeter
 from optimize_fixtures import synthetic

@@ -13,7 +13,7 @@ import promptomatix.models.lm as lm_module
 from conftest import FAKE_MODEL, SCORING_MODEL
 from promptomatix.config import ModelSettings
 from promptomatix.errors import ConfigError, LLMError
-from promptomatix.models.lm import LM, check_model
+from promptomatix.models.lm import check_model, LM
 from promptomatix.models.usage import UsageMeter
 
 

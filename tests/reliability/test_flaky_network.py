@@ -44,11 +44,10 @@ from mlflow.exceptions import MlflowException
 import faultproxy
 import reliability_support as support
 import services
-from promptomatix.tracking import record
-from promptomatix.tracking import storeretry
 from promptomatix.errors import ConfigError
 from promptomatix.lifecycle.promotion import promote
-from promptomatix.lifecycle.versions import HISTORY_PREFIX, all_versions
+from promptomatix.lifecycle.versions import all_versions, HISTORY_PREFIX
+from promptomatix.tracking import record, storeretry
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 API = "/api/2.0/mlflow"
@@ -238,8 +237,8 @@ def test_a_prompt_created_meanwhile_by_another_process_still_gets_its_version(tr
     from mlflow.exceptions import MlflowException
     from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS
 
-    from promptomatix.run import registration as registry
     from promptomatix.config import ModelSettings
+    from promptomatix.run import registration as registry
     from promptomatix.task.prompt import Prompt
 
     real = MlflowClient.create_prompt

@@ -49,8 +49,7 @@ from mlflow import MlflowClient
 
 import reliability_support as support
 import services
-from promptomatix.tracking import record
-from promptomatix.tracking import storeretry
+from promptomatix.tracking import record, storeretry
 
 OPTIMIZATIONS = 4
 LLM_DELAY = 0.15  # s per model call (43 calls, two threads): an optimization takes ~15-30 s on 2 cores

@@ -38,9 +38,9 @@ import dspy
 from dspy.adapters.utils import parse_value
 from dspy.utils.exceptions import AdapterParseError
 
-from promptomatix.scoring.labels import read_label
 from promptomatix.models.lm import choice_mode, score_request
 from promptomatix.models.usage import UsageMeter
+from promptomatix.scoring.labels import read_label
 from promptomatix.task.prompt import field_label
 
 # Providers whose models are base (completion) models, with the adapter they need; others: chat.

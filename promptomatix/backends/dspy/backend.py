@@ -29,10 +29,10 @@ from __future__ import annotations
 
 import logging
 
-from promptomatix.backends.base import Backend, BackendPlan, Candidate, OptimizationTask, Outcome, PlanInput, keep_best
-from promptomatix.run.callbacks import Callback
+from promptomatix.backends.base import Backend, BackendPlan, Candidate, keep_best, OptimizationTask, Outcome, PlanInput
 from promptomatix.config import OptimizationConfig
 from promptomatix.errors import BudgetExhausted, ConfigError, LLMError
+from promptomatix.run.callbacks import Callback
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +79,8 @@ class DSPyBackend(Backend):
         from promptomatix.backends.dspy.adapter import adapter_spec, make_adapter
         from promptomatix.backends.dspy.lm import MeteredLM
         from promptomatix.backends.dspy.metric import FeedbackMetric, ProgramMetric, ProgramTagger
-        from promptomatix.backends.dspy.optimizers import Setup, get_recipe
-        from promptomatix.backends.dspy.program import SignatureSpec, build_program, resolve_module
+        from promptomatix.backends.dspy.optimizers import get_recipe, Setup
+        from promptomatix.backends.dspy.program import build_program, resolve_module, SignatureSpec
 
         config = task.config
         meter = task.meter
@@ -171,8 +171,8 @@ class _Scorer:
     def __call__(self, program, name: str) -> Candidate:
         """`program` scored, its calls a trace named `name` (a program scored before: no call)."""
         from promptomatix.backends.dspy import traces
-        from promptomatix.backends.dspy.program_eval import evaluate_program
         from promptomatix.backends.dspy.program import program_prompt, program_text, program_to_dict
+        from promptomatix.backends.dspy.program_eval import evaluate_program
         from promptomatix.scoring.evaluator import prompt_id
 
         key = self.key(program)

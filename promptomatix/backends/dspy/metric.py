@@ -21,7 +21,7 @@ import dspy
 from dspy.utils.callback import BaseCallback
 
 from promptomatix.backends.dspy.program import predictors_text, program_text
-from promptomatix.scoring import CompositeMetric, Metric, Objective, mean_over_fields, prompt_words, sources_of
+from promptomatix.scoring import CompositeMetric, mean_over_fields, Metric, Objective, prompt_words, sources_of
 
 PROGRAM_TEXT = "_promptomatix_program_text"  # the attribute ProgramTagger sets on predictions
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from promptomatix.scoring.evaluator import Evaluation
 from promptomatix.scoring import CompositeMetric, Metric
+from promptomatix.scoring.evaluator import Evaluation
 
 
 def evaluate_program(program, examples: Sequence, metric: Metric | CompositeMetric, output_fields: Sequence[str], *,

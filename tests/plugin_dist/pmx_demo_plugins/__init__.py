@@ -7,8 +7,8 @@ import click
 import litellm
 
 from promptomatix.backends.dspy.optimizers import Recipe
-from promptomatix.run.callbacks import Callback
 from promptomatix.data.steps import Rejected
+from promptomatix.run.callbacks import Callback
 from promptomatix.task.types import TaskType
 
 INTAKE = {"description": "Say whether a text is pos or neg.", "task_type": "polarity",
