@@ -2,9 +2,10 @@
 and `understand`: what it would do, without one.
 
 Here the job is resolved and checked before any work, then run step by step in order (`_run`).
-The run's life (started, taken over, failed, ended) is `runlife`'s; the data before the search
-(the split, the held-out check rows, synthetic data, labels) is `preparation`'s; what the run
-writes on MLflow is `recorder`'s, with every name from `record`.
+The run's life (started, taken over, failed, ended) is `run.life`'s; the data before the search
+(the split, the held-out check rows, synthetic data, labels) is `run.preparation`'s; what the
+winner is worth (the held-out check, its answers, what changed) is `run.verdict`'s; what the run
+writes on MLflow is `tracking.recorder`'s, with every name from `tracking.record`.
 """
 
 from __future__ import annotations
@@ -18,26 +19,26 @@ from dataclasses import dataclass, field
 import mlflow
 import yaml
 
-from promptomatix import data, tracking
+from promptomatix import data
 from promptomatix.backends import get_backend
 from promptomatix.backends.base import Backend, OptimizationTask, Outcome
 from promptomatix.config import OptimizationConfig, preflight
 from promptomatix.config.flat import config_from_options, to_options
 from promptomatix.config.plugin_options import call_with_options
 from promptomatix.data.loaders import check_fields, load_examples
-from promptomatix.errors import BudgetExhausted, ConfigError, PluginError, PromptomatixError
-from promptomatix.intake import announce, answer_doubts, parse_markers, Reading, starting_instruction
+from promptomatix.errors import ConfigError, PluginError, PromptomatixError
+from promptomatix.intake import announce, parse_markers, Reading, starting_instruction
 from promptomatix.models.cache import default_cache
 from promptomatix.models.lm import CHARS_PER_TOKEN, check_model, context_tokens, LM
 from promptomatix.models.usage import Usage, UsageMeter
-from promptomatix.run import checkpoints, life as runlife, lineage, preparation, registration as registry
+from promptomatix.run import checkpoints, life as runlife, lineage, preparation, registration as registry, verdict
 from promptomatix.run.callbacks import Callback, CallbackList, HOOKS, ProgressPrinter
 from promptomatix.run.job import Head, Job, Models, spent_before, starting_prompt
 from promptomatix.run.planning import check_calls, Plan, plan as plan_calls, too_few_rows
 from promptomatix.run.signals import stops_on_signals
 from promptomatix.scoring import eval_metrics, Objective, stats
 from promptomatix.scoring.evaluator import Evaluator
-from promptomatix.scoring.freetext import answer_tokens, Degenerate, degenerate, mean_words
+from promptomatix.scoring.freetext import answer_tokens
 from promptomatix.task.spec import Example, TaskSpec
 from promptomatix.task.types import get_task_type
 from promptomatix.tracking import check_store, MLflowTracker, record, recorder, storeretry
@@ -248,7 +249,7 @@ def _run(job: Job, run: mlflow.ActiveRun, tracer: RunTracer | None) -> Optimizat
     # The check's calls are kept back from the search, so that the budget pays for it at the end.
     with spent_before("the starting prompt was scored"), models.meter.reserved(check_calls(len(check))):
         outcome = _optimize(job, task, events)
-    checked = _check(task, outcome, check)
+    checked = verdict.held_out_check(task, outcome, check)
     final = _record_outcome(job, task, outcome)
     usage = models.meter.snapshot()
     seconds = time.monotonic() - started
@@ -256,9 +257,9 @@ def _run(job: Job, run: mlflow.ActiveRun, tracer: RunTracer | None) -> Optimizat
     interval = stats.score_estimate(outcome.best.evaluation.per_example)
     recorder.record_totals(outcome, interval, usage, seconds, stopped_by)
     best, start = outcome.best, task.start
-    described, change, doubts = _what_changed(job, task, outcome, reading, interval, checked, few)
-    answers = _check_answers(task, outcome)
-    refused = _copy_refusal(answers)
+    described, change, doubts = verdict.what_changed(job, task, outcome, reading, interval, checked, few)
+    answers = verdict.look_at_answers(task, outcome)
+    refused = verdict.copy_refusal(answers)
     if refused:  # never a registered prompt that answers by returning its input
         log.warning("%s", refused)
         recorder.record_not_registered(refused)
@@ -286,81 +287,6 @@ def _registered_names(registered) -> dict[str, str | None]:
     """The result's model and prompt names and versions (all None when nothing was registered)."""
     keys = ("model_name", "model_version", "prompt_name", "prompt_version")
     return {key: getattr(registered, key) if registered else None for key in keys}
-
-
-def _what_changed(job: Job, task: OptimizationTask, outcome: Outcome, reading: Reading, interval,
-                  checked, few: str | None) -> tuple[str, str, tuple[str, ...]]:
-    """What changed, as the summary says it; the same with the doubts about the task, the
-    held-out check or the too-few-rows warning, as the registered version's description says it;
-    and the doubts (also a tag of the run, where a person reads the result)."""
-    best = outcome.best
-    described = tracking.describe_change(task.start, best.prompt, outcome.initial_score, best.score, len(task.valid),
-                                         parent=job.head.origin.version if job.head.origin else None,
-                                         interval=(interval.low, interval.high))
-    change = described
-    doubts = (*reading.doubts, *answer_doubts(task.spec, best.evaluation.unmapped, len(best.evaluation.per_example)))
-    if doubts:
-        recorder.record_doubts(doubts)
-        change = f"{change}. Check the task as it was read: {'; '.join(doubts)}"
-    if checked is not None:
-        change = f"{change}; on {checked.n} held-out rows the search never saw: {stats.describe(checked)}"
-    elif few:
-        change = f"{change}. Beware: {few}"
-    return described, change, doubts
-
-
-def _check(task: OptimizationTask, outcome: Outcome, rows: list[Example]) -> stats.Comparison | None:
-    """The starting prompt and the winner scored on `rows`, the user's rows the search never saw,
-    and compared row by row (`stats.compare`), logged as `check_*` metrics. The winner was chosen
-    on the validation rows, so its score there is biased upward; this one is not. None without
-    such rows, or when a budget other than the calls (kept for it) is spent."""
-    if not rows:
-        return None
-    start, best = task.start, outcome.best.prompt
-    try:
-        initial, final = task.evaluator.evaluate_many([start, best], rows, desc="scoring the held-out check rows")
-    except BudgetExhausted as exc:
-        log.warning("no check on the held-out rows: %s", exc)
-        return None
-    checked = stats.compare(initial.per_example, final.per_example)
-    recorder.record_check(checked, initial, final)
-    log.info("on %d held-out rows the search never saw: %s", checked.n, stats.describe(checked))
-    return checked
-
-
-@dataclass(frozen=True)
-class _Answers:
-    """What the winner's free-text answers on the validation rows look like beside the references."""
-
-    degenerate: Degenerate
-    answer_words: float | None = None
-    reference_words: float | None = None
-
-
-def _check_answers(task: OptimizationTask, outcome: Outcome) -> _Answers:
-    """The winner's degenerate answers (`freetext.degenerate`) and, for free text, the mean
-    length of its answers and of the references, logged on the run."""
-    best = outcome.best
-    rows = list(task.valid[:len(best.evaluation.predictions)])
-    found = degenerate(best.prompt, rows, best.evaluation.predictions)
-    if best.prompt.labels or not rows:
-        return _Answers(found)
-    fields = best.prompt.output_fields
-    checked = _Answers(found, mean_words(best.evaluation.predictions, fields), mean_words(rows, fields))
-    recorder.record_answers(found, checked.answer_words, checked.reference_words)
-    if found.any:
-        log.warning("the best prompt's answers on the validation rows: %s", found.describe())
-    return checked
-
-
-def _copy_refusal(answers: _Answers) -> str:
-    """Why the winner is not registered ('' when it is): most of its answers copy their input,
-    where the references do not (see `freetext`)."""
-    if not answers.degenerate.mostly_copies:
-        return ""
-    return (f"not registered: the best prompt found copies its input in {answers.degenerate.copies} of "
-            f"{answers.degenerate.rows} validation answers, where the references do not; try more calls, "
-            f"another model or --task-type rewriting (a metric that does not reward copying)")
 
 
 def _prepare_data(job: Job, models: Models) -> tuple[Reading, Evaluator, list[Example], list[Example],
