@@ -44,3 +44,24 @@ def test_the_imports_of_a_serving_py_stored_before_the_move_still_work():
     done = subprocess.run([sys.executable, "-c", stored], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["promptomatix.tracking.record", "promptomatix.scoring.evaluator", "promptomatix.config"]
+
+
+def test_no_module_of_the_project_imports_an_old_path():
+    # Old paths import with only a DeprecationWarning (which pytest does not show): this is what
+    # keeps new code off them.
+    import ast
+
+    root = PACKAGE.parent
+    found = []
+    for folder in ("promptomatix", "tests", "pipelines", "benchmarks", "examples", "scripts"):
+        for path in (root / folder).rglob("*.py"):
+            if path.name == "test_moved_modules.py":
+                continue
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                names = []
+                if isinstance(node, ast.Import):
+                    names = [alias.name for alias in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.module:
+                    names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+                found += [f"{path.relative_to(root)}:{node.lineno} {name}" for name in names if name in MOVED]
+    assert not found, "imports of old paths:\n" + "\n".join(found)
