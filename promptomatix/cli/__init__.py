@@ -1,4 +1,8 @@
-"""The `promptomatix` command: thin click commands over the Python API."""
+"""The `promptomatix` command: thin click commands over the Python API.
+
+This module is the group and `optimize`; the package also holds `options` (the click options
+made from the config's options), `guide` (the original guide's flags), `lifecycle`, `feedback`
+and `batch` (their command groups), and `__main__` (`python -m promptomatix.cli`)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,9 @@
 """One typed configuration for an optimization, validated once when it is built.
 
+The package also holds `flat` (flat options, as users give them, to a config and back),
+`plugin_options` (options that plugins declare) and `preflight` (a config checked against the
+plugin registries where a run starts).
+
 CLI flags, MLproject parameters and Python keyword arguments all end up in
 `OptimizationConfig`; everything below the edge receives it and reads nothing else.
 """

@@ -1,5 +1,7 @@
 """Intake: from the user's raw input to a `TaskSpec`, with the intake model's help.
 
+What the request says in so many words is read first, by rules, in `intake.rules`.
+
 The original Promptomatix markers are understood: `[TASK]`, `[FEW_SHOT_EXAMPLES]`,
 `[CONTEXT]`, `[QUESTION]`, `[INSTRUCTIONS]`, `[RULES]`, `[OUTPUT_FORMAT]`.
 """

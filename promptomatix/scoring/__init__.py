@@ -1,5 +1,10 @@
 """Metrics and the training objective.
 
+The package also holds `evaluator` (a prompt run over examples and scored), `labels` (an
+answer read as one of the labels; calibration), `freetext` (free-text answers), `judges`
+(MLflow's scorers as metrics), `stats` (scores with uncertainty) and `rows` (whose rows the
+search scores on).
+
 A metric comes in one of three shapes, told apart when it is registered (`metric_shape`):
 
 - an `evaluate` module: a folder path (loaded with `evaluate.load`) or a loaded module object;

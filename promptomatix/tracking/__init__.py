@@ -1,5 +1,9 @@
 """Recording an optimization in its MLflow run: a callback for the per-iteration events and
-helpers for params, data sets and text artifacts."""
+helpers for params, data sets and text artifacts.
+
+The package also holds `record` (every name a run records, in one place), `recorder` (the
+run's writes step by step), `tracer` and `tracewriter` (LLM calls as traces), `storeretry`
+(store calls that survive a flaky network), `servercheck` and `failure` (the error tag)."""
 
 from __future__ import annotations
 
