@@ -187,7 +187,7 @@ def optimize(config_file, config_from, from_, resume, quiet, dry_run, **flags) -
 
 
 def _add_config_options(command: click.Command) -> None:
-    """The options themselves, one per config field (cli_options.py), among the command's own:
+    """The options themselves, one per config field (`options`), among the command's own:
     the task first, then where its options come from (--config, --config-from, --from,
     --resume), the options, and the switches (--dry-run, --quiet) last, as --help lists them."""
     own = {param.name: param for param in command.params}

@@ -1,6 +1,6 @@
 """The backend contract of `promptomatix.backends.base`: what a backend may use is declared on the
 interface, the keep-best rule lives once, and backends import no MLflow (directly or through a
-helper), as `callbacks.py` promises."""
+helper), as `run/callbacks.py` promises."""
 
 from __future__ import annotations
 

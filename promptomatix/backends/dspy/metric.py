@@ -9,7 +9,7 @@ The penalty is `Objective`'s exp(-lambda x words), over the words of the program
 prediction: its instructions and demos (`program_text`). The program is found from the
 prediction, which `ProgramTagger` marks with its program's text when a module call returns,
 or else from the predictors in `trace`; a prediction carrying neither is scored unpenalized.
-Reported scores never go through this metric: they are the plain quality (see `evaluation.py`).
+Reported scores never go through this metric: they are the plain quality (see `program_eval.py`).
 """
 
 from __future__ import annotations
