@@ -17,7 +17,7 @@ from step_utils import fail, given, local
 from promptomatix import data
 from promptomatix.data.loaders import load_examples
 from promptomatix.errors import ConfigError, DataError, PromptomatixError
-from promptomatix.tracking import log_examples
+from promptomatix.tracking.mlflow_tracker import log_examples
 
 
 def split_three(examples: list, test_ratio: float, train_ratio: float, seed: int) -> dict[str, list]:

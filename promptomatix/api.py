@@ -41,7 +41,8 @@ from promptomatix.scoring.evaluator import Evaluator
 from promptomatix.scoring.freetext import answer_tokens
 from promptomatix.task.spec import Example, TaskSpec
 from promptomatix.task.types import get_task_type
-from promptomatix.tracking import check_store, MLflowTracker, record, recorder, storeretry
+from promptomatix.tracking import record, recorder, storeretry
+from promptomatix.tracking.mlflow_tracker import check_store, MLflowTracker
 from promptomatix.tracking.tracer import RunTracer
 
 __all__ = ["OptimizationResult", "Head", "optimize", "plan", "understand", "check_fits_context", "options_from_run",

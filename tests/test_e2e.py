@@ -15,7 +15,7 @@ import pytest
 from mlflow import MlflowClient
 from test_mlflow_records import param_problems
 
-from promptomatix.tracking import logged_setting
+from promptomatix.tracking.mlflow_tracker import logged_setting
 
 PROJECT = Path(__file__).resolve().parents[1]
 RAW_INPUT = "Classify the sentiment of a movie review as positive or negative"

@@ -15,7 +15,7 @@ from promptomatix.cli import summary
 from promptomatix.config import MODEL_KEYS
 from promptomatix.run import checkpoints
 from promptomatix.run.summary import description
-from promptomatix.tracking import logged_setting, PARAM_PREFIX, ran_params, setting_key
+from promptomatix.tracking.mlflow_tracker import logged_setting, PARAM_PREFIX, ran_params, setting_key
 
 NAME = "sentiment"
 

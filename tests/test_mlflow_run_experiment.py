@@ -21,7 +21,7 @@ from mlflow import MlflowClient
 from test_mlflow_records import param_problems
 from test_pipeline import MODEL, PROJECT, RAW_INPUT, REVIEWS, copy_project, install_plugin
 
-from promptomatix.tracking import logged_setting
+from promptomatix.tracking.mlflow_tracker import logged_setting
 
 pytestmark = [pytest.mark.e2e]
 NAME = "classify-the-sentiment-of-a-movie"  # the registered name the raw input gets

@@ -58,7 +58,7 @@ class _Group(click.Group):
                     from promptomatix.tracking.servercheck import check_server
 
                     check_server(os.environ.get("MLFLOW_TRACKING_URI", ""))  # before MLflow's slow import
-                    from promptomatix.tracking import check_store
+                    from promptomatix.tracking.mlflow_tracker import check_store
                     from promptomatix.tracking.storeretry import install as retry_store_calls
 
                     retry_store_calls()  # calls to a tracking server survive a flaky network (storeretry.py)

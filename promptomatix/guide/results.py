@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from promptomatix.guide.names import guide_backend_name
-from promptomatix.tracking import logged_setting
+from promptomatix.tracking.mlflow_tracker import logged_setting
 
 
 def result_dict(result) -> dict[str, Any]:

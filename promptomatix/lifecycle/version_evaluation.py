@@ -43,8 +43,9 @@ from promptomatix.errors import ConfigError, DataError, PromptomatixError, Regis
 from promptomatix.lifecycle import versions
 from promptomatix.scoring import judges, stats
 from promptomatix.task.spec import Example
-from promptomatix.tracking import log_results, logged_setting, record
+from promptomatix.tracking import record
 from promptomatix.tracking.failure import record_failure
+from promptomatix.tracking.mlflow_tracker import log_results, logged_setting
 
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion

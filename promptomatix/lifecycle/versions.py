@@ -24,7 +24,8 @@ from mlflow.exceptions import MlflowException
 
 from promptomatix.errors import RegistryError
 from promptomatix.run.registration import model_exists, prompt_name_for, PROMPT_SUFFIX
-from promptomatix.tracking import logged_setting, record
+from promptomatix.tracking import record
+from promptomatix.tracking.mlflow_tracker import logged_setting
 
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion

@@ -13,12 +13,11 @@ from dataclasses import dataclass
 
 import mlflow
 
-from promptomatix import tracking
 from promptomatix.config import OptimizationConfig
 from promptomatix.run import registration as registry
 from promptomatix.run.signals import Terminated
 from promptomatix.run.summary import description
-from promptomatix.tracking import record
+from promptomatix.tracking import mlflow_tracker, record
 from promptomatix.tracking.failure import reason_of, record_failure
 from promptomatix.tracking.tracer import RunTracer
 
@@ -40,8 +39,8 @@ class Life:
         """The run named after the version `result` (an `OptimizationResult`) registered, and
         described by it; a caller's own run keeps the name and description the caller gave it."""
         if self.owned:
-            mlflow.set_tags({tracking.RUN_NAME_TAG: tracking.run_name(self.name, self.backend, result.model_version),
-                             tracking.RUN_NOTE_TAG: description(result)})
+            mlflow.set_tags({mlflow_tracker.RUN_NAME_TAG: mlflow_tracker.run_name(self.name, self.backend, result.model_version),
+                             mlflow_tracker.RUN_NOTE_TAG: description(result)})
 
 
 @contextlib.contextmanager
@@ -54,7 +53,7 @@ def started(config: OptimizationConfig, name: str, resume: str | None) -> Iterat
     tracer = RunTracer(run.info.run_id, run.info.experiment_id) if config.traces else None
     try:
         if owned:  # a caller's own run keeps the name and description the caller gave it
-            mlflow.set_tag(tracking.RUN_NAME_TAG, tracking.run_name(name, config.backend))
+            mlflow.set_tag(mlflow_tracker.RUN_NAME_TAG, mlflow_tracker.run_name(name, config.backend))
         if resume:
             take_over(resume, run.info.run_id, name if config.register else None)
         yield Life(run, owned, tracer, name, config.backend)

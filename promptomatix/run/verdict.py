@@ -10,15 +10,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from promptomatix import tracking
 from promptomatix.backends.base import OptimizationTask, Outcome
 from promptomatix.errors import BudgetExhausted
-from promptomatix.intake import Reading, answer_doubts
+from promptomatix.intake import answer_doubts, Reading
 from promptomatix.run.job import Job
 from promptomatix.scoring import stats
 from promptomatix.scoring.freetext import Degenerate, degenerate, mean_words
 from promptomatix.task.spec import Example
-from promptomatix.tracking import recorder
+from promptomatix.tracking import mlflow_tracker, recorder
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +28,7 @@ def what_changed(job: Job, task: OptimizationTask, outcome: Outcome, reading: Re
     held-out check or the too-few-rows warning, as the registered version's description says it;
     and the doubts (also a tag of the run, where a person reads the result)."""
     best = outcome.best
-    described = tracking.describe_change(task.start, best.prompt, outcome.initial_score, best.score, len(task.valid),
+    described = mlflow_tracker.describe_change(task.start, best.prompt, outcome.initial_score, best.score, len(task.valid),
                                          parent=job.head.origin.version if job.head.origin else None,
                                          interval=(interval.low, interval.high))
     change = described

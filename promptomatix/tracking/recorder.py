@@ -18,7 +18,6 @@ from collections.abc import Sequence
 import mlflow
 import yaml
 
-from promptomatix import tracking
 from promptomatix.backends.base import OptimizationTask, Outcome
 from promptomatix.config import OptimizationConfig
 from promptomatix.config.flat import to_options
@@ -34,7 +33,8 @@ from promptomatix.scoring.evaluator import Evaluation
 from promptomatix.scoring.freetext import Degenerate
 from promptomatix.task.spec import Example, TaskSpec
 from promptomatix.task.types import get_task_type
-from promptomatix.tracking import log_config, log_examples, record
+from promptomatix.tracking import mlflow_tracker, record
+from promptomatix.tracking.mlflow_tracker import log_config, log_examples
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +145,7 @@ def record_final(final: dict[str, float], specs: Sequence[str]) -> None:
 
 def record_valid_results(spec: TaskSpec, scored: Sequence[Example], evaluation: Evaluation) -> None:
     """The best candidate's answer to each validation row it was scored on, as a table."""
-    tracking.log_results(scored, evaluation.predictions, evaluation.per_example, spec.input_fields,
+    mlflow_tracker.log_results(scored, evaluation.predictions, evaluation.per_example, spec.input_fields,
                          spec.output_fields, record.VALID_RESULTS_TABLE)
 
 

@@ -179,7 +179,7 @@ def test_a_tracking_server_dropping_a_data_set_answer_mid_way_is_asked_again(tra
         return real(dataset, *args, **kwargs)
 
     monkeypatch.setattr(mlflow, "log_input", drops_once)
-    monkeypatch.setattr("promptomatix.tracking.time.sleep", lambda seconds: None)
+    monkeypatch.setattr("promptomatix.tracking.mlflow_tracker.time.sleep", lambda seconds: None)
     result = promptomatix.optimize(raw_input=RAW_INPUT, model="flaky/fake", name="reviews", synthetic_data_size=6,
                                    iterations=1, candidates=1, show_progress=False)
 

@@ -21,7 +21,7 @@ WORKER = """
 import os, sys, time
 import mlflow
 from mlflow import MlflowClient
-from promptomatix.tracking import check_store
+from promptomatix.tracking.mlflow_tracker import check_store
 
 go, ready = sys.argv[1], sys.argv[2]
 open(ready, "w").close()
