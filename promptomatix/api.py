@@ -31,7 +31,7 @@ from promptomatix.intake import announce, parse_markers, Reading, starting_instr
 from promptomatix.models.cache import default_cache
 from promptomatix.models.lm import CHARS_PER_TOKEN, check_model, context_tokens, LM
 from promptomatix.models.usage import Usage, UsageMeter
-from promptomatix.run import checkpoints, life as runlife, lineage, preparation, registration as registry, verdict
+from promptomatix.run import checkpoints, life as runlife, lineage, preparation, registration, verdict
 from promptomatix.run.callbacks import Callback, CallbackList, HOOKS, ProgressPrinter
 from promptomatix.run.job import Head, Job, Models, spent_before, starting_prompt
 from promptomatix.run.planning import check_calls, Plan, plan as plan_calls, too_few_rows
@@ -141,7 +141,7 @@ def _checked_job(config: OptimizationConfig, head: Head, backend: Backend | None
     check_fits_context(config)
     name = config.name or default_name(config.raw_input)
     if config.register:  # before any work: a taken name would waste the whole run
-        registry.check_name(name)
+        registration.check_name(name)
     hooks = [*callbacks, *(_make_hook(hook, config.plugin_options) for hook in config.hooks)]
     chosen = backend if isinstance(backend, Backend) else call_with_options(get_backend(config.backend),
                                                                             config.plugin_options)

@@ -14,20 +14,20 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from promptomatix.config import ModelSettings
-from promptomatix.run import registration as registry
+from promptomatix.run import registration
 from promptomatix.task.prompt import Prompt
 
 NAME = "shared"
-PROMPT_NAME = registry.prompt_name_for(NAME)
+PROMPT_NAME = registration.prompt_name_for(NAME)
 PROMPT_A = Prompt("Label the review (process A).", ("text",), ("label",))
 PROMPT_B = Prompt("Label the review (process B).", ("text",), ("label",))
 STORE_DOWN = "503 Service Unavailable: the tracking server is restarting"
 
 
-def _register(prompt: Prompt, change: str) -> registry.Registered:
+def _register(prompt: Prompt, change: str) -> registration.Registered:
     """One process's registration: its own run, the run id among the version tags (as `optimize`)."""
     with mlflow.start_run() as run:
-        return registry.register(NAME, prompt, ModelSettings(), tags={"run_id": run.info.run_id}, change=change,
+        return registration.register(NAME, prompt, ModelSettings(), tags={"run_id": run.info.run_id}, change=change,
                                  task="Label reviews.")
 
 
@@ -42,7 +42,7 @@ def _in_another_thread(results: list) -> None:
     thread = threading.Thread(target=work)
     thread.start()
     thread.join()
-    assert results and isinstance(results[0], registry.Registered), results
+    assert results and isinstance(results[0], registration.Registered), results
 
 
 def _fail_a(monkeypatch, where: str, other: list | None) -> None:
@@ -127,7 +127,7 @@ def test_a_failed_first_registration_alone_leaves_nothing(tracking, monkeypatch,
 
     client = MlflowClient()
     assert client.get_prompt(PROMPT_NAME) is None
-    assert not registry.model_exists(client, NAME)
+    assert not registration.model_exists(client, NAME)
     assert client.search_model_versions(f"name = '{NAME}'") == []
 
 
@@ -146,7 +146,7 @@ def test_a_failed_later_registration_removes_only_its_own_versions(tracking, mon
 # --- the prompt's link to each experiment -----------------------------------------------------
 
 def _linked(client: MlflowClient) -> set[str]:
-    found = (client.get_prompt(PROMPT_NAME).tags or {}).get(registry.EXPERIMENT_IDS_TAG, "")
+    found = (client.get_prompt(PROMPT_NAME).tags or {}).get(registration.EXPERIMENT_IDS_TAG, "")
     return {i for i in found.split(",") if i}
 
 
@@ -156,7 +156,7 @@ def prompt_and_experiments(tracking, monkeypatch):
     client = MlflowClient()
     client.create_prompt(PROMPT_NAME)
     waits: list[float] = []
-    monkeypatch.setattr(time, "sleep", waits.append)  # what registry.time.sleep is
+    monkeypatch.setattr(time, "sleep", waits.append)  # what registration.time.sleep is
     return client, client.create_experiment("a"), client.create_experiment("b"), waits
 
 
@@ -176,7 +176,7 @@ def test_a_link_another_process_writes_over_is_written_again(prompt_and_experime
             real(self, name, key, f",{a},")
 
     monkeypatch.setattr(MlflowClient, "set_prompt_tag", set_tag)
-    linked = registry.link_to_experiment(client, PROMPT_NAME, b)
+    linked = registration.link_to_experiment(client, PROMPT_NAME, b)
 
     assert _linked(client) == {a, b}
     assert writes == [f",{b},", f",{a},{b},"]
@@ -186,9 +186,9 @@ def test_a_link_another_process_writes_over_is_written_again(prompt_and_experime
 
 def test_a_link_already_there_is_not_written(prompt_and_experiments, monkeypatch):
     client, a, b, waits = prompt_and_experiments
-    client.set_prompt_tag(PROMPT_NAME, registry.EXPERIMENT_IDS_TAG, f",{a},{b},")
+    client.set_prompt_tag(PROMPT_NAME, registration.EXPERIMENT_IDS_TAG, f",{a},{b},")
     monkeypatch.setattr(MlflowClient, "set_prompt_tag", lambda *args: pytest.fail("written again"))
-    linked = registry.link_to_experiment(client, PROMPT_NAME, b)
+    linked = registration.link_to_experiment(client, PROMPT_NAME, b)
     assert waits == [] and linked is True
 
 
@@ -204,10 +204,10 @@ def test_a_link_overwritten_every_time_is_a_warning_not_a_failure(prompt_and_exp
         real(self, name, key, f",{a},")
 
     monkeypatch.setattr(MlflowClient, "set_prompt_tag", set_tag)
-    with caplog.at_level(logging.WARNING, logger=registry.__name__):
-        linked = registry.link_to_experiment(client, PROMPT_NAME, b)
+    with caplog.at_level(logging.WARNING, logger=registration.__name__):
+        linked = registration.link_to_experiment(client, PROMPT_NAME, b)
 
-    assert len(writes) == len(waits) == registry.LINK_ATTEMPTS
+    assert len(writes) == len(waits) == registration.LINK_ATTEMPTS
     assert _linked(client) == {a} and linked is False
     warned = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warned) == 1 and f"could not link prompt {PROMPT_NAME} to experiment {b}" in warned[0].getMessage()
@@ -219,14 +219,14 @@ def test_a_registration_whose_link_is_lost_still_registers(tracking, monkeypatch
     real = MlflowClient.set_prompt_tag
 
     def overwritten(self, name, key, value):
-        if key != registry.EXPERIMENT_IDS_TAG:
+        if key != registration.EXPERIMENT_IDS_TAG:
             return real(self, name, key, value)
         return real(self, name, key, ",12345,")  # another writer's value, every time
 
     monkeypatch.setattr(MlflowClient, "set_prompt_tag", overwritten)
     experiment = mlflow.create_experiment("linked")
-    with caplog.at_level(logging.WARNING, logger=registry.__name__), mlflow.start_run(experiment_id=experiment):
-        done = registry.register(NAME, PROMPT_A, ModelSettings(), tags={}, change="a", task="t")
+    with caplog.at_level(logging.WARNING, logger=registration.__name__), mlflow.start_run(experiment_id=experiment):
+        done = registration.register(NAME, PROMPT_A, ModelSettings(), tags={}, change="a", task="t")
 
     assert (done.prompt_version, done.model_version) == ("1", "1")
     assert any("could not link prompt" in r.getMessage() for r in caplog.records)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import mlflow
 
 from promptomatix.config import OptimizationConfig
-from promptomatix.run import registration as registry
+from promptomatix.run import registration
 from promptomatix.run.signals import Terminated
 from promptomatix.run.summary import description
 from promptomatix.tracking import mlflow_tracker, record
@@ -88,7 +88,7 @@ def take_over(old_run_id: str, new_run_id: str, name: str | None) -> None:
                        old_run_id)
         client.set_terminated(old_run_id, "KILLED")
     if name:  # killed while registering: what it left is removed, the new run registers afresh
-        for uri in registry.remove_run_versions(name, old_run_id):
+        for uri in registration.remove_run_versions(name, old_run_id):
             log.warning("removed %s, registered by the killed run %s before it finished", uri, old_run_id)
 
 

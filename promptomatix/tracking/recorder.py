@@ -26,7 +26,7 @@ from promptomatix.data.steps import DataSteps
 from promptomatix.data.synthetic import GenerationReport
 from promptomatix.intake import Reading, reading_to_dict
 from promptomatix.models.usage import Usage
-from promptomatix.run import checkpoints, registration as registry
+from promptomatix.run import checkpoints, registration
 from promptomatix.run.job import Job
 from promptomatix.scoring import prompt_words, stats
 from promptomatix.scoring.evaluator import Evaluation
@@ -46,7 +46,7 @@ def record_start(job: Job) -> None:
     mlflow.set_tag(record.PROCESS, checkpoints.this_process())  # a resume is refused while it lives
     mlflow.log_text(yaml.safe_dump(to_options(config), sort_keys=True, allow_unicode=True), record.CONFIG_ARTIFACT)
     log_config(config.to_params(job.backend.options))
-    mlflow.log_params(registry.model_params(config.task_model))
+    mlflow.log_params(registration.model_params(config.task_model))
     mlflow.log_text(config.raw_input, record.RAW_INPUT_ARTIFACT)
     if origin:
         mlflow.set_tags({record.PARENT_RUN: origin.run_id, record.PARENT_VERSION: origin.uri})
@@ -187,12 +187,12 @@ def record_not_registered(why: str) -> None:
 
 
 def register(job: Job, run, task: OptimizationTask, outcome: Outcome, usage: Usage, change: str,
-             final: dict[str, float], interval: stats.Estimate) -> registry.Registered:
+             final: dict[str, float], interval: stats.Estimate) -> registration.Registered:
     """The best prompt in both registries, tagged with what it was scored on and with; the
     feedback it was given, resolved by it."""
     config, origin, best = job.config, job.head.origin, outcome.best
     task_type = get_task_type(task.spec.task_type)
-    registered = registry.register(
+    registered = registration.register(
         job.name, best.prompt, config.task_model, program=best.program, change=change, task=task.spec.description,
         tags=record.version_tags(
             run_id=run.info.run_id, score=best.score, initial_score=outcome.initial_score, backend=config.backend,

@@ -238,7 +238,7 @@ def test_a_prompt_created_meanwhile_by_another_process_still_gets_its_version(tr
     from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS
 
     from promptomatix.config import ModelSettings
-    from promptomatix.run import registration as registry
+    from promptomatix.run import registration
     from promptomatix.task.prompt import Prompt
 
     real = MlflowClient.create_prompt
@@ -252,7 +252,7 @@ def test_a_prompt_created_meanwhile_by_another_process_still_gets_its_version(tr
     monkeypatch.setattr(MlflowClient, "create_prompt", racing)
     prompt = Prompt("Label the text.", ("text",), ("label",))
     with mlflow.start_run():
-        done = registry.register("shared", prompt, ModelSettings(), tags={"run_id": "x", "validation_score": "1.0000"},
+        done = registration.register("shared", prompt, ModelSettings(), tags={"run_id": "x", "validation_score": "1.0000"},
                                  change="d", task="t")
 
     assert calls == ["shared-prompt"]
