@@ -6,6 +6,7 @@ imports and all, whenever the version is loaded; a user's plugin may use the old
 
 from __future__ import annotations
 
+import ast
 import importlib
 import subprocess
 import sys
@@ -49,8 +50,6 @@ def test_the_imports_of_a_serving_py_stored_before_the_move_still_work():
 def test_no_module_of_the_project_imports_an_old_path():
     # Old paths import with only a DeprecationWarning (which pytest does not show): this is what
     # keeps new code off them.
-    import ast
-
     root = PACKAGE.parent
     found = []
     for folder in ("promptomatix", "tests", "pipelines", "benchmarks", "examples", "scripts"):

@@ -1,9 +1,9 @@
 """What an optimization records, in one place: the artifact paths and tags of its MLflow run, the
 tags of the version it registers, and the JSON form of prompts, task specs and candidates.
 
-Writers (`recorder`, `runlife`, `tracking`, `registry`, `checkpoints`) and readers
-(`checkpoints.read_saved`, `lineage`, `critiques`, `compat`, `lifecycle`, `serving`) name a path
-or a tag only through this module, so the two sides cannot drift apart.
+Writers (`tracking.recorder`, `tracking.mlflow_tracker`, `run.life`, `run.registration`,
+`run.checkpoints`) and readers (`run.checkpoints.read_saved`, `run.lineage`, `lifecycle`, `compat`,
+`serving`) name a path or a tag only through this module, so the two sides cannot drift apart.
 
 This module imports no MLflow (backends use its conversions for their checkpoints, and backends
 never import MLflow) and does no work at import time.

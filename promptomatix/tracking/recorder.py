@@ -1,7 +1,7 @@
 """What an optimization writes on its MLflow run, step by step: the options and where it starts
 from, the task as read, the data and what was dropped from it, the winner and its answers, the
 totals, the held-out check, and the version it registers. The run's life (its start, name,
-take-over, failure and end) is `runlife`'s.
+take-over, failure and end) is `run.life`'s.
 
 Every tag, param, metric and artifact name comes from `record` (or, for what they log, from
 `tracking` and `freetext`), where the readers find it too.
