@@ -156,7 +156,18 @@ def prompt_and_experiments(tracking, monkeypatch):
     client = MlflowClient()
     client.create_prompt(PROMPT_NAME)
     waits: list[float] = []
-    monkeypatch.setattr(time, "sleep", waits.append)  # what registration.time.sleep is
+    real_sleep = time.sleep
+    main = threading.current_thread()
+
+    def sleep(seconds: float) -> None:
+        # registration.time.sleep is the time module's: patched for this thread only, since a
+        # thread an earlier test left running (MLflow's, polling each second) would spin on it
+        if threading.current_thread() is main:
+            waits.append(seconds)
+        else:
+            real_sleep(seconds)
+
+    monkeypatch.setattr(time, "sleep", sleep)
     return client, client.create_experiment("a"), client.create_experiment("b"), waits
 
 
