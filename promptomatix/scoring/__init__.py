@@ -41,7 +41,7 @@ from typing import Any
 
 from promptomatix.errors import ConfigError
 from promptomatix.plugins import Registry
-from promptomatix.scoring import judges
+from promptomatix.scoring import judges, modules
 
 # An `evaluate` module folder, or a callable: a batch f(predictions, references) -> dict, DSPy's per-example
 # f(example, pred, trace=None) -> float, an MLflow scorer (a loaded `evaluate` module is untyped, so it fits too).
@@ -176,9 +176,7 @@ class Metric:
 
                 module = evaluate.load(source, keep_in_memory=True)
             self._asks = {SOURCES} & _module_inputs(module)
-            self._compute = lambda predictions, references, **extra: module.compute(
-                predictions=predictions, references=references, **extra
-            )
+            self._compute = modules.compute_function(module)
         else:
             assert callable(source)  # metric_shape: every shape but MODULE is a callable
             params = inspect.signature(source).parameters
