@@ -32,6 +32,14 @@ def _module(tmp_path, name: str, features: str, body: str):
     return evaluate.load(str(path), keep_in_memory=True)
 
 
+def _count_compute(module, monkeypatch) -> list[dict]:
+    """The calls of `module.compute` from now on (each still computed)."""
+    calls: list[dict] = []
+    real = module.compute
+    monkeypatch.setattr(module, "compute", lambda **kwargs: calls.append(kwargs) or real(**kwargs))
+    return calls
+
+
 def _refuse(*args, **kwargs):
     raise AssertionError("module.compute was called")
 
@@ -59,9 +67,7 @@ def test_inputs_that_are_not_strings_go_through_compute_which_casts_them(tmp_pat
     module = _module(tmp_path, "ints", '{"predictions": datasets.Value("int32"), '
                                        '"references": datasets.Value("int32")}',
                      'return {"types": sorted({type(v).__name__ for v in predictions + references})}')
-    calls = []
-    real = module.compute
-    monkeypatch.setattr(module, "compute", lambda **kwargs: calls.append(kwargs) or real(**kwargs))
+    calls = _count_compute(module, monkeypatch)
 
     assert compute_function(module)(predictions=[1, 0], references=[True, 1]) == {"types": ["int"]}  # cast
     assert len(calls) == 1
@@ -71,9 +77,7 @@ def test_a_string_module_given_other_values_goes_through_compute_which_refuses_t
     module = _module(tmp_path, "strs", '{"predictions": datasets.Value("string"), '
                                        '"references": datasets.Value("string")}',
                      'return {"types": sorted({type(v).__name__ for v in predictions + references})}')
-    calls = []
-    real = module.compute
-    monkeypatch.setattr(module, "compute", lambda **kwargs: calls.append(kwargs) or real(**kwargs))
+    calls = _count_compute(module, monkeypatch)
     run = compute_function(module)
 
     assert run(predictions=["a"], references=["b"]) == {"types": ["str"]}

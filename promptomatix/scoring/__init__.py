@@ -121,10 +121,7 @@ class Record(dict):
 
 def _module_inputs(module) -> set[str]:
     """The input names of a loaded `evaluate` module (its features; the first set when several)."""
-    features = getattr(module, "features", None)
-    if isinstance(features, (list, tuple)):
-        features = features[0] if features else None
-    return set(features or ())
+    return set(modules.declared_inputs(module) or ())
 
 
 def sources_of(examples: Sequence[Mapping], fields: Sequence[str],

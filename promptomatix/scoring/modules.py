@@ -21,14 +21,14 @@ from typing import Any
 
 def compute_function(module: Any) -> Callable[..., dict]:
     """See the module's doc. `module` is a loaded `evaluate.EvaluationModule` (untyped package)."""
+    from datasets.utils.py_utils import temp_seed  # what `compute` seeds `_compute` with
+
     lock = threading.Lock()
     strings = _string_inputs(module)
 
     def compute(*, predictions, references, **extra) -> dict:
         given = {"predictions": predictions, "references": references, **extra}
         if strings is not None and all(name in given and _all_strings(given[name]) for name in strings):
-            from datasets.utils.py_utils import temp_seed
-
             with temp_seed(module.seed):
                 return module._compute(**given)
         with lock:
@@ -37,14 +37,21 @@ def compute_function(module: Any) -> Callable[..., dict]:
     return compute
 
 
+def declared_inputs(module: Any) -> Any:
+    """The module's declared inputs (a `datasets.Features`), the first set when it declares
+    several (`compute` takes the first that fits: string inputs fit a first set of strings)."""
+    features = getattr(module, "features", None)
+    if isinstance(features, (list, tuple)):
+        features = features[0] if features else None
+    return features
+
+
 def _string_inputs(module: Any) -> tuple[str, ...] | None:
     """The module's input names when each is declared a plain string and its inputs reach
     `_compute` as Python lists (no output format); else None."""
     from datasets import Features, Value
 
-    features = getattr(module, "features", None)
-    if isinstance(features, list) and features:  # several input formats: `compute` takes the first that fits
-        features = features[0]  # (string inputs fit a first format of strings)
+    features = declared_inputs(module)
     if not isinstance(features, Features) or not features or getattr(module.info, "format", None) is not None:
         return None
     if not all(isinstance(kind, Value) and kind.dtype == "string" for kind in features.values()):
